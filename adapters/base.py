@@ -1,0 +1,168 @@
+"""The adapter protocol: what every backend declares and how the suites call it.
+
+An adapter wraps one framework. It declares its implementations (each a real API of the
+framework, computing one canonical op) with their capabilities as data, and turns a
+``Call`` plus NumPy inputs into a ``PreparedCall``: inputs already converted and on the
+device, a ``run`` that executes the op and synchronises, and a ``to_numpy`` for the output.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+OPS: tuple[str, ...] = (
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "sigmoid_cross_entropy",
+)
+GRADIENT_OPS: frozenset[str] = frozenset(
+    {
+        "logsumexp",
+        "softmax_cross_entropy",
+        "sparse_softmax_cross_entropy",
+        "sigmoid_cross_entropy",
+    }
+)
+LABELLED_OPS: frozenset[str] = frozenset(
+    {"softmax_cross_entropy", "sparse_softmax_cross_entropy", "sigmoid_cross_entropy"}
+)
+DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
+DEVICES: tuple[str, ...] = ("cpu", "cuda")
+MODES: tuple[str, ...] = ("eager", "compiled")
+QUANTITIES: tuple[str, ...] = ("value", "grad")
+
+
+def numpy_dtype(dtype: str) -> np.dtype:
+    """The NumPy dtype for a canonical dtype name (bfloat16 comes from ml_dtypes)."""
+    if dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
+    return np.dtype(dtype)
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One real API of a framework that computes one canonical op.
+
+    ``name`` is ``"<backend>:<api>"`` and says which API is called, for example
+    ``"torch:F.cross_entropy"``. ``adaptation`` records anything the adapter does around the
+    call (moving the class axis, building a graph, applying softmax first) so reports can
+    show it; it is empty when the API is called as a user would call it.
+    """
+
+    name: str
+    op: str
+    dtypes: tuple[str, ...]
+    modes: tuple[str, ...] = ("eager",)
+    devices: tuple[str, ...] = ("cpu",)
+    gradient: bool = False
+    adaptation: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"{self.name}: unknown op {self.op!r}; valid: {', '.join(OPS)}")
+        for value, valid, what in (
+            (self.dtypes, DTYPES, "dtype"),
+            (self.modes, MODES, "mode"),
+            (self.devices, DEVICES, "device"),
+        ):
+            for item in value:
+                if item not in valid:
+                    raise ValueError(f"{self.name}: unknown {what} {item!r}; valid: {valid}")
+        if self.gradient and self.op not in GRADIENT_OPS:
+            raise ValueError(f"{self.name}: op {self.op} has no gradient quantity")
+
+    @property
+    def backend(self) -> str:
+        return self.name.split(":", 1)[0]
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        return ("value", "grad") if self.gradient else ("value",)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One way to evaluate an implementation: dtype, device, mode and quantity."""
+
+    implementation: Implementation
+    dtype: str
+    device: str = "cpu"
+    mode: str = "eager"
+    quantity: str = "value"
+
+
+@dataclass
+class PreparedCall:
+    """A call with its inputs converted and resident on the device.
+
+    ``run()`` executes the op (the gradient of the sum of the outputs with respect to the
+    logits when the quantity is ``grad``) and returns only after the device has finished.
+    ``to_numpy(output)`` converts what ``run`` returned; it is never part of a timing.
+    """
+
+    run: Callable[[], Any]
+    to_numpy: Callable[[Any], np.ndarray]
+
+    def __call__(self) -> np.ndarray:
+        return self.to_numpy(self.run())
+
+
+class Adapter(ABC):
+    """One backend: its version, devices and implementations, and how to prepare a call."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def version(self) -> str:
+        """The framework's version string(s), e.g. ``"2.13.0"`` or ``"jax 0.10.2, optax 0.2.8"``."""
+
+    def devices(self) -> tuple[str, ...]:
+        """Devices usable in this process now (``cpu`` always; ``cuda`` when a GPU is seen)."""
+        return ("cpu",)
+
+    @abstractmethod
+    def implementations(self) -> tuple[Implementation, ...]:
+        """Every implementation this backend offers, with its declared capabilities."""
+
+    @abstractmethod
+    def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
+        """Convert inputs for ``call`` and return the prepared call.
+
+        ``logits`` has the NumPy dtype of ``call.dtype`` (ml_dtypes.bfloat16 for bfloat16);
+        ``labels`` is ``None`` for unlabelled ops, int64 class ids for the sparse op, and of
+        the logits' dtype otherwise. Only called for calls that ``unsupported_reason`` accepts.
+        """
+
+    def implementation(self, name: str) -> Implementation:
+        for impl in self.implementations():
+            if impl.name == name:
+                return impl
+        valid = ", ".join(i.name for i in self.implementations())
+        raise KeyError(f"no implementation {name!r} in backend {self.name}; valid: {valid}")
+
+    def unsupported_reason(self, call: Call) -> str | None:
+        """Why ``call`` cannot run here, or ``None``: the one place capabilities are checked."""
+        impl = call.implementation
+        if call.dtype not in impl.dtypes:
+            return f"{impl.name} does not support dtype {call.dtype}"
+        if call.mode not in impl.modes:
+            return f"{impl.name} has no {call.mode} mode"
+        if call.device not in impl.devices:
+            return f"{impl.name} does not run on {call.device}"
+        if call.device not in self.devices():
+            return f"no {call.device} device visible to {self.name}"
+        if call.quantity not in impl.quantities:
+            return f"{impl.name} offers no {call.quantity}"
+        return None

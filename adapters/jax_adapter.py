@@ -1,0 +1,131 @@
+"""JAX and optax adapter: ``jax.nn``/``jax.scipy`` ops and optax losses, eager and ``jax.jit``.
+
+float64 needs JAX's 64-bit mode, so constructing the adapter turns on ``jax_enable_x64`` for
+the process (each backend runs in its own process). Every input is created from a NumPy array
+of an explicit dtype, so nothing else changes: float32 stays float32, and int64 labels stay
+int64 instead of being truncated to int32.
+
+Every op and dtype was checked to run eagerly and under ``jax.jit`` on the CPU (jax 0.10,
+optax 0.2.8). Note that "eager" JAX still compiles: ``jax.nn.softmax`` and friends are jitted
+internally, and each eager ``jax.grad`` call traces the function again. optax's top-level loss
+names (``optax.softmax_cross_entropy``) are the same objects as ``optax.losses.*`` and are
+not deprecated, so implementations are named after the shorter spelling users write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+import optax
+
+from adapters.base import DTYPES, Adapter, Call, Implementation, PreparedCall
+
+OpFunction = Callable[[jax.Array, jax.Array | None], jax.Array]
+
+_SCE = "softmax_cross_entropy"
+_SSCE = "sparse_softmax_cross_entropy"
+_SIG = "sigmoid_cross_entropy"
+_MODES = ("eager", "compiled")
+_DEVICES = ("cpu", "cuda")
+_JAX_PLATFORMS = {"cpu": "cpu", "cuda": "gpu"}
+
+
+def _implementation(name: str, op: str, gradient: bool) -> Implementation:
+    return Implementation(
+        name=f"jax:{name}", op=op, dtypes=DTYPES, modes=_MODES, devices=_DEVICES, gradient=gradient
+    )
+
+
+def _catalog() -> dict[str, tuple[Implementation, OpFunction]]:
+    """Every implementation with the function that calls it: name -> (declaration, function)."""
+    entries: list[tuple[Implementation, OpFunction]] = [
+        (_implementation("jax.nn.softmax", "softmax", False), lambda x, y: jax.nn.softmax(x)),
+        (
+            _implementation("jax.nn.log_softmax", "log_softmax", False),
+            lambda x, y: jax.nn.log_softmax(x),
+        ),
+        (
+            _implementation("jax.nn.logsumexp", "logsumexp", True),
+            lambda x, y: jax.nn.logsumexp(x, axis=-1),
+        ),
+        (
+            _implementation("jax.scipy.special.logsumexp", "logsumexp", True),
+            lambda x, y: jax.scipy.special.logsumexp(x, axis=-1),
+        ),
+        (
+            _implementation("optax.softmax_cross_entropy", _SCE, True),
+            lambda x, y: optax.softmax_cross_entropy(x, y),
+        ),
+        (
+            _implementation("optax.softmax_cross_entropy_with_integer_labels", _SSCE, True),
+            lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y),
+        ),
+        (
+            _implementation("optax.sigmoid_binary_cross_entropy", _SIG, True),
+            lambda x, y: optax.sigmoid_binary_cross_entropy(x, y),
+        ),
+    ]
+    return {impl.name: (impl, function) for impl, function in entries}
+
+
+def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
+    """The op itself, or ``jax.grad`` of the sum of its outputs with respect to the logits."""
+    if quantity == "value":
+        return function
+    return jax.grad(lambda logits, labels: jnp.sum(function(logits, labels)))
+
+
+class JaxAdapter(Adapter):
+    """JAX ``jax.nn`` and ``jax.scipy.special`` ops and optax losses."""
+
+    name = "jax"
+
+    def __init__(self) -> None:
+        jax.config.update("jax_enable_x64", True)
+        self._catalog = _catalog()
+        self._devices = ("cpu", "cuda") if _gpu_devices() else ("cpu",)
+        self._compiled: dict[tuple[str, str], OpFunction] = {}
+
+    def version(self) -> str:
+        return f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, optax {optax.__version__}"
+
+    def devices(self) -> tuple[str, ...]:
+        return self._devices
+
+    def implementations(self) -> tuple[Implementation, ...]:
+        return tuple(impl for impl, _ in self._catalog.values())
+
+    def _function(self, call: Call) -> OpFunction:
+        """The eager function, or its ``jax.jit`` (cached; jit keys shapes and dtypes itself)."""
+        name = call.implementation.name
+        function = _with_quantity(self._catalog[name][1], call.quantity)
+        if call.mode == "eager":
+            return function
+        key = (name, call.quantity)
+        if key not in self._compiled:
+            self._compiled[key] = jax.jit(function)
+        return self._compiled[key]
+
+    def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
+        function = self._function(call)
+        device = jax.devices(_JAX_PLATFORMS[call.device])[0]
+        logits_array = jax.device_put(logits, device)
+        labels_array = None if labels is None else jax.device_put(labels, device)
+
+        def run() -> Any:
+            return jax.block_until_ready(function(logits_array, labels_array))
+
+        return PreparedCall(run=run, to_numpy=np.asarray)
+
+
+def _gpu_devices() -> list[Any]:
+    """JAX's GPU devices, or an empty list when no GPU backend is present."""
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # JAX's documented answer when the platform is absent
+        return []

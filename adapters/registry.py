@@ -1,0 +1,93 @@
+"""The registry: backend name -> adapter, imported lazily.
+
+Built-in backends are listed once in ``BUILTIN_ADAPTERS``; third-party backends register an
+entry point in the group ``xentbench.adapters`` (``name = "package.module:AdapterClass"``).
+A backend whose framework cannot be imported is reported as unavailable with the reason,
+never as an ImportError.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+
+from adapters.base import Adapter
+
+ENTRY_POINT_GROUP = "xentbench.adapters"
+
+BUILTIN_ADAPTERS: dict[str, str] = {
+    "numpy": "adapters.numpy_adapter:NumpyAdapter",
+    "torch": "adapters.torch_adapter:TorchAdapter",
+    "tensorflow": "adapters.tensorflow_adapter:TensorflowAdapter",
+    "jax": "adapters.jax_adapter:JaxAdapter",
+    "onnxruntime": "adapters.onnxruntime_adapter:OnnxruntimeAdapter",
+}
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend is registered but cannot be used in this process."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """What ``xentbench list`` shows for one registered backend."""
+
+    name: str
+    target: str
+    source: str
+    adapter: Adapter | None
+    reason: str | None
+
+    @property
+    def available(self) -> bool:
+        return self.adapter is not None
+
+
+def registered() -> dict[str, tuple[str, str]]:
+    """Every registered backend: name -> (``module:attribute`` target, source)."""
+    targets = {name: (target, "builtin") for name, target in BUILTIN_ADAPTERS.items()}
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in BUILTIN_ADAPTERS:
+            targets[entry.name] = (entry.value, f"entry point ({entry.dist.name if entry.dist else '?'})")
+    return targets
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(registered())
+
+
+_loaded: dict[str, Adapter] = {}
+
+
+def load(name: str) -> Adapter:
+    """The adapter for ``name``; raises ``BackendUnavailable`` with the reason if it cannot load."""
+    if name in _loaded:
+        return _loaded[name]
+    targets = registered()
+    if name not in targets:
+        raise KeyError(f"unknown backend {name!r}; valid: {', '.join(targets)}")
+    target, _ = targets[name]
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        adapter = getattr(module, attribute)()
+    except Exception as exc:  # an unusable framework is data, not a crash
+        raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(adapter, Adapter):
+        raise BackendUnavailable(f"{target} is not an adapters.base.Adapter")
+    _loaded[name] = adapter
+    return adapter
+
+
+def status(name: str) -> BackendStatus:
+    target, source = registered()[name]
+    try:
+        return BackendStatus(name, target, source, load(name), None)
+    except BackendUnavailable as exc:
+        return BackendStatus(name, target, source, None, str(exc))
+
+
+def discover() -> list[BackendStatus]:
+    """The status of every registered backend (this imports each framework)."""
+    return [status(name) for name in registered()]

@@ -1,0 +1,242 @@
+"""TensorFlow and Keras 3 adapter: the ``tf.nn`` ops and the Keras losses, eager and XLA.
+
+Compiled mode is ``tf.function(jit_compile=True)``; every op and dtype was checked to run in
+both modes on the CPU (TF 2.21, Keras 3.15). Keras losses are the per-sample functional forms
+(``keras.losses.categorical_crossentropy`` and friends), with ``from_logits=True`` on the
+logits and with ``from_logits=False`` on ``tf.nn.softmax(logits)`` / ``tf.math.sigmoid``.
+
+Framework behaviour worth knowing when reading results (not changed here):
+
+- ``tf.nn.softmax_cross_entropy_with_logits`` computes float16 and bfloat16 in float32 and
+  rounds the loss back; the sparse op does that for float16 only (bfloat16 runs natively).
+- Keras ``from_logits=False`` inside a ``tf.function`` recognises a ``Softmax``/``Sigmoid``
+  op feeding the loss and uses its input as logits (the fused, stable op); eagerly it clips
+  the probabilities to ``[epsilon, 1 - epsilon]`` and takes their log. The two modes of the
+  same call can therefore give different answers for extreme logits.
+- ``tf.nn.sparse_softmax_cross_entropy_with_logits`` takes int64 labels as they are. Eagerly
+  on the CPU it raises on labels outside ``[0, C)``; under XLA it returns NaN for that row
+  (and TF documents NaN on the GPU).
+- Eager ``tf.nn.softmax_cross_entropy_with_logits`` returns NaN for a ``-inf`` logit with a
+  zero label; its XLA lowering returns the finite limit. Again the modes differ.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # drop C++ INFO/WARNING lines, keep errors
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import logging
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from adapters.base import DTYPES, Adapter, Call, Implementation, PreparedCall
+
+OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
+
+_SCE = "softmax_cross_entropy"
+_SSCE = "sparse_softmax_cross_entropy"
+_SIG = "sigmoid_cross_entropy"
+_MODES = ("eager", "compiled")
+_DEVICES = ("cpu", "cuda")
+_TF_DEVICE_NAMES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
+_SOFTMAX_FIRST = "tf.nn.softmax applied to the logits first, as users do (timed and differentiated)"
+_TRAILING_AXIS = (
+    "logits and labels given a trailing axis of size 1, so Keras's mean over the last axis "
+    "leaves the elementwise loss"
+)
+_SIGMOID_FIRST = (
+    "tf.math.sigmoid applied to the logits first, as users do (timed and differentiated)"
+)
+
+# (implementation, device, mode) -> dtypes it lacks there. TF has no GPU float64 kernel for
+# SparseSoftmaxCrossEntropyWithLogits (tensorflow/core/kernels/sparse_xent_op.cc), and eager
+# soft placement would silently run it on the CPU; XLA lowers the op itself. Not yet verified
+# on a GPU.
+_SPARSE_APIS = (
+    "tensorflow:tf.nn.sparse_softmax_cross_entropy_with_logits",
+    "tensorflow:keras.losses.sparse_categorical_crossentropy(from_logits=True)",
+    "tensorflow:keras.losses.sparse_categorical_crossentropy(from_logits=False)",
+)
+_DTYPE_GAPS: dict[tuple[str, str, str], frozenset[str]] = {
+    (name, "cuda", "eager"): frozenset({"float64"}) for name in _SPARSE_APIS
+}
+
+
+def _keras_softmax_loss(loss: Callable[..., tf.Tensor], from_logits: bool) -> OpFunction:
+    """A Keras categorical loss on the logits, or on their softmax as users write it."""
+    if from_logits:
+        return lambda logits, labels: loss(labels, logits, from_logits=True)
+    return lambda logits, labels: loss(labels, tf.nn.softmax(logits), from_logits=False)
+
+
+def _keras_binary_loss(from_logits: bool) -> OpFunction:
+    """Keras binary cross-entropy per element (see ``_TRAILING_AXIS``)."""
+
+    def binary(logits: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
+        logits, labels = logits[..., None], labels[..., None]
+        predictions = logits if from_logits else tf.math.sigmoid(logits)
+        return keras.losses.binary_crossentropy(labels, predictions, from_logits=from_logits)
+
+    return binary
+
+
+def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") -> Implementation:
+    return Implementation(
+        name=f"tensorflow:{name}",
+        op=op,
+        dtypes=DTYPES,
+        modes=_MODES,
+        devices=_DEVICES,
+        gradient=gradient,
+        adaptation=adaptation,
+    )
+
+
+def _tf_entries() -> list[tuple[Implementation, OpFunction]]:
+    """The ``tf.nn`` and ``tf.math`` implementations, each with the function that calls it."""
+    return [
+        (_implementation("tf.nn.softmax", "softmax", False), lambda x, y: tf.nn.softmax(x)),
+        (
+            _implementation("tf.nn.log_softmax", "log_softmax", False),
+            lambda x, y: tf.nn.log_softmax(x),
+        ),
+        (
+            _implementation("tf.math.reduce_logsumexp", "logsumexp", True),
+            lambda x, y: tf.math.reduce_logsumexp(x, axis=-1),
+        ),
+        (
+            _implementation("tf.nn.softmax_cross_entropy_with_logits", _SCE, True),
+            lambda x, y: tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x),
+        ),
+        (
+            _implementation("tf.nn.sparse_softmax_cross_entropy_with_logits", _SSCE, True),
+            lambda x, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x),
+        ),
+        (
+            _implementation("tf.nn.sigmoid_cross_entropy_with_logits", _SIG, True),
+            lambda x, y: tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x),
+        ),
+    ]
+
+
+def _keras_entries() -> list[tuple[Implementation, OpFunction]]:
+    """The Keras losses, with and without ``from_logits``, each with the function that calls it."""
+    cce, scce = keras.losses.categorical_crossentropy, keras.losses.sparse_categorical_crossentropy
+    entries: list[tuple[Implementation, OpFunction]] = []
+    for from_logits in (True, False):
+        call = f"(from_logits={from_logits})"
+        softmax_note = "" if from_logits else _SOFTMAX_FIRST
+        binary_note = _TRAILING_AXIS if from_logits else f"{_TRAILING_AXIS}; {_SIGMOID_FIRST}"
+        entries += [
+            (
+                _implementation(
+                    f"keras.losses.categorical_crossentropy{call}", _SCE, True, softmax_note
+                ),
+                _keras_softmax_loss(cce, from_logits),
+            ),
+            (
+                _implementation(
+                    f"keras.losses.sparse_categorical_crossentropy{call}", _SSCE, True, softmax_note
+                ),
+                _keras_softmax_loss(scce, from_logits),
+            ),
+            (
+                _implementation(f"keras.losses.binary_crossentropy{call}", _SIG, True, binary_note),
+                _keras_binary_loss(from_logits),
+            ),
+        ]
+    return entries
+
+
+def _catalog() -> dict[str, tuple[Implementation, OpFunction]]:
+    """Every implementation with the function that calls it: name -> (declaration, function)."""
+    return {impl.name: (impl, function) for impl, function in _tf_entries() + _keras_entries()}
+
+
+def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
+    """The op itself, or the gradient of the sum of its outputs via ``tf.GradientTape``."""
+    if quantity == "value":
+        return function
+
+    def gradient(logits: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(logits)
+            total = tf.reduce_sum(function(logits, labels))
+        return tape.gradient(total, logits)
+
+    return gradient
+
+
+class _DropRetracingWarning(logging.Filter):
+    """Drops TF's "triggered tf.function retracing" warning and nothing else.
+
+    Each new shape or dtype is meant to get its own XLA program here, and TF counts traces by
+    the Python function's code object, so every implementation would trip the warning.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+class TensorflowAdapter(Adapter):
+    """TensorFlow ``tf.nn``/``tf.math`` ops and Keras 3 losses on the TensorFlow backend."""
+
+    name = "tensorflow"
+
+    def __init__(self) -> None:
+        self._catalog = _catalog()
+        self._devices = ("cpu", "cuda") if tf.config.list_physical_devices("GPU") else ("cpu",)
+        self._compiled: dict[tuple[str, str, str, str], OpFunction] = {}
+        logger = tf.get_logger()
+        if not any(isinstance(f, _DropRetracingWarning) for f in logger.filters):
+            logger.addFilter(_DropRetracingWarning())
+
+    def version(self) -> str:
+        return f"tensorflow {tf.__version__}, keras {keras.__version__}"
+
+    def devices(self) -> tuple[str, ...]:
+        return self._devices
+
+    def implementations(self) -> tuple[Implementation, ...]:
+        return tuple(impl for impl, _ in self._catalog.values())
+
+    def unsupported_reason(self, call: Call) -> str | None:
+        """The declared capabilities, plus dtypes a device lacks for one implementation."""
+        reason = super().unsupported_reason(call)
+        key = (call.implementation.name, call.device, call.mode)
+        if reason is None and call.dtype in _DTYPE_GAPS.get(key, ()):
+            return f"{key[0]} has no {call.mode} {call.dtype} kernel on {call.device}"
+        return reason
+
+    def _function(self, call: Call) -> OpFunction:
+        """The eager function, or its cached XLA tf.function (which traces once per input shape)."""
+        impl = call.implementation
+        function = _with_quantity(self._catalog[impl.name][1], call.quantity)
+        if call.mode == "eager":
+            return function
+        key = (impl.name, call.quantity, call.dtype, call.device)
+        if key not in self._compiled:
+            self._compiled[key] = tf.function(function, jit_compile=True)
+        return self._compiled[key]
+
+    def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
+        function = self._function(call)
+        device = _TF_DEVICE_NAMES[call.device]
+        with tf.device(device):  # identity runs on the device, so the inputs live there
+            logits_tensor = tf.identity(tf.constant(logits))
+            labels_tensor = None if labels is None else tf.identity(tf.constant(labels))
+        synchronise = call.device == "cuda"  # CPU ops return finished tensors
+
+        def run() -> tf.Tensor:
+            with tf.device(device):
+                output = function(logits_tensor, labels_tensor)
+            if synchronise:
+                tf.test.experimental.sync_devices()
+            return output
+
+        return PreparedCall(run=run, to_numpy=lambda output: output.numpy())

@@ -1,0 +1,149 @@
+"""Rounding in one place: exact values to float64, and float64 + residual to narrower dtypes.
+
+The reference represents a real value ``t`` as ``hi + lo`` where ``hi = RN64(t)`` (round to
+nearest even) and ``lo = RN64(t - hi)``: ``hi`` is the correctly rounded float64 answer, ``lo``
+the part beyond float64 that the metrics need to measure float64 implementations in ULPs.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+from flint import arb
+
+# Rounding of a value to float64 is decided from an enclosure [lower, upper] of it; the
+# residual ``lo`` must also be known to this fraction of an ULP of hi (ample for ULP metrics).
+LO_ACCURACY = 2.0**-30
+
+
+def exact_to_fraction(value: arb) -> Fraction | None:
+    """The exact rational value of an exact arb, or None when beyond float64 (|v| > 2^1030 or < 2^-1080)."""
+    man, exp = (int(part) for part in value.man_exp())
+    if man == 0:
+        return Fraction(0)
+    magnitude = man.bit_length() + exp  # |value| < 2**magnitude
+    if magnitude > 1030 or magnitude < -1080:
+        return None
+    return Fraction(man << exp) if exp >= 0 else Fraction(man, 1 << -exp)
+
+
+def fraction_to_float(value: Fraction) -> float:
+    """Correctly rounded (nearest, ties to even) float64 of an exact rational."""
+    try:
+        return value.numerator / value.denominator  # CPython's int true division is correctly rounded
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _exact_to_float(value: arb) -> float:
+    fraction = exact_to_fraction(value)
+    if fraction is not None:
+        return fraction_to_float(fraction)
+    man = int(value.man_exp()[0])
+    huge = man.bit_length() + int(value.man_exp()[1]) > 0
+    return math.copysign(math.inf if huge else 0.0, man)
+
+
+def round_ball(ball: arb, *, final: bool = False) -> tuple[float, float] | None:
+    """``(hi, lo)`` for the real value enclosed by ``ball``, or None if the ball cannot decide it.
+
+    Decided when both ends of the ball round to the same float64 and the ball is narrow against
+    an ULP of that float. With ``final`` (no more precision to try: the value sits on a float64
+    or a rounding midpoint) the ball's midpoint is rounded.
+    """
+    if not ball.is_finite():
+        return None
+    low, high = _exact_to_float(ball.lower()), _exact_to_float(ball.upper())
+    if low != high and not final:
+        return None
+    mid = ball.mid()
+    hi = _exact_to_float(mid)
+    if math.isinf(hi) or hi == 0.0:
+        return hi + 0.0, 0.0  # the residual beyond overflow or below 2^-1075 is not representable
+    spacing = math.ulp(hi)
+    radius = exact_to_fraction(ball.rad().upper()) or Fraction(0)
+    if not final and radius > Fraction(spacing) * Fraction(LO_ACCURACY):
+        return None
+    residual = exact_to_fraction(mid)
+    lo = fraction_to_float(residual - Fraction(hi)) if residual is not None else 0.0
+    return hi, lo
+
+
+def decided(hi: np.ndarray, lo: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """Where ``hi = RN64(t)`` is certain for every t with ``|t - (hi + lo)| <= error``.
+
+    ``hi + lo`` must be normalised (``|lo| <= ulp(hi)/2``). RN64(t) = hi holds when t stays
+    strictly inside hi's rounding interval, whose half-widths differ below and above powers of
+    two; the residual must also be known to LO_ACCURACY of an ULP.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        above = (np.nextafter(hi, np.inf) - hi) / 2
+        below = (hi - np.nextafter(hi, -np.inf)) / 2
+        inside = (lo + error < above) & (error - lo < below)
+        sharp = error <= np.spacing(np.abs(hi)) * LO_ACCURACY
+    return inside & sharp & np.isfinite(hi)
+
+
+def round_to_dtype(hi: np.ndarray, lo: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Correct rounding of ``hi + lo`` to a dtype no wider than float64.
+
+    Casting ``hi`` alone rounds twice; that differs from rounding ``t`` once only when ``hi`` is
+    exactly a midpoint between two neighbours in ``dtype`` (midpoints of narrower formats are
+    float64 numbers, and rounding is monotone), in which case the sign of ``lo`` decides.
+    """
+    dtype = np.dtype(dtype)
+    hi = np.asarray(hi, dtype=np.float64)
+    lo = np.asarray(lo, dtype=np.float64)
+    if dtype == np.float64:
+        return hi.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        nearest = hi.astype(dtype)
+        toward = _neighbour(nearest, np.where(lo > 0, 1, -1), dtype)
+        midpoint = (nearest.astype(np.float64) + toward.astype(np.float64)) / 2
+        fix = (hi == midpoint) & (lo != 0) & np.isfinite(toward.astype(np.float64))
+    return np.where(fix, toward, nearest).astype(dtype)
+
+
+def _neighbour(values: np.ndarray, direction: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The next representable value of ``dtype`` above (direction 1) or below (-1) each value."""
+    bits_dtype = {2: np.uint16, 4: np.uint32}[dtype.itemsize]
+    bits = values.view(bits_dtype).astype(np.int64)
+    sign_bit = 1 << (8 * dtype.itemsize - 1)
+    negative = (bits & sign_bit) != 0
+    magnitude = bits & (sign_bit - 1)
+    # Moving away from zero increments the magnitude; toward zero decrements it (through zero).
+    away = np.where(negative, direction < 0, direction > 0)
+    at_zero = magnitude == 0
+    new_magnitude = np.where(away, magnitude + 1, magnitude - 1)
+    new_negative = np.where(at_zero, direction < 0, negative)
+    new_magnitude = np.where(at_zero, 1, new_magnitude)
+    new_bits = (new_magnitude | np.where(new_negative, sign_bit, 0)).astype(bits_dtype)
+    return new_bits.view(dtype)
+
+
+def round_one_sided(exact: Fraction, width: Fraction, sign: int) -> tuple[float, float] | None:
+    """``(hi, lo)`` for every t in the half-open interval from ``exact`` (excluded) to
+    ``exact + sign * width``, or None if RN64 is not constant there.
+
+    Values just beyond ``exact`` round like ``exact`` unless ``exact`` is a midpoint, where the
+    direction of ``sign`` decides; the far end must stay strictly inside that float's rounding
+    interval. This decides "exact dyadic part + tiny remainder of known sign" at once, where
+    widening precision would need more bits than the remainder's exponent (e^-1e30, say).
+    """
+    nearest = fraction_to_float(exact)
+    if math.isinf(nearest):
+        return nearest, 0.0
+    chosen = nearest
+    if Fraction(nearest) != exact:
+        other = math.nextafter(nearest, math.inf if exact > Fraction(nearest) else -math.inf)
+        if exact == (Fraction(nearest) + Fraction(other)) / 2 and (other > nearest) == (sign > 0):
+            chosen = other
+    base = Fraction(chosen)
+    far = exact + sign * width
+    upper = (base + Fraction(math.nextafter(chosen, math.inf))) / 2
+    lower = (base + Fraction(math.nextafter(chosen, -math.inf))) / 2
+    if not lower < far < upper:
+        return None
+    return chosen + 0.0, fraction_to_float(exact + sign * width / 2 - base)

@@ -1,0 +1,138 @@
+"""The accuracy suite: every (implementation, case, dtype, device, mode, quantity) -> one tidy row."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from adapters.base import Adapter, Call
+from reference.cache import cached_exact
+from suites import cases, metrics
+from suites.selection import Selection
+
+
+@lru_cache(maxsize=64)
+def case_inputs(case_id: str, dtype: str, seed: int):
+    return cases.find(case_id).inputs(dtype, seed)
+
+
+@lru_cache(maxsize=128)
+def case_exact(case_id: str, dtype: str, seed: int, quantity: str):
+    """The exact result for a case's inputs, or the ValueError the reference raises on them."""
+    logits, labels = case_inputs(case_id, dtype, seed)
+    try:
+        return cached_exact(cases.find(case_id).op, logits, labels, quantity)
+    except ValueError as exc:
+        return exc
+
+
+def _max_abs_logit(logits: np.ndarray) -> float:
+    values = np.abs(logits.astype(np.float64))
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else math.nan
+
+
+@dataclass
+class AccuracyTask:
+    """One evaluation of one implementation on one case."""
+
+    adapter: Adapter
+    call: Call
+    case: cases.Case
+    seed: int
+
+    @property
+    def key(self) -> tuple:
+        c = self.call
+        return (c.implementation.name, self.case.id, c.dtype, c.device, c.mode, c.quantity)
+
+    @property
+    def label(self) -> str:
+        return f"{self.call.implementation.name} {self.case.id} {self.call.dtype} {self.call.quantity}"
+
+    @property
+    def template(self) -> dict[str, Any]:
+        c = self.call
+        return {
+            "backend": self.adapter.name,
+            "implementation": c.implementation.name,
+            "op": c.implementation.op,
+            "dtype": c.dtype,
+            "device": c.device,
+            "mode": c.mode,
+            "quantity": c.quantity,
+            "case_id": self.case.id,
+            "family": self.case.family,
+            "n_classes": self.case.classes,
+        }
+
+    def evaluate(self) -> dict[str, Any]:
+        row = dict(self.template)
+        reason = self.adapter.unsupported_reason(self.call)
+        if reason is not None:
+            return {**row, "verdict": "unsupported", "message": reason}
+        logits, labels = case_inputs(self.case.id, self.call.dtype, self.seed)
+        row["max_abs_logit"] = _max_abs_logit(logits)
+        row["n_elements"] = int(logits.size)
+        started = time.perf_counter()
+        try:
+            got = self.adapter.prepare(self.call, logits, labels)()
+        except Exception as exc:  # raising is the right answer on invalid input only
+            verdict = metrics.verdict_for_exception(self.case.invalid)
+            message = f"raised {type(exc).__name__}: {str(exc)[:300]}"
+            return {**row, "verdict": verdict, "message": message}
+        finally:
+            row["elapsed_s"] = time.perf_counter() - started
+        if self.case.invalid:
+            message = "returned a result for invalid input (labels outside [0, C))"
+            return {**row, "verdict": metrics.verdict_for_invalid_result(), "message": message}
+        exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity)
+        return {**row, **self._measure(logits, labels, got, exact)}
+
+    def _measure(self, logits, labels, got, exact) -> dict[str, Any]:
+        op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
+        result = metrics.evaluate(op, quantity, dtype, logits, labels, got, exact)
+        failures = metrics.invariant_failures(op, dtype, logits, labels, got) if (
+            quantity == "value") else []
+        worst_row = _worst_row(result.worst_index)
+        label_row = None if labels is None else labels[worst_row]
+        return {
+            "verdict": result.verdict,
+            "message": result.message,
+            "max_ulp_error": result.max_ulp_error,
+            "mean_ulp_error": result.mean_ulp_error,
+            "max_rel_error": result.max_rel_error,
+            "budget_ulps": result.budget_ulps,
+            "nonfinite_mismatches": result.nonfinite_mismatches,
+            "worst_index": result.worst_index,
+            "worst_input": cases.input_summary(logits[worst_row], label_row),
+            "expected": result.expected,
+            "got": result.got,
+            "invariant_failures": ",".join(failures),
+        }
+
+
+def _worst_row(worst_index: str) -> int:
+    digits = worst_index.strip("()").split(",")[0].strip()
+    return int(digits) if digits.lstrip("-").isdigit() else 0
+
+
+def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:
+    """Every task of ``selection`` for ``adapter``, cases in catalog order."""
+    tasks = []
+    implementations = [i for i in adapter.implementations() if selection.wants_implementation(i)]
+    for case in cases.catalog():
+        if case.op not in selection.ops or not selection.wants_case(case.id):
+            continue
+        for impl in implementations:
+            if impl.op != case.op:
+                continue
+            for call in selection.calls(impl, impl.quantities):
+                if call.dtype in case.dtypes:
+                    tasks.append(AccuracyTask(adapter, call, case, selection.seed))
+    return tasks

@@ -1,0 +1,288 @@
+"""Run against run: verdict changes, accuracy drift and timing changes beyond the noise.
+
+Both runs are read from the results store and joined on ``results.KEYS[suite]``. The rules:
+
+- **verdict**: a move to a more severe verdict (accuracy: pass < inaccurate < wrong < error;
+  timing: ok < error) is a regression, a move to a less severe one an improvement. A move to or
+  from ``unsupported`` changes coverage, not quality: it is listed under ``changes``.
+- **ULP error** (accuracy, same verdict in both runs, both errors finite): a regression when
+  the new max error exceeds the base one by more than ``ulp_threshold`` times (a ratio) *and*
+  by at least ``MIN_ULP_CHANGE`` ULP; the floor keeps sub-ULP rounding noise (0.3 -> 0.7)
+  out. An improvement is the same rule the other way.
+- **time** (timing, ok in both runs): a slowdown when the new median exceeds the base median
+  by more than ``time_threshold`` (a fraction) *and* the intervals [median - IQR, median + IQR]
+  of the two runs do not overlap, so a difference inside the measured spread never counts.
+  A speed-up is the same rule the other way.
+
+Keys present in one run only are listed as ``added`` or ``removed``, never as regressions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from suites import results
+from suites.report import format_seconds, format_ulps
+
+DEFAULT_ULP_THRESHOLD = 2.0
+DEFAULT_TIME_THRESHOLD = 0.10
+MIN_ULP_CHANGE = 1.0
+SEVERITY: dict[str, dict[str, int]] = {
+    "accuracy": {"pass": 0, "inaccurate": 1, "wrong": 2, "error": 3},
+    "timing": {"ok": 0, "error": 1},
+}
+# One layout for both suites: ``case`` is the case id or the shape, ``detail`` the quantity
+# or the pass, so accuracy and timing findings share one table.
+KEY_COLUMNS = ["suite", "implementation", "case", "dtype", "device", "mode", "detail"]
+# ``base``/``new`` are display text; ``base_value``/``new_value`` the numbers (JSON only).
+CHANGE_COLUMNS = [
+    *KEY_COLUMNS,
+    "kind",
+    "base",
+    "new",
+    "ratio",
+    "version",
+    "base_value",
+    "new_value",
+]
+_KIND_ORDER = {"verdict": 0, "ulp": 1, "time": 2}
+_UNIFY = {
+    "accuracy": {"case_id": "case", "quantity": "detail"},
+    "timing": {"shape": "case", "pass": "detail"},
+}
+_MAX_LISTED = 50
+
+
+@dataclass
+class Comparison:
+    """The differences between a base run and a new run (see the module docstring for rules)."""
+
+    base: dict[str, str]
+    new: dict[str, str]
+    ulp_threshold: float
+    time_threshold: float
+    regressions: pd.DataFrame
+    improvements: pd.DataFrame
+    changes: pd.DataFrame
+    added: pd.DataFrame
+    removed: pd.DataFrame
+
+    @property
+    def note(self) -> str:
+        """A caveat the reader needs: timings from different hosts also compare machines."""
+        if self.base["host"] != self.new["host"]:
+            return "the runs come from different hosts, so time changes include the machine."
+        return ""
+
+    def render(self, format: str = "table") -> str:
+        """The comparison as ``"table"`` (markdown, readable as plain text) or ``"json"``."""
+        if format == "json":
+            return json.dumps(self._as_dict(), indent=2, ensure_ascii=False)
+        if format == "table":
+            return self._as_markdown()
+        raise ValueError(f"unknown format {format!r}; valid: table, json")
+
+    def _sections(self) -> dict[str, pd.DataFrame]:
+        return {
+            "regressions": self.regressions,
+            "improvements": self.improvements,
+            "changes": self.changes,
+            "added": self.added,
+            "removed": self.removed,
+        }
+
+    def _as_dict(self) -> dict:
+        return {
+            "base": self.base,
+            "new": self.new,
+            "note": self.note,
+            "thresholds": {
+                "ulp_ratio": self.ulp_threshold,
+                "min_ulp_change": MIN_ULP_CHANGE,
+                "time_fraction": self.time_threshold,
+            },
+            **{
+                name: json.loads(frame.to_json(orient="records", double_precision=15))
+                for name, frame in self._sections().items()
+            },
+        }
+
+    def _as_markdown(self) -> str:
+        counts = ", ".join(f"{len(frame)} {name}" for name, frame in self._sections().items())
+        lines = [
+            f"# Comparison: `{self.base['run_id']}` ({self.base['host']}) -> "
+            f"`{self.new['run_id']}` ({self.new['host']})",
+            "",
+            f"**{counts}.**",
+            "",
+            *([f"Note: {self.note}", ""] if self.note else []),
+            f"Regression rules: a verdict more severe; max ULP error more than "
+            f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; median time "
+            f"more than {self.time_threshold:.0%} higher with median±IQR intervals apart.",
+        ]
+        titles = {"changes": "coverage changes (to or from unsupported)"}
+        for name, frame in self._sections().items():
+            lines += ["", f"## {titles.get(name, name).capitalize()}: {len(frame)}", ""]
+            if frame.empty:
+                lines.append("None.")
+                continue
+            lines.append(_markdown_table(frame.head(_MAX_LISTED)))
+            if len(frame) > _MAX_LISTED:
+                lines += ["", f"... and {len(frame) - _MAX_LISTED} more (all are in the JSON)."]
+        return "\n".join(lines) + "\n"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    shown = frame.drop(columns=["base_value", "new_value"], errors="ignore")
+    if "ratio" in shown:
+        shown = shown.assign(ratio=shown["ratio"].map(lambda r: "" if pd.isna(r) else f"{r:.2f}×"))
+    return shown.fillna("").astype(str).to_markdown(index=False, disable_numparse=True)
+
+
+def compare_runs(
+    base_dir: Path,
+    new_dir: Path,
+    *,
+    ulp_threshold: float = DEFAULT_ULP_THRESHOLD,
+    time_threshold: float = DEFAULT_TIME_THRESHOLD,
+) -> Comparison:
+    """Compare the stored results of ``new_dir`` against ``base_dir``."""
+    for run_dir in (base_dir, new_dir):
+        if not Path(run_dir).is_dir():
+            raise FileNotFoundError(f"no such run directory: {run_dir}")
+    if ulp_threshold < 1 or time_threshold < 0:
+        raise ValueError("ulp_threshold is a ratio >= 1 and time_threshold a fraction >= 0")
+    found, added, removed = [], [], []
+    for suite in results.SUITES:
+        merged = _join(suite, base_dir, new_dir)
+        added.append(merged.loc[merged["_merge"] == "right_only", KEY_COLUMNS])
+        removed.append(merged.loc[merged["_merge"] == "left_only", KEY_COLUMNS])
+        both = merged[merged["_merge"] == "both"]
+        found.append(_verdict_changes(suite, both))
+        found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
+        found.append(_time_changes(both, time_threshold) if suite == "timing" else None)
+    by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
+    return Comparison(
+        base=_run_summary(base_dir),
+        new=_run_summary(new_dir),
+        ulp_threshold=ulp_threshold,
+        time_threshold=time_threshold,
+        regressions=by_direction["regression"],
+        improvements=by_direction["improvement"],
+        changes=by_direction["change"],
+        added=_concat(added, KEY_COLUMNS),
+        removed=_concat(removed, KEY_COLUMNS),
+    )
+
+
+def _by_direction(found: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Findings split into regression / improvement / change, verdicts first, then ULP, time."""
+    found = found.assign(_kind=found["kind"].map(_KIND_ORDER))
+    found = found.sort_values(["suite", "_kind", "implementation", "case", "dtype"])
+    return {
+        direction: found[found["direction"] == direction]
+        .drop(columns=["direction", "_kind"])
+        .reset_index(drop=True)
+        for direction in ("regression", "improvement", "change")
+    }
+
+
+def _join(suite: str, base_dir: Path, new_dir: Path) -> pd.DataFrame:
+    """Both runs' rows side by side (suffixes ``_base``/``_new``), in the shared key layout."""
+    keys = list(results.KEYS[suite])
+    # Object keys: pandas cannot join two empty Arrow-backed string columns.
+    base, new = (
+        results.load([run_dir], suite).astype(dict.fromkeys(keys, object))
+        for run_dir in (base_dir, new_dir)
+    )
+    merged = base.merge(new, on=keys, how="outer", suffixes=("_base", "_new"), indicator=True)
+    return merged.rename(columns=_UNIFY[suite]).assign(suite=suite)
+
+
+def _concat(frames: list[pd.DataFrame | None], columns: list[str]) -> pd.DataFrame:
+    frames = [frame for frame in frames if frame is not None and not frame.empty]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
+
+
+def _run_summary(run_dir: Path) -> dict[str, str]:
+    info = results.read_run_info(run_dir)
+    return {
+        "run_id": str(info.get("run_id", Path(run_dir).name)),
+        "host": str(info.get("host", "?")),
+        "path": str(run_dir),
+    }
+
+
+def _finding(rows: pd.DataFrame, kind: str, text, values, ratio, direction) -> pd.DataFrame:
+    """Findings in the shared layout; ``version`` shows an upgrade as ``old -> new``.
+
+    ``text`` and ``values`` are (base, new) pairs: display strings and the numbers behind them.
+    """
+    old_version = rows["backend_version_base"].fillna("")
+    new_version = rows["backend_version_new"].fillna("")
+    version = old_version.where(old_version == new_version, old_version + " -> " + new_version)
+    found = rows[KEY_COLUMNS].assign(
+        kind=kind,
+        base=text[0],
+        new=text[1],
+        ratio=ratio,
+        version=version,
+        base_value=values[0],
+        new_value=values[1],
+        direction=direction,
+    )
+    return found.reset_index(drop=True)
+
+
+def _verdict_changes(suite: str, both: pd.DataFrame) -> pd.DataFrame:
+    changed = both[both["verdict_base"] != both["verdict_new"]]
+    old = changed["verdict_base"].map(SEVERITY[suite])
+    new = changed["verdict_new"].map(SEVERITY[suite])
+    direction = np.select(
+        [old.isna() | new.isna(), new > old], ["change", "regression"], default="improvement"
+    )
+    text = (changed["verdict_base"], changed["verdict_new"])
+    return _finding(changed, "verdict", text, (math.nan, math.nan), math.nan, direction)
+
+
+def _ulp_changes(both: pd.DataFrame, ulp_threshold: float) -> pd.DataFrame:
+    same = both[both["verdict_base"] == both["verdict_new"]]
+    base, new = same["max_ulp_error_base"], same["max_ulp_error_new"]
+    finite = np.isfinite(base) & np.isfinite(new)
+    worse = finite & (new > base * ulp_threshold) & (new - base >= MIN_ULP_CHANGE)
+    better = finite & (base > new * ulp_threshold) & (base - new >= MIN_ULP_CHANGE)
+    moved = same[worse | better]
+    ratio = (new / base.where(base > 0)).loc[moved.index]
+    direction = np.where(worse.loc[moved.index], "regression", "improvement")
+    values = (moved["max_ulp_error_base"], moved["max_ulp_error_new"])
+    text = tuple(v.map(lambda u: f"{format_ulps(u)} ulp") for v in values)
+    return _finding(moved, "ulp", text, values, ratio, direction)
+
+
+def _time_changes(both: pd.DataFrame, time_threshold: float) -> pd.DataFrame:
+    ok = both[(both["verdict_base"] == "ok") & (both["verdict_new"] == "ok")]
+    base, new = ok["median_s_base"], ok["median_s_new"]
+    base_iqr, new_iqr = ok["iqr_s_base"].fillna(0.0), ok["iqr_s_new"].fillna(0.0)
+    slower = (new > base * (1 + time_threshold)) & (new - new_iqr > base + base_iqr)
+    faster = (base > new * (1 + time_threshold)) & (base - base_iqr > new + new_iqr)
+    moved = ok[slower | faster]
+    direction = np.where(slower.loc[moved.index], "regression", "improvement")
+    text = (
+        _time_text(moved["median_s_base"], moved["iqr_s_base"]),
+        _time_text(moved["median_s_new"], moved["iqr_s_new"]),
+    )
+    values = (moved["median_s_base"], moved["median_s_new"])
+    return _finding(moved, "time", text, values, (new / base).loc[moved.index], direction)
+
+
+def _time_text(median: pd.Series, iqr: pd.Series) -> pd.Series:
+    text = [f"{format_seconds(m)} ± {format_seconds(i)}" for m, i in zip(median, iqr, strict=True)]
+    return pd.Series(text, index=median.index, dtype=object)

@@ -1,0 +1,48 @@
+"""``xentbench list``: every registered backend with its implementations and capabilities."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+from adapters import registry
+
+
+def backend_listing() -> list[dict[str, Any]]:
+    """One entry per registered backend (importing each framework to ask its version)."""
+    entries = []
+    for status in registry.discover():
+        entry: dict[str, Any] = {"backend": status.name, "source": status.source,
+                                 "available": status.available, "reason": status.reason}
+        if status.available:
+            adapter = status.adapter
+            entry["version"] = adapter.version()
+            entry["devices"] = list(adapter.devices())
+            entry["implementations"] = [
+                {"name": impl.name, "op": impl.op, "dtypes": list(impl.dtypes),
+                 "devices": list(impl.devices), "modes": list(impl.modes),
+                 "quantities": list(impl.quantities), "adaptation": impl.adaptation}
+                for impl in adapter.implementations()
+            ]
+        entries.append(entry)
+    return entries
+
+
+def render_listing(entries: list[dict[str, Any]]) -> Table:
+    table = Table("backend / implementation", "op", "dtypes", "devices", "modes", "quantities",
+                  title="xentbench backends")
+    for entry in entries:
+        if not entry["available"]:
+            table.add_row(f"[bold]{entry['backend']}[/] unavailable: {entry['reason']}", "", "",
+                          "", "", "")
+            continue
+        devices = ", ".join(entry["devices"])
+        table.add_row(f"[bold]{entry['backend']}[/] {entry['version']}", "", "",
+                      f"visible: {devices}", "", "", end_section=False)
+        for impl in entry["implementations"]:
+            table.add_row(f"  {impl['name']}", impl["op"], " ".join(impl["dtypes"]),
+                          " ".join(impl["devices"]), " ".join(impl["modes"]),
+                          " ".join(impl["quantities"]))
+        table.add_section()
+    return table

@@ -1,0 +1,98 @@
+"""``run.json``: what a run is based on (machine, versions, commands, reference, budget rule)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from suites.results import read_run_info, update_run_info
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def default_run_dir() -> Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / "runs" / f"{stamp}-{socket.gethostname()}"
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical CPUs)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
+
+
+def _gpu() -> str:
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "none detected"
+    return listed.stdout.strip() or "none detected"
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    commit = head.stdout.strip() or "unknown"
+    return commit + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
+    """Record the machine and the command in ``run.json`` (creating the run) and return it."""
+    from suites.metrics import BUDGET_RULE
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    existing = read_run_info(run_dir)
+    info: dict[str, Any] = {
+        "run_id": existing.get("run_id", run_dir.name),
+        "host": socket.gethostname(),
+        "started": existing.get("started", _now()),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": _cpu(),
+        "gpu": _gpu(),
+        "git_commit": _git_commit(),
+        "seed": seed,
+        "commands": [shlex.join(["xentbench", *sys.argv[1:]])],
+        "reference": {
+            "method": "double-double with rigorous error bounds, Arb ball arithmetic "
+            "(python-flint) where the bound cannot decide the rounding",
+            "precision": "correctly rounded float64 plus residual",
+        },
+        "ulp_budget_rule": BUDGET_RULE,
+    }
+    if timing and "memory_bandwidth_gbps" not in existing:
+        from suites.bandwidth import memory_bandwidth_gbps
+        from suites.timing import harness_overhead_s
+
+        info["memory_bandwidth_gbps"] = memory_bandwidth_gbps()
+        info["harness_overhead_s"] = harness_overhead_s()
+    return update_run_info(run_dir, info)
+
+
+def finish(run_dir: Path, outcomes) -> dict[str, Any]:
+    backends = {o.backend: o.version for o in outcomes if o.version}
+    unavailable = {o.backend: o.unavailable for o in outcomes if o.unavailable}
+    crashes = [f"{o.suite} {o.backend}: {crash}" for o in outcomes for crash in o.crashes]
+    return update_run_info(run_dir, {"finished": _now(), "backends": backends,
+                                     "unavailable": unavailable, "crashes": crashes})

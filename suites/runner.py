@@ -1,0 +1,143 @@
+"""The runner: one worker process per backend, progress, crash and hang isolation, resume.
+
+A worker that dies or stays silent past the task timeout is killed; the task it was running
+becomes an ``error`` row (so a resumed worker skips it) and a fresh worker carries on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from suites.results import RowWriter
+from suites.worker import WorkerJob, work
+
+PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
+MAX_RESTARTS = 50
+
+
+@dataclass
+class BackendOutcome:
+    backend: str
+    suite: str
+    version: str = ""
+    unavailable: str | None = None
+    verdicts: dict[str, int] = field(default_factory=dict)
+    crashes: list[str] = field(default_factory=list)
+
+
+class _Worker:
+    """A spawned worker process and the parent's end of its pipe."""
+
+    def __init__(self, job: WorkerJob):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe(duplex=False)
+        self.process = context.Process(target=work, args=(job, child), daemon=True)
+        self.process.start()
+        child.close()
+
+    def receive(self, timeout_s: float):
+        """The next message, or None if the worker died or stayed silent for ``timeout_s``."""
+        if self.connection.poll(timeout_s):
+            try:
+                return self.connection.recv()
+            except EOFError:
+                return None
+        return None
+
+    def stop(self) -> str:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        code = self.process.exitcode
+        return f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
+
+
+def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> BackendOutcome:
+    """Run one backend's suite to completion, restarting its worker after crashes or hangs."""
+    outcome = BackendOutcome(job.backend, job.suite)
+    bar = progress.add_task(f"{job.suite} {job.backend}", total=None)
+    for _ in range(MAX_RESTARTS):
+        worker = _Worker(job)
+        finished = _drive(worker, job, outcome, progress, bar, timeout_s)
+        worker.stop()
+        if finished:
+            break
+    progress.update(bar, description=f"{job.suite} {job.backend} [done]")
+    return outcome
+
+
+def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
+    """Consume one worker's messages; True when it finished (or the backend is unavailable)."""
+    in_flight = None
+    while True:
+        message = worker.receive(PLAN_TIMEOUT_S if in_flight is None else timeout_s)
+        if message is None:
+            _record_crash(job, outcome, in_flight, worker, timeout_s)
+            if in_flight is None:
+                outcome.crashes.append("worker failed before starting a task")
+                return True
+            progress.advance(bar)
+            return False
+        kind, payload = message
+        if kind == "unavailable":
+            outcome.unavailable = payload
+            progress.update(bar, total=0)
+            return True
+        if kind == "plan":
+            outcome.version = payload["version"]
+            done_before = payload["total"] - payload["todo"]
+            progress.update(bar, total=payload["total"], completed=max(done_before, 0))
+        elif kind == "start":
+            in_flight = payload
+            progress.update(bar, description=f"{job.suite} {job.backend}: {payload[1]}"[:70])
+        elif kind == "done":
+            outcome.verdicts[payload] = outcome.verdicts.get(payload, 0) + 1
+            in_flight = None
+            progress.advance(bar)
+        elif kind == "end":
+            return True
+
+
+def _record_crash(job, outcome, in_flight, worker, timeout_s) -> None:
+    alive = worker.process.is_alive()
+    status = worker.stop()
+    if in_flight is None:
+        return
+    key, label, template = in_flight
+    reason = f"timed out after {timeout_s:g} s" if alive else f"worker process died ({status})"
+    outcome.crashes.append(f"{label}: {reason}")
+    outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
+    writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
+    writer.write({**template, "verdict": "error", "message": reason})
+    writer.flush()
+
+
+def run_all(jobs: list[WorkerJob], timeout_s: float, console: Console) -> list[BackendOutcome]:
+    """Run each job (backend x suite) in turn with a progress bar; merge each backend's rows."""
+    columns = (TextColumn("{task.description}", style="bold"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    outcomes = []
+    with Progress(*columns, console=console, transient=False) as progress:
+        for job in jobs:
+            started = time.monotonic()
+            outcome = run_backend(job, progress, timeout_s)
+            RowWriter(Path(job.run_dir), job.suite, job.backend).close()
+            outcome.verdicts = dict(sorted(outcome.verdicts.items()))
+            outcomes.append(replace(outcome))
+            progress.console.log(_summary(outcome, time.monotonic() - started))
+    return outcomes
+
+
+def _summary(outcome: BackendOutcome, elapsed_s: float) -> str:
+    name = f"{outcome.suite} {outcome.backend}"
+    if outcome.unavailable:
+        return f"{name}: unavailable: {outcome.unavailable}"
+    counts = ", ".join(f"{count} {verdict}" for verdict, count in outcome.verdicts.items())
+    crashes = f"; {len(outcome.crashes)} crash/timeout rows" if outcome.crashes else ""
+    return f"{name} {outcome.version}: {counts or 'nothing to do'} in {elapsed_s:.0f} s{crashes}"

@@ -1,0 +1,51 @@
+"""What a run evaluates: the user's selection of backends, ops, dtypes, devices, modes, cases, shapes."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+from adapters.base import DTYPES, OPS, Call, Implementation
+
+# Timing grid (batch, classes): from a single row to LLM-sized vocabularies.
+DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (
+    (1, 1000),
+    (64, 1000),
+    (256, 32000),
+    (32, 128000),
+    (8, 256000),
+)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The filters of one run; every field is explicit (the CLI fills in the defaults)."""
+
+    ops: tuple[str, ...] = OPS
+    dtypes: tuple[str, ...] = DTYPES
+    devices: tuple[str, ...] = ("cpu",)
+    modes: tuple[str, ...] = ("eager",)
+    implementations: tuple[str, ...] = ("*",)
+    cases: tuple[str, ...] = ("*",)
+    shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES
+    seed: int = 0
+    task_timeout_s: float = 120.0
+
+    def wants_implementation(self, impl: Implementation) -> bool:
+        return impl.op in self.ops and any(
+            fnmatch.fnmatchcase(impl.name, pattern) for pattern in self.implementations
+        )
+
+    def wants_case(self, case_id: str) -> bool:
+        return any(fnmatch.fnmatchcase(case_id, pattern) for pattern in self.cases)
+
+    def calls(self, impl: Implementation, quantities: tuple[str, ...]) -> list[Call]:
+        """Every (dtype, device, mode, quantity) call of ``impl`` this selection asks for."""
+        return [
+            Call(impl, dtype, device, mode, quantity)
+            for dtype in self.dtypes
+            for device in self.devices
+            for mode in self.modes
+            for quantity in quantities
+            if quantity in impl.quantities
+        ]

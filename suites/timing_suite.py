@@ -1,0 +1,259 @@
+"""Timing tasks: one adapter and one ``Selection`` in, one tidy ``TIMING_SCHEMA`` row per task out.
+
+A task is one (implementation, shape, dtype, device, mode, pass). Its inputs are generated
+from the selection's seed and converted by the adapter (``prepare``) before any timing; only
+``PreparedCall.run`` is timed (see ``suites.timing``). Each row also carries what a reader
+needs to judge the number: bytes moved, throughput against the machine's memory bandwidth,
+and the implementation's fixed per-call overhead measured on a tiny input.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from adapters.base import LABELLED_OPS, Adapter, Call, numpy_dtype
+from suites import timing
+from suites.results import KEYS
+from suites.selection import Selection
+
+PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
+OVERHEAD_SHAPE = (1, 2)
+LOGITS_SCALE = 4.0  # logits ~ normal(0, 4): both signs, several units apart, like real classifiers
+_FREE_EAGERLY_ELEMENTS = 1 << 20  # collect garbage after tasks at least this big
+_KIND_STREAM = {"logits": 0, "soft": 1, "sparse": 2, "sigmoid": 3}
+_LABEL_KIND = {
+    "softmax_cross_entropy": "soft",
+    "sparse_softmax_cross_entropy": "sparse",
+    "sigmoid_cross_entropy": "sigmoid",
+}
+
+
+def shape_name(batch: int, classes: int) -> str:
+    return f"{batch}x{classes}"
+
+
+def moved_bytes(op: str, batch: int, classes: int, itemsize: int, pass_: str) -> int:
+    """Bytes a memory-bound implementation must move: inputs read plus outputs written.
+
+    Logits are read once; labels are read once (int64 class ids for the sparse op, logits-shaped
+    otherwise); the output is logits-shaped for softmax, log_softmax and the sigmoid loss and one
+    value per row for the reductions. ``forward+backward`` also writes the logits-shaped
+    gradient. This is the least traffic of a fused single pass, so ``roofline_fraction`` is the
+    share of the memory-bound optimum an implementation reaches (above 1 only for inputs that
+    fit in cache, where DRAM bandwidth is not the limit).
+    """
+    full = batch * classes * itemsize
+    per_row = batch * itemsize
+    labels = {"soft": full, "sigmoid": full, "sparse": batch * 8}.get(_LABEL_KIND.get(op), 0)
+    output = full if op in ("softmax", "log_softmax", "sigmoid_cross_entropy") else per_row
+    gradient = full if pass_ == "forward+backward" else 0
+    return full + labels + output + gradient
+
+
+def _generate(kind: str, batch: int, classes: int, seed: int) -> np.ndarray:
+    """One input in float64 (int64 for class ids), from its own seeded stream."""
+    rng = np.random.default_rng([seed, batch, classes, _KIND_STREAM[kind]])
+    if kind == "logits":
+        return rng.normal(0.0, LOGITS_SCALE, size=(batch, classes))
+    if kind == "sparse":
+        return rng.integers(0, classes, size=batch, dtype=np.int64)
+    values = rng.random((batch, classes))
+    if kind == "soft":
+        values /= values.sum(axis=-1, keepdims=True)  # one probability distribution per row
+    return values
+
+
+class InputFactory:
+    """Seeded inputs for any op and dtype, keeping the float64 masters of one shape at a time.
+
+    Tasks are planned shape by shape, so consecutive tasks reuse the masters and only round
+    them to their dtype; asking for another shape (or ``clear``) frees the previous ones.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._shape: tuple[int, int] | None = None
+        self._masters: dict[str, np.ndarray] = {}
+
+    def clear(self) -> None:
+        self._shape, self._masters = None, {}
+
+    def _master(self, kind: str, batch: int, classes: int) -> np.ndarray:
+        if self._shape != (batch, classes):
+            self.clear()
+            self._shape = (batch, classes)
+        if kind not in self._masters:
+            self._masters[kind] = _generate(kind, batch, classes, self.seed)
+        return self._masters[kind]
+
+    def inputs(
+        self, op: str, batch: int, classes: int, dtype: str
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, labels) as ``Adapter.prepare`` expects them, rounded to ``dtype``."""
+        target = numpy_dtype(dtype)
+        logits = self._master("logits", batch, classes).astype(target)
+        if op not in LABELLED_OPS:
+            return logits, None
+        labels = self._master(_LABEL_KIND[op], batch, classes)
+        return logits, labels if labels.dtype == np.int64 else labels.astype(target)
+
+
+@dataclass
+class TimingTask:
+    """One timing evaluation: its results key, a progress label, and how to produce its row."""
+
+    key: tuple
+    label: str
+    evaluate: Callable[[], dict[str, Any]] = field(repr=False)
+
+
+def _prepare_and_measure(
+    adapter: Adapter, inputs: InputFactory, call: Call, shape: tuple[int, int], options: dict
+) -> timing.Measurement:
+    """Make and convert inputs (untimed), then time ``run``; framework errors propagate."""
+    logits, labels = inputs.inputs(call.implementation.op, *shape, call.dtype)
+    prepared = adapter.prepare(call, logits, labels)
+    del logits, labels  # the adapter keeps what it needs; large copies go with the task
+    return timing.measure(prepared.run, **options)
+
+
+@dataclass
+class _Plan:
+    """What every task of one plan shares: adapter, inputs, bandwidth, overhead cache, options."""
+
+    adapter: Adapter
+    inputs: InputFactory
+    bandwidth_gbps: float
+    measure_options: dict[str, float]
+    overheads: dict[tuple, float | None] = field(default_factory=dict)
+
+    def overhead_s(self, call: Call) -> float | None:
+        """Median on a [1, 2] input (the fixed per-call cost), once per signature; None on error."""
+        signature = (call.implementation.name, call.dtype, call.device, call.mode, call.quantity)
+        if signature not in self.overheads:
+            tiny_inputs = InputFactory(self.inputs.seed)  # leaves the shared masters alone
+            try:
+                self.overheads[signature] = _prepare_and_measure(
+                    self.adapter, tiny_inputs, call, OVERHEAD_SHAPE, self.measure_options
+                ).median_s
+            except Exception:  # the task's own measurement reports any error
+                self.overheads[signature] = None
+        return self.overheads[signature]
+
+
+_MEASURED_COLUMNS = (
+    "median_s",
+    "iqr_s",
+    "min_s",
+    "repeats",
+    "calls_per_repeat",
+    "compile_s",
+    "gbps",
+    "roofline_fraction",
+    "overhead_s",
+)
+
+
+def _base_row(adapter: Adapter, call: Call, pass_: str, batch: int, classes: int) -> dict:
+    """Every column but the runner's (run_id, host, backend_version); measurements empty."""
+    impl = call.implementation
+    itemsize = numpy_dtype(call.dtype).itemsize
+    return {
+        "backend": adapter.name,
+        "implementation": impl.name,
+        "op": impl.op,
+        "dtype": call.dtype,
+        "device": call.device,
+        "mode": call.mode,
+        "pass": pass_,
+        "shape": shape_name(batch, classes),
+        "batch": batch,
+        "n_classes": classes,
+        "n_elements": batch * classes,
+        "verdict": None,
+        "message": "",
+        "bytes": moved_bytes(impl.op, batch, classes, itemsize, pass_),
+        **dict.fromkeys(_MEASURED_COLUMNS),
+    }
+
+
+def _measured_row(plan: _Plan, call: Call, row: dict, m: timing.Measurement) -> dict:
+    gbps = row["bytes"] / m.median_s / 1e9 if m.median_s > 0 else None
+    return {
+        **row,
+        "verdict": "ok",
+        "message": m.summary(),
+        "median_s": m.median_s,
+        "iqr_s": m.iqr_s,
+        "min_s": m.min_s,
+        "repeats": m.repeats,
+        "calls_per_repeat": m.calls_per_repeat,
+        "compile_s": m.compile_s if call.mode == "compiled" else None,
+        "gbps": gbps,
+        "roofline_fraction": gbps / plan.bandwidth_gbps if gbps and plan.bandwidth_gbps else None,
+        "overhead_s": plan.overhead_s(call),
+    }
+
+
+def _evaluate_row(plan: _Plan, call: Call, row: dict) -> dict[str, Any]:
+    """The row for one task; never raises for framework errors (they become ``error`` rows)."""
+    reason = plan.adapter.unsupported_reason(call)
+    if reason is not None:
+        return {**row, "verdict": "unsupported", "message": reason}
+    shape = (row["batch"], row["n_classes"])
+    try:
+        measurement = _prepare_and_measure(
+            plan.adapter, plan.inputs, call, shape, plan.measure_options
+        )
+    except Exception as exc:  # a framework failure is a result, not a crash
+        return {**row, "verdict": "error", "message": f"{type(exc).__name__}: {exc}"}
+    return _measured_row(plan, call, row, measurement)
+
+
+def _evaluate(plan: _Plan, call: Call, row: dict, last_of_shape: bool) -> dict[str, Any]:
+    """``_evaluate_row``, then free the shape's inputs after its last task."""
+    try:
+        return _evaluate_row(plan, call, row)
+    finally:
+        if last_of_shape:
+            plan.inputs.clear()
+        if row["n_elements"] >= _FREE_EAGERLY_ELEMENTS:
+            gc.collect()  # device tensors caught in reference cycles go now, not mid-timing
+
+
+def plan_timing(
+    adapter: Adapter,
+    selection: Selection,
+    *,
+    bandwidth_gbps: float,
+    min_repeat_s: float = timing.DEFAULT_MIN_REPEAT_S,
+    repeats: int = timing.DEFAULT_REPEATS,
+    max_total_s: float = timing.DEFAULT_MAX_TOTAL_S,
+) -> list[TimingTask]:
+    """Every timing task ``selection`` asks of ``adapter``, shape by shape (inputs are reused).
+
+    Passes: ``forward`` for every implementation, ``forward+backward`` (quantity ``grad``) for
+    those declaring ``gradient=True``. Unsupported combinations still get a task whose row says
+    why, so reports show the gap instead of silently omitting it.
+    """
+    options = {"min_repeat_s": min_repeat_s, "repeats": repeats, "max_total_s": max_total_s}
+    plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options)
+    pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
+    wanted = [impl for impl in adapter.implementations() if selection.wants_implementation(impl)]
+    tasks: list[TimingTask] = []
+    for batch, classes in selection.shapes:
+        calls = [call for impl in wanted for call in selection.calls(impl, impl.quantities)]
+        for index, call in enumerate(calls):
+            row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
+            key = tuple(row[column] for column in KEYS["timing"])
+            label = " ".join(str(part) for part in key)
+            last = index == len(calls) - 1
+            evaluate = functools.partial(_evaluate, plan, call, row, last)
+            tasks.append(TimingTask(key=key, label=label, evaluate=evaluate))
+    return tasks

@@ -1,0 +1,85 @@
+"""The worker process: one backend, one suite; evaluates tasks and writes rows as it goes.
+
+It runs in its own process (spawned by ``suites.runner``) so a framework that crashes or hangs
+loses nothing but the task in flight. It reports to the parent through a pipe: the plan, the
+start of each task (with the row template the parent needs to record a crash), its end.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from adapters import registry
+from suites.results import RowWriter, stored_keys
+from suites.selection import Selection
+
+
+class Task(Protocol):
+    key: tuple
+    label: str
+    template: dict[str, Any]
+
+    def evaluate(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What a worker is asked to do (picklable: sent to a spawned process)."""
+
+    backend: str
+    suite: str
+    selection: Selection
+    run_dir: str
+    run_id: str
+    host: str
+    bandwidth_gbps: float = 0.0
+
+
+def plan(job: WorkerJob, adapter) -> list[Task]:
+    if job.suite == "accuracy":
+        from suites.accuracy_suite import plan_accuracy
+
+        return plan_accuracy(adapter, job.selection)
+    from suites.timing_suite import plan_timing
+
+    return plan_timing(adapter, job.selection, bandwidth_gbps=job.bandwidth_gbps)
+
+
+def provenance(job: WorkerJob, version: str) -> dict[str, Any]:
+    return {"run_id": job.run_id, "host": job.host, "backend_version": version}
+
+
+def work(job: WorkerJob, connection) -> None:
+    """Entry point of the worker process."""
+    try:
+        adapter = registry.load(job.backend)
+    except registry.BackendUnavailable as exc:
+        connection.send(("unavailable", str(exc)))
+        return
+    version = adapter.version()
+    tasks = plan(job, adapter)
+    done = stored_keys(Path(job.run_dir), job.suite, job.backend)
+    todo = [task for task in tasks if task.key not in done]
+    connection.send(("plan", {"total": len(tasks), "todo": len(todo), "version": version}))
+    writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
+    extra = provenance(job, version)
+    for task in todo:
+        connection.send(("start", (task.key, task.label, {**task.template, **extra})))
+        try:
+            row = task.evaluate()
+        except Exception as exc:  # a harness bug must not lose the run: record it
+            row = {**task.template, "verdict": "error", "message": _describe(exc)}
+        row = {**row, **extra}
+        writer.write(row)
+        connection.send(("done", row["verdict"]))
+    writer.close()
+    connection.send(("end", None))
+
+
+def _describe(exc: BaseException) -> str:
+    last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+    where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
+    return f"{type(exc).__name__}: {exc}{where}"[:2000]

@@ -1,0 +1,205 @@
+"""Run-versus-run comparison: verdict, ULP and timing regressions and improvements."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from suites.compare import compare_runs
+from suites.results import RowWriter, update_run_info
+
+KEY = {"backend": "torch", "backend_version": "2.5.0", "dtype": "float32", "device": "cpu"}
+
+
+def accuracy_row(case_id: str, verdict: str = "pass", max_ulp_error: float = 0.5, **values):
+    row = {
+        **KEY,
+        "implementation": "torch:F.softmax",
+        "op": "softmax",
+        "mode": "eager",
+        "quantity": "value",
+        "case_id": case_id,
+        "family": case_id.split("/")[1],
+        "verdict": verdict,
+        "message": "",
+        "max_ulp_error": max_ulp_error,
+        "budget_ulps": 4.0,
+    }
+    return {**row, **values}
+
+
+def timing_row(shape: str, median_s: float, iqr_s: float, verdict: str = "ok", **values):
+    row = {
+        **KEY,
+        "implementation": "torch:F.softmax",
+        "op": "softmax",
+        "mode": "eager",
+        "pass": "forward",
+        "shape": shape,
+        "verdict": verdict,
+        "message": "",
+        "median_s": median_s,
+        "iqr_s": iqr_s,
+    }
+    return {**row, **values}
+
+
+def write_run(run_dir: Path, accuracy=(), timing=(), host: str = "host-a") -> Path:
+    for suite, rows in (("accuracy", accuracy), ("timing", timing)):
+        if rows:
+            writer = RowWriter(run_dir, suite, "torch")
+            for row in rows:
+                writer.write({"run_id": run_dir.name, "host": host, **row})
+            writer.close()
+    update_run_info(run_dir, {"run_id": run_dir.name, "host": host})
+    return run_dir
+
+
+def compare(tmp_path: Path, base: dict, new: dict, **thresholds):
+    base_dir = write_run(tmp_path / "base", **base)
+    new_dir = write_run(tmp_path / "new", **new)
+    return compare_runs(base_dir, new_dir, **thresholds)
+
+
+def _keys(frame) -> set[tuple[str, str]]:
+    return set(zip(frame["case"], frame["kind"], strict=True))
+
+
+def test_verdict_that_gets_more_severe_is_a_regression(tmp_path):
+    result = compare(
+        tmp_path,
+        {"accuracy": [accuracy_row("softmax/extreme/big")]},
+        {"accuracy": [accuracy_row("softmax/extreme/big", "wrong", math.nan)]},
+    )
+    assert _keys(result.regressions) == {("softmax/extreme/big", "verdict")}
+    assert result.regressions.loc[0, ["base", "new"]].tolist() == ["pass", "wrong"]
+    assert result.improvements.empty
+
+
+def test_verdict_that_gets_less_severe_is_an_improvement(tmp_path):
+    result = compare(
+        tmp_path,
+        {"accuracy": [accuracy_row("softmax/special/nan", "error", math.nan)]},
+        {"accuracy": [accuracy_row("softmax/special/nan", "inaccurate", 9.0)]},
+    )
+    assert result.regressions.empty
+    assert _keys(result.improvements) == {("softmax/special/nan", "verdict")}
+
+
+def test_ulp_growth_beyond_ratio_and_floor_is_a_regression_but_noise_is_not(tmp_path):
+    result = compare(
+        tmp_path,
+        {
+            "accuracy": [
+                accuracy_row("softmax/benign/a", max_ulp_error=0.5),
+                accuracy_row("softmax/benign/b", max_ulp_error=0.3),
+            ]
+        },
+        {
+            "accuracy": [
+                accuracy_row("softmax/benign/a", max_ulp_error=3.0),
+                accuracy_row("softmax/benign/b", max_ulp_error=0.9),
+            ]
+        },
+        ulp_threshold=2.0,
+    )
+    # a: 6x and +2.5 ULP; b: 3x but only +0.6 ULP, under the 1-ULP floor.
+    assert _keys(result.regressions) == {("softmax/benign/a", "ulp")}
+    assert result.regressions.loc[0, "ratio"] == pytest.approx(6.0)
+
+
+def test_slowdown_beyond_threshold_and_spread_is_a_regression(tmp_path):
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 1.0e-3, 1e-5)]},
+        {"timing": [timing_row("64x1000", 1.5e-3, 1e-5)]},
+        time_threshold=0.1,
+    )
+    assert _keys(result.regressions) == {("64x1000", "time")}
+    assert result.regressions.loc[0, "ratio"] == pytest.approx(1.5)
+
+
+def test_slowdown_within_the_measured_spread_is_ignored(tmp_path):
+    # 15% slower, over the 10% threshold, but [0.8, 1.2] ms and [0.95, 1.35] ms overlap.
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 1.0e-3, 0.2e-3)]},
+        {"timing": [timing_row("64x1000", 1.15e-3, 0.2e-3)]},
+        time_threshold=0.1,
+    )
+    assert result.regressions.empty
+    assert result.improvements.empty
+
+
+def test_slowdown_under_the_threshold_is_ignored_even_when_intervals_are_apart(tmp_path):
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 1.0e-3, 1e-6)]},
+        {"timing": [timing_row("64x1000", 1.05e-3, 1e-6)]},
+        time_threshold=0.1,
+    )
+    assert result.regressions.empty
+
+
+def test_speedup_beyond_threshold_and_spread_is_an_improvement(tmp_path):
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 2.0e-3, 1e-5)]},
+        {"timing": [timing_row("64x1000", 1.0e-3, 1e-5)]},
+    )
+    assert result.regressions.empty
+    assert _keys(result.improvements) == {("64x1000", "time")}
+
+
+def test_timing_that_starts_raising_is_a_regression(tmp_path):
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 1.0e-3, 1e-5)]},
+        {"timing": [timing_row("64x1000", math.nan, math.nan, verdict="error")]},
+    )
+    assert _keys(result.regressions) == {("64x1000", "verdict")}
+
+
+def test_keys_in_one_run_only_are_added_or_removed_not_regressions(tmp_path):
+    result = compare(
+        tmp_path,
+        {"accuracy": [accuracy_row("softmax/benign/old")]},
+        {"accuracy": [accuracy_row("softmax/benign/new", "wrong", math.nan)]},
+    )
+    assert result.regressions.empty
+    assert result.added["case"].tolist() == ["softmax/benign/new"]
+    assert result.removed["case"].tolist() == ["softmax/benign/old"]
+
+
+def test_move_to_unsupported_is_a_coverage_change_not_a_regression(tmp_path):
+    result = compare(
+        tmp_path,
+        {"accuracy": [accuracy_row("softmax/benign/a")]},
+        {"accuracy": [accuracy_row("softmax/benign/a", "unsupported", math.nan)]},
+    )
+    assert result.regressions.empty and result.improvements.empty
+    assert _keys(result.changes) == {("softmax/benign/a", "verdict")}
+
+
+def test_render_as_table_and_as_json(tmp_path):
+    result = compare(
+        tmp_path,
+        {"accuracy": [accuracy_row("softmax/extreme/big")]},
+        {"accuracy": [accuracy_row("softmax/extreme/big", "wrong", math.nan)]},
+    )
+    table = result.render("table")
+    assert "## Regressions: 1" in table and "softmax/extreme/big" in table
+    data = json.loads(result.render("json"))
+    assert [row["case"] for row in data["regressions"]] == ["softmax/extreme/big"]
+    assert data["improvements"] == []
+    with pytest.raises(ValueError, match="unknown format"):
+        result.render("yaml")
+
+
+def test_missing_run_directory_is_reported(tmp_path):
+    write_run(tmp_path / "base", accuracy=[accuracy_row("softmax/benign/a")])
+    with pytest.raises(FileNotFoundError, match="no such run directory"):
+        compare_runs(tmp_path / "base", tmp_path / "absent")

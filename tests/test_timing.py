@@ -1,0 +1,312 @@
+"""Tests of the timing harness, the bandwidth probe and timing task planning.
+
+Wall-clock tests (marked ``timing``) use busy-waits of known length and generous tolerances so
+they hold on a noisy 2-core machine; the logic of the harness (calibration, repeat budget,
+compile time) is tested deterministically with a fake clock.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
+from suites import bandwidth, results, timing
+from suites.selection import Selection
+from suites.timing_suite import InputFactory, plan_timing
+
+SPIN_S = 0.002
+FAST = {"min_repeat_s": 1e-4, "repeats": 3, "max_total_s": 0.01}
+
+
+def spin(duration_s: float) -> None:
+    """Busy-wait: occupies the CPU for ``duration_s`` (sleep would yield and overshoot)."""
+    end = time.perf_counter() + duration_s
+    while time.perf_counter() < end:
+        pass
+
+
+class FakeClock:
+    """A ``time`` stand-in whose clock moves only when a fake call does work."""
+
+    def __init__(self, call_durations):
+        self.now = 0.0
+        self.calls = 0
+        self._durations = call_durations
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def run(self) -> None:
+        self.now += self._durations(self.calls)
+        self.calls += 1
+
+
+@pytest.fixture
+def quiet_cpu() -> None:
+    """Skip when runnable processes outnumber cores: a busy-wait then measures the scheduler."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores + 0.5:
+        pytest.skip(f"machine oversubscribed (1-min load {load:.1f} on {cores} cores)")
+
+
+def least_disturbed(measure_once, attempts: int = 3) -> timing.Measurement:
+    """The attempt with the lowest median: other processes only ever add time to a busy-wait."""
+    return min((measure_once() for _ in range(attempts)), key=lambda m: m.median_s)
+
+
+def measure_with_clock(monkeypatch, call_durations, **options) -> timing.Measurement:
+    clock = FakeClock(call_durations)
+    monkeypatch.setattr(timing, "time", clock)
+    return timing.measure(clock.run, **options)
+
+
+class AsyncDevice:
+    """A mock accelerator: ``launch`` queues work and returns at once; ``sync`` waits for it."""
+
+    def __init__(self, work_s: float):
+        self.work_s = work_s
+        self.busy_until = time.perf_counter()
+
+    def launch(self) -> None:
+        self.busy_until = max(self.busy_until, time.perf_counter()) + self.work_s
+
+    def sync(self) -> None:
+        spin(self.busy_until - time.perf_counter())
+
+
+# --- harness, wall clock ---------------------------------------------------------------
+
+
+@pytest.mark.timing
+@pytest.mark.usefixtures("quiet_cpu")
+def test_median_of_a_busy_wait_is_its_duration():
+    m = least_disturbed(
+        lambda: timing.measure(lambda: spin(SPIN_S), min_repeat_s=0.01, repeats=5, max_total_s=0.2)
+    )
+    assert m.min_s >= SPIN_S
+    assert m.median_s == pytest.approx(SPIN_S, rel=0.05)
+
+
+@pytest.mark.timing
+@pytest.mark.usefixtures("quiet_cpu")
+def test_async_work_is_timed_only_when_run_synchronises():
+    device = AsyncDevice(work_s=SPIN_S)
+
+    def run() -> None:  # the adapter contract: run() launches and synchronises
+        device.launch()
+        device.sync()
+
+    prepared = PreparedCall(run=run, to_numpy=np.asarray)
+    options = {"min_repeat_s": 0.01, "repeats": 5, "max_total_s": 0.2}
+    synced = least_disturbed(lambda: timing.measure(prepared.run, **options))
+    launch_only = timing.measure(AsyncDevice(work_s=SPIN_S).launch, **options)
+    assert synced.median_s == pytest.approx(SPIN_S, rel=0.05)
+    assert launch_only.median_s < SPIN_S / 10
+
+
+@pytest.mark.timing
+def test_summary_statistics_agree_with_the_per_repeat_times():
+    m = timing.measure(lambda: sum(range(100)), min_repeat_s=0.002, repeats=9, max_total_s=5)
+    q1, _median, q3 = statistics.quantiles(m.times_s, n=4, method="inclusive")
+    assert len(m.times_s) == m.repeats == 9
+    assert m.median_s == pytest.approx(statistics.median(m.times_s))
+    assert m.iqr_s == pytest.approx(q3 - q1)
+    assert m.min_s == min(m.times_s) <= m.median_s
+    assert m.calls_per_repeat * m.median_s > 0.002 / 4  # far more than one call per repeat
+
+
+@pytest.mark.timing
+def test_harness_overhead_is_positive_and_far_below_a_microsecond_op():
+    assert 0 < timing.harness_overhead_s() < 1e-6
+
+
+# --- harness, fake clock ---------------------------------------------------------------
+
+
+def test_calls_per_repeat_doubles_until_a_repeat_lasts_min_repeat_s(monkeypatch):
+    m = measure_with_clock(monkeypatch, lambda i: 0.001, min_repeat_s=0.01, repeats=5)
+    assert m.calls_per_repeat == 16  # 8 calls last 8 ms < 10 ms; 16 calls last 16 ms
+    assert m.repeats == 5 and m.note == ""
+    assert m.median_s == pytest.approx(0.001)
+
+
+def test_first_call_is_reported_as_compile_time(monkeypatch):
+    m = measure_with_clock(monkeypatch, lambda i: 1.5 if i == 0 else 0.001)
+    assert m.first_call_s == pytest.approx(1.5)
+    assert m.compile_s == pytest.approx(1.5 - 0.001)
+    assert m.median_s == pytest.approx(0.001)
+
+
+def test_slow_call_cuts_repeats_to_the_minimum_and_says_so(monkeypatch):
+    clock = FakeClock(lambda i: 0.2)
+    monkeypatch.setattr(timing, "time", clock)
+    m = timing.measure(clock.run, repeats=7, max_total_s=0.25)
+    assert m.repeats == timing.MIN_REPEATS == 3
+    assert clock.calls == 1 + 3  # the first call, then the repeats: no warm-up for a slow op
+    assert m.calls_per_repeat == 1
+    assert "cut from 7 to 3" in m.note
+
+
+def test_noisy_repeats_are_flagged_as_high_variance(monkeypatch):
+    one_call_per_repeat = {"min_repeat_s": 1e-9, "repeats": 5}
+    noisy = measure_with_clock(
+        monkeypatch, lambda i: 0.001 * (1 + 2 * (i % 2)), **one_call_per_repeat
+    )
+    steady = measure_with_clock(monkeypatch, lambda i: 0.002, **one_call_per_repeat)
+    assert noisy.calls_per_repeat == 1 and {round(t, 9) for t in noisy.times_s} == {1e-3, 3e-3}
+    assert noisy.high_variance and "high variance" in noisy.summary()
+    assert not steady.high_variance and steady.summary() == ""
+
+
+def test_fewer_than_three_repeats_is_refused():
+    with pytest.raises(ValueError, match="at least 3"):
+        timing.measure(lambda: None, repeats=2)
+
+
+# --- bandwidth -------------------------------------------------------------------------
+
+
+def test_copy_bandwidth_counts_bytes_read_and_written(monkeypatch):
+    ticks = iter(np.arange(0.0, 100.0, 0.005))  # every clock reading is 5 ms after the last
+    monkeypatch.setattr(bandwidth, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    n_bytes = 8 * 2**20
+    gbps = bandwidth.copy_bandwidth_gbps(n_bytes, repeats=3)
+    assert gbps == pytest.approx(2 * n_bytes / 0.005 / 1e9)
+
+
+# --- planning ----------------------------------------------------------------------------
+
+
+class FakeAdapter(Adapter):
+    """Three implementations; ``prepare`` records its inputs and runs a trivial NumPy op."""
+
+    name = "fake"
+    impls = (
+        Implementation("fake:softmax", "softmax", ("float32", "float64")),
+        Implementation(
+            "fake:sparse",
+            "sparse_softmax_cross_entropy",
+            ("float32",),
+            ("eager", "compiled"),
+            gradient=True,
+        ),
+        Implementation("fake:broken", "sigmoid_cross_entropy", ("float32",)),
+    )
+
+    def __init__(self):
+        self.prepared: list[tuple[Call, np.ndarray, np.ndarray | None]] = []
+
+    def version(self) -> str:
+        return "0"
+
+    def implementations(self) -> tuple[Implementation, ...]:
+        return self.impls
+
+    def prepare(self, call, logits, labels) -> PreparedCall:
+        self.prepared.append((call, logits, labels))
+        if call.implementation.name == "fake:broken":
+            raise RuntimeError("boom")
+        return PreparedCall(run=lambda: np.exp(logits).sum(), to_numpy=np.asarray)
+
+
+def evaluate_all(adapter: Adapter, selection: Selection) -> list[dict]:
+    return [
+        task.evaluate() for task in plan_timing(adapter, selection, bandwidth_gbps=10.0, **FAST)
+    ]
+
+
+def test_plan_has_one_task_per_pass_dtype_and_shape():
+    selection = Selection(dtypes=("float32", "float16"), shapes=((2, 3), (4, 5)))
+    tasks = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, **FAST)
+    expected = {
+        (impl, shape, dtype, "cpu", "eager", pass_)
+        for shape in ("2x3", "4x5")
+        for dtype in ("float32", "float16")
+        for impl, pass_ in (
+            ("fake:softmax", "forward"),
+            ("fake:sparse", "forward"),
+            ("fake:sparse", "forward+backward"),
+            ("fake:broken", "forward"),
+        )
+    }
+    shapes = [task.key[1] for task in tasks]
+    assert shapes == sorted(shapes)  # shape by shape, so consecutive tasks share inputs
+    assert {task.key for task in tasks} == expected and len(tasks) == len(expected)
+    assert all("fake:" in task.label for task in tasks)
+
+
+def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
+    selection = Selection(
+        dtypes=("float32", "float16"), modes=("eager", "compiled"), shapes=((2, 3),)
+    )
+    rows = evaluate_all(FakeAdapter(), selection)
+    by_key = {results.row_key("timing", row): row for row in rows}
+    runner_columns = {"run_id", "host", "backend_version"}
+    assert all(set(row) == set(results.TIMING_SCHEMA.names) - runner_columns for row in rows)
+    half = by_key[("fake:softmax", "2x3", "float16", "cpu", "eager", "forward")]
+    assert half["verdict"] == "unsupported" and "float16" in half["message"]
+    no_compiled = by_key[("fake:softmax", "2x3", "float32", "cpu", "compiled", "forward")]
+    assert no_compiled["verdict"] == "unsupported" and "compiled" in no_compiled["message"]
+    broken = by_key[("fake:broken", "2x3", "float32", "cpu", "eager", "forward")]
+    assert broken["verdict"] == "error" and broken["message"] == "RuntimeError: boom"
+    compiled = by_key[("fake:sparse", "2x3", "float32", "cpu", "compiled", "forward+backward")]
+    eager = by_key[("fake:sparse", "2x3", "float32", "cpu", "eager", "forward")]
+    assert compiled["verdict"] == eager["verdict"] == "ok"
+    assert compiled["compile_s"] >= 0 and eager["compile_s"] is None
+    writer = results.RowWriter(tmp_path, "timing", "fake")  # the rows fit the stored schema
+    for row in rows:
+        writer.write({**row, "run_id": "r", "host": "h", "backend_version": "0"})
+    writer.close()
+    assert len(results.load([tmp_path], "timing")) == len(rows)
+
+
+def test_bytes_throughput_and_roofline_follow_the_memory_bound_model():
+    selection = Selection(dtypes=("float32",), shapes=((4, 5),))
+    rows = {results.row_key("timing", r): r for r in evaluate_all(FakeAdapter(), selection)}
+    softmax = rows[("fake:softmax", "4x5", "float32", "cpu", "eager", "forward")]
+    grad = rows[("fake:sparse", "4x5", "float32", "cpu", "eager", "forward+backward")]
+    assert softmax["bytes"] == 80 + 80  # logits read, probabilities written
+    assert grad["bytes"] == 80 + 4 * 8 + 16 + 80  # logits, int64 labels, losses, gradient
+    for row in (softmax, grad):
+        assert row["gbps"] == pytest.approx(row["bytes"] / row["median_s"] / 1e9)
+        assert row["roofline_fraction"] == pytest.approx(row["gbps"] / 10.0)
+        assert row["n_elements"] == 20 and row["repeats"] >= 3
+
+
+def test_overhead_is_measured_once_per_signature_on_a_tiny_input():
+    adapter = FakeAdapter()
+    selection = Selection(dtypes=("float32",), shapes=((2, 3), (4, 5)))
+    rows = evaluate_all(adapter, selection)
+    tiny = [call for call, logits, _ in adapter.prepared if logits.shape == (1, 2)]
+    signatures = {(c.implementation.name, c.quantity) for c in tiny}
+    assert len(tiny) == len(signatures) == 3  # softmax value, sparse value and grad
+    ok = [row for row in rows if row["verdict"] == "ok"]
+    assert ok and all(row["overhead_s"] > 0 for row in ok)
+
+
+def test_inputs_follow_the_spec_and_the_seed():
+    factory = InputFactory(seed=7)
+    logits, sparse = factory.inputs("sparse_softmax_cross_entropy", 64, 10, "bfloat16")
+    _, soft = factory.inputs("softmax_cross_entropy", 64, 10, "float64")
+    _, sigmoid = factory.inputs("sigmoid_cross_entropy", 64, 10, "float32")
+    assert logits.dtype == numpy_dtype("bfloat16") and logits.shape == (64, 10)
+    assert 2 < float(np.std(logits.astype(np.float64))) < 6  # normal(0, 4)
+    assert (
+        sparse.dtype == np.int64
+        and sparse.shape == (64,)
+        and 0 <= sparse.min() <= sparse.max() < 10
+    )
+    np.testing.assert_allclose(soft.sum(axis=-1), 1.0)
+    assert (
+        soft.min() > 0 and sigmoid.dtype == np.float32 and 0 <= sigmoid.min() <= sigmoid.max() <= 1
+    )
+    again, _ = InputFactory(seed=7).inputs("softmax", 64, 10, "bfloat16")
+    other, _ = InputFactory(seed=8).inputs("softmax", 64, 10, "bfloat16")
+    assert np.array_equal(again, logits) and not np.array_equal(other, logits)
+    assert factory.inputs("softmax", 64, 10, "float32")[1] is None
