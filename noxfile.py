@@ -17,8 +17,13 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint"]
 
 BACKENDS = ["numpy", "torch", "tensorflow", "jax", "onnxruntime"]
-EXTRAS = {"numpy": [], "torch": ["torch"], "tensorflow": ["tensorflow"], "jax": ["jax"],
-          "onnxruntime": ["onnxruntime"]}
+EXTRAS = {
+    "numpy": [],
+    "torch": ["torch"],
+    "tensorflow": ["tensorflow"],
+    "jax": ["jax"],
+    "onnxruntime": ["onnxruntime"],
+}
 # torch 2.13.0 as a CPU build installs in seconds where pip finds it locally; elsewhere pip
 # takes PyPI's build of that release. Any other requirement: XENTBENCH_TORCH="torch>=2.14".
 TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
@@ -55,8 +60,17 @@ def lint(session: nox.Session) -> None:
 def accuracy(session: nox.Session, backend: str) -> None:
     """Accuracy suite for one backend, in its own environment, into RUN_DIR."""
     install(session, *EXTRAS[backend])
-    session.run("xentbench", "run", "--suite", "accuracy", "--backend", backend,
-                "--out", str(RUN_DIR), *session.posargs)
+    session.run(
+        "xentbench",
+        "run",
+        "--suite",
+        "accuracy",
+        "--backend",
+        backend,
+        "--out",
+        str(RUN_DIR),
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -64,11 +78,22 @@ def accuracy(session: nox.Session, backend: str) -> None:
 def timing(session: nox.Session, backend: str) -> None:
     """Timing suite for one backend, in its own environment, into RUN_DIR."""
     install(session, *EXTRAS[backend])
-    session.run("xentbench", "run", "--suite", "timing", "--backend", backend,
-                "--out", str(RUN_DIR), *session.posargs)
+    session.run(
+        "xentbench",
+        "run",
+        "--suite",
+        "timing",
+        "--backend",
+        backend,
+        "--out",
+        str(RUN_DIR),
+        *session.posargs,
+    )
 
 
-@nox.session(requires=[f"{suite}({backend})" for suite in ("accuracy", "timing") for backend in BACKENDS])
+@nox.session(
+    requires=[f"{suite}({backend})" for suite in ("accuracy", "timing") for backend in BACKENDS]
+)
 def report(session: nox.Session) -> None:
     """The main job: every backend's accuracy and timing, then the report in RUN_DIR."""
     install(session)

@@ -10,11 +10,18 @@ optax 0.2.8). Note that "eager" JAX still compiles: ``jax.nn.softmax`` and frien
 internally, and each eager ``jax.grad`` call traces the function again. optax's top-level loss
 names (``optax.softmax_cross_entropy``) are the same objects as ``optax.losses.*`` and are
 not deprecated, so implementations are named after the shorter spelling users write.
+
+Because eager JAX compiles every primitive for every new shape and dtype, the adapter points
+JAX's persistent compilation cache at ``.xentbench-cache/jax`` (``$XENTBENCH_JAX_CACHE``
+overrides it): a second run reuses the compiled kernels instead of spending minutes compiling.
+Caching compiled programs does not change what they compute.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -24,6 +31,8 @@ import numpy as np
 import optax
 
 from adapters.base import DTYPES, Adapter, Call, Implementation, PreparedCall
+
+_CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
 
 OpFunction = Callable[[jax.Array, jax.Array | None], jax.Array]
 
@@ -87,6 +96,10 @@ class JaxAdapter(Adapter):
 
     def __init__(self) -> None:
         jax.config.update("jax_enable_x64", True)
+        jax.config.update(
+            "jax_compilation_cache_dir", os.environ.get("XENTBENCH_JAX_CACHE", _CACHE)
+        )
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         self._catalog = _catalog()
         self._devices = ("cpu", "cuda") if _gpu_devices() else ("cpu",)
         self._compiled: dict[tuple[str, str], OpFunction] = {}

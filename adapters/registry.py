@@ -49,7 +49,10 @@ def registered() -> dict[str, tuple[str, str]]:
     targets = {name: (target, "builtin") for name, target in BUILTIN_ADAPTERS.items()}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name not in BUILTIN_ADAPTERS:
-            targets[entry.name] = (entry.value, f"entry point ({entry.dist.name if entry.dist else '?'})")
+            targets[entry.name] = (
+                entry.value,
+                f"entry point ({entry.dist.name if entry.dist else '?'})",
+            )
     return targets
 
 

@@ -104,7 +104,10 @@ with ctx.workprec(300):
     _table = [arb(2) ** (arb(j) / N) for j in range(N)]
     TABLE_HI = np.array([float(t.mid()) for t in _table])
     TABLE_LO = np.array([float((t - float(t.mid())).mid()) for t in _table])
-    INV_FACTORIAL_3 = (float((1 / arb(6)).mid()), float((1 / arb(6) - float((1 / arb(6)).mid())).mid()))
+    INV_FACTORIAL_3 = (
+        float((1 / arb(6)).mid()),
+        float((1 / arb(6) - float((1 / arb(6)).mid())).mid()),
+    )
 
 # Relative error bounds of ``exp_parts``' results (derivation in its docstring), with a
 # safety factor of at least 2^4 over the derived figures.
@@ -115,7 +118,8 @@ EXPM1_ERROR = 2.0**-84
 def exp_parts(d: Pair) -> tuple[Pair, Pair]:
     """``(B, q)`` with exp(d) = B (1 + q) and B = 2^(k/N): exact reduction plus a Taylor series.
 
-    Requires -650 <= d <= 700, where the low word of the result stays a normal number. Errors, u = 2^-53:
+    Requires -650 <= d <= 700, where the low word of the result stays a normal number.
+    Errors, u = 2^-53:
     reduction r = d - k ln(2)/N is exact in its first two steps (Sterbenz) and within 2^-96
     overall; q = r + r^2/2 + r^3/6 (double-double) + sum_{n=4..8} r^n/n! (float64): the float64
     tail is below 2^-42.5 so rounds within 2^-93.5, truncation after r^8 is below 2^-104,
@@ -137,10 +141,18 @@ def exp_parts(d: Pair) -> tuple[Pair, Pair]:
     return (TABLE_HI[index] * scale, TABLE_LO[index] * scale), q
 
 
+BLOCK = 1 << 14  # elements per block: a block's temporaries stay in cache
+
+
 def exp(d: Pair) -> Pair:
     """exp(d) in double-double, relative error <= EXP_ERROR, for -650 <= d <= 700."""
-    base, q = exp_parts(d)
-    return add(base, mul(base, q))
+    hi, lo = np.ravel(d[0]), np.ravel(d[1])
+    out_hi, out_lo = np.empty_like(hi), np.empty_like(hi)
+    for start in range(0, hi.size, BLOCK):
+        block = slice(start, start + BLOCK)
+        base, q = exp_parts((hi[block], lo[block]))
+        out_hi[block], out_lo[block] = add(base, mul(base, q))
+    return out_hi.reshape(np.shape(d[0])), out_lo.reshape(np.shape(d[0]))
 
 
 def expm1(d: Pair) -> Pair:

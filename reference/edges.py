@@ -23,7 +23,9 @@ NAN = np.nan
 INF = np.inf
 
 
-def regular_rows(op: str, quantity: str, logits: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
+def regular_rows(
+    op: str, quantity: str, logits: np.ndarray, labels: np.ndarray | None
+) -> np.ndarray:
     """Boolean mask over rows of a 2-D ``logits`` whose outputs the numeric paths compute."""
     regular = ~np.isnan(logits).any(axis=1)
     regular &= ~(logits == INF).any(axis=1)
@@ -39,7 +41,9 @@ def _signed_infinity_sum(weights: np.ndarray, active: np.ndarray) -> np.ndarray:
     """Sum over a row of weight * (+inf) for active entries: +inf, -inf, NaN (mixed) or 0 (none)."""
     positive = (active & (weights > 0)).any(axis=1)
     negative = (active & (weights < 0)).any(axis=1)
-    return np.where(positive & negative, NAN, np.where(positive, INF, np.where(negative, -INF, 0.0)))
+    return np.where(
+        positive & negative, NAN, np.where(positive, INF, np.where(negative, -INF, 0.0))
+    )
 
 
 def _softmax_limit(logits: np.ndarray) -> np.ndarray:
@@ -49,9 +53,7 @@ def _softmax_limit(logits: np.ndarray) -> np.ndarray:
     return np.where(plus, np.where(single, 1.0, NAN), 0.0)
 
 
-def edge_rows(
-    op: str, quantity: str, logits: np.ndarray, labels: np.ndarray | None
-) -> np.ndarray:
+def edge_rows(op: str, quantity: str, logits: np.ndarray, labels: np.ndarray | None) -> np.ndarray:
     """Outputs (float64, exact) for every row, meaningful where ``regular_rows`` is False."""
     nan_row = np.isnan(logits).any(axis=1, keepdims=True)
     if op == "softmax_cross_entropy":
@@ -92,8 +94,10 @@ def sigmoid_regular(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.isfinite(logits) & np.isfinite(labels)
 
 
-def sigmoid_edges(quantity: str, logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(hi, lo)`` of sigmoid cross-entropy where the logit is infinite (limits) or anything is NaN.
+def sigmoid_edges(
+    quantity: str, logits: np.ndarray, labels: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` of sigmoid cross-entropy at infinite logits (limits) or NaN anywhere.
 
     loss = z * softplus(-x) + (1 - z) * softplus(x): as x -> +inf it tends to (1 - z) * inf,
     as x -> -inf to z * inf (0 when the coefficient is 0). The gradient sigmoid(x) - z tends

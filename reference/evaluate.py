@@ -24,10 +24,17 @@ OPS = (
     "sparse_softmax_cross_entropy",
     "sigmoid_cross_entropy",
 )
-GRADIENT_OPS = ("logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy",
-                "sigmoid_cross_entropy")
-REDUCING = {("logsumexp", "value"), ("softmax_cross_entropy", "value"),
-            ("sparse_softmax_cross_entropy", "value")}
+GRADIENT_OPS = (
+    "logsumexp",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "sigmoid_cross_entropy",
+)
+REDUCING = {
+    ("logsumexp", "value"),
+    ("softmax_cross_entropy", "value"),
+    ("sparse_softmax_cross_entropy", "value"),
+}
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,9 @@ def _validate(op: str, quantity: str, logits, labels) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def exact(op: str, logits: np.ndarray, labels: np.ndarray | None = None,
-          quantity: str = "value") -> Exact:
+def exact(
+    op: str, logits: np.ndarray, labels: np.ndarray | None = None, quantity: str = "value"
+) -> Exact:
     """The exact value (or gradient of the sum of outputs w.r.t. logits) of a canonical op."""
     x, y = _validate(op, quantity, logits, labels)
     if op == "sigmoid_cross_entropy":
@@ -118,7 +126,9 @@ def _softmax_family(op, quantity, x, y) -> tuple[np.ndarray, np.ndarray]:
         row = index[position]
         wanted = [0] if hi.ndim == 1 else np.flatnonzero(~ok[position]).tolist()
         label = None if y is None else y[row]
-        row_hi, row_lo = exact_arb.exact_row(op, quantity, x[row], label, wanted)
+        hint = outputs.tail_hint[position]
+        hint = None if np.isnan(hint).any() else tuple(float(v) for v in hint)
+        row_hi, row_lo = exact_arb.exact_row(op, quantity, x[row], label, wanted, hint)
         if hi.ndim == 1:
             hi[row], lo[row] = row_hi[0], row_lo[0]
         else:

@@ -58,17 +58,21 @@ def _split(exact: arb, rest: arb) -> Value:
     return Split(exact, rest) if exact.is_exact() else exact + rest
 
 
-def _row_terms(x: np.ndarray) -> tuple[int, float, list[arb | None], list[arb | None]]:
-    """The max's index and value, the shifted logits d_i and e_i = exp(d_i) (None where masked)."""
+def _row_shifted(x: np.ndarray) -> tuple[int, float, list[arb | None]]:
+    """The max's index and value, and the exact shifted logits d_i (None where masked)."""
     finite = np.isfinite(x)
     star = int(np.argmax(np.where(finite, x, -np.inf)))
     m = float(x[star])
     shifted = _exactly(
         lambda: [arb(float(v)) - arb(m) if ok else None for v, ok in zip(x, finite, strict=True)]
     )
+    return star, m, shifted
+
+
+def _exp(shifted: list[arb | None], star: int) -> list[arb | None]:
     exps = [d.exp() if d is not None else None for d in shifted]
     exps[star] = arb(1)
-    return star, m, shifted, exps
+    return exps
 
 
 def _sum(values: list[arb | None], skip: set[int]) -> arb:
@@ -80,11 +84,21 @@ def _sum(values: list[arb | None], skip: set[int]) -> arb:
 
 
 def row_outputs(
-    op: str, quantity: str, x: np.ndarray, label: np.ndarray | int | None, wanted: list[int]
+    op: str,
+    quantity: str,
+    x: np.ndarray,
+    label: np.ndarray | int | None,
+    wanted: list[int],
+    tail: arb | None = None,
 ) -> list[Value]:
-    """Balls (or exact floats) for the outputs ``wanted`` of one regular row at ``ctx.prec``."""
-    star, m, shifted, exps = _row_terms(x)
-    tail = _sum(exps, {star})
+    """Balls (or exact floats) for the outputs ``wanted`` of one regular row at ``ctx.prec``.
+
+    ``tail``, when given, is a ball known to contain T (from the fast path's bound): then only
+    the wanted elements' exponentials are evaluated.
+    """
+    star, m, shifted = _row_shifted(x)
+    exps = _exp(shifted, star) if tail is None else None
+    tail = _sum(exps, {star}) if tail is None else tail
     total = 1 + tail
     log_total = tail.log1p()
 
@@ -100,8 +114,13 @@ def row_outputs(
     if op == "sparse_softmax_cross_entropy":
         k = int(label)
         if quantity == "value":
-            return [_split(-shifted[k], log_total)]
-        rest = _sum(exps, {k}) if k != star else tail
+            return [math.inf if shifted[k] is None else _split(-shifted[k], log_total)]
+        if k == star:
+            rest = tail
+        elif exps is not None:
+            rest = _sum(exps, {k})
+        else:  # R_k = 1 + (T - e_k) >= 1: T's error stays relatively small
+            rest = 1 + (tail - (shifted[k].exp() if shifted[k] is not None else 0))
         return [-rest / total if i == k else probability(i) for i in wanted]
     labels = [float(v) for v in label]
     label_sum = sum((arb(v) for v in labels), arb(0))
@@ -113,7 +132,7 @@ def row_outputs(
 
 
 def sigmoid_output(quantity: str, x: float, z: float) -> arb:
-    """Sigmoid cross-entropy value or gradient for one finite (logit, label) pair at ``ctx.prec``."""
+    """Sigmoid cross-entropy value or gradient for one finite (logit, label) at ``ctx.prec``."""
     a = arb(abs(x))
     t = (-a).exp()
     if quantity == "grad":  # sigmoid(x) - z = (1 - z) - t/(1+t) for x >= 0, t/(1+t) - z otherwise
@@ -148,7 +167,7 @@ def _to_pair(value: Value, final: bool) -> tuple[float, float] | None:
 
 
 def exact_values(evaluate, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Raise the precision until ``evaluate()`` (a list of ``count`` balls) decides every rounding."""
+    """Raise the precision until ``evaluate()`` (``count`` balls) decides every rounding."""
     hi = np.empty(count)
     lo = np.empty(count)
     pending = list(range(count))
@@ -169,12 +188,27 @@ def exact_values(evaluate, count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def exact_row(
-    op: str, quantity: str, x: np.ndarray, label: np.ndarray | int | None, wanted: list[int]
+    op: str,
+    quantity: str,
+    x: np.ndarray,
+    label: np.ndarray | int | None,
+    wanted: list[int],
+    tail_hint: tuple[float, float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(hi, lo)`` of the outputs ``wanted`` of one regular row, each correctly rounded."""
+    """``(hi, lo)`` of the outputs ``wanted`` of one regular row, each correctly rounded.
+
+    ``tail_hint = (hi, lo, error)`` encloses T = S - 1 (the fast path's double-double sum and
+    its rigorous bound); the first attempt uses it instead of summing the whole row again.
+    """
+    attempts = 0
 
     def evaluate(positions: list[int]) -> list[Value]:
-        return row_outputs(op, quantity, x, label, [wanted[p] for p in positions])
+        nonlocal attempts
+        tail = None
+        if tail_hint is not None and attempts == 0:
+            tail = arb(tail_hint[0]) + arb(tail_hint[1]) + arb(0, tail_hint[2])
+        attempts += 1
+        return row_outputs(op, quantity, x, label, [wanted[p] for p in positions], tail)
 
     return exact_values(evaluate, len(wanted))
 

@@ -5,9 +5,10 @@ arithmetic (``reference.dd``) with a rigorous bound on each output's absolute er
 output is returned only where that bound proves the float64 rounding (``rounding.decided``);
 every other output is left to the ball-arithmetic definition.
 
-Terms exp(d_i) with d_i < NEGLIGIBLE (below 2^-1100) enter only the error bounds; terms with
-NEGLIGIBLE <= d_i < LOW, where double-double loses relative accuracy, send their row to the
-definition.
+Terms exp(d_i) with d_i < NEGLIGIBLE (below NEGLIGIBLE_BOUND = 2^-1067, a float64 subnormal:
+a bound that underflowed to 0 would silently stop being a bound) enter only the error bounds;
+terms with NEGLIGIBLE <= d_i < LOW, where double-double loses relative accuracy, send their row
+to the definition.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference import dd
-from reference.rounding import decided
+from reference.rounding import decided, narrow_midpoint
 
 LOW = -650.0
-NEGLIGIBLE = -763.0
-NEGLIGIBLE_BOUND = 2.0**-1100
-UNDERFLOW = -746.0  # exp(v) < 2^-1076 below: rounds to 0
+NEGLIGIBLE = -740.0  # e^-740 < 2^-1067
+NEGLIGIBLE_BOUND = 2.0**-1067
+UNDERFLOW = -746.0  # softmax_i <= e^d_i < 2^-1076 below: rounds to 0
+UNDERFLOW_BOUND = 2.0**-1074  # representable bound on such a probability
 MAX_MAGNITUDE = 2.0**900  # TwoProd's split and shifted logits stay finite below this
 
 Pair = dd.Pair
@@ -66,11 +68,14 @@ def row_terms(x: np.ndarray) -> RowTerms:
     others[0][rows, max_index] = 0.0
     others[1][rows, max_index] = 0.0
     tail, factor = dd.sum_last_axis(others)
-    tail_error = factor * tail[0] + exps_error.sum(axis=1) - exps_error[rows, max_index]
+    others_error = exps_error.copy()
+    others_error[rows, max_index] = 0.0  # (summing all and subtracting would cancel tiny bounds)
+    tail_error = factor * tail[0] + others_error.sum(axis=1)
     log_total, log_relative = dd.log1p(tail)
     log_error = log_relative * log_total[0] + tail_error  # d log1p(t)/dt = 1/(1+t) <= 1
-    return RowTerms(max_index, shifted, masked, e, exps_error, tail, tail_error, log_total,
-                    log_error, usable)
+    return RowTerms(
+        max_index, shifted, masked, e, exps_error, tail, tail_error, log_total, log_error, usable
+    )
 
 
 def _broadcast(pair: Pair, shape: tuple[int, ...]) -> Pair:
@@ -78,37 +83,59 @@ def _broadcast(pair: Pair, shape: tuple[int, ...]) -> Pair:
 
 
 def probabilities(terms: RowTerms) -> tuple[Pair, np.ndarray, np.ndarray]:
-    """softmax_i = exp(d_i - log S), its error bound, and where it may be used."""
-    shape = terms.shifted[0].shape
-    v = dd.sub(terms.shifted, _broadcast(terms.log_total, shape))
-    v_error = terms.log_error[:, None] + dd.OP_ERROR * np.abs(v[0])
-    in_range = (v[0] >= LOW) & ~terms.masked
-    clipped = (np.where(in_range, v[0], 0.0), np.where(in_range, v[1], 0.0))
-    p = dd.exp(clipped)
-    # exp(v + err) <= exp(v)(1 + 2 err) for err <= 1/2.
-    p_error = p[0] * (dd.EXP_ERROR + 2 * v_error)
-    underflow = (v[0] + v_error < UNDERFLOW) | terms.masked
-    p = (np.where(in_range, p[0], 0.0), np.where(in_range, p[1], 0.0))
-    p_error = np.where(in_range, p_error, 0.0)
-    return p, p_error, in_range | underflow
+    """softmax_i = e_i * (1/S), its error bound, and where it may be used.
+
+    Relative error: e_i's EXP_ERROR, S's tail_error / S, and a few OP_ERRORs for the reciprocal
+    and the product. Where e_i was not evaluated (d_i < LOW) the probability is below
+    e^-650 / S: it rounds to 0 when d_i < UNDERFLOW (p < 2^-1076), else the row needs the
+    definition.
+    """
+    one = dd.const(np.ones(len(terms.tail[0])))
+    total = dd.add(one, terms.tail)
+    inverse = dd.div(one, total)
+    p = dd.mul(terms.exps, _broadcast(inverse, terms.exps[0].shape))
+    relative = dd.EXP_ERROR + (terms.tail_error / total[0])[:, None] + 4 * dd.OP_ERROR
+    p_error = p[0] * relative + terms.exps_error - dd.EXP_ERROR * terms.exps[0]
+    evaluated = terms.exps[0] > 0
+    underflow = (terms.shifted[0] < UNDERFLOW) | terms.masked
+    # An underflowing probability is exactly 0 once rounded: no error for softmax itself;
+    # expressions using it add UNDERFLOW_BOUND (see _soft).
+    p_error = np.where(underflow, 0.0, p_error)
+    return p, p_error, evaluated | underflow
 
 
 @dataclass
 class Outputs:
+    """Outputs where ``ok``; ``tail_hint`` rows of (T hi, T lo, bound) for the definition."""
+
     hi: np.ndarray
     lo: np.ndarray
     ok: np.ndarray
+    tail_hint: np.ndarray | None = None
 
 
 def _finish(value: Pair, error: np.ndarray, usable: np.ndarray) -> Outputs:
     hi, lo = value
     ok = usable & decided(hi, lo, error)
+    # At a midpoint of a narrower dtype the residual's sign decides that rounding: leave it to
+    # the definition when the bound does not fix the sign.
+    ok &= ~((np.abs(lo) <= error) & narrow_midpoint(hi))
     return Outputs(hi + 0.0, np.where(hi == 0, 0.0, lo), ok)
+
+
+def _with_hint(outputs: Outputs, terms: RowTerms) -> Outputs:
+    hint = np.stack([terms.tail[0], terms.tail[1], terms.tail_error], axis=1)
+    outputs.tail_hint = np.where(terms.usable[:, None], hint, np.nan)
+    return outputs
 
 
 def softmax_family(op: str, quantity: str, x: np.ndarray, labels: np.ndarray | None) -> Outputs:
     """Outputs of a softmax-family op on regular rows, with ``ok`` where they are proven."""
     terms = row_terms(x)
+    return _with_hint(_softmax_family(op, quantity, x, labels, terms), terms)
+
+
+def _softmax_family(op, quantity, x, labels, terms: RowTerms) -> Outputs:
     rows_ok = terms.usable[:, None]
     if op == "logsumexp" and quantity == "value":
         m = np.take_along_axis(x, terms.max_index[:, None], axis=1)[:, 0]
@@ -162,8 +189,13 @@ def _soft(quantity, terms, labels, p, p_error, ok) -> Outputs:
     if quantity == "grad":
         scaled = dd.mul(_broadcast(label_sum, p[0].shape), p)
         value = dd.sub(scaled, dd.const(labels))
-        error = (np.abs(label_sum[0])[:, None] * p_error + label_sum_error[:, None] * p[0]
-                 + dd.OP_ERROR * (np.abs(scaled[0]) + np.abs(labels)))
+        underflow = (terms.shifted[0] < UNDERFLOW) & ~terms.masked
+        p_bound = p_error + np.where(underflow, UNDERFLOW_BOUND, 0.0)
+        error = (
+            np.abs(label_sum[0])[:, None] * p_bound
+            + label_sum_error[:, None] * p[0]
+            + dd.OP_ERROR * (np.abs(scaled[0]) + np.abs(labels))
+        )
         return _finish(value, error, ok)
     live = ~terms.masked & (labels != 0)
     d = (np.where(live, terms.shifted[0], 0.0), np.where(live, terms.shifted[1], 0.0))
@@ -172,8 +204,12 @@ def _soft(quantity, terms, labels, p, p_error, ok) -> Outputs:
     weighted_error = factor * np.abs(products[0]).sum(axis=1) * 2
     scaled = dd.mul(label_sum, terms.log_total)
     value = dd.add(scaled, weighted)
-    error = (np.abs(label_sum[0]) * terms.log_error + label_sum_error * terms.log_total[0]
-             + weighted_error + dd.OP_ERROR * (np.abs(scaled[0]) + np.abs(value[0])))
+    error = (
+        np.abs(label_sum[0]) * terms.log_error
+        + label_sum_error * terms.log_total[0]
+        + weighted_error
+        + dd.OP_ERROR * (np.abs(scaled[0]) + np.abs(value[0]))
+    )
     return _finish(value, error, terms.usable)
 
 
@@ -204,6 +240,10 @@ def sigmoid(quantity: str, x: np.ndarray, z: np.ndarray) -> Outputs:
     first = dd.mul_float(minus, z)
     second = dd.mul(one_minus_z, plus)
     value = dd.add(first, second)
-    error = ((np.abs(z) + np.abs(one_minus_z[0])) * (small_error + dd.OP_ERROR * a)
-             + dd.OP_ERROR * (np.abs(first[0]) + np.abs(second[0]) + np.abs(value[0])))
+    large_weight = np.where(positive, np.abs(one_minus_z[0]), np.abs(z))
+    error = (
+        (np.abs(z) + np.abs(one_minus_z[0])) * small_error
+        + large_weight * dd.OP_ERROR * a  # rounding of a + softplus(-a), only where it is weighted
+        + dd.OP_ERROR * (np.abs(first[0]) + np.abs(second[0]) + np.abs(value[0]))
+    )
     return _finish(value, error, usable)

@@ -15,11 +15,11 @@ from flint import arb
 
 # Rounding of a value to float64 is decided from an enclosure [lower, upper] of it; the
 # residual ``lo`` must also be known to this fraction of an ULP of hi (ample for ULP metrics).
-LO_ACCURACY = 2.0**-30
+LO_ACCURACY = 2.0**-20
 
 
 def exact_to_fraction(value: arb) -> Fraction | None:
-    """The exact rational value of an exact arb, or None when beyond float64 (|v| > 2^1030 or < 2^-1080)."""
+    """The exact rational value of an exact arb; None beyond float64 (|v| > 2^1030 or < 2^-1080)."""
     man, exp = (int(part) for part in value.man_exp())
     if man == 0:
         return Fraction(0)
@@ -32,9 +32,43 @@ def exact_to_fraction(value: arb) -> Fraction | None:
 def fraction_to_float(value: Fraction) -> float:
     """Correctly rounded (nearest, ties to even) float64 of an exact rational."""
     try:
-        return value.numerator / value.denominator  # CPython's int true division is correctly rounded
-    except OverflowError:
-        return math.copysign(math.inf, value)
+        return (
+            value.numerator / value.denominator
+        )  # CPython's int true division is correctly rounded
+    except OverflowError:  # beyond the largest float64: rounds to infinity
+        return math.inf if value > 0 else -math.inf
+
+
+def residual_to_float(residual: Fraction) -> float:
+    """RN64 of a residual t - hi, keeping its sign when it is too small for float64.
+
+    The sign decides the rounding to narrower dtypes when hi is one of their midpoints
+    (770 + e^-770 rounds up to 772 in bfloat16), so a nonzero residual below 2^-1075 is kept
+    as the smallest subnormal of its sign (a "sticky" bit far below LO_ACCURACY).
+    """
+    lo = fraction_to_float(residual)
+    if lo == 0.0 and residual != 0:
+        return math.copysign(2.0**-1074, residual)
+    return lo
+
+
+NARROW_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def narrow_midpoint(hi: np.ndarray) -> np.ndarray:
+    """Where a float64 is exactly halfway between neighbours in float32, bfloat16 or float16."""
+    import ml_dtypes
+
+    hi = np.asarray(hi, dtype=np.float64)
+    found = np.zeros(hi.shape, dtype=bool)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name in NARROW_DTYPES:
+            dtype = np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+            nearest = hi.astype(dtype)
+            other = _neighbour(nearest, np.where(hi > nearest.astype(np.float64), 1, -1), dtype)
+            middle = (nearest.astype(np.float64) + other.astype(np.float64)) / 2
+            found |= (middle == hi) & np.isfinite(hi)
+    return found
 
 
 def _exact_to_float(value: arb) -> float:
@@ -62,12 +96,14 @@ def round_ball(ball: arb, *, final: bool = False) -> tuple[float, float] | None:
     hi = _exact_to_float(mid)
     if math.isinf(hi) or hi == 0.0:
         return hi + 0.0, 0.0  # the residual beyond overflow or below 2^-1075 is not representable
+    if not final and narrow_midpoint(np.array(hi))[()] and ball.contains(arb(hi)):
+        return None  # the residual's sign decides narrower roundings: it must be known
     spacing = math.ulp(hi)
     radius = exact_to_fraction(ball.rad().upper()) or Fraction(0)
     if not final and radius > Fraction(spacing) * Fraction(LO_ACCURACY):
         return None
     residual = exact_to_fraction(mid)
-    lo = fraction_to_float(residual - Fraction(hi)) if residual is not None else 0.0
+    lo = residual_to_float(residual - Fraction(hi)) if residual is not None else 0.0
     return hi, lo
 
 
@@ -103,7 +139,23 @@ def round_to_dtype(hi: np.ndarray, lo: np.ndarray, dtype: np.dtype) -> np.ndarra
         toward = _neighbour(nearest, np.where(lo > 0, 1, -1), dtype)
         midpoint = (nearest.astype(np.float64) + toward.astype(np.float64)) / 2
         fix = (hi == midpoint) & (lo != 0) & np.isfinite(toward.astype(np.float64))
-    return np.where(fix, toward, nearest).astype(dtype)
+        # hi exactly at the overflow threshold (max + ulp(max)/2) casts to inf; a residual
+        # pointing back toward zero means the value is below it: the largest finite number.
+        largest = _largest(dtype)
+        threshold = (
+            largest
+            + (largest - _neighbour(np.array(largest, dtype=dtype), -1, dtype).astype(np.float64))
+            / 2
+        )
+        inward = (np.abs(hi) == threshold) & (np.sign(lo) == -np.sign(hi))
+        nearest = np.where(inward, np.copysign(largest, hi).astype(dtype), nearest)
+    return np.where(fix & ~inward, toward, nearest).astype(dtype)
+
+
+def _largest(dtype: np.dtype) -> float:
+    import ml_dtypes
+
+    return float(ml_dtypes.finfo(dtype).max)
 
 
 def _neighbour(values: np.ndarray, direction: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -146,4 +198,4 @@ def round_one_sided(exact: Fraction, width: Fraction, sign: int) -> tuple[float,
     lower = (base + Fraction(math.nextafter(chosen, -math.inf))) / 2
     if not lower < far < upper:
         return None
-    return chosen + 0.0, fraction_to_float(exact + sign * width / 2 - base)
+    return chosen + 0.0, residual_to_float(exact + sign * width / 2 - base)

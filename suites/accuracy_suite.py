@@ -1,4 +1,4 @@
-"""The accuracy suite: every (implementation, case, dtype, device, mode, quantity) -> one tidy row."""
+"""The accuracy suite: each (implementation, case, dtype, device, mode, quantity) -> a tidy row."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from adapters.base import Adapter, Call
 from reference.cache import cached_exact
-from suites import cases, metrics
+from suites import cases, invariants, metrics
 from suites.selection import Selection
 
 
@@ -53,7 +53,9 @@ class AccuracyTask:
 
     @property
     def label(self) -> str:
-        return f"{self.call.implementation.name} {self.case.id} {self.call.dtype} {self.call.quantity}"
+        return (
+            f"{self.call.implementation.name} {self.case.id} {self.call.dtype} {self.call.quantity}"
+        )
 
     @property
     def template(self) -> dict[str, Any]:
@@ -97,29 +99,14 @@ class AccuracyTask:
     def _measure(self, logits, labels, got, exact) -> dict[str, Any]:
         op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
         result = metrics.evaluate(op, quantity, dtype, logits, labels, got, exact)
-        failures = metrics.invariant_failures(op, dtype, logits, labels, got) if (
-            quantity == "value") else []
-        worst_row = _worst_row(result.worst_index)
-        label_row = None if labels is None else labels[worst_row]
-        return {
-            "verdict": result.verdict,
-            "message": result.message,
-            "max_ulp_error": result.max_ulp_error,
-            "mean_ulp_error": result.mean_ulp_error,
-            "max_rel_error": result.max_rel_error,
-            "budget_ulps": result.budget_ulps,
-            "nonfinite_mismatches": result.nonfinite_mismatches,
-            "worst_index": result.worst_index,
-            "worst_input": cases.input_summary(logits[worst_row], label_row),
-            "expected": result.expected,
-            "got": result.got,
-            "invariant_failures": ",".join(failures),
-        }
-
-
-def _worst_row(worst_index: str) -> int:
-    digits = worst_index.strip("()").split(",")[0].strip()
-    return int(digits) if digits.lstrip("-").isdigit() else 0
+        failures = (
+            invariants.invariant_failures(op, dtype, logits, labels, got)
+            if quantity == "value"
+            else []
+        )
+        row = result.as_row()
+        row["invariant_failures"] = ",".join(failures)
+        return row
 
 
 def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:

@@ -63,9 +63,17 @@ def run_check(request: CheckRequest) -> list[dict[str, Any]]:
 
 def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
     impl = call.implementation
-    record = {"backend": adapter.name, "implementation": impl.name, "op": impl.op,
-              "quantity": call.quantity, "dtype": call.dtype, "device": call.device,
-              "mode": call.mode, "max_ulp_error": None, "max_rel_error": None}
+    record = {
+        "backend": adapter.name,
+        "implementation": impl.name,
+        "op": impl.op,
+        "quantity": call.quantity,
+        "dtype": call.dtype,
+        "device": call.device,
+        "mode": call.mode,
+        "max_ulp_error": None,
+        "max_rel_error": None,
+    }
     reason = adapter.unsupported_reason(call)
     if reason:
         return {**record, "verdict": "unsupported", "message": reason}
@@ -77,12 +85,26 @@ def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
         got = adapter.prepare(call, logits, labels)()
     except Exception as exc:
         verdict = metrics.verdict_for_exception(isinstance(exact, ValueError))
-        return {**record, "verdict": verdict, "message": f"raised {type(exc).__name__}: {exc}"[:300]}
+        return {
+            **record,
+            "verdict": verdict,
+            "message": f"raised {type(exc).__name__}: {exc}"[:300],
+        }
     if isinstance(exact, ValueError):
-        return {**record, "verdict": metrics.verdict_for_invalid_result(),
-                "message": f"returned a result for invalid input: {exact}"}
+        return {
+            **record,
+            "verdict": metrics.verdict_for_invalid_result(),
+            "message": f"returned a result for invalid input: {exact}",
+        }
     result = metrics.evaluate(impl.op, call.quantity, call.dtype, logits, labels, got, exact)
-    return {**record, "verdict": result.verdict, "max_ulp_error": result.max_ulp_error,
-            "max_rel_error": result.max_rel_error, "budget_ulps": result.budget_ulps,
-            "worst_index": result.worst_index, "expected": result.expected, "got": result.got,
-            "message": result.message}
+    return {
+        **record,
+        "verdict": result.verdict,
+        "max_ulp_error": result.max_ulp_error,
+        "max_rel_error": result.max_rel_error,
+        "budget_ulps": result.budget_ulps,
+        "worst_index": result.worst_index,
+        "expected": result.expected,
+        "got": result.got,
+        "message": result.message,
+    }

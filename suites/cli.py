@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def _shape(text: str) -> tuple[int, int]:
     try:
         batch, classes = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid shape {text!r}; expected BATCHxCLASSES, e.g. 64x1000") from None
+        raise argparse.ArgumentTypeError(
+            f"invalid shape {text!r}; expected BATCHxCLASSES, e.g. 64x1000"
+        ) from None
     if batch < 1 or classes < 1:
         raise argparse.ArgumentTypeError(f"invalid shape {text!r}; both sizes must be >= 1")
     return batch, classes
@@ -54,25 +57,58 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--suite", choices=(*SUITES, "all"), default="all")
     run.add_argument("--backend", nargs="+", metavar="B", help="default: every registered backend")
     run.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
-    run.add_argument("--dtype", nargs="+", choices=DTYPES, metavar="D",
-                     help="default: all four for accuracy, float32 for timing")
+    run.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=DTYPES,
+        metavar="D",
+        help="default: all four for accuracy, float32 for timing",
+    )
     run.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
-    run.add_argument("--mode", nargs="+", choices=MODES, metavar="M",
-                     help="default: eager for accuracy, eager and compiled for timing")
-    run.add_argument("--impl", nargs="+", default=["*"], metavar="GLOB",
-                     help="implementation name patterns, e.g. 'torch:*'")
+    run.add_argument(
+        "--mode",
+        nargs="+",
+        choices=MODES,
+        metavar="M",
+        help="default: eager for accuracy, eager and compiled for timing",
+    )
+    run.add_argument(
+        "--impl",
+        nargs="+",
+        default=["*"],
+        metavar="GLOB",
+        help="implementation name patterns, e.g. 'torch:*'",
+    )
     run.add_argument("--cases", nargs="+", default=["*"], metavar="GLOB", help="case id patterns")
-    run.add_argument("--shapes", nargs="+", type=_shape, metavar="BxC",
-                     help="timing shapes (default: " + " ".join(f"{b}x{c}" for b, c in DEFAULT_SHAPES) + ")")
+    run.add_argument(
+        "--shapes",
+        nargs="+",
+        type=_shape,
+        metavar="BxC",
+        help="timing shapes (default: " + " ".join(f"{b}x{c}" for b, c in DEFAULT_SHAPES) + ")",
+    )
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--timeout", type=float, default=300.0, help="seconds per task before it is killed")
+    run.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per task before it is killed"
+    )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="accuracy workers (backends) at a time; timing always runs one at a time",
+    )
     run.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
-    run.add_argument("--fail-on", choices=("wrong", "inaccurate"),
-                     help="exit 1 if any verdict at or beyond this level (error counts as beyond)")
+    run.add_argument(
+        "--fail-on",
+        choices=("wrong", "inaccurate"),
+        help="exit 1 if any verdict at or beyond this level (error counts as beyond)",
+    )
 
     check = commands.add_parser("check", help="run your own logits through every implementation")
     check.add_argument("--op", required=True, choices=OPS)
-    check.add_argument("--logits", required=True, type=Path, help=".npy file, classes on the last axis")
+    check.add_argument(
+        "--logits", required=True, type=Path, help=".npy file, classes on the last axis"
+    )
     check.add_argument("--labels", type=Path, help=".npy file (integers for the sparse op)")
     check.add_argument("--backend", nargs="+", metavar="B")
     check.add_argument("--dtype", nargs="+", choices=DTYPES, help="default: the logits' own dtype")
@@ -87,10 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="regressions between two runs (exit 1 if any)")
     compare.add_argument("base", type=Path)
     compare.add_argument("new", type=Path)
-    compare.add_argument("--ulp-threshold", type=float, default=2.0,
-                         help="max-ULP-error growth factor counted as a regression")
-    compare.add_argument("--time-threshold", type=float, default=0.10,
-                         help="relative slowdown counted as a regression (beyond the spread)")
+    compare.add_argument(
+        "--ulp-threshold",
+        type=float,
+        default=2.0,
+        help="max-ULP-error growth factor counted as a regression",
+    )
+    compare.add_argument(
+        "--time-threshold",
+        type=float,
+        default=0.10,
+        help="relative slowdown counted as a regression (beyond the spread)",
+    )
     compare.add_argument("--format", choices=("table", "json"), default="table")
     return parser
 
@@ -139,13 +183,20 @@ def _run(args, console) -> int:
     run_dir = args.out or run_info.default_run_dir()
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
     jobs = [
-        WorkerJob(backend, suite, _selection(args, suite), str(run_dir), info["run_id"],
-                  info["host"], info.get("memory_bandwidth_gbps", 0.0))
+        WorkerJob(
+            backend,
+            suite,
+            _selection(args, suite),
+            str(run_dir),
+            info["run_id"],
+            info["host"],
+            info.get("memory_bandwidth_gbps", 0.0),
+        )
         for suite in suites
         for backend in backends
     ]
     console.print(f"run directory: {run_dir}")
-    outcomes = run_all(jobs, args.timeout, console)
+    outcomes = run_all(jobs, args.timeout, console, args.jobs)
     run_info.finish(run_dir, outcomes)
     return _gate(run_dir, args.fail_on, console) if args.fail_on else 0
 
@@ -168,7 +219,7 @@ def _gate(run_dir: Path, level: str, console) -> int:
     from suites.results import load
 
     rows = load([run_dir], "accuracy")
-    failing = VERDICT_LEVELS[VERDICT_LEVELS.index(level):]
+    failing = VERDICT_LEVELS[VERDICT_LEVELS.index(level) :]
     bad = rows[rows["verdict"].isin(failing)]
     if len(bad):
         console.print(f"--fail-on {level}: {len(bad)} evaluations at or beyond {level!r}")
@@ -188,8 +239,15 @@ def _check(args, console) -> int:
         raise UsageError(f"cannot read array: {exc}") from None
     try:
         dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
-        request = CheckRequest(args.op, logits, labels, _backends(args.backend), dtypes,
-                               tuple(args.device), tuple(args.mode))
+        request = CheckRequest(
+            args.op,
+            logits,
+            labels,
+            _backends(args.backend),
+            dtypes,
+            tuple(args.device),
+            tuple(args.mode),
+        )
         records = run_check(request)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -201,14 +259,29 @@ def _check(args, console) -> int:
 
 
 def _check_table(records) -> Table:
-    table = Table("implementation", "dtype", "device", "mode", "quantity", "verdict",
-                  "max ULP", "message", title="xentbench check")
+    table = Table(
+        "implementation",
+        "dtype",
+        "device",
+        "mode",
+        "quantity",
+        "verdict",
+        "max ULP",
+        "message",
+        title="xentbench check",
+    )
     for record in records:
         ulps = record.get("max_ulp_error")
-        table.add_row(record.get("implementation", record["backend"]), record.get("dtype", ""),
-                      record.get("device", ""), record.get("mode", ""), record.get("quantity", ""),
-                      record["verdict"], "" if ulps is None else f"{ulps:.3g}",
-                      (record.get("message") or "")[:60])
+        table.add_row(
+            record.get("implementation", record["backend"]),
+            record.get("dtype", ""),
+            record.get("device", ""),
+            record.get("mode", ""),
+            record.get("quantity", ""),
+            record["verdict"],
+            "" if ulps is None else f"{ulps:.3g}",
+            (record.get("message") or "")[:60],
+        )
     return table
 
 
@@ -225,8 +298,12 @@ def _report(args, console) -> int:
 def _compare(args, console) -> int:
     from suites.compare import compare_runs
 
-    comparison = compare_runs(_existing_dir(args.base), _existing_dir(args.new),
-                              ulp_threshold=args.ulp_threshold, time_threshold=args.time_threshold)
+    comparison = compare_runs(
+        _existing_dir(args.base),
+        _existing_dir(args.new),
+        ulp_threshold=args.ulp_threshold,
+        time_threshold=args.time_threshold,
+    )
     print(comparison.render(args.format))
     return 1 if len(comparison.regressions) else 0
 

@@ -13,16 +13,26 @@ def backend_listing() -> list[dict[str, Any]]:
     """One entry per registered backend (importing each framework to ask its version)."""
     entries = []
     for status in registry.discover():
-        entry: dict[str, Any] = {"backend": status.name, "source": status.source,
-                                 "available": status.available, "reason": status.reason}
+        entry: dict[str, Any] = {
+            "backend": status.name,
+            "source": status.source,
+            "available": status.available,
+            "reason": status.reason,
+        }
         if status.available:
             adapter = status.adapter
             entry["version"] = adapter.version()
             entry["devices"] = list(adapter.devices())
             entry["implementations"] = [
-                {"name": impl.name, "op": impl.op, "dtypes": list(impl.dtypes),
-                 "devices": list(impl.devices), "modes": list(impl.modes),
-                 "quantities": list(impl.quantities), "adaptation": impl.adaptation}
+                {
+                    "name": impl.name,
+                    "op": impl.op,
+                    "dtypes": list(impl.dtypes),
+                    "devices": list(impl.devices),
+                    "modes": list(impl.modes),
+                    "quantities": list(impl.quantities),
+                    "adaptation": impl.adaptation,
+                }
                 for impl in adapter.implementations()
             ]
         entries.append(entry)
@@ -30,19 +40,39 @@ def backend_listing() -> list[dict[str, Any]]:
 
 
 def render_listing(entries: list[dict[str, Any]]) -> Table:
-    table = Table("backend / implementation", "op", "dtypes", "devices", "modes", "quantities",
-                  title="xentbench backends")
+    table = Table(
+        "backend / implementation",
+        "op",
+        "dtypes",
+        "devices",
+        "modes",
+        "quantities",
+        title="xentbench backends",
+    )
     for entry in entries:
         if not entry["available"]:
-            table.add_row(f"[bold]{entry['backend']}[/] unavailable: {entry['reason']}", "", "",
-                          "", "", "")
+            table.add_row(
+                f"[bold]{entry['backend']}[/] unavailable: {entry['reason']}", "", "", "", "", ""
+            )
             continue
         devices = ", ".join(entry["devices"])
-        table.add_row(f"[bold]{entry['backend']}[/] {entry['version']}", "", "",
-                      f"visible: {devices}", "", "", end_section=False)
+        table.add_row(
+            f"[bold]{entry['backend']}[/] {entry['version']}",
+            "",
+            "",
+            f"visible: {devices}",
+            "",
+            "",
+            end_section=False,
+        )
         for impl in entry["implementations"]:
-            table.add_row(f"  {impl['name']}", impl["op"], " ".join(impl["dtypes"]),
-                          " ".join(impl["devices"]), " ".join(impl["modes"]),
-                          " ".join(impl["quantities"]))
+            table.add_row(
+                f"  {impl['name']}",
+                impl["op"],
+                " ".join(impl["dtypes"]),
+                " ".join(impl["devices"]),
+                " ".join(impl["modes"]),
+                " ".join(impl["quantities"]),
+            )
         table.add_section()
     return table

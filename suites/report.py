@@ -1,18 +1,13 @@
-"""Reports from stored results: markdown and self-contained HTML from one structured document.
+"""Reports from stored results: the sections of one structured document, and the report files.
 
-The report is built once as data (sections holding paragraphs, bullet lists, tables of
-formatted strings, code and images) and rendered twice, so the two formats cannot disagree.
-Everything is read from the results store (``suites.results``), never from a live run.
+The sections (``suites.render``'s document model) are built once from the results store
+(``suites.results``), never from a live run, and rendered as markdown and as HTML.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
-import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +16,7 @@ import pandas as pd
 
 from adapters.base import DTYPES, OPS
 from suites import plots, results
+from suites.render import Code, Image, Section, Table, anchor, render_html, render_markdown
 
 SEVERITY: dict[str, int] = {"pass": 0, "inaccurate": 1, "wrong": 2, "error": 3}
 FAILURES: tuple[str, ...] = ("inaccurate", "wrong", "error")
@@ -29,33 +25,6 @@ FAMILY_ORDER: tuple[str, ...] = ("benign", "special", "extreme", "soft_labels", 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
 MAX_FAILURES_SHOWN = 15
 _MAX_CELL = 80
-
-
-@dataclass
-class Table:
-    """A table whose cells are already formatted strings."""
-
-    frame: pd.DataFrame
-
-
-@dataclass
-class Code:
-    text: str
-
-
-@dataclass
-class Image:
-    path: Path
-    alt: str
-
-
-@dataclass
-class Section:
-    """A heading and its blocks: ``str`` paragraph, ``list[str]`` bullets, Table, Code, Image."""
-
-    title: str
-    blocks: list[Any] = field(default_factory=list)
-    level: int = 2
 
 
 # ---------------------------------------------------------------- formatting
@@ -116,99 +85,6 @@ def _varying(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
 def _rank(values: pd.Series, canonical: tuple[str, ...]) -> pd.Series:
     order = {v: i for i, v in enumerate(canonical)}
     return values.map(lambda v: order.get(v, len(order)))
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def render_markdown(sections: list[Section]) -> str:
-    lines: list[str] = []
-    for section in sections:
-        lines += ["#" * section.level + " " + section.title, ""]
-        lines += [_markdown_block(block) + "\n" for block in section.blocks]
-    return "\n".join(lines)
-
-
-def _markdown_block(block: Any) -> str:
-    if isinstance(block, str):
-        return block
-    if isinstance(block, list):
-        return "\n".join(f"- {item}" for item in block)
-    if isinstance(block, Table):
-        frame = block.frame.map(lambda cell: str(cell).replace("|", "\\|"))
-        return frame.to_markdown(index=False, disable_numparse=True)
-    if isinstance(block, Code):
-        return f"```text\n{block.text}\n```"
-    return f"![{block.alt}]({block.path.name})"
-
-
-_CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1300px;padding:0 1em;color:#222}
-h1{font-size:1.7em}h2{border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.1em}
-table{border-collapse:collapse;margin:.6em 0;font-size:12.5px}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
-th{background:#f3f3f3;position:sticky;top:0}tr:nth-child(even) td{background:#fafafa}
-td.pass{background:#e6f4e6!important}td.inaccurate{background:#fff2cc!important}
-td.wrong{background:#f8d0d0!important}td.error{background:#e8d5f0!important}
-td.unsupported{color:#888}td.num{text-align:right}code,pre{background:#f5f5f5;border-radius:3px}
-pre{padding:.6em;overflow-x:auto}img{max-width:100%;border:1px solid #eee}
-"""
-
-
-def render_html(sections: list[Section], title: str = "xentbench report") -> str:
-    body = []
-    for section in sections:
-        tag = f"h{section.level}"
-        body.append(f'<{tag} id="{_anchor(section.title)}">{_inline(section.title)}</{tag}>')
-        body += [_html_block(block) for block in section.blocks]
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
-    )
-
-
-def _anchor(title: str) -> str:
-    """The id GitHub's markdown gives a heading (for simple titles), so links work in both."""
-    return re.sub(r"[^a-z0-9_]+", "-", title.lower()).strip("-")
-
-
-def _inline(text: str) -> str:
-    """Escape, then the inline markdown the report uses: `code`, **bold**, [link](#anchor)."""
-    text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"\[([^\]]+)\]\((#[\w-]+)\)", r'<a href="\2">\1</a>', text)
-
-
-def _html_block(block: Any) -> str:
-    if isinstance(block, str):
-        return f"<p>{_inline(block)}</p>"
-    if isinstance(block, list):
-        return "<ul>" + "".join(f"<li>{_inline(item)}</li>" for item in block) + "</ul>"
-    if isinstance(block, Table):
-        return _html_table(block.frame)
-    if isinstance(block, Code):
-        return f"<pre><code>{html.escape(block.text)}</code></pre>"
-    data = base64.b64encode(block.path.read_bytes()).decode("ascii")
-    alt = html.escape(block.alt)
-    return f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"></figure>'
-
-
-_NUMERIC = re.compile(r"^-?\d+(\.\d+)?(e[+-]?\d+)?( ?(%|×|ns|µs|ms|s))?$")
-
-
-def _html_table(frame: pd.DataFrame) -> str:
-    """A plain table; a cell starting with a verdict gets that verdict's colour."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    rows = []
-    for record in frame.itertuples(index=False):
-        cells = []
-        for cell in map(str, record):
-            word = cell.split(" ", 1)[0]
-            css = word if word in VERDICTS else "num" if _NUMERIC.match(cell) else ""
-            css = f' class="{css}"' if css else ""
-            cells.append(f"<td{css}>{_inline(cell)}</td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
 
 # ---------------------------------------------------------------- header and summary
@@ -586,7 +462,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         *failure_sections(accuracy),
         *timing_sections(timing, timing_plots),
     ]
-    contents = " · ".join(f"[{s.title}](#{_anchor(s.title)})" for s in sections if s.level == 2)
+    contents = " · ".join(f"[{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2)
     header = header_section(infos, [f for f in (accuracy, timing) if not f.empty])
     header.blocks.insert(1, f"Contents: {contents}")
     sections.insert(0, header)

@@ -46,10 +46,16 @@ def _gpu() -> str:
 
 def _git_commit() -> str:
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     commit = head.stdout.strip() or "unknown"
@@ -94,5 +100,7 @@ def finish(run_dir: Path, outcomes) -> dict[str, Any]:
     backends = {o.backend: o.version for o in outcomes if o.version}
     unavailable = {o.backend: o.unavailable for o in outcomes if o.unavailable}
     crashes = [f"{o.suite} {o.backend}: {crash}" for o in outcomes for crash in o.crashes]
-    return update_run_info(run_dir, {"finished": _now(), "backends": backends,
-                                     "unavailable": unavailable, "crashes": crashes})
+    return update_run_info(
+        run_dir,
+        {"finished": _now(), "backends": backends, "unavailable": unavailable, "crashes": crashes},
+    )

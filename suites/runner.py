@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -109,7 +110,7 @@ def _record_crash(job, outcome, in_flight, worker, timeout_s) -> None:
     status = worker.stop()
     if in_flight is None:
         return
-    key, label, template = in_flight
+    _, label, template = in_flight
     reason = f"timed out after {timeout_s:g} s" if alive else f"worker process died ({status})"
     outcome.crashes.append(f"{label}: {reason}")
     outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
@@ -118,19 +119,35 @@ def _record_crash(job, outcome, in_flight, worker, timeout_s) -> None:
     writer.flush()
 
 
-def run_all(jobs: list[WorkerJob], timeout_s: float, console: Console) -> list[BackendOutcome]:
-    """Run each job (backend x suite) in turn with a progress bar; merge each backend's rows."""
-    columns = (TextColumn("{task.description}", style="bold"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
-    outcomes = []
+def run_all(
+    jobs: list[WorkerJob], timeout_s: float, console: Console, parallel: int = 1
+) -> list[BackendOutcome]:
+    """Run the jobs (backend x suite), ``parallel`` workers at a time, with progress bars.
+
+    Timing jobs run alone (after the others): a concurrent worker would steal the cores
+    being measured.
+    """
+    columns = (
+        TextColumn("{task.description}", style="bold"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    concurrent = [job for job in jobs if job.suite != "timing"]
+    alone = [job for job in jobs if job.suite == "timing"]
     with Progress(*columns, console=console, transient=False) as progress:
-        for job in jobs:
+
+        def one(job: WorkerJob) -> BackendOutcome:
             started = time.monotonic()
             outcome = run_backend(job, progress, timeout_s)
             RowWriter(Path(job.run_dir), job.suite, job.backend).close()
             outcome.verdicts = dict(sorted(outcome.verdicts.items()))
-            outcomes.append(replace(outcome))
             progress.console.log(_summary(outcome, time.monotonic() - started))
+            return outcome
+
+        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+            outcomes = list(pool.map(one, concurrent))
+        outcomes += [one(job) for job in alone]
     return outcomes
 
 

@@ -1,4 +1,4 @@
-"""What a run evaluates: the user's selection of backends, ops, dtypes, devices, modes, cases, shapes."""
+"""What a run evaluates: ops, dtypes, devices, modes, implementations, cases and shapes."""
 
 from __future__ import annotations
 

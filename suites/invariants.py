@@ -1,0 +1,95 @@
+"""Invariants a value output must keep, and the shift-invariance check.
+
+They catch failures that need no exact reference (a softmax row not summing to 1, a negative
+loss) and hold for every output within the error budget of ``suites.metrics``, whose ULPs,
+unit roundoff and per-row constant they use for their tolerances.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from suites.metrics import K, finfo, labels64, sigma, spacing, unit_roundoff
+
+# Shift invariance: on exactly shifted logits the shifted algorithm sees identical x - max(x)
+# and returns identical bits; a few ULPs allow for order-dependent parallel reductions.
+SHIFT_TOLERANCE_ULPS = 4.0
+
+
+def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:
+    """How far a softmax row within budget can sum from 1: its elements' budgets added up.
+
+    sum_i |p^_i - p_i| <= sum_i (ulp(p_i) + K*A_i), with ulp(p_i) <= 2u p_i + (smallest
+    subnormal) and sum_i A_i = u sum_i p_i (|d_i| + sigma) <= u (ln C + sigma) by the entropy
+    bound sum_i p_i |d_i| <= ln C.
+    """
+    u, tiny = unit_roundoff(dtype), float(finfo(dtype).smallest_subnormal)
+    return 2 * u + n_classes * tiny + K * u * (math.log(n_classes) + sigma(n_classes))
+
+
+def _argmax_kept(got: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Per row: some maximal logit's output is the row's largest output (ties allowed)."""
+    at_max_logit = logits == logits.max(axis=-1, keepdims=True)
+    largest = got == got.max(axis=-1, keepdims=True)
+    return (at_max_logit & largest).any(axis=-1)
+
+
+def _row_failures(op: str, dtype, x: np.ndarray, y, got: np.ndarray) -> list[str]:
+    """Invariants of the softmax family on the rows whose inputs are all finite."""
+    rows = np.isfinite(x).all(axis=-1)
+    if op == "softmax_cross_entropy":  # the loss is >= 0 only on rows of labels >= 0
+        rows &= np.isfinite(y).all(axis=-1) & (y >= 0).all(axis=-1)
+    x, got = x[rows], got[rows]
+    failures = []
+    if op == "softmax":
+        total = got.sum(axis=-1)
+        if not (np.abs(total - 1) <= sums_to_one_tolerance(dtype, x.shape[-1])).all():
+            failures.append("sums_to_one")
+    if op in ("softmax", "log_softmax") and not _argmax_kept(got, x).all():
+        failures.append("argmax_preserved")
+    if op == "log_softmax" and not (got <= 0).all():
+        failures.append("log_softmax_nonpositive")
+    if op.endswith("cross_entropy") and not (got >= 0).all():
+        failures.append("nonnegative_loss")
+    return failures
+
+
+def invariant_failures(
+    op: str, dtype: str | np.dtype, logits: np.ndarray, labels: np.ndarray | None, got: np.ndarray
+) -> list[str]:
+    """Names of the invariants a value output breaks on rows of finite inputs; [] if none.
+
+    sums_to_one (softmax, within ``sums_to_one_tolerance``), argmax_preserved (softmax and
+    log_softmax), log_softmax_nonpositive, and nonnegative_loss (cross-entropies with labels
+    >= 0, sigmoid targets in [0, 1]). The last two hold exactly for the shifted algorithms,
+    whose terms (log s >= 0, -d_i >= 0) round without changing sign, so they get no tolerance.
+    NaN on finite inputs breaks them all. A result of the wrong shape is left to the verdict.
+    """
+    x, got = np.asarray(logits).astype(np.float64), np.asarray(got).astype(np.float64)
+    y = labels64(op, labels)
+    elementwise = op in ("softmax", "log_softmax", "sigmoid_cross_entropy")
+    if got.shape != (x.shape if elementwise else x.shape[:-1]):
+        return []
+    if op == "sigmoid_cross_entropy":
+        keep = np.isfinite(x) & np.isfinite(y) & (y >= 0) & (y <= 1)
+        return [] if (got[keep] >= 0).all() else ["nonnegative_loss"]
+    return _row_failures(op, dtype, x, y, got)
+
+
+def shift_invariance_failure(
+    got: np.ndarray, got_shifted: np.ndarray, dtype: str | np.dtype
+) -> bool:
+    """Whether op(x) and op(x + c) differ anywhere by more than SHIFT_TOLERANCE_ULPS.
+
+    For the shift-invariant outputs (softmax, log_softmax, the softmax cross-entropies and
+    their gradients) on exactly shifted logits. Equal NaNs and equal infinities agree.
+    """
+    a, b = np.asarray(got).astype(np.float64), np.asarray(got_shifted).astype(np.float64)
+    if a.shape != b.shape:
+        return True
+    with np.errstate(invalid="ignore"):
+        gap = SHIFT_TOLERANCE_ULPS * spacing(np.maximum(np.abs(a), np.abs(b)), dtype)
+        same = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= gap)
+    return not bool(same.all())

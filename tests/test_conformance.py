@@ -1,0 +1,395 @@
+"""Conformance: every registered backend honours the adapter protocol of ``adapters/base.py``.
+
+Modelled on data-apis/array-api-tests. The backends under test are chosen with ``--backend
+NAME`` (repeatable; default every registered backend, built-in or entry point) and listed in
+the pytest header. Cases are generated from what each adapter declares (implementations,
+dtypes, modes, quantities, and only the devices it sees), so a new backend is tested without
+editing this file; an unavailable backend is one skipped case carrying the reason.
+
+On a small benign input ([3, 5] normal(0, 1) logits) every declared call must run twice
+alike, return the right shape and a float dtype, and agree with ``reference.exact`` within
+a loose tolerance. Accuracy proper (ULPs, edge cases) is the accuracy suite's job.
+
+Cost: compiled modes are sampled by default and run in full with ``--run-slow`` (see
+``COMPILED_REPRESENTATIVE``): one torch.compile call; jax.jit and XLA tf.function in one
+dtype per (implementation, quantity).
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import pytest
+
+import reference
+from adapters import registry
+from adapters.base import (
+    DEVICES,
+    DTYPES,
+    GRADIENT_OPS,
+    MODES,
+    OPS,
+    Adapter,
+    Call,
+    Implementation,
+    numpy_dtype,
+)
+
+BUILTIN_BACKENDS = frozenset({"numpy", "torch", "tensorflow", "jax", "onnxruntime"})
+BATCH, CLASSES = 3, 5
+SEED = 20250101
+# Ops whose value drops the class axis; every other value, and every grad, is [batch, classes].
+REDUCING_OPS = frozenset({"logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy"})
+# |got - exact| <= tol * (1 + |exact|): loose, to catch wrong ops, not to grade accuracy.
+TOLERANCE = {"float16": 2e-2, "bfloat16": 2e-2, "float32": 1e-4, "float64": 1e-10}
+# Dtypes whose result must come back in the requested dtype (narrower ones may be upcast).
+EXACT_DTYPES = frozenset({"float32", "float64"})
+# Compiled modes too costly to run in full by default; the rest of their matrix is marked
+# slow. torch.compile takes 2-20 s per graph here: one representative call. jax.jit and XLA
+# tf.function take ~0.3 s per program: each (implementation, quantity) in one dtype, rotating
+# through the declared dtypes so that every dtype is still compiled by some implementation.
+COMPILED_REPRESENTATIVE: dict[str, tuple[str, str, str]] = {
+    "torch": ("torch:F.cross_entropy", "float32", "grad"),
+}
+COMPILED_ROTATING_DTYPE = frozenset({"jax", "tensorflow"})
+# Declared calls an adapter refuses on purpose (its unsupported_reason narrows a declaration
+# the Implementation fields cannot express), as array-api-tests keeps its xfails: data.
+KNOWN_REFUSALS: dict[tuple[str, str, str, str], str] = {
+    (f"tensorflow:{api}", "float64", "cuda", "eager"): "TF has no GPU float64 sparse xent kernel"
+    for api in (
+        "tf.nn.sparse_softmax_cross_entropy_with_logits",
+        "keras.losses.sparse_categorical_crossentropy(from_logits=True)",
+        "keras.losses.sparse_categorical_crossentropy(from_logits=False)",
+    )
+}
+
+
+class DtypeChangedWarning(UserWarning):
+    """A float16/bfloat16 call returned another dtype: a finding for the accuracy suite."""
+
+
+# ---------------------------------------------------------------- parametrisation
+
+
+def call_id(call: Call) -> str:
+    """The pytest id of a call, e.g. ``torch:F.cross_entropy-float16-cpu-eager-grad``."""
+    return "-".join((call.implementation.name, call.dtype, call.device, call.mode, call.quantity))
+
+
+def declared_calls(adapter: Adapter) -> Iterable[Call]:
+    """Every call an adapter declares, on the devices it reports as visible."""
+    for impl in adapter.implementations():
+        for dtype in impl.dtypes:
+            for device in (d for d in impl.devices if d in adapter.devices()):
+                for mode in impl.modes:
+                    for quantity in impl.quantities:
+                        yield Call(impl, dtype, device, mode, quantity)
+
+
+def compiled_by_default(backend: str, adapter: Adapter, call: Call) -> bool:
+    """Whether a compiled call runs without ``--run-slow`` (see ``COMPILED_REPRESENTATIVE``)."""
+    impl = call.implementation
+    if backend in COMPILED_REPRESENTATIVE:
+        return (impl.name, call.dtype, call.quantity) == COMPILED_REPRESENTATIVE[backend]
+    if backend in COMPILED_ROTATING_DTYPE:
+        pairs = [(i.name, q) for i in adapter.implementations() for q in i.quantities]
+        turn = pairs.index((impl.name, call.quantity))
+        return call.dtype == impl.dtypes[turn % len(impl.dtypes)]
+    return True
+
+
+def _call_param(backend: str, adapter: Adapter, call: Call) -> pytest.ParameterSet:
+    marks = [pytest.mark.gpu] if call.device == "cuda" else []
+    if call.mode == "compiled" and not compiled_by_default(backend, adapter, call):
+        marks.append(pytest.mark.slow)
+    return pytest.param(backend, call, id=call_id(call), marks=marks)
+
+
+def _undeclared_dtype_calls(adapter: Adapter) -> Iterable[Call]:
+    for impl in adapter.implementations():
+        for dtype in (d for d in DTYPES if d not in impl.dtypes):
+            yield Call(impl, dtype, impl.devices[0], impl.modes[0])
+
+
+def _invisible_cuda_calls(adapter: Adapter) -> Iterable[Call]:
+    if "cuda" not in adapter.devices():
+        for impl in adapter.implementations():
+            yield Call(impl, impl.dtypes[0], "cuda", impl.modes[0])
+
+
+# argument name -> its ``(backend, argument)`` params for one available backend
+PARAMETERS: dict[str, Callable[[str, Adapter], Iterable[pytest.ParameterSet]]] = {
+    "call": lambda name, adapter: (
+        _call_param(name, adapter, call) for call in declared_calls(adapter)
+    ),
+    "undeclared_dtype_call": lambda name, adapter: (
+        pytest.param(name, call, id=f"{call.implementation.name}-{call.dtype}")
+        for call in _undeclared_dtype_calls(adapter)
+    ),
+    "invisible_cuda_call": lambda name, adapter: (
+        pytest.param(name, call, id=call.implementation.name)
+        for call in _invisible_cuda_calls(adapter)
+    ),
+    "implementation": lambda name, adapter: (
+        pytest.param(name, impl, id=impl.name) for impl in adapter.implementations()
+    ),
+    "adapter": lambda name, adapter: [pytest.param(name, adapter, id=name)],
+}
+
+
+def backend_params(argument: str, names: Iterable[str]) -> list[pytest.ParameterSet]:
+    """``(backend, argument)`` params for the named backends; an unavailable one is a skip."""
+    params: list[pytest.ParameterSet] = []
+    for name in names:
+        status = registry.status(name)
+        if status.adapter is None:
+            skip = pytest.mark.skip(reason=f"backend {name} unavailable: {status.reason}")
+            params.append(pytest.param(name, None, id=f"{name}:unavailable", marks=skip))
+        else:
+            params += PARAMETERS[argument](name, status.adapter)
+    return params
+
+
+def chosen_backends(config: pytest.Config) -> tuple[str, ...]:
+    """The ``--backend`` choices (see conftest.py), or every registered backend."""
+    return tuple(dict.fromkeys(config.getoption("backend"))) or registry.backend_names()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``backend`` with one argument of ``PARAMETERS`` over the chosen backends."""
+    for argument in PARAMETERS:
+        if argument in metafunc.fixturenames:
+            names = chosen_backends(metafunc.config)
+            metafunc.parametrize(f"backend,{argument}", backend_params(argument, names))
+            return
+
+
+# ---------------------------------------------------------------- inputs and helpers
+
+
+@functools.cache
+def benign_inputs(op: str, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read-only [3, 5] logits and the op's labels, rounded to ``dtype`` (cached)."""
+    rng = np.random.default_rng([SEED, OPS.index(op)])
+    float_dtype = numpy_dtype(dtype)
+    logits = rng.normal(size=(BATCH, CLASSES)).astype(float_dtype)
+    labels = None
+    if op == "softmax_cross_entropy":
+        labels = rng.dirichlet(np.ones(CLASSES), size=BATCH).astype(float_dtype)
+    elif op == "sparse_softmax_cross_entropy":
+        labels = rng.integers(0, CLASSES, size=BATCH, dtype=np.int64)
+    elif op == "sigmoid_cross_entropy":
+        labels = rng.uniform(size=(BATCH, CLASSES)).astype(float_dtype)
+    for array in (logits, labels):
+        if array is not None:
+            array.setflags(write=False)  # an adapter must not write into its inputs
+    return logits, labels
+
+
+@functools.cache
+def exact_result(op: str, dtype: str, quantity: str) -> np.ndarray:
+    """The reference (float64, correctly rounded) for the benign inputs of ``op`` in ``dtype``."""
+    logits, labels = benign_inputs(op, dtype)
+    return reference.exact(op, logits, labels, quantity).hi
+
+
+def expected_shape(op: str, quantity: str) -> tuple[int, ...]:
+    return (BATCH,) if quantity == "value" and op in REDUCING_OPS else (BATCH, CLASSES)
+
+
+def is_float_dtype(dtype: np.dtype) -> bool:
+    return dtype.kind == "f" or dtype == numpy_dtype("bfloat16")
+
+
+def accepted_adapter(backend: str, call: Call) -> Adapter:
+    """The backend's adapter, after checking it accepts ``call`` (skip for a known refusal)."""
+    adapter = registry.load(backend)
+    reason = adapter.unsupported_reason(call)
+    key = (call.implementation.name, call.dtype, call.device, call.mode)
+    if key in KNOWN_REFUSALS:
+        assert reason, f"{call_id(call)} is listed in KNOWN_REFUSALS but is now accepted"
+        pytest.skip(f"known refusal ({KNOWN_REFUSALS[key]}): {reason}")
+    assert reason is None, f"{call_id(call)} is declared but refused: {reason}"
+    return adapter
+
+
+def run_once(adapter: Adapter, call: Call) -> np.ndarray:
+    """Prepare ``call`` on its benign inputs, run it, and return a copy of the output."""
+    logits, labels = benign_inputs(call.implementation.op, call.dtype)
+    prepared = adapter.prepare(call, logits, labels)
+    return np.array(prepared.to_numpy(prepared.run()), copy=True)
+
+
+def reproduce(request: pytest.FixtureRequest, backend: str) -> str:
+    return f"reproduce: pytest '{request.node.nodeid}' --backend {backend}"
+
+
+# ---------------------------------------------------------------- per call
+
+
+def test_declared_call_is_accepted_by_unsupported_reason(backend, call):
+    accepted_adapter(backend, call)
+
+
+def test_prepared_call_runs_twice_alike_with_expected_shape_and_dtype(
+    backend, call, request, record_property
+):
+    adapter = accepted_adapter(backend, call)
+    logits, labels = benign_inputs(call.implementation.op, call.dtype)
+    prepared = adapter.prepare(call, logits, labels)
+    first = np.array(prepared.to_numpy(prepared.run()), copy=True)
+    second = prepared.to_numpy(prepared.run())
+    how = reproduce(request, backend)
+    assert first.shape == expected_shape(call.implementation.op, call.quantity), how
+    assert is_float_dtype(first.dtype), f"{call_id(call)} returned dtype {first.dtype}; {how}"
+    np.testing.assert_array_equal(second, first, err_msg=f"second run differs; {how}")
+    if first.dtype != numpy_dtype(call.dtype):
+        message = f"{call_id(call)} returned {first.dtype} for a {call.dtype} call"
+        if call.dtype in EXACT_DTYPES:
+            pytest.fail(f"{message}; {how}")
+        record_property("returned_dtype", str(first.dtype))
+        warnings.warn(message, DtypeChangedWarning, stacklevel=1)
+
+
+def test_agrees_with_exact_reference_on_benign_input(backend, call, request):
+    adapter = accepted_adapter(backend, call)
+    op = call.implementation.op
+    got = run_once(adapter, call).astype(np.float64)
+    expected = exact_result(op, call.dtype, call.quantity)
+    assert got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape}"
+    tolerance = TOLERANCE[call.dtype]
+    error = np.abs(got - expected)
+    excess = np.nan_to_num(error - tolerance * (1 + np.abs(expected)), nan=np.inf)
+    if (excess > 0).any():
+        worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
+        pytest.fail(
+            f"{call_id(call)} ({adapter.version()}) disagrees with the reference at {worst}: "
+            f"got {float(got[worst])!r}, expected {float(expected[worst])!r}, error "
+            f"{float(error[worst]):.3g} > {tolerance:g} * (1 + |expected|)\n"
+            f"got:\n{got}\nexpected:\n{expected}\n{reproduce(request, backend)}"
+        )
+
+
+# ---------------------------------------------------------------- per implementation
+
+
+def test_implementation_name_is_prefixed_by_its_adapter_name(backend, implementation):
+    adapter = registry.load(backend)
+    prefix, _, api = implementation.name.partition(":")
+    assert prefix == adapter.name, f"{implementation.name} is served by adapter {adapter.name}"
+    assert api, f"{implementation.name} names no API after the backend prefix"
+
+
+def test_implementation_capabilities_are_canonical(backend, implementation):
+    assert implementation.op in OPS
+    assert implementation.gradient <= (implementation.op in GRADIENT_OPS)
+    assert implementation.dtypes and set(implementation.dtypes) <= set(DTYPES)
+    assert implementation.modes and set(implementation.modes) <= set(MODES)
+    assert implementation.devices and set(implementation.devices) <= set(DEVICES)
+
+
+def test_undeclared_dtype_is_unsupported_with_a_reason(backend, undeclared_dtype_call):
+    reason = registry.load(backend).unsupported_reason(undeclared_dtype_call)
+    assert isinstance(reason, str) and reason, f"{call_id(undeclared_dtype_call)} is accepted"
+
+
+def test_invisible_cuda_is_unsupported_with_a_reason(backend, invisible_cuda_call):
+    reason = registry.load(backend).unsupported_reason(invisible_cuda_call)
+    assert isinstance(reason, str) and reason, f"{call_id(invisible_cuda_call)} is accepted"
+
+
+# ---------------------------------------------------------------- per backend
+
+
+def test_version_is_a_non_empty_string(backend, adapter):
+    version = adapter.version()
+    assert isinstance(version, str) and version.strip()
+
+
+def test_adapter_name_is_its_registered_name(backend, adapter):
+    assert adapter.name == backend
+
+
+def test_devices_include_cpu_and_are_canonical(backend, adapter):
+    assert "cpu" in adapter.devices()
+    assert set(adapter.devices()) <= set(DEVICES)
+
+
+def test_implementation_names_are_unique_across_backends(request):
+    names = [
+        impl.name
+        for status in map(registry.status, chosen_backends(request.config))
+        if status.adapter is not None
+        for impl in status.adapter.implementations()
+    ]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    assert not duplicates, f"implementation names used more than once: {duplicates}"
+
+
+# ---------------------------------------------------------------- registry and harness
+
+BOGUS_MODULE = "xentbench_bogus_framework_adapter"
+
+
+@pytest.fixture
+def bogus_builtin(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A built-in backend whose module (standing in for its framework) is not installed."""
+    targets = {**registry.BUILTIN_ADAPTERS, "bogus": f"{BOGUS_MODULE}:BogusAdapter"}
+    monkeypatch.setattr(registry, "BUILTIN_ADAPTERS", targets)
+    return "bogus"
+
+
+def test_discover_lists_every_builtin_backend():
+    statuses = {status.name: status for status in registry.discover()}
+    assert set(statuses) >= BUILTIN_BACKENDS
+    assert {statuses[name].source for name in BUILTIN_BACKENDS} == {"builtin"}
+
+
+def test_builtin_backend_with_missing_framework_is_unavailable_with_reason(bogus_builtin):
+    status = registry.status(bogus_builtin)
+    assert not status.available
+    assert "ModuleNotFoundError" in status.reason and BOGUS_MODULE in status.reason
+    assert bogus_builtin in {status.name for status in registry.discover()}
+
+
+def test_unavailable_backend_is_parametrised_as_one_skip_with_its_reason(bogus_builtin):
+    for argument in PARAMETERS:
+        (param,) = backend_params(argument, [bogus_builtin])
+        (mark,) = param.marks
+        assert mark.name == "skip"
+        assert BOGUS_MODULE in mark.kwargs["reason"]
+
+
+def test_call_id_reads_as_the_call():
+    impl = Implementation("fake:F.cross_entropy", "sparse_softmax_cross_entropy", ("float16",))
+    call = Call(impl, "float16", "cpu", "eager", "grad")
+    assert call_id(call) == "fake:F.cross_entropy-float16-cpu-eager-grad"
+
+
+def _compiled_cpu_calls(backend: str, request: pytest.FixtureRequest) -> list[Call]:
+    """The backend's compiled CPU calls, or a skip when it is not under test here."""
+    if backend not in chosen_backends(request.config) or not registry.status(backend).available:
+        pytest.skip(f"{backend} is not under test")
+    calls = declared_calls(registry.load(backend))
+    return [call for call in calls if call.mode == "compiled" and call.device == "cpu"]
+
+
+def test_torch_compiled_mode_runs_one_call_by_default_and_the_rest_when_slow(request):
+    calls = _compiled_cpu_calls("torch", request)
+    adapter = registry.load("torch")
+    by_default = [call_id(c) for c in calls if compiled_by_default("torch", adapter, c)]
+    assert by_default == ["torch:F.cross_entropy-float32-cpu-compiled-grad"]
+    assert len(calls) > 1
+
+
+@pytest.mark.parametrize("backend", sorted(COMPILED_ROTATING_DTYPE))
+def test_rotating_sample_compiles_each_pair_in_one_dtype_and_every_dtype(backend, request):
+    calls = _compiled_cpu_calls(backend, request)
+    adapter = registry.load(backend)
+    sampled = [c for c in calls if compiled_by_default(backend, adapter, c)]
+    every_pair = {(c.implementation.name, c.quantity) for c in calls}
+    assert sorted((c.implementation.name, c.quantity) for c in sampled) == sorted(every_pair)
+    assert {c.dtype for c in sampled} == {c.dtype for c in calls}
