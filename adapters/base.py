@@ -68,6 +68,9 @@ class Implementation:
     devices: tuple[str, ...] = ("cpu",)
     gradient: bool = False
     adaptation: str = ""
+    # (device, mode, dtype) combinations missing although each part is declared, e.g. a
+    # framework with no GPU float64 kernel for one op.
+    gaps: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.op not in OPS:
@@ -165,4 +168,6 @@ class Adapter(ABC):
             return f"no {call.device} device visible to {self.name}"
         if call.quantity not in impl.quantities:
             return f"{impl.name} offers no {call.quantity}"
+        if (call.device, call.mode, call.dtype) in impl.gaps:
+            return f"{impl.name} has no {call.mode} {call.dtype} kernel on {call.device}"
         return None

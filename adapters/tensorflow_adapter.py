@@ -53,18 +53,10 @@ _SIGMOID_FIRST = (
     "tf.math.sigmoid applied to the logits first, as users do (timed and differentiated)"
 )
 
-# (implementation, device, mode) -> dtypes it lacks there. TF has no GPU float64 kernel for
-# SparseSoftmaxCrossEntropyWithLogits (tensorflow/core/kernels/sparse_xent_op.cc), and eager
-# soft placement would silently run it on the CPU; XLA lowers the op itself. Not yet verified
-# on a GPU.
-_SPARSE_APIS = (
-    "tensorflow:tf.nn.sparse_softmax_cross_entropy_with_logits",
-    "tensorflow:keras.losses.sparse_categorical_crossentropy(from_logits=True)",
-    "tensorflow:keras.losses.sparse_categorical_crossentropy(from_logits=False)",
-)
-_DTYPE_GAPS: dict[tuple[str, str, str], frozenset[str]] = {
-    (name, "cuda", "eager"): frozenset({"float64"}) for name in _SPARSE_APIS
-}
+# TF has no GPU float64 kernel for SparseSoftmaxCrossEntropyWithLogits
+# (tensorflow/core/kernels/sparse_xent_op.cc), and eager soft placement would silently run it on
+# the CPU; XLA lowers the op itself. Not yet verified on a GPU.
+_SPARSE_GAPS = (("cuda", "eager", "float64"),)
 
 
 def _keras_softmax_loss(loss: Callable[..., tf.Tensor], from_logits: bool) -> OpFunction:
@@ -94,6 +86,7 @@ def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") ->
         devices=_DEVICES,
         gradient=gradient,
         adaptation=adaptation,
+        gaps=_SPARSE_GAPS if op == _SSCE else (),
     )
 
 
@@ -204,14 +197,6 @@ class TensorflowAdapter(Adapter):
 
     def implementations(self) -> tuple[Implementation, ...]:
         return tuple(impl for impl, _ in self._catalog.values())
-
-    def unsupported_reason(self, call: Call) -> str | None:
-        """The declared capabilities, plus dtypes a device lacks for one implementation."""
-        reason = super().unsupported_reason(call)
-        key = (call.implementation.name, call.device, call.mode)
-        if reason is None and call.dtype in _DTYPE_GAPS.get(key, ()):
-            return f"{key[0]} has no {call.mode} {call.dtype} kernel on {call.device}"
-        return reason
 
     def _function(self, call: Call) -> OpFunction:
         """The eager function, or its cached XLA tf.function (which traces once per input shape)."""

@@ -198,6 +198,13 @@ def _run(args, console) -> int:
     console.print(f"run directory: {run_dir}")
     outcomes = run_all(jobs, args.timeout, console, args.jobs)
     run_info.finish(run_dir, outcomes)
+    harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
+    if harness_errors:
+        console.print(
+            f"[red]{harness_errors} tasks failed inside xentbench itself[/] (see above); "
+            "their rows are missing and a re-run into the same directory retries them"
+        )
+        return 1
     return _gate(run_dir, args.fail_on, console) if args.fail_on else 0
 
 

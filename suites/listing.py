@@ -32,6 +32,7 @@ def backend_listing() -> list[dict[str, Any]]:
                     "modes": list(impl.modes),
                     "quantities": list(impl.quantities),
                     "adaptation": impl.adaptation,
+                    "gaps": [list(gap) for gap in impl.gaps],
                 }
                 for impl in adapter.implementations()
             ]

@@ -100,6 +100,7 @@ def finish(run_dir: Path, outcomes) -> dict[str, Any]:
     backends = {o.backend: o.version for o in outcomes if o.version}
     unavailable = {o.backend: o.unavailable for o in outcomes if o.unavailable}
     crashes = [f"{o.suite} {o.backend}: {crash}" for o in outcomes for crash in o.crashes]
+    crashes += [f"{o.suite} {o.backend}: harness: {e}" for o in outcomes for e in o.harness_errors]
     return update_run_info(
         run_dir,
         {"finished": _now(), "backends": backends, "unavailable": unavailable, "crashes": crashes},

@@ -30,6 +30,7 @@ class BackendOutcome:
     unavailable: str | None = None
     verdicts: dict[str, int] = field(default_factory=dict)
     crashes: list[str] = field(default_factory=list)
+    harness_errors: list[str] = field(default_factory=list)
 
 
 class _Worker:
@@ -43,12 +44,12 @@ class _Worker:
         child.close()
 
     def receive(self, timeout_s: float):
-        """The next message, or None if the worker died or stayed silent for ``timeout_s``."""
+        """The next message; ("died", None) if the pipe closed; None after timeout_s of silence."""
         if self.connection.poll(timeout_s):
             try:
                 return self.connection.recv()
-            except EOFError:
-                return None
+            except EOFError:  # the worker's end closed: it exited (it may not be reaped yet)
+                return ("died", None)
         return None
 
     def stop(self) -> str:
@@ -78,8 +79,8 @@ def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
     in_flight = None
     while True:
         message = worker.receive(PLAN_TIMEOUT_S if in_flight is None else timeout_s)
-        if message is None:
-            _record_crash(job, outcome, in_flight, worker, timeout_s)
+        if message is None or message[0] == "died":
+            _record_crash(job, outcome, in_flight, worker, timeout_s, timed_out=message is None)
             if in_flight is None:
                 outcome.crashes.append("worker failed before starting a task")
                 return True
@@ -101,17 +102,21 @@ def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
             outcome.verdicts[payload] = outcome.verdicts.get(payload, 0) + 1
             in_flight = None
             progress.advance(bar)
+        elif kind == "harness_error":
+            outcome.harness_errors.append(payload)
+            in_flight = None
+            progress.advance(bar)
+            progress.console.log(f"[red]harness error[/] in {job.suite} {job.backend}: {payload}")
         elif kind == "end":
             return True
 
 
-def _record_crash(job, outcome, in_flight, worker, timeout_s) -> None:
-    alive = worker.process.is_alive()
+def _record_crash(job, outcome, in_flight, worker, timeout_s, *, timed_out: bool) -> None:
     status = worker.stop()
     if in_flight is None:
         return
     _, label, template = in_flight
-    reason = f"timed out after {timeout_s:g} s" if alive else f"worker process died ({status})"
+    reason = f"timed out after {timeout_s:g} s" if timed_out else f"worker process died ({status})"
     outcome.crashes.append(f"{label}: {reason}")
     outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
     writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
@@ -157,4 +162,6 @@ def _summary(outcome: BackendOutcome, elapsed_s: float) -> str:
         return f"{name}: unavailable: {outcome.unavailable}"
     counts = ", ".join(f"{count} {verdict}" for verdict, count in outcome.verdicts.items())
     crashes = f"; {len(outcome.crashes)} crash/timeout rows" if outcome.crashes else ""
+    if outcome.harness_errors:
+        crashes += f"; {len(outcome.harness_errors)} HARNESS ERRORS (no rows written)"
     return f"{name} {outcome.version}: {counts or 'nothing to do'} in {elapsed_s:.0f} s{crashes}"

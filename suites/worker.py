@@ -74,8 +74,11 @@ def work(job: WorkerJob, connection) -> None:
         connection.send(("start", (task.key, task.label, {**task.template, **extra})))
         try:
             row = task.evaluate()
-        except Exception as exc:  # a harness bug must not lose the run: record it
-            row = {**task.template, "verdict": "error", "message": _describe(exc)}
+        except Exception as exc:
+            # A bug of the harness, not the implementation's error: no row (a re-run retries
+            # the task), and the parent reports it and fails the run.
+            connection.send(("harness_error", f"{task.label}: {_describe(exc)}"))
+            continue
         row = {**row, **extra}
         writer.write(row)
         connection.send(("done", row["verdict"]))

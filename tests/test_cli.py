@@ -1,0 +1,102 @@
+"""The command line: exit statuses and one-line messages naming the bad value and valid ones."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from suites.cli import main
+
+
+def _xentbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "suites.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_unknown_backend_exits_2_naming_it_and_the_valid_ones(capsys, tmp_path):
+    assert main(["run", "--backend", "nosuch", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "'nosuch'" in err[0] and "numpy" in err[0] and "torch" in err[0]
+
+
+def test_unknown_dtype_exits_2_listing_the_choices():
+    result = _xentbench("run", "--dtype", "float8")
+    assert result.returncode == 2
+    assert "'float8'" in result.stderr and "bfloat16" in result.stderr
+
+
+def test_bad_shape_exits_2():
+    result = _xentbench("run", "--suite", "timing", "--shapes", "64by1000")
+    assert result.returncode == 2
+    assert "64by1000" in result.stderr
+
+
+def test_report_of_a_missing_run_exits_2(capsys, tmp_path):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_check_with_an_unreadable_file_exits_2(capsys, tmp_path):
+    bad = tmp_path / "logits.npy"
+    bad.write_text("not an array")
+    assert main(["check", "--op", "softmax", "--logits", str(bad)]) == 2
+    assert "cannot read array" in capsys.readouterr().err
+
+
+def test_check_reports_verdicts_as_json_for_values_and_gradients(capsys, tmp_path):
+    logits = tmp_path / "logits.npy"
+    labels = tmp_path / "labels.npy"
+    np.save(logits, np.array([[1e4, 0.0, -1e4], [0.5, 0.25, 0.0]], dtype=np.float32))
+    np.save(labels, np.array([0, 2]))
+    args = ["check", "--op", "sparse_softmax_cross_entropy", "--logits", str(logits)]
+    assert main([*args, "--labels", str(labels), "--backend", "numpy", "--format", "json"]) == 0
+    records = json.loads(capsys.readouterr().out)
+    by_name = {r["implementation"]: r for r in records}
+    required = {"backend", "implementation", "op", "quantity", "dtype", "device", "max_ulp_error"}
+    assert all(required <= set(r) | {"max_rel_error"} for r in records)
+    assert by_name["numpy:stable.sparse_softmax_cross_entropy"]["verdict"] == "pass"
+    # exp(1e4) overflows float32: the hand-written formula cannot be right here.
+    assert by_name["numpy:naive.sparse_softmax_cross_entropy"]["verdict"] == "wrong"
+    assert {r["dtype"] for r in records} == {"float32"}
+
+
+def test_check_out_of_range_label_silent_number_is_wrong(capsys, tmp_path):
+    logits, labels = tmp_path / "x.npy", tmp_path / "y.npy"
+    np.save(logits, np.zeros((2, 3)))
+    np.save(labels, np.array([0, -1]))
+    args = ["check", "--op", "sparse_softmax_cross_entropy", "--logits", str(logits)]
+    assert main([*args, "--labels", str(labels), "--backend", "numpy", "--format", "json"]) == 0
+    records = {r["implementation"]: r for r in json.loads(capsys.readouterr().out)}
+    # NumPy indexing wraps label -1 around to the last class: a silent number for invalid input.
+    assert records["numpy:stable.sparse_softmax_cross_entropy"]["verdict"] == "wrong"
+
+
+@pytest.mark.parametrize("level, expected", [("wrong", 1), ("inaccurate", 1)])
+def test_fail_on_gates_the_exit_status(tmp_path: Path, level: str, expected: int):
+    args = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float32"]
+    args += ["--impl", "numpy:naive.logsumexp", "--cases", "logsumexp/extreme/*"]
+    assert main([*args, "--out", str(tmp_path / level), "--fail-on", level]) == expected
+
+
+def test_fail_on_passes_when_everything_passes(tmp_path: Path):
+    args = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
+    args += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]
+    assert main([*args, "--out", str(tmp_path), "--fail-on", "inaccurate"]) == 0
+
+
+def test_list_json_names_every_backend_with_availability():
+    result = _xentbench("list", "--format", "json")
+    assert result.returncode == 0
+    entries = {entry["backend"]: entry for entry in json.loads(result.stdout)}
+    assert {"numpy", "torch", "tensorflow", "jax", "onnxruntime"} <= set(entries)
+    numpy_entry = entries["numpy"]
+    assert numpy_entry["available"] and numpy_entry["version"]
+    impl = numpy_entry["implementations"][0]
+    assert {"name", "op", "dtypes", "devices", "modes", "quantities"} <= set(impl)

@@ -1,0 +1,119 @@
+"""The runner: crash and hang isolation, resume, harness errors kept apart from verdicts."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from adapters import registry
+from suites.cli import main
+from suites.results import load, read_run_info
+
+CRASHY_MODULE = '''
+import os
+import time
+
+import numpy as np
+import scipy.special
+
+from adapters.base import Adapter, Implementation, PreparedCall
+
+
+def _softmax(name):
+    return Implementation(name=f"crashy:{name}", op="softmax", dtypes=("float64",))
+
+
+class CrashyAdapter(Adapter):
+    """Three softmaxes: one right, one that kills its process, one that never returns."""
+
+    name = "crashy"
+
+    def version(self):
+        return "0.0"
+
+    def implementations(self):
+        return (_softmax("ok"), _softmax("exit"), _softmax("hang"))
+
+    def prepare(self, call, logits, labels):
+        kind = call.implementation.name.split(":")[1]
+
+        def run():
+            if kind == "exit":
+                os._exit(3)
+            if kind == "hang":
+                time.sleep(3600)
+            return scipy.special.softmax(logits, axis=-1)
+
+        return PreparedCall(run=run, to_numpy=np.asarray)
+'''
+
+
+@pytest.fixture
+def crashy_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A backend registered only through an entry point (spawned workers see sys.path too)."""
+    site = tmp_path / "site"
+    (site / "crashy_backend.py").parent.mkdir(parents=True)
+    (site / "crashy_backend.py").write_text(textwrap.dedent(CRASHY_MODULE))
+    info = site / "crashy_backend-0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crashy-backend\nVersion: 0.0\n")
+    (info / "entry_points.txt").write_text(
+        "[xentbench.adapters]\ncrashy = crashy_backend:CrashyAdapter\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setattr(registry, "_loaded", {})
+    return "crashy"
+
+
+def _run(out: Path, *extra: str) -> int:
+    return main(["run", "--suite", "accuracy", "--out", str(out), "--dtype", "float64", *extra])
+
+
+def test_a_crash_or_hang_becomes_an_error_row_and_the_run_goes_on(crashy_backend, tmp_path):
+    out = tmp_path / "run"
+    case = "softmax/benign/*"
+    code = _run(out, "--backend", crashy_backend, "--cases", case, "--timeout", "5", "--jobs", "1")
+    assert code == 0
+    rows = load([out], "accuracy").set_index("implementation")
+    per_impl = rows.groupby(level=0)
+    assert set(per_impl.groups) == {"crashy:ok", "crashy:exit", "crashy:hang"}
+    assert (rows.loc["crashy:ok", "verdict"] == "pass").all()
+    assert (rows.loc["crashy:exit", "verdict"] == "error").all()
+    assert rows.loc["crashy:exit", "message"].str.contains("worker process died").all()
+    assert rows.loc["crashy:hang", "message"].str.contains("timed out after 5 s").all()
+    assert per_impl.size().nunique() == 1  # every case reached every implementation
+    assert len(read_run_info(out)["crashes"]) == 2 * per_impl.size().iloc[0]
+
+
+def test_rerunning_into_the_same_directory_resumes_without_recomputing(tmp_path):
+    out = tmp_path / "run"
+    assert _run(out, "--backend", "numpy", "--impl", "numpy:stable.*", "--cases", "*/benign/*") == 0
+    first = load([out], "accuracy").set_index(["implementation", "case_id"])
+    assert _run(out, "--backend", "numpy", "--impl", "numpy:*", "--cases", "*/benign/*") == 0
+    second = load([out], "accuracy").set_index(["implementation", "case_id"])
+    assert not second.index.duplicated().any()
+    assert len(second) > len(first)
+    # Rows stored by the first run are kept as they were, not computed again.
+    kept = second.loc[first.index, "elapsed_s"]
+    assert (kept.to_numpy() == first["elapsed_s"].to_numpy()).all()
+
+
+def test_an_interrupted_run_keeps_its_rows(tmp_path):
+    """Rows are flushed as they are produced: parts written before an interruption survive."""
+    out = tmp_path / "run"
+    assert _run(out, "--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*") == 0
+    merged = out / "accuracy-numpy.parquet"
+    rows = load([out], "accuracy")
+    # Simulate a run killed before its final merge: only part files, no merged file.
+    from suites.results import RowWriter
+
+    merged.unlink()
+    writer = RowWriter(out, "accuracy", "numpy")
+    for row in rows.head(5).to_dict("records"):
+        writer.write(row)
+    writer.flush()
+    assert len(load([out], "accuracy")) == 5
+    assert _run(out, "--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*") == 0
+    assert len(load([out], "accuracy")) == len(rows)
