@@ -3,10 +3,12 @@
 Every call uses ``reduction="none"`` so the loss comes back per example. Gradients come from
 ``torch.autograd.grad`` of the sum of the outputs, recomputing forward and backward on every
 ``run`` (nothing accumulates in ``.grad``). Compiled mode is ``torch.compile(fn,
-dynamic=False, fullgraph=True)`` around the op call; the backward is then compiled by
-AOTAutograd, as it is for a user who compiles a model and calls backward. bfloat16 reaches
-torch through float32, which is exact. ``label_smoothing`` of F.cross_entropy is left out:
-the reference has no op for it.
+fullgraph=True)`` around the op call, with torch's default shape handling: the first shape
+compiles a static graph, a second shape recompiles once with dynamic shapes, which then serve
+every later shape (as for a user who compiles a function and calls it on several shapes). The
+backward is compiled by AOTAutograd, as for a user who compiles a model and calls backward.
+bfloat16 reaches torch through float32, which is exact. ``label_smoothing`` of
+F.cross_entropy is left out: the reference has no op for it.
 """
 
 from __future__ import annotations
@@ -78,8 +80,9 @@ def _own_code_copy(function: Function) -> Function:
     """A copy of ``function`` with its own code object.
 
     Dynamo keeps its compiled graphs, and its recompile limit (8), per code object: compiling
-    one function for many (dtype, shape, grad) combinations would silently fall back to eager
-    (or, with fullgraph=True, fail) after eight. A private code object per cache key avoids it.
+    one function for many (dtype, grad) combinations would silently fall back to eager (or, with
+    fullgraph=True, fail) after eight. A private code object per cache key avoids it; within a
+    key, shapes cost at most two compiles (static, then dynamic).
     """
     code = function.__code__.replace()
     return types.FunctionType(code, function.__globals__, function.__name__)
@@ -118,16 +121,14 @@ class TorchAdapter(Adapter):
             for api, (op, _) in _APIS.items()
         )
 
-    def _function(self, call: Call, shape: tuple[int, ...]) -> Function:
-        """The eager API, or its compiled copy cached per (call, input shape)."""
+    def _function(self, call: Call) -> Function:
+        """The eager API, or its compiled copy (one per implementation, dtype, device, quantity)."""
         function = _APIS[call.implementation.name.split(":", 1)[1]][1]
         if call.mode == "eager":
             return function
-        key = (call.implementation.name, call.dtype, call.device, call.quantity, shape)
+        key = (call.implementation.name, call.dtype, call.device, call.quantity)
         if key not in self._compiled:
-            self._compiled[key] = torch.compile(
-                _own_code_copy(function), dynamic=False, fullgraph=True
-            )
+            self._compiled[key] = torch.compile(_own_code_copy(function), fullgraph=True)
         return self._compiled[key]
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
@@ -136,7 +137,7 @@ class TorchAdapter(Adapter):
         want_grad = call.quantity == "grad"
         x = _to_tensor(logits, device).requires_grad_(want_grad)
         y = None if labels is None else _to_tensor(labels, device)
-        function = self._function(call, tuple(logits.shape))
+        function = self._function(call)
         synchronize = _synchronize(device)
 
         def run() -> torch.Tensor:

@@ -26,11 +26,12 @@ from typing import Any
 
 import numpy as np
 
-# Defaults sized for a whole default grid on a small CPU machine: about 0.1-0.3 s per
-# measurement including warm-up (see README, "Timing").
-DEFAULT_MIN_REPEAT_S = 0.01
+# Defaults sized for a whole grid on a small CPU machine: an op under ~25 ms per call costs
+# 0.05-0.2 s in all, warm-up included; a slower op costs its first call plus three repeats.
+# A 5 ms repeat is far above perf_counter's resolution (torch.utils.benchmark uses 0.2 ms).
+DEFAULT_MIN_REPEAT_S = 0.005
 DEFAULT_REPEATS = 7
-DEFAULT_MAX_TOTAL_S = 0.25
+DEFAULT_MAX_TOTAL_S = 0.2
 WARMUP_CALLS = 2
 MIN_REPEATS = 3
 HIGH_VARIANCE_RATIO = 0.1

@@ -110,6 +110,7 @@ class TimingTask:
 
     key: tuple
     label: str
+    template: dict[str, Any]  # the row without measurements: what a crash row records
     evaluate: Callable[[], dict[str, Any]] = field(repr=False)
 
 
@@ -255,5 +256,5 @@ def plan_timing(
             label = " ".join(str(part) for part in key)
             last = index == len(calls) - 1
             evaluate = functools.partial(_evaluate, plan, call, row, last)
-            tasks.append(TimingTask(key=key, label=label, evaluate=evaluate))
+            tasks.append(TimingTask(key=key, label=label, template=row, evaluate=evaluate))
     return tasks
