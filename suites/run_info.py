@@ -87,6 +87,15 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
         },
         "ulp_budget_rule": BUDGET_RULE,
     }
+    if timing:
+        # Timings on a shared CPU are only meaningful when it is idle (OpenMP threads of a
+        # framework wait on each other): record the load so a reader can judge.
+        info["load_average_at_start"] = [round(v, 2) for v in os.getloadavg()]
+        info["thread_settings"] = {
+            name: os.environ[name]
+            for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+            if name in os.environ
+        }
     if timing and "memory_bandwidth_gbps" not in existing:
         from suites.bandwidth import memory_bandwidth_gbps
         from suites.timing import harness_overhead_s
