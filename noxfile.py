@@ -55,44 +55,40 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session
-@nox.parametrize("backend", BACKENDS)
-def accuracy(session: nox.Session, backend: str) -> None:
-    """Accuracy suite for one backend, in its own environment, into RUN_DIR."""
+def run_suite(session: nox.Session, suite: str, backend: str) -> None:
+    """One suite for one backend, in an environment with only that backend, into RUN_DIR."""
     install(session, *EXTRAS[backend])
     session.run(
         "xentbench",
         "run",
         "--suite",
-        "accuracy",
+        suite,
         "--backend",
         backend,
         "--out",
         str(RUN_DIR),
         *session.posargs,
     )
+
+
+@nox.session
+@nox.parametrize("backend", BACKENDS)
+def accuracy(session: nox.Session, backend: str) -> None:
+    """Accuracy suite for one backend, in its own environment, into RUN_DIR."""
+    run_suite(session, "accuracy", backend)
 
 
 @nox.session
 @nox.parametrize("backend", BACKENDS)
 def timing(session: nox.Session, backend: str) -> None:
     """Timing suite for one backend, in its own environment, into RUN_DIR."""
-    install(session, *EXTRAS[backend])
-    session.run(
-        "xentbench",
-        "run",
-        "--suite",
-        "timing",
-        "--backend",
-        backend,
-        "--out",
-        str(RUN_DIR),
-        *session.posargs,
-    )
+    run_suite(session, "timing", backend)
 
 
 @nox.session(
-    requires=[f"{suite}({backend})" for suite in ("accuracy", "timing") for backend in BACKENDS]
+    requires=[
+        f"{suite}(backend='{backend}')" for suite in ("accuracy", "timing") for backend in BACKENDS
+    ]
 )
 def report(session: nox.Session) -> None:
     """The main job: every backend's accuracy and timing, then the report in RUN_DIR."""
