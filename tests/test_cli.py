@@ -100,3 +100,35 @@ def test_list_json_names_every_backend_with_availability():
     assert numpy_entry["available"] and numpy_entry["version"]
     impl = numpy_entry["implementations"][0]
     assert {"name", "op", "dtypes", "devices", "modes", "quantities"} <= set(impl)
+
+
+def test_compare_exits_1_on_a_regression_and_0_without(tmp_path: Path, capsys):
+    from suites.results import RowWriter, load
+
+    base = tmp_path / "base"
+    args = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
+    assert (
+        main(
+            [
+                *args,
+                "--impl",
+                "numpy:stable.softmax",
+                "--cases",
+                "softmax/benign/*",
+                "--out",
+                str(base),
+            ]
+        )
+        == 0
+    )
+    assert main(["compare", str(base), str(base)]) == 0
+    # The same run, except that one evaluation went from pass to wrong.
+    rows = load([base], "accuracy")
+    new = tmp_path / "new"
+    writer = RowWriter(new, "accuracy", "numpy")
+    for index, row in enumerate(rows.to_dict("records")):
+        writer.write({**row, "verdict": "wrong"} if index == 0 else row)
+    writer.close()
+    capsys.readouterr()
+    assert main(["compare", str(base), str(new), "--format", "json"]) == 1
+    assert rows.iloc[0]["case_id"] in capsys.readouterr().out
