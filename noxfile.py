@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+import sys
 from pathlib import Path
 
 import nox
@@ -55,11 +56,29 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
+def backend_environment(session: nox.Session, backend: str) -> Path:
+    """The virtual environment of one backend (only that framework), shared by its sessions.
+
+    accuracy(backend) and timing(backend) run in the same environment, so a framework of
+    several hundred MB is installed once, not once per session; nox manages the other sessions'
+    environments as usual.
+    """
+    env = Path(".nox", f"backend-{backend}")
+    if not (env / "bin" / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(env), external=True)
+    pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    if backend == "torch":
+        session.run(*pip, TORCH, external=True)
+    extras = EXTRAS[backend]
+    session.run(*pip, "-e", f".[{','.join(extras)}]" if extras else ".", external=True)
+    return env
+
+
 def run_suite(session: nox.Session, suite: str, backend: str) -> None:
-    """One suite for one backend, in an environment with only that backend, into RUN_DIR."""
-    install(session, *EXTRAS[backend])
+    """One suite for one backend, in that backend's environment, into RUN_DIR."""
+    xentbench = backend_environment(session, backend) / "bin" / "xentbench"
     session.run(
-        "xentbench",
+        str(xentbench),
         "run",
         "--suite",
         suite,
@@ -68,17 +87,18 @@ def run_suite(session: nox.Session, suite: str, backend: str) -> None:
         "--out",
         str(RUN_DIR),
         *session.posargs,
+        external=True,
     )
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("backend", BACKENDS)
 def accuracy(session: nox.Session, backend: str) -> None:
     """Accuracy suite for one backend, in its own environment, into RUN_DIR."""
     run_suite(session, "accuracy", backend)
 
 
-@nox.session
+@nox.session(venv_backend="none")
 @nox.parametrize("backend", BACKENDS)
 def timing(session: nox.Session, backend: str) -> None:
     """Timing suite for one backend, in its own environment, into RUN_DIR."""

@@ -114,8 +114,11 @@ def accuracy_plots(accuracy: pd.DataFrame, out_dir: Path) -> list[Path]:
 def _wrong_band(rows: pd.DataFrame) -> float:
     """A y position above every finite error and budget, where wrong/non-finite results go."""
     finite = rows["max_ulp_error"][np.isfinite(rows["max_ulp_error"])]
-    top = max([10.0, *finite.tolist(), *rows["budget_ulps"].dropna().tolist()])
-    return 10.0 ** (math.ceil(math.log10(top)) + 1)
+    budgets = rows["budget_ulps"][np.isfinite(rows["budget_ulps"])]
+    top = max([10.0, *finite.tolist(), *budgets.tolist()])
+    # One decade above the top, but never beyond float64 (errors of float64 outputs near 0
+    # and their budgets reach 1e308 ULPs).
+    return 10.0 ** min(math.ceil(math.log10(top)) + 1, 307)
 
 
 def _accuracy_figure(dtype: str, rows: pd.DataFrame, path: Path) -> Path:

@@ -265,3 +265,13 @@ def test_missing_run_directory_and_empty_run_are_reported(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no stored results"):
         build_report([tmp_path / "empty"], tmp_path / "out")
+
+
+def test_float64_errors_near_the_top_of_the_range_still_plot(tmp_path):
+    """ULP errors of float64 outputs near 0 reach 1e308 (a real run's data broke the plot)."""
+    rows = [
+        accuracy_row(dtype="float64", max_ulp_error=3e307, budget_ulps=1.7976931348623157e308),
+        accuracy_row(dtype="float64", case_id="softmax/benign/other", max_ulp_error=0.5),
+    ]
+    paths = build_report([write_run(tmp_path / "run", accuracy=rows)], tmp_path / "out")
+    assert paths["accuracy-float64.png"].stat().st_size > 0
