@@ -155,6 +155,7 @@ class RowWriter:
             part.unlink()
         with contextlib.suppress(OSError):
             self.parts_dir.rmdir()
+            self.parts_dir.parent.rmdir()  # parts/ itself, once no backend has parts left
         return merged
 
 
