@@ -7,34 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from accuracy_helpers import random_case, steps
 
 import reference
-from adapters.base import DTYPES, numpy_dtype
+from adapters.base import DTYPES
 from suites import invariants
-
-RNG_SEED = 20240611
-
-
-def random_case(op: str, dtype: str, shape=(3, 50)):
-    """Normal logits (std 4) and labels valid for ``op``, in ``dtype``."""
-    rng = np.random.default_rng(RNG_SEED)
-    logits = rng.normal(scale=4.0, size=shape).astype(numpy_dtype(dtype))
-    if op == "sparse_softmax_cross_entropy":
-        return logits, rng.integers(0, shape[-1], size=shape[:-1])
-    if op == "softmax_cross_entropy":
-        return logits, rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(logits.dtype)
-    if op == "sigmoid_cross_entropy":
-        return logits, rng.uniform(0, 1, size=shape).astype(logits.dtype)
-    return logits, None
-
-
-def steps(values: np.ndarray, k: int, dtype: str) -> np.ndarray:
-    """``values`` (representable in dtype) moved k representable numbers up (k < 0: down)."""
-    out = np.asarray(values, dtype=numpy_dtype(dtype))
-    target = np.full_like(out, np.inf if k > 0 else -np.inf)
-    for _ in range(abs(k)):
-        out = np.nextafter(out, target)
-    return out
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

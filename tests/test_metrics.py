@@ -11,33 +11,19 @@ import math
 import ml_dtypes
 import numpy as np
 import pytest
+from accuracy_helpers import RNG_SEED, random_case, steps
 
 import reference
+from adapters.base import DTYPES, numpy_dtype
 from reference import Exact
 from suites import metrics
 from suites.results import ACCURACY_SCHEMA
-
-DTYPES = ("float16", "bfloat16", "float32", "float64")
-RNG_SEED = 20240611
-
-
-def np_dtype(name: str) -> np.dtype:
-    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
 
 
 def exactly(values) -> Exact:
     """An Exact whose value is the given float64 numbers (no residual)."""
     hi = np.asarray(values, dtype=np.float64)
     return Exact(hi, np.zeros_like(hi))
-
-
-def steps(values: np.ndarray, k: int, dtype: str) -> np.ndarray:
-    """``values`` (representable in dtype) moved k representable numbers up (k < 0: down)."""
-    out = np.asarray(values, dtype=np_dtype(dtype))
-    target = np.full_like(out, np.inf if k > 0 else -np.inf)
-    for _ in range(abs(k)):
-        out = np.nextafter(out, target)
-    return out
 
 
 # ------------------------------------------------------------------------ ULP errors
@@ -47,7 +33,7 @@ def steps(values: np.ndarray, k: int, dtype: str) -> np.ndarray:
 @pytest.mark.parametrize("k", [0, 1, 3, -1, -3])
 @pytest.mark.parametrize("value", [1.5, -1.5, -0.75, 96.0, 3.0e-3])
 def test_output_k_representable_numbers_away_measures_k_ulps(dtype, k, value):
-    truth = np.asarray(value, dtype=np_dtype(dtype)).astype(np.float64)
+    truth = np.asarray(value, dtype=numpy_dtype(dtype)).astype(np.float64)
     got = steps(truth, k, dtype)
     assert metrics.ulp_errors(got, exactly(truth), dtype) == pytest.approx(abs(k), abs=1e-9)
 
@@ -81,8 +67,8 @@ def test_ulp_at_a_power_of_two_is_the_gap_above_it(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("k", [1, 3])
 def test_zero_and_subnormals_use_the_smallest_subnormal_spacing(dtype, k):
-    tiny = float(ml_dtypes.finfo(np_dtype(dtype)).smallest_subnormal)
-    smallest_normal = float(ml_dtypes.finfo(np_dtype(dtype)).smallest_normal)
+    tiny = float(ml_dtypes.finfo(numpy_dtype(dtype)).smallest_subnormal)
+    smallest_normal = float(ml_dtypes.finfo(numpy_dtype(dtype)).smallest_normal)
     assert metrics.ulp_errors(steps(0.0, k, dtype), exactly(0.0), dtype) == pytest.approx(k)
     assert metrics.ulp_errors(steps(0.0, -k, dtype), exactly(0.0), dtype) == pytest.approx(k)
     truth = 5 * tiny
@@ -287,18 +273,6 @@ CASES = [
     ("sigmoid_cross_entropy", "value"),
     ("sigmoid_cross_entropy", "grad"),
 ]
-
-
-def random_case(op: str, dtype: str, shape=(3, 50), offset=0.0):
-    rng = np.random.default_rng(RNG_SEED)
-    logits = (rng.normal(scale=4.0, size=shape) + offset).astype(np_dtype(dtype))
-    if op == "sparse_softmax_cross_entropy":
-        return logits, rng.integers(0, shape[-1], size=shape[:-1])
-    if op == "softmax_cross_entropy":
-        return logits, rng.dirichlet(np.ones(shape[-1]), size=shape[:-1]).astype(np_dtype(dtype))
-    if op == "sigmoid_cross_entropy":
-        return logits, rng.uniform(0, 1, size=shape).astype(np_dtype(dtype))
-    return logits, None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
