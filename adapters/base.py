@@ -81,7 +81,7 @@ class Implementation:
 
     @property
     def quantities(self) -> tuple[str, ...]:
-        return ("value", "grad") if self.gradient else ("value",)
+        return QUANTITIES if self.gradient else ("value",)
 
 
 @dataclass(frozen=True)

@@ -218,7 +218,6 @@ def _selection(args, suite: str) -> Selection:
         cases=tuple(args.cases),
         shapes=tuple(args.shapes or DEFAULT_SHAPES),
         seed=args.seed,
-        task_timeout_s=args.timeout,
     )
 
 

@@ -29,7 +29,6 @@ class Selection:
     cases: tuple[str, ...] = ("*",)
     shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES
     seed: int = 0
-    task_timeout_s: float = 120.0
 
     def wants_implementation(self, impl: Implementation) -> bool:
         return impl.op in self.ops and any(
