@@ -12,7 +12,7 @@ import numpy as np
 
 from adapters.base import Adapter, Call
 from reference.cache import cached_exact
-from suites import cases, invariants, metrics
+from suites import cases, invariants, metrics, shift
 from suites.selection import Selection
 
 
@@ -98,15 +98,39 @@ class AccuracyTask:
 
     def _measure(self, logits, labels, got, exact) -> dict[str, Any]:
         op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
-        result = metrics.evaluate(op, quantity, dtype, logits, labels, got, exact)
+        row = metrics.evaluate(op, quantity, dtype, logits, labels, got, exact).as_row()
         failures = (
             invariants.invariant_failures(op, dtype, logits, labels, got)
             if quantity == "value"
             else []
         )
-        row = result.as_row()
+        row.update(self._shift_check(logits, labels, got, exact))
+        if row.pop("shift_failed"):
+            failures.append("shift_invariance")
         row["invariant_failures"] = ",".join(failures)
         return row
+
+    def _shift_check(self, logits, labels, got, exact) -> dict[str, Any]:
+        """The same call on exactly shifted logits (``suites.shift``), judged against the same
+        exact value: it fails when the output changes and that change leaves the budget."""
+        op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
+        shifts = shift.exact_shifts(logits, dtype) if (op, quantity) in shift.INVARIANT else None
+        if shifts is None or not shifts.any():
+            return {"shift": math.nan, "shift_max_ulp_error": math.nan, "shift_failed": False}
+        moved = shift.shifted_logits(logits, shifts)
+        checked = {"shift": float(np.abs(shifts).max())}
+        try:
+            got_shifted = self.adapter.prepare(self.call, moved, labels)()
+        except Exception:  # raising on one of two equivalent inputs breaks the invariant
+            return {**checked, "shift_max_ulp_error": math.nan, "shift_failed": True}
+        result = metrics.evaluate(op, quantity, dtype, logits, labels, got_shifted, exact)
+        same = [np.asarray(a).astype(np.float64) for a in (got, got_shifted)]
+        unchanged = np.array_equal(*same, equal_nan=True)
+        return {
+            **checked,
+            "shift_max_ulp_error": result.max_ulp_error,
+            "shift_failed": result.verdict != "pass" and not unchanged,
+        }
 
 
 def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:

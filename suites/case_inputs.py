@@ -37,6 +37,13 @@ def _uniform(draw: Draw, scale: float, shift: float = 0.0) -> np.ndarray:
     return shift + draw.rng.uniform(-scale, scale, draw.shape)
 
 
+def _grid(draw: Draw, step: float, scale: float) -> np.ndarray:
+    """Multiples of ``step`` in [-scale, scale], as quantised or integer logits are: exact in
+    every dtype, and shiftable by large exact constants (suites.shift)."""
+    steps = round(scale / step)
+    return step * draw.rng.integers(-steps, steps, draw.shape, endpoint=True).astype(np.float64)
+
+
 def _near_max(draw: Draw, signed: bool) -> np.ndarray:
     """Magnitudes in [0.8, 0.9]·max of the dtype, with random signs or all positive."""
     magnitude = draw.rng.uniform(0.8, 0.9, draw.shape) * draw.max
@@ -122,6 +129,7 @@ def _infinite(draw: Draw) -> np.ndarray:
 GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "normal": _normal,
     "uniform": _uniform,
+    "grid": _grid,
     "near_max": _near_max,
     "signed": _signed,
     "spread": _spread,

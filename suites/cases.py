@@ -167,6 +167,14 @@ EXTREME = (
     ),
     S("subnormal", "subnormal", "subnormal and zero logits: flushing them changes little"),
     S("negative-only", "uniform", "exp underflows in float64", {"scale": 25.0, "shift": -775.0}),
+    S(
+        "quantised-1000",
+        "grid",
+        "1/8 steps in ±8: exact shifts (16 in bfloat16 .. 2^49) must change nothing",
+        {"step": 0.125, "scale": 8.0},
+        batch=8,
+        classes=1000,
+    ),
 )
 SPECIAL = (
     S(

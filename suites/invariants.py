@@ -1,4 +1,4 @@
-"""Invariants a value output must keep, and the shift-invariance check.
+"""Invariants a value output must keep (shift invariance is in ``suites.shift``).
 
 They catch failures that need no exact reference (a softmax row not summing to 1, a negative
 loss) and hold for every output within the error budget of ``suites.metrics``, whose ULPs,
@@ -11,11 +11,7 @@ import math
 
 import numpy as np
 
-from suites.metrics import K, finfo, labels64, sigma, spacing, unit_roundoff
-
-# Shift invariance: on exactly shifted logits the shifted algorithm sees identical x - max(x)
-# and returns identical bits; a few ULPs allow for order-dependent parallel reductions.
-SHIFT_TOLERANCE_ULPS = 4.0
+from suites.metrics import K, finfo, labels64, sigma, unit_roundoff
 
 
 def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:
@@ -76,20 +72,3 @@ def invariant_failures(
         keep = np.isfinite(x) & np.isfinite(y) & (y >= 0) & (y <= 1)
         return [] if (got[keep] >= 0).all() else ["nonnegative_loss"]
     return _row_failures(op, dtype, x, y, got)
-
-
-def shift_invariance_failure(
-    got: np.ndarray, got_shifted: np.ndarray, dtype: str | np.dtype
-) -> bool:
-    """Whether op(x) and op(x + c) differ anywhere by more than SHIFT_TOLERANCE_ULPS.
-
-    For the shift-invariant outputs (softmax, log_softmax, the softmax cross-entropies and
-    their gradients) on exactly shifted logits. Equal NaNs and equal infinities agree.
-    """
-    a, b = np.asarray(got).astype(np.float64), np.asarray(got_shifted).astype(np.float64)
-    if a.shape != b.shape:
-        return True
-    with np.errstate(invalid="ignore"):
-        gap = SHIFT_TOLERANCE_ULPS * spacing(np.maximum(np.abs(a), np.abs(b)), dtype)
-        same = (a == b) | (np.isnan(a) & np.isnan(b)) | (np.abs(a - b) <= gap)
-    return not bool(same.all())

@@ -58,6 +58,8 @@ ACCURACY_SCHEMA = pa.schema(
         ("expected", pa.float64()),
         ("got", pa.float64()),
         ("invariant_failures", pa.string()),
+        ("shift", pa.float64()),
+        ("shift_max_ulp_error", pa.float64()),
         ("elapsed_s", pa.float64()),
     ]
 )

@@ -222,10 +222,14 @@ def _evaluate(plan: _Plan, call: Call, row: dict, last_of_shape: bool) -> dict[s
     try:
         return _evaluate_row(plan, call, row)
     finally:
+        # Device tensors caught in reference cycles go now, not mid-timing: the young
+        # generations after each big task (a full collection costs ~1 s with TensorFlow
+        # loaded), everything once a shape is done.
         if last_of_shape:
             plan.inputs.clear()
-        if row["n_elements"] >= _FREE_EAGERLY_ELEMENTS:
-            gc.collect()  # device tensors caught in reference cycles go now, not mid-timing
+            gc.collect()
+        elif row["n_elements"] >= _FREE_EAGERLY_ELEMENTS:
+            gc.collect(1)
 
 
 def plan_timing(
