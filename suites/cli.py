@@ -97,6 +97,13 @@ def _parser() -> argparse.ArgumentParser:
         default=min(2, os.cpu_count() or 1),
         help="accuracy workers (backends) at a time; timing always runs one at a time",
     )
+    run.add_argument(
+        "--python",
+        nargs="+",
+        default=[],
+        metavar="B=PYTHON",
+        help="run backend B's worker with this interpreter (its own virtual environment)",
+    )
     run.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
     run.add_argument(
         "--fail-on",
@@ -147,6 +154,21 @@ def _backends(requested: list[str] | None) -> tuple[str, ...]:
     return tuple(requested) if requested else known
 
 
+def _interpreters(pairs: list[str], backends: tuple[str, ...]) -> dict[str, str]:
+    """``--python B=PYTHON`` pairs as {backend: interpreter}, each checked to exist."""
+    pythons = {}
+    for pair in pairs:
+        backend, _, python = pair.partition("=")
+        if backend not in backends or not python:
+            raise UsageError(
+                f"invalid --python {pair!r}; expected B=PYTHON with B one of: {', '.join(backends)}"
+            )
+        if not os.access(python, os.X_OK) or Path(python).is_dir():
+            raise UsageError(f"--python {pair!r}: {python!r} is not an executable file")
+        pythons[backend] = python
+    return pythons
+
+
 def _existing_dir(path: Path) -> Path:
     if not path.is_dir():
         raise UsageError(f"no run directory {str(path)!r}")
@@ -179,6 +201,7 @@ def _run(args, console) -> int:
     from suites.worker import WorkerJob
 
     backends = _backends(args.backend)
+    pythons = _interpreters(args.python, backends)
     suites = SUITES if args.suite == "all" else (args.suite,)
     run_dir = args.out or run_info.default_run_dir()
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
@@ -191,6 +214,7 @@ def _run(args, console) -> int:
             info["run_id"],
             info["host"],
             info.get("memory_bandwidth_gbps", 0.0),
+            pythons.get(backend, ""),
         )
         for suite in suites
         for backend in backends

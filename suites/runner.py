@@ -1,22 +1,28 @@
 """The runner: one worker process per backend, progress, crash and hang isolation, resume.
 
 A worker that dies or stays silent past the task timeout is killed; the task it was running
-becomes an ``error`` row (so a resumed worker skips it) and a fresh worker carries on.
+becomes an ``error`` row (so a resumed worker skips it) and a fresh worker carries on. Workers
+are fresh interpreters, this one or a backend environment's (``WorkerJob.python``), so one run
+can drive backends installed in separate virtual environments.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import pickle
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from suites.results import RowWriter
-from suites.worker import WorkerJob, work
+from suites.worker import WorkerJob
 
 PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
 MAX_RESTARTS = 50
@@ -34,14 +40,25 @@ class BackendOutcome:
 
 
 class _Worker:
-    """A spawned worker process and the parent's end of its pipe."""
+    """A worker process and the parent's end of its pipe."""
 
     def __init__(self, job: WorkerJob):
-        context = multiprocessing.get_context("spawn")
-        self.connection, child = context.Pipe(duplex=False)
-        self.process = context.Process(target=work, args=(job, child), daemon=True)
-        self.process.start()
-        child.close()
+        python = job.python or sys.executable
+        env = dict(os.environ)
+        if python == sys.executable:  # as multiprocessing's spawn does: the same import path
+            env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
+        read_fd, write_fd = os.pipe()
+        command = [python, "-c", "from suites.worker import main; main()", str(write_fd)]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env
+        )
+        os.close(write_fd)
+        self.connection = Connection(read_fd, writable=False)
+        try:
+            self.process.stdin.write(pickle.dumps(job))
+            self.process.stdin.close()
+        except BrokenPipeError:  # it died at start; receive() reports that
+            pass
 
     def receive(self, timeout_s: float):
         """The next message; ("died", None) if the pipe closed; None after timeout_s of silence."""
@@ -53,10 +70,13 @@ class _Worker:
         return None
 
     def stop(self) -> str:
-        if self.process.is_alive():
+        if self.process.poll() is None:
             self.process.kill()
-        self.process.join(timeout=10)
-        code = self.process.exitcode
+        try:
+            code = self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.connection.close()
         return f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
 
 

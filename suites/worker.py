@@ -1,12 +1,16 @@
 """The worker process: one backend, one suite; evaluates tasks and writes rows as it goes.
 
-It runs in its own process (spawned by ``suites.runner``) so a framework that crashes or hangs
-loses nothing but the task in flight. It reports to the parent through a pipe: the plan, the
-start of each task (with the row template the parent needs to record a crash), its end.
+It runs in its own process (started by ``suites.runner``, possibly with another virtual
+environment's interpreter) so a framework that crashes or hangs loses nothing but the task in
+flight. It reads its ``WorkerJob`` pickled from stdin and reports to the parent through a pipe
+inherited as a file descriptor: the plan, the start of each task (with the row template the
+parent needs to record a crash), its end.
 """
 
 from __future__ import annotations
 
+import pickle
+import sys
 import traceback
 import warnings
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ class WorkerJob:
     run_id: str
     host: str
     bandwidth_gbps: float = 0.0
+    python: str = ""  # the interpreter to run it with (a backend's own environment); "" = ours
 
 
 def plan(job: WorkerJob, adapter) -> list[Task]:
@@ -90,3 +95,11 @@ def _describe(exc: BaseException) -> str:
     last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
     where = f" at {last[0].filename}:{last[0].lineno}" if last else ""
     return f"{type(exc).__name__}: {exc}{where}"[:2000]
+
+
+def main() -> None:
+    """Entry point of ``python -c "from suites.worker import main; main()" FD``."""
+    from multiprocessing.connection import Connection
+
+    job = pickle.load(sys.stdin.buffer)
+    work(job, Connection(int(sys.argv[1]), readable=False))

@@ -132,3 +132,14 @@ def test_compare_exits_1_on_a_regression_and_0_without(tmp_path: Path, capsys):
     capsys.readouterr()
     assert main(["compare", str(base), str(new), "--format", "json"]) == 1
     assert rows.iloc[0]["case_id"] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("pair", "named"),
+    [("nosuch=/usr/bin/python3", "nosuch"), ("numpy", "'numpy'"), ("numpy=/no/such/python", "")],
+)
+def test_a_bad_python_for_a_backend_exits_2(capsys, tmp_path, pair, named):
+    code = main(["run", "--backend", "numpy", "--python", pair, "--out", str(tmp_path / "r")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0] and "--python" in err[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -117,3 +118,27 @@ def test_an_interrupted_run_keeps_its_rows(tmp_path):
     assert len(load([out], "accuracy")) == 5
     assert _run(out, "--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*") == 0
     assert len(load([out], "accuracy")) == len(rows)
+
+
+def test_a_backend_runs_with_the_interpreter_given_for_it(tmp_path):
+    """--python B=PYTHON starts B's worker with that interpreter (here a wrapper that leaves a
+    mark, then runs this Python without our import path, as another environment would)."""
+    mark = tmp_path / "started"
+    wrapper = tmp_path / "python"
+    wrapper.write_text(f'#!/bin/sh\ntouch "{mark}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    out = tmp_path / "run"
+    code = _run(
+        out,
+        "--backend",
+        "numpy",
+        "--impl",
+        "numpy:stable.softmax",
+        "--cases",
+        "*/benign/*",
+        "--python",
+        f"numpy={wrapper}",
+    )
+    assert code == 0 and mark.exists()
+    rows = load([out], "accuracy")
+    assert len(rows) > 0 and (rows["verdict"] == "pass").all()
