@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from suites import results
-from suites.report import format_seconds, format_ulps
+from suites.report_format import format_seconds, format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10

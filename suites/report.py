@@ -1,12 +1,12 @@
 """Reports from stored results: the sections of one structured document, and the report files.
 
 The sections (``suites.render``'s document model) are built once from the results store
-(``suites.results``), never from a live run, and rendered as markdown and as HTML.
+(``suites.results``), never from a live run, and rendered as markdown and as HTML. The
+accuracy and timing sections live in ``suites.report_accuracy`` and ``suites.report_timing``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,78 +14,16 @@ from typing import Any
 
 import pandas as pd
 
-from adapters.base import DTYPES, OPS
 from suites import plots, results
-from suites.render import Code, Image, Section, Table, anchor, render_html, render_markdown
-
-SEVERITY: dict[str, int] = {"pass": 0, "inaccurate": 1, "wrong": 2, "error": 3}
-FAILURES: tuple[str, ...] = ("inaccurate", "wrong", "error")
-VERDICTS: tuple[str, ...] = (*SEVERITY, "unsupported")
-FAMILY_ORDER: tuple[str, ...] = ("benign", "special", "extreme", "soft_labels", "sigmoid", "size")
-# Non-pass rows shown per implementation; accuracy.csv always keeps every row.
-MAX_FAILURES_SHOWN = 15
-_MAX_CELL = 80
-
-
-# ---------------------------------------------------------------- formatting
-
-
-def format_ulps(value: float) -> str:
-    if value is None or math.isnan(value):
-        return "—"
-    if math.isinf(value):
-        return "inf"
-    return f"{value:.2f}" if value < 100 else f"{value:.3g}"
-
-
-def format_seconds(value: float) -> str:
-    """A duration with three significant digits and a readable unit (ns, µs, ms, s)."""
-    if value is None or math.isnan(value):
-        return "—"
-    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
-        if abs(value) >= scale:
-            return f"{value / scale:.3g} {unit}"
-    return f"{value / 1e-9:.3g} ns"
-
-
-def _number(value: float, spec: str = ".3g") -> str:
-    return "—" if value is None or pd.isna(value) else format(value, spec)
-
-
-def _percent(fraction: float) -> str:
-    if fraction is None or pd.isna(fraction):
-        return "—"
-    return f"{100 * fraction:.0f}%" if fraction >= 0.1 else f"{100 * fraction:.2g}%"
-
-
-def _short(text: Any, limit: int = _MAX_CELL) -> str:
-    text = " ".join(str(text).split()) if text is not None and not pd.isna(text) else ""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _clean(frame: pd.DataFrame) -> pd.DataFrame:
-    """Missing strings become "" so grouping never drops rows."""
-    text = [
-        c
-        for c in frame.columns
-        if frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c])
-    ]
-    return frame.fillna(dict.fromkeys(text, ""))
-
-
-def run_columns(frame: pd.DataFrame) -> list[str]:
-    """Provenance columns a table needs: run and host once rows come from several runs."""
-    return ["run_id", "host"] if frame["run_id"].nunique() > 1 else []
-
-
-def _varying(frame: pd.DataFrame, columns: tuple[str, ...]) -> list[str]:
-    return [c for c in columns if frame[c].nunique() > 1]
-
-
-def _rank(values: pd.Series, canonical: tuple[str, ...]) -> pd.Series:
-    order = {v: i for i, v in enumerate(canonical)}
-    return values.map(lambda v: order.get(v, len(order)))
-
+from suites.render import Code, Section, Table, anchor, render_html, render_markdown
+from suites.report_accuracy import (
+    accuracy_sections,
+    failure_sections,
+    invariant_section,
+    verdict_counts,
+)
+from suites.report_format import FAILURES, SEVERITY, clean, format_seconds
+from suites.report_timing import fastest_table, timing_sections, with_ratio_to_fastest
 
 # ---------------------------------------------------------------- header and summary
 
@@ -108,6 +46,9 @@ def header_section(infos: list[tuple[Path, dict]], frames: list[pd.DataFrame]) -
     if commands:
         blocks += ["Commands that produced these results:", Code("\n".join(commands))]
     return Section("xentbench report", blocks, level=1)
+
+
+# run.json facts shown once when every run agrees, per run otherwise.
 
 
 # run.json facts shown once when every run agrees, per run otherwise.
@@ -169,16 +110,6 @@ def _versions(infos: list[tuple[Path, dict]], rows: pd.DataFrame) -> str:
     return "; ".join(parts) or "—"
 
 
-def verdict_counts(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Evaluations per backend (and run) by verdict; ``evaluated`` excludes unsupported."""
-    keys = [*run_columns(accuracy), "backend", "backend_version"]
-    counts = pd.crosstab([accuracy[k] for k in keys], accuracy["verdict"])
-    counts = counts.reindex(columns=list(VERDICTS), fill_value=0)
-    counts.insert(0, "evaluated", counts[list(SEVERITY)].sum(axis=1))
-    counts.columns.name = None
-    return counts.reset_index().rename(columns={"backend_version": "version"})
-
-
 def _findings(accuracy: pd.DataFrame, timing: pd.DataFrame) -> list[str]:
     """The headline sentences a reader should see first."""
     findings = []
@@ -220,42 +151,6 @@ def _worst_implementations(failing: pd.DataFrame, limit: int = 5) -> str:
     )
 
 
-def _headline_dtype(ok: pd.DataFrame) -> str:
-    return "float32" if (ok["dtype"] == "float32").any() else ok["dtype"].value_counts().index[0]
-
-
-def fastest_table(timing: pd.DataFrame) -> tuple[str, pd.DataFrame]:
-    """The fastest implementation per op, shape and pass in the headline dtype (and that dtype).
-
-    Each cell names the fastest implementation, its median and how far ahead of the
-    runner-up it is (runner-up median / fastest median).
-    """
-    ok = timing[timing["verdict"].eq("ok") & (timing["median_s"] > 0)]
-    if ok.empty:
-        return "", pd.DataFrame()
-    dtype = _headline_dtype(ok)
-    ok = ok[ok["dtype"] == dtype].assign(label=_timing_labels(ok))
-    keys = [*run_columns(timing), *_varying(ok, ("device",)), "op", "n_elements", "shape"]
-    cells = ok.sort_values("median_s").groupby([*keys, "pass"], sort=False, dropna=False)
-    cells = cells.apply(lambda g: _fastest_cell(g["label"].tolist(), g["median_s"].tolist()))
-    table = cells.unstack("pass").fillna("—").reset_index()
-    table = table.assign(_op=_rank(table["op"], OPS)).sort_values(["_op", "n_elements"])
-    table.columns.name = None
-    return dtype, table.drop(columns=["_op", "n_elements"])
-
-
-def _fastest_cell(labels: list[str], medians: list[float]) -> str:
-    cell = f"{labels[0]} {format_seconds(medians[0])}"
-    return cell + (f" ({medians[1] / medians[0]:.2f}× ahead)" if len(medians) > 1 else "")
-
-
-def _timing_labels(frame: pd.DataFrame) -> pd.Series:
-    """Implementation names, with the mode when several modes were timed."""
-    if frame["mode"].nunique() > 1:
-        return frame["implementation"] + " [" + frame["mode"] + "]"
-    return frame["implementation"]
-
-
 def summary_section(accuracy: pd.DataFrame, timing: pd.DataFrame) -> Section:
     blocks: list[Any] = [_findings(accuracy, timing)]
     if not accuracy.empty:
@@ -268,168 +163,6 @@ def summary_section(accuracy: pd.DataFrame, timing: pd.DataFrame) -> Section:
         )
         blocks.append(Table(fastest))
     return Section("Summary", blocks)
-
-
-# ---------------------------------------------------------------- accuracy
-
-
-def accuracy_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """Implementation × case family: worst verdict, failing/evaluated, largest ULP error."""
-    keys = [*run_columns(accuracy), "op", "implementation", *_varying(accuracy, ("device", "mode"))]
-    cells = accuracy.groupby([*keys, "family"], dropna=False)[["verdict", "max_ulp_error"]].apply(
-        _matrix_cell
-    )
-    table = cells.unstack("family").fillna("")
-    families = [f for f in FAMILY_ORDER if f in table.columns]
-    table = table[families + sorted(set(table.columns) - set(families))].reset_index()
-    table = table.assign(_op=_rank(table["op"], OPS)).sort_values(["_op", "implementation"])
-    table.columns.name = None
-    return table.drop(columns="_op")
-
-
-def _matrix_cell(rows: pd.DataFrame) -> str:
-    evaluated = rows[rows["verdict"] != "unsupported"]
-    if evaluated.empty:
-        return "unsupported"
-    worst = max(evaluated["verdict"], key=lambda v: SEVERITY.get(v, len(SEVERITY)))
-    ulps = format_ulps(evaluated["max_ulp_error"].max())
-    if worst == "pass":
-        return f"pass {ulps}"
-    failing = int(evaluated["verdict"].isin(FAILURES).sum())
-    cell = f"{worst} {failing}/{len(evaluated)}"
-    return cell + (f", {ulps} ulp" if worst == "inaccurate" else "")
-
-
-def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Section]:
-    if accuracy.empty:
-        return [Section("Accuracy", ["No accuracy results in these runs."])]
-    intro = (
-        "One table per dtype. Each cell covers every case of the family (values and "
-        "gradients): `pass 0.50` = all pass, largest error 0.50 ULP; `wrong 3/12` = worst "
-        "verdict wrong, 3 of 12 evaluations fail; empty = not evaluated."
-    )
-    sections = [Section("Accuracy", [intro])]
-    for dtype in plots.ordered(accuracy["dtype"], DTYPES):
-        matrix = accuracy_matrix(accuracy[accuracy["dtype"] == dtype])
-        sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))
-    if plot_paths:
-        sections.append(Section("Error against logit magnitude", _images(plot_paths), level=3))
-    return sections
-
-
-def failure_sections(accuracy: pd.DataFrame) -> list[Section]:
-    """Every non-pass result (unsupported excluded), grouped by implementation, worst first."""
-    failing = accuracy[accuracy["verdict"].isin(FAILURES)]
-    if failing.empty:
-        return [] if accuracy.empty else [Section("Failures", ["Every evaluation passes."])]
-    failing = failing.assign(_severity=failing["verdict"].map(SEVERITY))
-    failing = failing.sort_values(["_severity", "max_ulp_error"], ascending=False)
-    intro = (
-        f"{len(failing)} non-pass results, worst first; at most {MAX_FAILURES_SHOWN} per "
-        "implementation are shown here, `accuracy.csv` holds all of them."
-    )
-    sections = [Section("Failures", [intro])]
-    keys = [*run_columns(accuracy), "implementation"]
-    extra = _varying(accuracy, ("device", "mode"))
-    groups = sorted(failing.groupby(keys, sort=False), key=lambda item: -len(item[1]))
-    for key, rows in groups:
-        counts = rows["verdict"].value_counts()
-        title = " ".join(key if isinstance(key, tuple) else [key])
-        title += " (" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"
-        blocks: list[Any] = [Table(_failure_table(rows.head(MAX_FAILURES_SHOWN), extra))]
-        if len(rows) > MAX_FAILURES_SHOWN:
-            blocks.append(f"… and {len(rows) - MAX_FAILURES_SHOWN} more in `accuracy.csv`.")
-        sections.append(Section(title, blocks, level=3))
-    return sections
-
-
-def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
-    where = rows["worst_index"].map(lambda i: f" at [{i}]" if i else "")
-    detail = (
-        rows["message"]
-        .where(rows["message"] != "", "invariants failed: " + rows["invariant_failures"])
-        .where((rows["message"] != "") | (rows["invariant_failures"] != ""), "")
-    )
-    budget = rows["budget_ulps"].map(lambda b: f" (budget {b:g})" if pd.notna(b) else "")
-    budget = budget.where(rows["max_ulp_error"].notna(), "")
-    table = {
-        "case": rows["case_id"],
-        "dtype": rows["dtype"],
-        **{column: rows[column] for column in extra},
-        "quantity": rows["quantity"],
-        "verdict": rows["verdict"],
-        "input": (rows["worst_input"] + where).map(_short),
-        "expected": rows["expected"].map(lambda v: _number(v, ".9g")),
-        "got": rows["got"].map(lambda v: _number(v, ".9g")),
-        "ULPs": rows["max_ulp_error"].map(format_ulps) + budget,
-        "detail": detail.map(_short),
-    }
-    return pd.DataFrame(table)
-
-
-# ---------------------------------------------------------------- timing
-
-
-def with_ratio_to_fastest(timing: pd.DataFrame) -> pd.DataFrame:
-    """Add ``ratio_to_fastest``: median over the best median for the same op/shape/pass/dtype."""
-    ok = timing["verdict"].eq("ok") & (timing["median_s"] > 0)
-    keys = [*run_columns(timing), "op", "shape", "pass", "dtype"]
-    best = (
-        timing["median_s"]
-        .where(ok)
-        .groupby([timing[k] for k in keys], dropna=False)
-        .transform("min")
-    )
-    return timing.assign(ratio_to_fastest=(timing["median_s"] / best).where(ok))
-
-
-def timing_sections(timing: pd.DataFrame, plot_paths: list[Path]) -> list[Section]:
-    if timing.empty:
-        return [Section("Timing", ["No timing results in these runs."])]
-    unsupported = int(timing["verdict"].eq("unsupported").sum())
-    intro = (
-        "Median of the repeats with the interquartile range relative to the median; GB/s "
-        "from the bytes each call must move; roofline = GB/s over the measured memory "
-        f"bandwidth; × fastest = median over the best median for that op, shape, pass and "
-        f"dtype. {unsupported} unsupported combinations are not listed."
-    )
-    sections = [Section("Timing", [intro])]
-    timed = with_ratio_to_fastest(timing)
-    timed = timed[timed["verdict"] != "unsupported"]
-    for op in plots.ordered(timed["op"], OPS):
-        table = _timing_table(timed[timed["op"] == op], timing)
-        sections.append(Section(f"Timing, {op}", [Table(table)], level=3))
-    if plot_paths:
-        sections.append(Section("Time and throughput against classes", _images(plot_paths), 3))
-    return sections
-
-
-def _timing_table(rows: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:
-    rows = rows.assign(_dtype=_rank(rows["dtype"], DTYPES))
-    rows = rows.sort_values(["pass", "_dtype", "n_elements", "median_s"])
-    ok = rows["verdict"].eq("ok")
-    table = {
-        **{column: rows[column] for column in run_columns(timing)},
-        "pass": rows["pass"],
-        "dtype": rows["dtype"],
-        "shape": rows["shape"],
-        "implementation": rows["implementation"],
-        **{column: rows[column] for column in _varying(timing, ("device", "mode"))},
-        "median": rows["median_s"].map(format_seconds).where(ok, rows["verdict"]),
-        "IQR": (rows["iqr_s"] / rows["median_s"]).map(_percent),
-        "GB/s": rows["gbps"].map(_number),
-        "roofline": rows["roofline_fraction"].map(_percent),
-        "× fastest": rows["ratio_to_fastest"].map(lambda r: _number(r, ".2f")),
-    }
-    if rows["compile_s"].notna().any():
-        table["compile"] = rows["compile_s"].map(format_seconds)
-    if (rows["message"] != "").any():
-        table["note"] = rows["message"].map(_short)
-    return pd.DataFrame(table)
-
-
-def _images(paths: list[Path]) -> list[Image]:
-    return [Image(Path(p), Path(p).stem.replace("-", " ")) for p in paths]
 
 
 # ---------------------------------------------------------------- entry point
@@ -445,8 +178,8 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     missing = [str(d) for d in run_dirs if not d.is_dir()]
     if missing:
         raise FileNotFoundError(f"no such run directory: {', '.join(missing)}")
-    accuracy = _clean(results.load(run_dirs, "accuracy"))
-    timing = _clean(results.load(run_dirs, "timing"))
+    accuracy = clean(results.load(run_dirs, "accuracy"))
+    timing = clean(results.load(run_dirs, "timing"))
     if accuracy.empty and timing.empty:
         raise ValueError(f"no stored results in {', '.join(map(str, run_dirs))}")
     out_dir = Path(out_dir)
@@ -460,6 +193,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         summary_section(accuracy, timing),
         *accuracy_sections(accuracy, accuracy_plots),
         *failure_sections(accuracy),
+        *filter(None, [invariant_section(accuracy)]),
         *timing_sections(timing, timing_plots),
     ]
     contents = " · ".join(f"[{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from suites.report import MAX_FAILURES_SHOWN, build_report
+from suites.report import build_report
+from suites.report_accuracy import MAX_FAILURES_SHOWN
 from suites.results import RowWriter, update_run_info
 
 
@@ -275,3 +276,22 @@ def test_float64_errors_near_the_top_of_the_range_still_plot(tmp_path):
     ]
     paths = build_report([write_run(tmp_path / "run", accuracy=rows)], tmp_path / "out")
     assert paths["accuracy-float64.png"].stat().st_size > 0
+
+
+def test_invariant_breaks_are_listed_even_when_the_verdict_passes(tmp_path):
+    rows = [
+        accuracy_row(case_id="softmax/extreme/quantised-1000", shift=2.0**20),
+        accuracy_row(
+            case_id="softmax/extreme/quantised-1000",
+            implementation="numpy:naive.softmax",
+            shift=2.0**20,
+            shift_max_ulp_error=math.nan,
+            invariant_failures="shift_invariance",
+        ),
+        accuracy_row(case_id="softmax/benign/small", implementation="numpy:naive.softmax"),
+    ]
+    run = write_run(tmp_path / "run-a", accuracy=rows)
+    text = build_report([run], tmp_path / "out")["report.md"].read_text()
+    section = text.split("## Invariants", 1)[1].split("\n## ", 1)[0]
+    assert "checked on 2 evaluations" in section
+    assert re.search(r"numpy:naive\.softmax\s*\|\s*shift_invariance\s*\|\s*1\s*\|", section)

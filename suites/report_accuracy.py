@@ -1,0 +1,166 @@
+"""The report's accuracy sections: verdict counts, the matrix per dtype, every failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from adapters.base import DTYPES, OPS
+from suites import plots
+from suites.render import Section, Table
+from suites.report_format import (
+    FAILURES,
+    FAMILY_ORDER,
+    SEVERITY,
+    VERDICTS,
+    format_ulps,
+    images,
+    number,
+    rank,
+    run_columns,
+    short,
+    varying,
+)
+
+# Non-pass rows shown per implementation; accuracy.csv always keeps every row.
+MAX_FAILURES_SHOWN = 15
+
+
+def verdict_counts(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Evaluations per backend (and run) by verdict; ``evaluated`` excludes unsupported."""
+    keys = [*run_columns(accuracy), "backend", "backend_version"]
+    counts = pd.crosstab([accuracy[k] for k in keys], accuracy["verdict"])
+    counts = counts.reindex(columns=list(VERDICTS), fill_value=0)
+    counts.insert(0, "evaluated", counts[list(SEVERITY)].sum(axis=1))
+    counts.columns.name = None
+    return counts.reset_index().rename(columns={"backend_version": "version"})
+
+
+def accuracy_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Implementation × case family: worst verdict, failing/evaluated, largest ULP error."""
+    keys = [*run_columns(accuracy), "op", "implementation", *varying(accuracy, ("device", "mode"))]
+    cells = accuracy.groupby([*keys, "family"], dropna=False)[["verdict", "max_ulp_error"]].apply(
+        _matrix_cell
+    )
+    table = cells.unstack("family").fillna("")
+    families = [f for f in FAMILY_ORDER if f in table.columns]
+    table = table[families + sorted(set(table.columns) - set(families))].reset_index()
+    table = table.assign(_op=rank(table["op"], OPS)).sort_values(["_op", "implementation"])
+    table.columns.name = None
+    return table.drop(columns="_op")
+
+
+def _matrix_cell(rows: pd.DataFrame) -> str:
+    evaluated = rows[rows["verdict"] != "unsupported"]
+    if evaluated.empty:
+        return "unsupported"
+    worst = max(evaluated["verdict"], key=lambda v: SEVERITY.get(v, len(SEVERITY)))
+    ulps = format_ulps(evaluated["max_ulp_error"].max())
+    if worst == "pass":
+        return f"pass {ulps}"
+    failing = int(evaluated["verdict"].isin(FAILURES).sum())
+    cell = f"{worst} {failing}/{len(evaluated)}"
+    return cell + (f", {ulps} ulp" if worst == "inaccurate" else "")
+
+
+def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Section]:
+    if accuracy.empty:
+        return [Section("Accuracy", ["No accuracy results in these runs."])]
+    intro = (
+        "One table per dtype. Each cell covers every case of the family (values and "
+        "gradients): `pass 0.50` = all pass, largest error 0.50 ULP; `wrong 3/12` = worst "
+        "verdict wrong, 3 of 12 evaluations fail; empty = not evaluated."
+    )
+    sections = [Section("Accuracy", [intro])]
+    for dtype in plots.ordered(accuracy["dtype"], DTYPES):
+        matrix = accuracy_matrix(accuracy[accuracy["dtype"] == dtype])
+        sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))
+    if plot_paths:
+        sections.append(Section("Error against logit magnitude", images(plot_paths), level=3))
+    return sections
+
+
+def failure_sections(accuracy: pd.DataFrame) -> list[Section]:
+    """Every non-pass result (unsupported excluded), grouped by implementation, worst first."""
+    failing = accuracy[accuracy["verdict"].isin(FAILURES)]
+    if failing.empty:
+        return [] if accuracy.empty else [Section("Failures", ["Every evaluation passes."])]
+    failing = failing.assign(_severity=failing["verdict"].map(SEVERITY))
+    failing = failing.sort_values(["_severity", "max_ulp_error"], ascending=False)
+    intro = (
+        f"{len(failing)} non-pass results, worst first; at most {MAX_FAILURES_SHOWN} per "
+        "implementation are shown here, `accuracy.csv` holds all of them."
+    )
+    sections = [Section("Failures", [intro])]
+    keys = [*run_columns(accuracy), "implementation"]
+    extra = varying(accuracy, ("device", "mode"))
+    groups = sorted(failing.groupby(keys, sort=False), key=lambda item: -len(item[1]))
+    for key, rows in groups:
+        counts = rows["verdict"].value_counts()
+        title = " ".join(key if isinstance(key, tuple) else [key])
+        title += " (" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"
+        blocks: list[Any] = [Table(_failure_table(rows.head(MAX_FAILURES_SHOWN), extra))]
+        if len(rows) > MAX_FAILURES_SHOWN:
+            blocks.append(f"… and {len(rows) - MAX_FAILURES_SHOWN} more in `accuracy.csv`.")
+        sections.append(Section(title, blocks, level=3))
+    return sections
+
+
+def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
+    where = rows["worst_index"].map(lambda i: f" at [{i}]" if i else "")
+    detail = (
+        rows["message"]
+        .where(rows["message"] != "", "invariants failed: " + rows["invariant_failures"])
+        .where((rows["message"] != "") | (rows["invariant_failures"] != ""), "")
+    )
+    budget = rows["budget_ulps"].map(lambda b: f" (budget {b:g})" if pd.notna(b) else "")
+    budget = budget.where(rows["max_ulp_error"].notna(), "")
+    table = {
+        "case": rows["case_id"],
+        "dtype": rows["dtype"],
+        **{column: rows[column] for column in extra},
+        "quantity": rows["quantity"],
+        "verdict": rows["verdict"],
+        "input": (rows["worst_input"] + where).map(short),
+        "expected": rows["expected"].map(lambda v: number(v, ".9g")),
+        "got": rows["got"].map(lambda v: number(v, ".9g")),
+        "ULPs": rows["max_ulp_error"].map(format_ulps) + budget,
+        "detail": detail.map(short),
+    }
+    return pd.DataFrame(table)
+
+
+def invariant_section(accuracy: pd.DataFrame) -> Section | None:
+    """Which implementations break which invariant, on how many evaluations, e.g. where.
+
+    Listed apart from the failures: an invariant can break on a result whose verdict passes
+    (shift invariance is judged on a second, shifted call).
+    """
+    if accuracy.empty:
+        return None
+    shifted = int(accuracy["shift"].notna().sum()) if "shift" in accuracy else 0
+    intro = (
+        "Invariants checked beside the verdicts (README, Reading a report). Shift invariance "
+        f"was checked on {shifted} evaluations, those with a shift the dtype adds exactly."
+    )
+    broken = accuracy[accuracy["invariant_failures"] != ""]
+    if broken.empty:
+        return Section("Invariants", [intro, "No evaluation breaks an invariant."])
+    broken = broken.assign(invariant=broken["invariant_failures"].str.split(",")).explode(
+        "invariant"
+    )
+    keys = [*run_columns(accuracy), "implementation", "invariant"]
+    table = (
+        broken.groupby(keys, sort=False)
+        .agg(
+            evaluations=("case_id", "size"),
+            example=("case_id", "first"),
+            dtype=("dtype", "first"),
+            quantity=("quantity", "first"),
+        )
+        .reset_index()
+        .sort_values(["invariant", "evaluations"], ascending=[True, False])
+    )
+    return Section("Invariants", [intro, Table(table)])
