@@ -11,7 +11,9 @@ import datetime as dt
 import hashlib
 import os
 import socket
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nox
@@ -37,10 +39,14 @@ RUN_DIR = Path(
 
 
 def install(session: nox.Session, *extras: str) -> None:
-    """Install the project (editable) with ``extras``, torch first so its pin is the one used."""
+    """Install the project (editable) with ``extras``, torch first so its pin is the one used.
+
+    Bytecode is not compiled up front: Python compiles what the tests import, a fraction of
+    what the frameworks ship.
+    """
     if {"torch", "all"} & set(extras):
-        session.install(TORCH)
-    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+        session.install("--no-compile", TORCH)
+    session.install("--no-compile", "-e", f".[{','.join(extras)}]" if extras else ".")
 
 
 @nox.session
@@ -58,35 +64,55 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-def backend_environment(session: nox.Session, backend: str) -> Path:
-    """The virtual environment of one backend (only that framework), shared by its sessions.
+def backend_environments(session: nox.Session, backends: list[str]) -> dict[str, Path]:
+    """The virtual environments of ``backends`` (each with only that framework), by backend.
 
-    accuracy(backend), timing(backend) and report run in these environments, so a framework of
-    several hundred MB is installed once. pip runs only when the environment is new or what it
-    was installed from (pyproject.toml, the torch requirement, this Python) changed: the
-    project is installed editable, so code changes need no reinstall.
+    accuracy(backend), timing(backend) and report share them, so a framework of several
+    hundred MB is installed once. pip runs only where an environment is new or what it was
+    installed from (pyproject.toml, the torch requirement, this Python) changed: the project
+    is installed editable, so code changes need no reinstall. Missing ones are installed two
+    at a time, without compiling bytecode up front (Python compiles what it imports).
     """
-    env = Path(".nox", f"backend-{backend}")
-    python = env / "bin" / "python"
+    envs = {backend: Path(".nox", f"backend-{backend}") for backend in backends}
+    stale = [backend for backend, env in envs.items() if not _up_to_date(env, backend)]
+    if stale:
+        session.log(f"installing environments for {', '.join(stale)} (logs: .nox/backend-*.log)")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            failures = [failure for failure in pool.map(_install, stale) if failure]
+        if failures:
+            session.error("\n".join(failures))
+    return envs
+
+
+def _up_to_date(env: Path, backend: str) -> bool:
     stamp = env / "xentbench-installed"
-    wanted = _install_fingerprint(backend)
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return env
-    if not python.exists():
-        session.run(sys.executable, "-m", "venv", str(env), external=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet"]
-    if backend == "torch":
-        session.run(*pip, TORCH, external=True)
-    extras = EXTRAS[backend]
-    session.run(*pip, "-e", f".[{','.join(extras)}]" if extras else ".", external=True)
-    stamp.write_text(wanted)
-    return env
+    python = env / "bin" / "python"
+    return python.exists() and stamp.exists() and stamp.read_text() == _fingerprint(backend)
 
 
-def _install_fingerprint(backend: str) -> str:
+def _fingerprint(backend: str) -> str:
     """What a backend environment's installation depends on, as one hashed line."""
     parts = [backend, TORCH, sys.version, Path("pyproject.toml").read_text()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def _install(backend: str) -> str | None:
+    """Create or update one backend's environment; None, or what failed with its log's tail."""
+    env = Path(".nox", f"backend-{backend}")
+    log = Path(".nox", f"backend-{backend}.log")
+    pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--no-compile"]
+    extras = ",".join(EXTRAS[backend])
+    steps = [[sys.executable, "-m", "venv", str(env)]]
+    steps += [[*pip, TORCH]] if backend == "torch" else []
+    steps += [[*pip, "-e", f".[{extras}]" if extras else "."]]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as output:
+        for step in steps:
+            if subprocess.run(step, stdout=output, stderr=subprocess.STDOUT).returncode:
+                tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
+                return f"installing the {backend} environment failed: {' '.join(step)}\n{tail}"
+    (env / "xentbench-installed").write_text(_fingerprint(backend))
+    return None
 
 
 def run_suites(session: nox.Session, suite: str, backends: list[str], *options: str) -> None:
@@ -95,10 +121,9 @@ def run_suites(session: nox.Session, suite: str, backends: list[str], *options: 
     The driving process runs in the NumPy environment (the core dependencies only) and starts
     each backend's workers with that backend's interpreter.
     """
-    pythons = [
-        f"{b}={(backend_environment(session, b) / 'bin' / 'python').absolute()}" for b in backends
-    ]
-    xentbench = backend_environment(session, "numpy") / "bin" / "xentbench"
+    envs = backend_environments(session, ["numpy", *backends])
+    pythons = [f"{b}={(envs[b] / 'bin' / 'python').absolute()}" for b in backends]
+    xentbench = envs["numpy"] / "bin" / "xentbench"
     command = [str(xentbench), "run", "--suite", suite, "--backend", *backends]
     command += ["--python", *pythons, "--out", str(RUN_DIR), *options]
     session.run(*command, *session.posargs, external=True)
@@ -126,5 +151,5 @@ def report(session: nox.Session) -> None:
     workers two at a time (this machine has two cores), then timing workers one at a time.
     """
     run_suites(session, "all", BACKENDS, "--jobs", "2")
-    xentbench = backend_environment(session, "numpy") / "bin" / "xentbench"
+    xentbench = backend_environments(session, ["numpy"])["numpy"] / "bin" / "xentbench"
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)

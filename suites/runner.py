@@ -86,8 +86,10 @@ def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> Backend
     bar = progress.add_task(f"{job.suite} {job.backend}", total=None)
     for _ in range(MAX_RESTARTS):
         worker = _Worker(job)
-        finished = _drive(worker, job, outcome, progress, bar, timeout_s)
-        worker.stop()
+        try:
+            finished = _drive(worker, job, outcome, progress, bar, timeout_s)
+        finally:
+            worker.stop()
         if finished:
             break
     progress.update(bar, description=f"{job.suite} {job.backend} [done]")
@@ -164,7 +166,11 @@ def run_all(
 
         def one(job: WorkerJob) -> BackendOutcome:
             started = time.monotonic()
-            outcome = run_backend(job, progress, timeout_s)
+            try:
+                outcome = run_backend(job, progress, timeout_s)
+            except Exception as exc:  # a harness bug: fail this backend, let the others finish
+                outcome = BackendOutcome(job.backend, job.suite)
+                outcome.harness_errors.append(f"runner: {type(exc).__name__}: {exc}")
             RowWriter(Path(job.run_dir), job.suite, job.backend).close()
             outcome.verdicts = dict(sorted(outcome.verdicts.items()))
             progress.console.log(_summary(outcome, time.monotonic() - started))

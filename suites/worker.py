@@ -68,7 +68,7 @@ def work(job: WorkerJob, connection) -> None:
     except registry.BackendUnavailable as exc:
         connection.send(("unavailable", str(exc)))
         return
-    version = adapter.version()
+    version = str(adapter.version())  # plain: the parent may not have the framework to unpickle
     tasks = plan(job, adapter)
     done = stored_keys(Path(job.run_dir), job.suite, job.backend)
     todo = [task for task in tasks if task.key not in done]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import sys
 import textwrap
 from pathlib import Path
@@ -142,3 +143,42 @@ def test_a_backend_runs_with_the_interpreter_given_for_it(tmp_path):
     assert code == 0 and mark.exists()
     rows = load([out], "accuracy")
     assert len(rows) > 0 and (rows["verdict"] == "pass").all()
+
+
+class _Collector:
+    def __init__(self):
+        self.messages = []
+
+    def send(self, message):
+        self.messages.append(message)
+
+
+def test_worker_messages_need_no_framework_to_read(tmp_path, monkeypatch):
+    """The parent may run in an environment without the backend's framework, so nothing a
+    worker sends may pickle a framework's type (torch.__version__ is a str subclass)."""
+    import pickletools
+
+    from adapters.numpy_adapter import NumpyAdapter
+    from suites.selection import Selection
+    from suites.worker import WorkerJob, work
+
+    class FrameworkVersion(str):
+        pass
+
+    monkeypatch.setattr(NumpyAdapter, "version", lambda self: FrameworkVersion("9.9"))
+    selection = Selection(
+        ops=("softmax",),
+        dtypes=("float64",),
+        devices=("cpu",),
+        modes=("eager",),
+        implementations=("numpy:stable.softmax",),
+        cases=("softmax/benign/*",),
+        shapes=(),
+        seed=0,
+    )
+    connection = _Collector()
+    work(WorkerJob("numpy", "accuracy", selection, str(tmp_path), "run", "host"), connection)
+    assert [kind for kind, _ in connection.messages][-1] == "end"
+    for message in connection.messages:
+        opcodes = {op.name for op, _, _ in pickletools.genops(pickle.dumps(message))}
+        assert not opcodes & {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ"}, message
