@@ -115,19 +115,21 @@ class AccuracyTask:
         exact value: it fails when the output changes and that change leaves the budget."""
         op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
         shifts = shift.exact_shifts(logits, dtype) if (op, quantity) in shift.INVARIANT else None
+        unchecked = {"shift": math.nan, "shift_verdict": None, "shift_max_ulp_error": math.nan}
         if shifts is None or not shifts.any():
-            return {"shift": math.nan, "shift_max_ulp_error": math.nan, "shift_failed": False}
+            return {**unchecked, "shift_failed": False}
         moved = shift.shifted_logits(logits, shifts)
-        checked = {"shift": float(np.abs(shifts).max())}
+        checked = {**unchecked, "shift": float(np.abs(shifts).max())}
         try:
             got_shifted = self.adapter.prepare(self.call, moved, labels)()
         except Exception:  # raising on one of two equivalent inputs breaks the invariant
-            return {**checked, "shift_max_ulp_error": math.nan, "shift_failed": True}
+            return {**checked, "shift_verdict": "error", "shift_failed": True}
         result = metrics.evaluate(op, quantity, dtype, logits, labels, got_shifted, exact)
         same = [np.asarray(a).astype(np.float64) for a in (got, got_shifted)]
         unchanged = np.array_equal(*same, equal_nan=True)
         return {
             **checked,
+            "shift_verdict": result.verdict,
             "shift_max_ulp_error": result.max_ulp_error,
             "shift_failed": result.verdict != "pass" and not unchanged,
         }

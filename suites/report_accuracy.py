@@ -143,7 +143,8 @@ def invariant_section(accuracy: pd.DataFrame) -> Section | None:
     shifted = int(accuracy["shift"].notna().sum()) if "shift" in accuracy else 0
     intro = (
         "Invariants checked beside the verdicts (README, Reading a report). Shift invariance "
-        f"was checked on {shifted} evaluations, those with a shift the dtype adds exactly."
+        f"was checked on {shifted} evaluations, those with a shift the dtype adds exactly; "
+        "for it, the verdicts of the shifted calls and their worst error in ULPs."
     )
     broken = accuracy[accuracy["invariant_failures"] != ""]
     if broken.empty:
@@ -159,8 +160,19 @@ def invariant_section(accuracy: pd.DataFrame) -> Section | None:
             example=("case_id", "first"),
             dtype=("dtype", "first"),
             quantity=("quantity", "first"),
+            shifted_calls=("shift_verdict", _counted),
+            worst_shifted_ulps=("shift_max_ulp_error", "max"),
         )
         .reset_index()
         .sort_values(["invariant", "evaluations"], ascending=[True, False])
     )
+    shift_rows = table["invariant"] == "shift_invariance"
+    table["worst_shifted_ulps"] = table["worst_shifted_ulps"].map(format_ulps).where(shift_rows, "")
+    table["shifted_calls"] = table["shifted_calls"].where(shift_rows, "")
     return Section("Invariants", [intro, Table(table)])
+
+
+def _counted(verdicts: pd.Series) -> str:
+    """Verdict counts as text, e.g. "3 wrong, 1 inaccurate"."""
+    counts = verdicts[verdicts != ""].value_counts()
+    return ", ".join(f"{n} {v}" for v, n in counts.items())

@@ -59,6 +59,7 @@ ACCURACY_SCHEMA = pa.schema(
         ("got", pa.float64()),
         ("invariant_failures", pa.string()),
         ("shift", pa.float64()),
+        ("shift_verdict", pa.string()),
         ("shift_max_ulp_error", pa.float64()),
         ("elapsed_s", pa.float64()),
     ]

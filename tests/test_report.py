@@ -285,6 +285,7 @@ def test_invariant_breaks_are_listed_even_when_the_verdict_passes(tmp_path):
             case_id="softmax/extreme/quantised-1000",
             implementation="numpy:naive.softmax",
             shift=2.0**20,
+            shift_verdict="wrong",
             shift_max_ulp_error=math.nan,
             invariant_failures="shift_invariance",
         ),
@@ -295,3 +296,4 @@ def test_invariant_breaks_are_listed_even_when_the_verdict_passes(tmp_path):
     section = text.split("## Invariants", 1)[1].split("\n## ", 1)[0]
     assert "checked on 2 evaluations" in section
     assert re.search(r"numpy:naive\.softmax\s*\|\s*shift_invariance\s*\|\s*1\s*\|", section)
+    assert "1 wrong" in section
