@@ -1,8 +1,8 @@
 """Invariants a value output must keep (shift invariance is in ``suites.shift``).
 
 They catch failures that need no exact reference (a softmax row not summing to 1, a negative
-loss) and hold for every output within the error budget of ``suites.metrics``, whose ULPs,
-unit roundoff and per-row constant they use for their tolerances.
+loss) and hold for every output within the error budget of ``suites.budget``, whose per-row
+constant, and the ULPs and unit roundoff of ``suites.ulps``, they use for their tolerances.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from suites.metrics import K, finfo, labels64, sigma, unit_roundoff
+from suites.budget import K, labels64, sigma
+from suites.ulps import finfo, unit_roundoff
 
 
 def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:

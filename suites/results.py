@@ -104,8 +104,18 @@ def _table(suite: str, rows: list[dict[str, Any]]) -> pa.Table:
     unknown = set().union(*(row.keys() for row in rows)) - set(schema.names)
     if unknown:
         raise ValueError(f"{suite} rows have columns outside the schema: {sorted(unknown)}")
-    columns = {name: [row.get(name) for row in rows] for name in schema.names}
+    columns = {
+        field.name: [_stored(row.get(field.name), field.type) for row in rows] for field in schema
+    }
     return pa.table(columns, schema=schema)
+
+
+def _stored(value: Any, type_: pa.DataType) -> Any:
+    """A row value as the column stores it: NaN, which pandas uses for a missing string or
+    integer (rows read back with ``load``), becomes null outside float columns."""
+    if isinstance(value, float) and value != value and not pa.types.is_floating(type_):
+        return None
+    return value
 
 
 def _atomic_write_parquet(table: pa.Table, path: Path) -> None:

@@ -64,7 +64,7 @@ def _git_commit() -> str:
 
 def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
     """Record the machine and the command in ``run.json`` (creating the run) and return it."""
-    from suites.metrics import BUDGET_RULE
+    from suites.budget import BUDGET_RULE
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from suites.metrics import finfo, output_dtype
+from suites.ulps import finfo, output_dtype
 
 # (op, quantity) pairs whose exact value does not change when a row of logits is shifted.
 # logsumexp's value moves with the shift (L + c, rounded anew) and the sigmoid cross-entropy is

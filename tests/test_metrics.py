@@ -1,4 +1,4 @@
-"""Tests of the accuracy metrics, the error budget and verdicts (suites.metrics).
+"""Tests of ULP errors, the error budget and verdicts (suites.ulps, .budget and .metrics).
 
 Known errors are built by hand: outputs k representable numbers away from the exact value
 (``np.nextafter`` in the output dtype) must measure exactly k ULPs.
@@ -17,7 +17,9 @@ import reference
 from adapters.base import DTYPES, numpy_dtype
 from reference import Exact
 from suites import metrics
+from suites.budget import BUDGET_RULE, budget_ulps, error_scale
 from suites.results import ACCURACY_SCHEMA
+from suites.ulps import nonfinite_mismatches, relative_errors, ulp_errors, unit_roundoff
 
 
 def exactly(values) -> Exact:
@@ -35,7 +37,7 @@ def exactly(values) -> Exact:
 def test_output_k_representable_numbers_away_measures_k_ulps(dtype, k, value):
     truth = np.asarray(value, dtype=numpy_dtype(dtype)).astype(np.float64)
     got = steps(truth, k, dtype)
-    assert metrics.ulp_errors(got, exactly(truth), dtype) == pytest.approx(abs(k), abs=1e-9)
+    assert ulp_errors(got, exactly(truth), dtype) == pytest.approx(abs(k), abs=1e-9)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -43,7 +45,7 @@ def test_output_k_representable_numbers_away_measures_k_ulps(dtype, k, value):
 def test_ulp_above_a_power_of_two_uses_its_binade_spacing(dtype, k):
     for power in (1.0, -1.0, 0.25, 64.0):
         got = steps(power, k if power > 0 else -k, dtype)
-        assert metrics.ulp_errors(got, exactly(power), dtype) == pytest.approx(k)
+        assert ulp_errors(got, exactly(power), dtype) == pytest.approx(k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -51,17 +53,17 @@ def test_ulp_above_a_power_of_two_uses_its_binade_spacing(dtype, k):
 def test_ulp_below_a_power_of_two_uses_the_lower_binade_spacing(dtype, k):
     below_two = steps(2.0, -1, dtype).astype(np.float64)  # the largest number under 2
     got = steps(below_two, -k, dtype)
-    assert metrics.ulp_errors(got, exactly(below_two), dtype) == pytest.approx(k)
+    assert ulp_errors(got, exactly(below_two), dtype) == pytest.approx(k)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_ulp_at_a_power_of_two_is_the_gap_above_it(dtype):
     # Goldberg's ulp: the result's binade [1, 2); the number just below 1 is half a gap away.
     got = steps(1.0, -2, dtype)
-    assert metrics.ulp_errors(got, exactly(1.0), dtype) == pytest.approx(1.0)
+    assert ulp_errors(got, exactly(1.0), dtype) == pytest.approx(1.0)
     got = steps(steps(1.0, -1, dtype), 2, dtype)  # from just below 1, two steps up: 1 + gap
     truth = steps(1.0, -1, dtype).astype(np.float64)
-    assert metrics.ulp_errors(got, exactly(truth), dtype) == pytest.approx(3.0)
+    assert ulp_errors(got, exactly(truth), dtype) == pytest.approx(3.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -69,13 +71,13 @@ def test_ulp_at_a_power_of_two_is_the_gap_above_it(dtype):
 def test_zero_and_subnormals_use_the_smallest_subnormal_spacing(dtype, k):
     tiny = float(ml_dtypes.finfo(numpy_dtype(dtype)).smallest_subnormal)
     smallest_normal = float(ml_dtypes.finfo(numpy_dtype(dtype)).smallest_normal)
-    assert metrics.ulp_errors(steps(0.0, k, dtype), exactly(0.0), dtype) == pytest.approx(k)
-    assert metrics.ulp_errors(steps(0.0, -k, dtype), exactly(0.0), dtype) == pytest.approx(k)
+    assert ulp_errors(steps(0.0, k, dtype), exactly(0.0), dtype) == pytest.approx(k)
+    assert ulp_errors(steps(0.0, -k, dtype), exactly(0.0), dtype) == pytest.approx(k)
     truth = 5 * tiny
-    assert metrics.ulp_errors(steps(truth, k, dtype), exactly(truth), dtype) == pytest.approx(k)
+    assert ulp_errors(steps(truth, k, dtype), exactly(truth), dtype) == pytest.approx(k)
     # The lowest normal binade has the subnormal gap, on both sides of the smallest normal.
     below = steps(smallest_normal, -k, dtype)
-    assert metrics.ulp_errors(below, exactly(smallest_normal), dtype) == pytest.approx(k)
+    assert ulp_errors(below, exactly(smallest_normal), dtype) == pytest.approx(k)
 
 
 @pytest.mark.parametrize("k", [0, 1, 3])
@@ -83,27 +85,27 @@ def test_float64_errors_include_the_residual_beyond_float64(k):
     hi = 1.0 + 3 * 2.0**-52
     exact = Exact(np.array([hi, hi]), np.array([2.0**-54, -(2.0**-54)]))  # +-1/4 ULP
     up = steps(np.array([hi, hi]), k, "float64")
-    assert metrics.ulp_errors(up, exact, "float64") == pytest.approx([abs(k - 0.25), k + 0.25])
+    assert ulp_errors(up, exact, "float64") == pytest.approx([abs(k - 0.25), k + 0.25])
     down = steps(np.array([hi, hi]), -k, "float64")
-    assert metrics.ulp_errors(down, exact, "float64") == pytest.approx([k + 0.25, abs(k - 0.25)])
+    assert ulp_errors(down, exact, "float64") == pytest.approx([k + 0.25, abs(k - 0.25)])
 
 
 def test_truth_between_numbers_of_the_output_dtype_measures_the_fraction():
     truth = 1.0 + 2.0**-23 / 4  # float32 rounds it to 1.0, a quarter gap below it
     got = np.float32(1.0) + np.float32(2.0**-23)
-    assert metrics.ulp_errors(np.float32(1.0), exactly(truth), "float32") == pytest.approx(0.25)
-    assert metrics.ulp_errors(got, exactly(truth), "float32") == pytest.approx(0.75)
+    assert ulp_errors(np.float32(1.0), exactly(truth), "float32") == pytest.approx(0.25)
+    assert ulp_errors(got, exactly(truth), "float32") == pytest.approx(0.75)
 
 
 def test_relative_errors_handle_zero_truth():
     exact = exactly([2.0, 0.0, 0.0, np.nan])
-    relative = metrics.relative_errors(np.array([2.5, 0.0, 1e-30, np.nan]), exact)
+    relative = relative_errors(np.array([2.5, 0.0, 1e-30, np.nan]), exact)
     assert relative[:3].tolist() == [0.25, 0.0, math.inf]
     assert np.isnan(relative[3])
 
 
 def test_unit_roundoff_of_each_dtype():
-    units = [metrics.unit_roundoff(name) for name in DTYPES]
+    units = [unit_roundoff(name) for name in DTYPES]
     assert units == [2.0**-11, 2.0**-8, 2.0**-24, 2.0**-53]
 
 
@@ -126,13 +128,11 @@ KINDS = [
 
 @pytest.mark.parametrize(("got", "expected", "mismatch"), KINDS)
 def test_nonfinite_classification(got, expected, mismatch):
-    assert bool(metrics.nonfinite_mismatches(np.array([got]), np.array([expected]))[0]) is mismatch
+    assert bool(nonfinite_mismatches(np.array([got]), np.array([expected]))[0]) is mismatch
 
 
 def test_ulp_errors_are_nan_where_either_side_is_not_finite():
-    errors = metrics.ulp_errors(
-        np.array([np.nan, 1.0, np.inf]), exactly([1.0, np.nan, 1.0]), "float32"
-    )
+    errors = ulp_errors(np.array([np.nan, 1.0, np.inf]), exactly([1.0, np.nan, 1.0]), "float32")
     assert np.isnan(errors).all()
 
 
@@ -186,7 +186,7 @@ def test_nan_where_the_truth_is_finite_is_wrong_and_worst(log_softmax_case):
 
 def test_error_within_budget_passes_and_beyond_is_inaccurate(log_softmax_case):
     logits, exact = log_softmax_case
-    budgets = metrics.budget_ulps("log_softmax", "value", "float32", logits, None, exact)
+    budgets = budget_ulps("log_softmax", "value", "float32", logits, None, exact)
     assert budgets[1, 5] > 3
     got = exact.rounded("float32")
     got[1, 5] = steps(got[1, 5], 3, "float32")
@@ -248,16 +248,14 @@ def test_budget_grows_with_sqrt_of_the_class_count():
     for n_classes in (10_000, 40_000):
         logits = np.zeros((1, n_classes), np.float32)
         exact = reference.exact("log_softmax", logits)
-        scales.append(
-            metrics.error_scale("log_softmax", "value", "float32", logits, None, exact)[0, 0]
-        )
+        scales.append(error_scale("log_softmax", "value", "float32", logits, None, exact)[0, 0])
     assert 1.8 < scales[1] / scales[0] <= 2.0
 
 
 def test_budget_grows_with_distance_from_the_row_maximum():
     logits = np.array([[0.0, -10.0, -1000.0, -1.0]], np.float32)
     exact = reference.exact("log_softmax", logits)
-    scale = metrics.error_scale("log_softmax", "value", "float32", logits, None, exact)[0]
+    scale = error_scale("log_softmax", "value", "float32", logits, None, exact)[0]
     assert scale[0] < scale[3] < scale[1] < scale[2]
 
 
@@ -280,7 +278,7 @@ CASES = [
 def test_budget_is_finite_and_at_least_one_for_finite_results(op, quantity, dtype):
     logits, labels = random_case(op, dtype)
     exact = reference.exact(op, logits, labels, quantity)
-    budget = metrics.budget_ulps(op, quantity, dtype, logits, labels, exact)
+    budget = budget_ulps(op, quantity, dtype, logits, labels, exact)
     assert budget.shape == exact.hi.shape
     assert np.isfinite(budget).all() and (budget >= 1).all()
 
@@ -288,7 +286,7 @@ def test_budget_is_finite_and_at_least_one_for_finite_results(op, quantity, dtyp
 def test_budget_is_nan_on_non_finite_results():
     logits = np.array([[0.0, -np.inf, 1.0], [np.nan, 0.0, 0.0]])
     exact = reference.exact("log_softmax", logits)
-    budget = metrics.budget_ulps("log_softmax", "value", "float64", logits, None, exact)
+    budget = budget_ulps("log_softmax", "value", "float64", logits, None, exact)
     assert np.isnan(budget[0, 1]) and np.isnan(budget[1]).all()
     assert np.isfinite(budget[0, [0, 2]]).all()
 
@@ -296,7 +294,7 @@ def test_budget_is_nan_on_non_finite_results():
 def test_finite_limits_at_infinite_logits_get_one_ulp():
     logits = np.array([[np.inf, 0.0, -1.0]])
     exact = reference.exact("softmax", logits)  # the one-hot limit [1, 0, 0]
-    budget = metrics.budget_ulps("softmax", "value", "float32", logits, None, exact)
+    budget = budget_ulps("softmax", "value", "float32", logits, None, exact)
     assert budget.tolist() == [[1.0, 1.0, 1.0]]
 
 
@@ -369,5 +367,5 @@ def test_naive_sigmoid_cross_entropy_is_wrong_for_large_logits():
 
 
 def test_budget_rule_cites_its_sources():
-    assert "Blanchard, Higham & Mary" in metrics.BUDGET_RULE
-    assert "Higham & Mary, 'A new approach to probabilistic" in metrics.BUDGET_RULE
+    assert "Blanchard, Higham & Mary" in BUDGET_RULE
+    assert "Higham & Mary, 'A new approach to probabilistic" in BUDGET_RULE

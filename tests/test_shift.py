@@ -18,7 +18,7 @@ from adapters import registry
 from adapters.base import DTYPES, Call
 from suites import cases, shift
 from suites.accuracy_suite import AccuracyTask
-from suites.metrics import finfo, output_dtype
+from suites.ulps import finfo, output_dtype
 
 
 def _is_exact(row: np.ndarray, c: float, dtype: str) -> bool:

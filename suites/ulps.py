@@ -1,0 +1,100 @@
+"""Output dtypes and errors measured in ULPs of them, against the exact value ``t = hi + lo``.
+
+The ruler shared by the error budget (``suites.budget``) and the verdicts (``suites.metrics``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from reference import Exact
+
+
+def output_dtype(dtype: str | np.dtype | type) -> np.dtype:
+    """The NumPy dtype for a canonical name or a dtype (bfloat16 comes from ml_dtypes)."""
+    if isinstance(dtype, str) and dtype == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
+def finfo(dtype: str | np.dtype) -> Any:
+    """The float limits of a dtype by name or dtype, bfloat16 included."""
+    import ml_dtypes  # its finfo also knows bfloat16, which np.finfo does not
+
+    return ml_dtypes.finfo(output_dtype(dtype))
+
+
+def unit_roundoff(dtype: str | np.dtype) -> float:
+    """u = 2^-p for p significand bits: 2^-11 f16, 2^-8 bf16, 2^-24 f32, 2^-53 f64."""
+    return math.ldexp(1.0, -(finfo(dtype).nmant + 1))
+
+
+def spacing(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
+    """ULP of ``dtype`` at each value: the gap in its binade [2^e, 2^(e+1)); NaN if not finite.
+
+    At a power of two this is the gap above it (Goldberg's ulp); at 0 and at subnormals it is
+    the smallest subnormal.
+    """
+    info = finfo(dtype)
+    magnitude = np.abs(np.asarray(values, dtype=np.float64))
+    _, exponent = np.frexp(magnitude)  # magnitude = m * 2^exponent, m in [0.5, 1)
+    gaps = np.ldexp(1.0, exponent - (info.nmant + 1))
+    gaps = np.where(magnitude < float(info.smallest_normal), float(info.smallest_subnormal), gaps)
+    return np.where(np.isfinite(magnitude), gaps, np.nan)
+
+
+def truth_in(exact: Exact, dtype: np.dtype) -> np.ndarray:
+    """The exact value correctly rounded to ``dtype``, as float64 (inf where it overflows)."""
+    return exact.rounded(dtype).astype(np.float64)
+
+
+def ulp_at(truth: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return np.where(np.isfinite(truth), spacing(truth, dtype), np.nan)
+
+
+def absolute_errors(got: np.ndarray, exact: Exact) -> np.ndarray:
+    """|got - (hi + lo)| as |(got - hi) - lo| in float64, so beyond float64; NaN if non-finite."""
+    got = np.asarray(got).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        error = np.abs((got - exact.hi) - exact.lo)
+    return np.where(np.isfinite(got) & np.isfinite(exact.hi), error, np.nan)
+
+
+def ulp_errors(got: np.ndarray, exact: Exact, dtype: str | np.dtype) -> np.ndarray:
+    """Per element |got - t| in ULPs of the output dtype at t rounded to it; NaN if non-finite.
+
+    A truth beyond the dtype's range counts as non-finite (its correct rounding is inf).
+    """
+    dtype = output_dtype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return absolute_errors(got, exact) / ulp_at(truth_in(exact, dtype), dtype)
+
+
+def relative_errors(got: np.ndarray, exact: Exact) -> np.ndarray:
+    """|got - t| / |t|: 0 where both are 0, inf where only t is 0, NaN if non-finite."""
+    return relative(absolute_errors(got, exact), exact)
+
+
+def relative(errors: np.ndarray, exact: Exact) -> np.ndarray:
+    magnitude = np.abs(exact.hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative = errors / magnitude
+    at_zero = np.where(errors == 0, 0.0, np.where(errors > 0, np.inf, np.nan))
+    return np.where(magnitude == 0, at_zero, relative)
+
+
+def nonfinite_mismatches(got: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """True where the kinds differ; a match is both NaN, both finite or the same infinity.
+
+    ``expected`` is the exact value rounded to the output dtype, so a truth beyond the dtype's
+    range is the infinity that IEEE rounding makes of it.
+    """
+    got = np.asarray(got).astype(np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    match = (np.isnan(got) & np.isnan(expected)) | (np.isfinite(got) & np.isfinite(expected))
+    return ~(match | (np.isinf(got) & (got == expected)))
