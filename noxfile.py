@@ -65,7 +65,8 @@ def lint(session: nox.Session) -> None:
 
 
 def backend_environments(session: nox.Session, backends: list[str]) -> dict[str, Path]:
-    """The virtual environments of ``backends`` (each with only that framework), by backend.
+    """The virtual environments of ``backends`` (each with only that framework) that are
+    ready, by backend; one that fails to install is reported and left out.
 
     accuracy(backend), timing(backend) and report share them, so a framework of several
     hundred MB is installed once. pip runs only where an environment is new or what it was
@@ -78,9 +79,11 @@ def backend_environments(session: nox.Session, backends: list[str]) -> dict[str,
     if stale:
         session.log(f"installing environments for {', '.join(stale)} (logs: .nox/backend-*.log)")
         with ThreadPoolExecutor(max_workers=2) as pool:
-            failures = [failure for failure in pool.map(_install, stale) if failure]
-        if failures:
-            session.error("\n".join(failures))
+            failures = dict(zip(stale, pool.map(_install, stale), strict=True))
+        for backend, failure in failures.items():
+            if failure:
+                session.warn(failure)
+                del envs[backend]
     return envs
 
 
@@ -115,32 +118,44 @@ def _install(backend: str) -> str | None:
     return None
 
 
-def run_suites(session: nox.Session, suite: str, backends: list[str], *options: str) -> None:
-    """``xentbench run`` of ``suite`` into RUN_DIR, each backend in its own environment.
+def run_suites(session: nox.Session, suite: str, backends: list[str], *options: str) -> list[str]:
+    """``xentbench run`` of ``suite`` into RUN_DIR, each backend in its own environment; returns
+    the backends left out because their environment failed to install.
 
     The driving process runs in the NumPy environment (the core dependencies only) and starts
     each backend's workers with that backend's interpreter.
     """
     envs = backend_environments(session, ["numpy", *backends])
-    pythons = [f"{b}={(envs[b] / 'bin' / 'python').absolute()}" for b in backends]
-    xentbench = envs["numpy"] / "bin" / "xentbench"
-    command = [str(xentbench), "run", "--suite", suite, "--backend", *backends]
-    command += ["--python", *pythons, "--out", str(RUN_DIR), *options]
-    session.run(*command, *session.posargs, external=True)
+    if "numpy" not in envs:
+        session.error("the numpy environment, which drives every run, failed to install")
+    ready = [backend for backend in backends if backend in envs]
+    if ready:
+        pythons = [f"{b}={(envs[b] / 'bin' / 'python').absolute()}" for b in ready]
+        command = [str(envs["numpy"] / "bin" / "xentbench"), "run", "--suite", suite]
+        command += ["--backend", *ready, "--python", *pythons, "--out", str(RUN_DIR), *options]
+        session.run(*command, *session.posargs, external=True)
+    return [backend for backend in backends if backend not in envs]
+
+
+def fail_if_left_out(session: nox.Session, left_out: list[str]) -> None:
+    """End the session as failed when a backend's environment could not be installed."""
+    if left_out:
+        failed = ", ".join(left_out)
+        session.error(f"not run: {failed} (installation failed, see .nox/backend-*.log)")
 
 
 @nox.session(venv_backend="none")
 @nox.parametrize("backend", BACKENDS)
 def accuracy(session: nox.Session, backend: str) -> None:
     """Accuracy suite for one backend, in its own environment, into RUN_DIR."""
-    run_suites(session, "accuracy", [backend])
+    fail_if_left_out(session, run_suites(session, "accuracy", [backend]))
 
 
 @nox.session(venv_backend="none")
 @nox.parametrize("backend", BACKENDS)
 def timing(session: nox.Session, backend: str) -> None:
     """Timing suite for one backend, in its own environment, into RUN_DIR."""
-    run_suites(session, "timing", [backend])
+    fail_if_left_out(session, run_suites(session, "timing", [backend]))
 
 
 @nox.session(venv_backend="none")
@@ -149,11 +164,13 @@ def report(session: nox.Session) -> None:
 
     One ``xentbench run`` drives all five backends, each in its own environment: accuracy
     workers two at a time (this machine has two cores), then timing workers one at a time.
+    A backend whose environment fails to install is left out of the run and the report, and
+    the session then fails, naming it.
     """
     # Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so
     # the other backends share the second core meanwhile.
-    run_suites(
-        session, "all", ["jax", "torch", "tensorflow", "numpy", "onnxruntime"], "--jobs", "2"
-    )
+    longest_first = ["jax", "torch", "tensorflow", "numpy", "onnxruntime"]
+    left_out = run_suites(session, "all", longest_first, "--jobs", "2")
     xentbench = backend_environments(session, ["numpy"])["numpy"] / "bin" / "xentbench"
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
+    fail_if_left_out(session, left_out)
