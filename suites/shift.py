@@ -36,7 +36,7 @@ def lowest_bit(values: np.ndarray) -> np.ndarray:
 
 
 def _power_of_two_at_most(bound: np.ndarray) -> np.ndarray:
-    """The largest power of two <= bound where bound >= 1 ulp of room; 0 where bound <= 0."""
+    """The largest power of two <= bound, elementwise; 0 where bound <= 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
         power = np.ldexp(1.0, np.frexp(bound)[1] - 1)  # bound = m 2^e, m in [0.5, 1)
     return np.where(bound > 0, power, 0.0)
