@@ -74,7 +74,7 @@ def backend_environments(session: nox.Session, backends: list[str]) -> dict[str,
     is installed editable, so code changes need no reinstall. Missing ones are installed two
     at a time, without compiling bytecode up front (Python compiles what it imports).
     """
-    envs = {backend: Path(".nox", f"backend-{backend}") for backend in backends}
+    envs = {backend: environment(backend) for backend in backends}
     stale = [backend for backend, env in envs.items() if not _up_to_date(env, backend)]
     if stale:
         session.log(f"installing environments for {', '.join(stale)} (logs: .nox/backend-*.log)")
@@ -85,6 +85,11 @@ def backend_environments(session: nox.Session, backends: list[str]) -> dict[str,
                 session.warn(failure)
                 del envs[backend]
     return envs
+
+
+def environment(backend: str) -> Path:
+    """Where a backend's virtual environment lives."""
+    return Path(".nox", f"backend-{backend}")
 
 
 def _up_to_date(env: Path, backend: str) -> bool:
@@ -101,8 +106,8 @@ def _fingerprint(backend: str) -> str:
 
 def _install(backend: str) -> str | None:
     """Create or update one backend's environment; None, or what failed with its log's tail."""
-    env = Path(".nox", f"backend-{backend}")
-    log = Path(".nox", f"backend-{backend}.log")
+    env = environment(backend)
+    log = env.with_name(f"{env.name}.log")
     pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--no-compile"]
     extras = ",".join(EXTRAS[backend])
     steps = [[sys.executable, "-m", "venv", str(env)]]
@@ -171,6 +176,6 @@ def report(session: nox.Session) -> None:
     # the other backends share the second core meanwhile.
     longest_first = ["jax", "torch", "tensorflow", "numpy", "onnxruntime"]
     left_out = run_suites(session, "all", longest_first, "--jobs", "2")
-    xentbench = backend_environments(session, ["numpy"])["numpy"] / "bin" / "xentbench"
+    xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, left_out)

@@ -104,35 +104,33 @@ class AccuracyTask:
             if quantity == "value"
             else []
         )
-        row.update(self._shift_check(logits, labels, got, exact))
-        if row.pop("shift_failed"):
+        shift_columns, shift_broken = self._shift_check(logits, labels, got, exact)
+        row.update(shift_columns)
+        if shift_broken:
             failures.append("shift_invariance")
         row["invariant_failures"] = ",".join(failures)
         return row
 
-    def _shift_check(self, logits, labels, got, exact) -> dict[str, Any]:
+    def _shift_check(self, logits, labels, got, exact) -> tuple[dict[str, Any], bool]:
         """The same call on exactly shifted logits (``suites.shift``), judged against the same
-        exact value: it fails when the output changes and that change leaves the budget."""
+        exact value: (the shift columns, whether the invariant broke). It breaks when the
+        output changes and the changed output leaves the budget, or when the call raises."""
         op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
+        columns = {"shift": math.nan, "shift_verdict": None, "shift_max_ulp_error": math.nan}
         shifts = shift.exact_shifts(logits, dtype) if (op, quantity) in shift.INVARIANT else None
-        unchecked = {"shift": math.nan, "shift_verdict": None, "shift_max_ulp_error": math.nan}
         if shifts is None or not shifts.any():
-            return {**unchecked, "shift_failed": False}
+            return columns, False
+        columns["shift"] = float(np.abs(shifts).max())
         moved = shift.shifted_logits(logits, shifts)
-        checked = {**unchecked, "shift": float(np.abs(shifts).max())}
         try:
             got_shifted = self.adapter.prepare(self.call, moved, labels)()
         except Exception:  # raising on one of two equivalent inputs breaks the invariant
-            return {**checked, "shift_verdict": "error", "shift_failed": True}
+            return {**columns, "shift_verdict": "error"}, True
         result = metrics.evaluate(op, quantity, dtype, logits, labels, got_shifted, exact)
+        columns["shift_verdict"] = result.verdict
+        columns["shift_max_ulp_error"] = result.max_ulp_error
         same = [np.asarray(a).astype(np.float64) for a in (got, got_shifted)]
-        unchanged = np.array_equal(*same, equal_nan=True)
-        return {
-            **checked,
-            "shift_verdict": result.verdict,
-            "shift_max_ulp_error": result.max_ulp_error,
-            "shift_failed": result.verdict != "pass" and not unchanged,
-        }
+        return columns, result.verdict != "pass" and not np.array_equal(*same, equal_nan=True)
 
 
 def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:

@@ -19,7 +19,7 @@ from suites.render import Code, Section, Table, anchor, render_html, render_mark
 from suites.report_accuracy import (
     accuracy_sections,
     failure_sections,
-    invariant_section,
+    invariant_sections,
     verdict_counts,
 )
 from suites.report_format import FAILURES, SEVERITY, clean, format_seconds
@@ -193,7 +193,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         summary_section(accuracy, timing),
         *accuracy_sections(accuracy, accuracy_plots),
         *failure_sections(accuracy),
-        *filter(None, [invariant_section(accuracy)]),
+        *invariant_sections(accuracy),
         *timing_sections(timing, timing_plots),
     ]
     contents = " · ".join(f"[{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2)

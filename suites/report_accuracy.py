@@ -132,15 +132,15 @@ def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
-def invariant_section(accuracy: pd.DataFrame) -> Section | None:
+def invariant_sections(accuracy: pd.DataFrame) -> list[Section]:
     """Which implementations break which invariant, on how many evaluations, e.g. where.
 
     Listed apart from the failures: an invariant can break on a result whose verdict passes
     (shift invariance is judged on a second, shifted call).
     """
     if accuracy.empty:
-        return None
-    shifted = int(accuracy["shift"].notna().sum()) if "shift" in accuracy else 0
+        return []
+    shifted = int(accuracy["shift"].notna().sum())
     intro = (
         "Invariants checked beside the verdicts (README, Reading a report). Shift invariance "
         f"was checked on {shifted} evaluations, those with a shift the dtype adds exactly; "
@@ -148,7 +148,7 @@ def invariant_section(accuracy: pd.DataFrame) -> Section | None:
     )
     broken = accuracy[accuracy["invariant_failures"] != ""]
     if broken.empty:
-        return Section("Invariants", [intro, "No evaluation breaks an invariant."])
+        return [Section("Invariants", [intro, "No evaluation breaks an invariant."])]
     broken = broken.assign(invariant=broken["invariant_failures"].str.split(",")).explode(
         "invariant"
     )
@@ -169,7 +169,7 @@ def invariant_section(accuracy: pd.DataFrame) -> Section | None:
     shift_rows = table["invariant"] == "shift_invariance"
     table["worst_shifted_ulps"] = table["worst_shifted_ulps"].map(format_ulps).where(shift_rows, "")
     table["shifted_calls"] = table["shifted_calls"].where(shift_rows, "")
-    return Section("Invariants", [intro, Table(table)])
+    return [Section("Invariants", [intro, Table(table)])]
 
 
 def _counted(verdicts: pd.Series) -> str:

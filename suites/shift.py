@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reference.dd import two_sum
 from suites.ulps import finfo, output_dtype
 
 # (op, quantity) pairs whose exact value does not change when a row of logits is shifted.
@@ -45,13 +46,11 @@ def _power_of_two_at_most(bound: np.ndarray) -> np.ndarray:
 def _is_exact_sum(x: np.ndarray, c: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Per element, whether x + c is exactly representable in ``dtype`` (x already is).
 
-    Knuth's TwoSum gives s + e = x + c exactly; the sum is a float64 iff e == 0, and then a
-    ``dtype`` number iff s survives the round trip through it.
+    TwoSum gives s + e = x + c exactly; the sum is a float64 iff e == 0, and then a ``dtype``
+    number iff s survives the round trip through it.
     """
     with np.errstate(invalid="ignore", over="ignore"):
-        s = x + c
-        virtual = s - x
-        e = (x - (s - virtual)) + (c - virtual)
+        s, e = two_sum(x, c)
         same = s.astype(dtype).astype(np.float64) == s
     return ~np.isfinite(x) | ((e == 0) & same & np.isfinite(s))
 
