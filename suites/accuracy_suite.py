@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Adapter, Call
+from reference import Exact
 from reference.cache import cached_exact
 from suites import cases, invariants, metrics, shift
 from suites.selection import Selection
@@ -81,35 +82,24 @@ class AccuracyTask:
         logits, labels = case_inputs(self.case.id, self.call.dtype, self.seed)
         row["max_abs_logit"] = _max_abs_logit(logits)
         row["n_elements"] = int(logits.size)
-        started = time.perf_counter()
-        try:
-            got = self.adapter.prepare(self.call, logits, labels)()
-        except Exception as exc:  # raising is the right answer on invalid input only
-            verdict = metrics.verdict_for_exception(self.case.invalid)
-            message = f"raised {type(exc).__name__}: {str(exc)[:300]}"
-            return {**row, "verdict": verdict, "message": message}
-        finally:
-            row["elapsed_s"] = time.perf_counter() - started
-        if self.case.invalid:
-            message = "returned a result for invalid input (labels outside [0, C))"
-            return {**row, "verdict": metrics.verdict_for_invalid_result(), "message": message}
         exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity)
-        return {**row, **self._measure(logits, labels, got, exact)}
+        judged, got = judge(self.adapter, self.call, logits, labels, exact)
+        row.update(judged)
+        if got is not None:
+            row.update(self._invariants(logits, labels, got, exact))
+        return row
 
-    def _measure(self, logits, labels, got, exact) -> dict[str, Any]:
+    def _invariants(self, logits, labels, got, exact) -> dict[str, Any]:
+        """The invariant columns of a measured result, shift invariance included."""
         op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
-        row = metrics.evaluate(op, quantity, dtype, logits, labels, got, exact).as_row()
         failures = (
             invariants.invariant_failures(op, dtype, logits, labels, got)
             if quantity == "value"
             else []
         )
         shift_columns, shift_broken = self._shift_check(logits, labels, got, exact)
-        row.update(shift_columns)
-        if shift_broken:
-            failures.append("shift_invariance")
-        row["invariant_failures"] = ",".join(failures)
-        return row
+        failures += ["shift_invariance"] if shift_broken else []
+        return {**shift_columns, "invariant_failures": ",".join(failures)}
 
     def _shift_check(self, logits, labels, got, exact) -> tuple[dict[str, Any], bool]:
         """The same call on exactly shifted logits (``suites.shift``), judged against the same
@@ -131,6 +121,38 @@ class AccuracyTask:
         columns["shift_max_ulp_error"] = result.max_ulp_error
         same = [np.asarray(a).astype(np.float64) for a in (got, got_shifted)]
         return columns, result.verdict != "pass" and not np.array_equal(*same, equal_nan=True)
+
+
+def judge(
+    adapter: Adapter, call: Call, logits: np.ndarray, labels, exact: Exact | ValueError
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Run one supported call and judge it: (verdict columns, the result to check further, or
+    None when there is nothing to measure). ``exact`` is the reference's value, or the
+    ValueError it raises on invalid input (an out-of-range class id): there, raising passes
+    and a returned number is wrong. ``elapsed_s`` times the call alone.
+    """
+    started = time.perf_counter()
+    try:
+        got = adapter.prepare(call, logits, labels)()
+    except Exception as exc:
+        verdict = metrics.verdict_for_exception(isinstance(exact, ValueError))
+        message = f"raised {type(exc).__name__}: {str(exc)[:300]}"
+        return {"verdict": verdict, "message": message, "elapsed_s": _since(started)}, None
+    elapsed = {"elapsed_s": _since(started)}
+    if isinstance(exact, ValueError):
+        message = f"returned a result for invalid input: {exact}"
+        return {
+            "verdict": metrics.verdict_for_invalid_result(),
+            "message": message,
+            **elapsed,
+        }, None
+    impl = call.implementation
+    result = metrics.evaluate(impl.op, call.quantity, call.dtype, logits, labels, got, exact)
+    return {**result.as_row(), **elapsed}, got
+
+
+def _since(started: float) -> float:
+    return time.perf_counter() - started
 
 
 def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:

@@ -10,7 +10,7 @@ import numpy as np
 from adapters import registry
 from adapters.base import DTYPES, Call, numpy_dtype
 from reference.cache import cached_exact
-from suites import metrics
+from suites.accuracy_suite import judge
 
 
 @dataclass(frozen=True)
@@ -81,30 +81,20 @@ def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
         exact = cached_exact(impl.op, logits, labels, call.quantity)
     except ValueError as exc:
         exact = exc
-    try:
-        got = adapter.prepare(call, logits, labels)()
-    except Exception as exc:
-        verdict = metrics.verdict_for_exception(isinstance(exact, ValueError))
-        return {
-            **record,
-            "verdict": verdict,
-            "message": f"raised {type(exc).__name__}: {exc}"[:300],
-        }
-    if isinstance(exact, ValueError):
-        return {
-            **record,
-            "verdict": metrics.verdict_for_invalid_result(),
-            "message": f"returned a result for invalid input: {exact}",
-        }
-    result = metrics.evaluate(impl.op, call.quantity, call.dtype, logits, labels, got, exact)
-    return {
-        **record,
-        "verdict": result.verdict,
-        "max_ulp_error": result.max_ulp_error,
-        "max_rel_error": result.max_rel_error,
-        "budget_ulps": result.budget_ulps,
-        "worst_index": result.worst_index,
-        "expected": result.expected,
-        "got": result.got,
-        "message": result.message,
-    }
+    judged, got = judge(adapter, call, logits, labels, exact)
+    if got is None:
+        return {**record, "verdict": judged["verdict"], "message": judged["message"]}
+    return {**record, **{column: judged[column] for column in _MEASURED}}
+
+
+# The judged columns a check record carries for a measured result.
+_MEASURED = (
+    "verdict",
+    "max_ulp_error",
+    "max_rel_error",
+    "budget_ulps",
+    "worst_index",
+    "expected",
+    "got",
+    "message",
+)
