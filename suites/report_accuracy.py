@@ -98,9 +98,8 @@ def failure_sections(accuracy: pd.DataFrame) -> list[Section]:
     extra = varying(accuracy, ("device", "mode"))
     groups = sorted(failing.groupby(keys, sort=False), key=lambda item: -len(item[1]))
     for key, rows in groups:
-        counts = rows["verdict"].value_counts()
         title = " ".join(key if isinstance(key, tuple) else [key])
-        title += " (" + ", ".join(f"{n} {v}" for v, n in counts.items()) + ")"
+        title += f" ({_counted(rows['verdict'])})"
         blocks: list[Any] = [Table(_failure_table(rows.head(MAX_FAILURES_SHOWN), extra))]
         if len(rows) > MAX_FAILURES_SHOWN:
             blocks.append(f"… and {len(rows) - MAX_FAILURES_SHOWN} more in `accuracy.csv`.")
