@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from ml_dtypes import bfloat16
 
-BFLOAT16: np.dtype = np.dtype(bfloat16)
+from reference.dtypes import BFLOAT16
 
 
 def is_bfloat16(array: np.ndarray) -> bool:

@@ -16,6 +16,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reference import evaluate as reference_ops
+from reference.dtypes import DTYPES, numpy_dtype
+
+__all__ = [
+    "DEVICES",
+    "DTYPES",
+    "MODES",
+    "OPS",
+    "QUANTITIES",
+    "Adapter",
+    "Call",
+    "Implementation",
+    "PreparedCall",
+    "numpy_dtype",
+]
 
 # The canonical ops are defined once, by the reference (the definition of each op).
 OPS: tuple[str, ...] = reference_ops.OPS
@@ -23,21 +37,9 @@ GRADIENT_OPS: frozenset[str] = frozenset(reference_ops.GRADIENT_OPS)
 LABELLED_OPS: frozenset[str] = frozenset(
     {"softmax_cross_entropy", "sparse_softmax_cross_entropy", "sigmoid_cross_entropy"}
 )
-DTYPES: tuple[str, ...] = ("float16", "bfloat16", "float32", "float64")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MODES: tuple[str, ...] = ("eager", "compiled")
 QUANTITIES: tuple[str, ...] = ("value", "grad")
-
-
-def numpy_dtype(dtype: str) -> np.dtype:
-    """The NumPy dtype for a canonical dtype name (bfloat16 comes from ml_dtypes)."""
-    if dtype == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPES)}")
-    return np.dtype(dtype)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Implementation:
     gaps: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if ":" not in self.name:
+            raise ValueError(f"implementation name {self.name!r} must read '<backend>:<api>'")
         if self.op not in OPS:
             raise ValueError(f"{self.name}: unknown op {self.op!r}; valid: {', '.join(OPS)}")
         for value, valid, what in (
@@ -76,8 +80,9 @@ class Implementation:
             raise ValueError(f"{self.name}: op {self.op} has no gradient quantity")
 
     @property
-    def backend(self) -> str:
-        return self.name.split(":", 1)[0]
+    def api(self) -> str:
+        """The API after ``"<backend>:"``, the key of the adapter's own table."""
+        return self.name.split(":", 1)[1]
 
     @property
     def quantities(self) -> tuple[str, ...]:

@@ -30,29 +30,25 @@ import jaxlib
 import numpy as np
 import optax
 
-from adapters.base import DTYPES, Adapter, Call, Implementation, PreparedCall
+from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
+from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
 
 OpFunction = Callable[[jax.Array, jax.Array | None], jax.Array]
 
-_SCE = "softmax_cross_entropy"
-_SSCE = "sparse_softmax_cross_entropy"
-_SIG = "sigmoid_cross_entropy"
-_MODES = ("eager", "compiled")
-_DEVICES = ("cpu", "cuda")
 _JAX_PLATFORMS = {"cpu": "cpu", "cuda": "gpu"}
 
 
 def _implementation(name: str, op: str, gradient: bool) -> Implementation:
     return Implementation(
-        name=f"jax:{name}", op=op, dtypes=DTYPES, modes=_MODES, devices=_DEVICES, gradient=gradient
+        name=f"jax:{name}", op=op, dtypes=DTYPES, modes=MODES, devices=DEVICES, gradient=gradient
     )
 
 
-def _catalog() -> dict[str, tuple[Implementation, OpFunction]]:
-    """Every implementation with the function that calls it: name -> (declaration, function)."""
-    entries: list[tuple[Implementation, OpFunction]] = [
+def _entries() -> list[tuple[Implementation, OpFunction]]:
+    """Every implementation with the function that calls it."""
+    return [
         (_implementation("jax.nn.softmax", "softmax", False), lambda x, y: jax.nn.softmax(x)),
         (
             _implementation("jax.nn.log_softmax", "log_softmax", False),
@@ -67,19 +63,18 @@ def _catalog() -> dict[str, tuple[Implementation, OpFunction]]:
             lambda x, y: jax.scipy.special.logsumexp(x, axis=-1),
         ),
         (
-            _implementation("optax.softmax_cross_entropy", _SCE, True),
+            _implementation("optax.softmax_cross_entropy", SOFT_CE, True),
             lambda x, y: optax.softmax_cross_entropy(x, y),
         ),
         (
-            _implementation("optax.softmax_cross_entropy_with_integer_labels", _SSCE, True),
+            _implementation("optax.softmax_cross_entropy_with_integer_labels", SPARSE_CE, True),
             lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y),
         ),
         (
-            _implementation("optax.sigmoid_binary_cross_entropy", _SIG, True),
+            _implementation("optax.sigmoid_binary_cross_entropy", SIGMOID_CE, True),
             lambda x, y: optax.sigmoid_binary_cross_entropy(x, y),
         ),
     ]
-    return {impl.name: (impl, function) for impl, function in entries}
 
 
 def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
@@ -89,7 +84,7 @@ def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
     return jax.grad(lambda logits, labels: jnp.sum(function(logits, labels)))
 
 
-class JaxAdapter(Adapter):
+class JaxAdapter(TableAdapter):
     """JAX ``jax.nn`` and ``jax.scipy.special`` ops and optax losses."""
 
     name = "jax"
@@ -100,9 +95,8 @@ class JaxAdapter(Adapter):
             "jax_compilation_cache_dir", os.environ.get("XENTBENCH_JAX_CACHE", _CACHE)
         )
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        self._catalog = _catalog()
+        super().__init__()
         self._devices = ("cpu", "cuda") if _gpu_devices() else ("cpu",)
-        self._compiled: dict[tuple[str, str], OpFunction] = {}
 
     def version(self) -> str:
         return f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, optax {optax.__version__}"
@@ -110,19 +104,15 @@ class JaxAdapter(Adapter):
     def devices(self) -> tuple[str, ...]:
         return self._devices
 
-    def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(impl for impl, _ in self._catalog.values())
+    def entries(self) -> list[tuple[Implementation, OpFunction]]:
+        return _entries()
 
     def _function(self, call: Call) -> OpFunction:
         """The eager function, or its ``jax.jit`` (cached; jit keys shapes and dtypes itself)."""
-        name = call.implementation.name
-        function = _with_quantity(self._catalog[name][1], call.quantity)
+        function = _with_quantity(self.function(call), call.quantity)
         if call.mode == "eager":
             return function
-        key = (name, call.quantity)
-        if key not in self._compiled:
-            self._compiled[key] = jax.jit(function)
-        return self._compiled[key]
+        return self.compiled((call.implementation.name, call.quantity), function, jax.jit)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         function = self._function(call)

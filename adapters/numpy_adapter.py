@@ -17,7 +17,8 @@ import numpy as np
 import scipy
 import scipy.special
 
-from adapters.base import DTYPES, Adapter, Call, Implementation, PreparedCall
+from adapters._table import TableAdapter
+from adapters.base import DTYPES, Call, Implementation, PreparedCall
 
 Function = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -155,7 +156,7 @@ def _adaptation(api: str, formula: str) -> str:
     return f"hand-written NumPy ({kind}): {formula}"
 
 
-class NumpyAdapter(Adapter):
+class NumpyAdapter(TableAdapter):
     """NumPy/SciPy formulas, value only, eager, CPU, every dtype NumPy (with ml_dtypes) has."""
 
     name = "numpy"
@@ -163,20 +164,20 @@ class NumpyAdapter(Adapter):
     def version(self) -> str:
         return f"numpy {np.__version__}, scipy {scipy.__version__}"
 
-    def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(
-            Implementation(
-                name=f"numpy:{api}",
-                op=op,
-                dtypes=DTYPES,
-                adaptation=_adaptation(api, formula),
+    def entries(self) -> list[tuple[Implementation, Function]]:
+        return [
+            (
+                Implementation(
+                    name=f"numpy:{api}", op=op, dtypes=DTYPES, adaptation=_adaptation(api, formula)
+                ),
+                function,
             )
-            for api, (op, _, formula) in _APIS.items()
-        )
+            for api, (op, function, formula) in _APIS.items()
+        ]
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Bind the inputs; ``run`` evaluates the formula with floating-point warnings silenced."""
-        function = _APIS[call.implementation.name.split(":", 1)[1]][1]
+        function = self.function(call)
 
         def run() -> np.ndarray:
             # Overflow and 0 * inf are what the naive formulas are measured on, not noise to print.

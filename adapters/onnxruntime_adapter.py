@@ -23,7 +23,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from adapters._convert import bfloat16_from_bits
-from adapters.base import Adapter, Call, Implementation, PreparedCall
+from adapters._table import TableAdapter
+from adapters.base import Call, Implementation, PreparedCall
+from reference.evaluate import output_shape as reference_output_shape
 
 OPSET = 18
 _ELEMENT_TYPES: dict[str, int] = {
@@ -43,7 +45,6 @@ class _Graph:
     nodes: tuple[onnx.NodeProto, ...]
     summary: str
     dtypes: tuple[str, ...] = _STANDARD_DTYPES
-    reduces: bool = True
     initializers: tuple[onnx.TensorProto, ...] = ()
 
     @property
@@ -56,14 +57,11 @@ def _node(op_type: str, inputs: list[str], **attributes: object) -> onnx.NodePro
 
 
 _GRAPHS: dict[str, _Graph] = {
-    "Softmax": _Graph(
-        "softmax", (_node("Softmax", ["logits"], axis=-1),), "Softmax(axis=-1)", reduces=False
-    ),
+    "Softmax": _Graph("softmax", (_node("Softmax", ["logits"], axis=-1),), "Softmax(axis=-1)"),
     "LogSoftmax": _Graph(
         "log_softmax",
         (_node("LogSoftmax", ["logits"], axis=-1),),
         "LogSoftmax(axis=-1)",
-        reduces=False,
     ),
     "ReduceLogSumExp": _Graph(
         "logsumexp",
@@ -96,7 +94,7 @@ def build_model(api: str, dtype: str) -> onnx.ModelProto:
     inputs = [helper.make_tensor_value_info("logits", element_type, ["batch", "classes"])]
     if graph.op == "sparse_softmax_cross_entropy":
         inputs.append(helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"]))
-    output_shape = ["batch"] if graph.reduces else ["batch", "classes"]
+    output_shape = list(reference_output_shape(graph.op, "value", ("batch", "classes")))
     output = helper.make_tensor_value_info("output", element_type, output_shape)
     body = helper.make_graph(
         list(graph.nodes), api, inputs, [output], initializer=list(graph.initializers)
@@ -122,27 +120,32 @@ def _to_numpy(value: ort.OrtValue) -> np.ndarray:
     return bfloat16_from_bits(np.ctypeslib.as_array(raw).copy()).reshape(shape)
 
 
-class OnnxruntimeAdapter(Adapter):
+class OnnxruntimeAdapter(TableAdapter):
     """ONNX operators run by onnxruntime's CPU provider, value only."""
 
     name = "onnxruntime"
 
     def __init__(self) -> None:
+        super().__init__()
         self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
 
     def version(self) -> str:
         return f"onnxruntime {ort.__version__}, onnx {onnx.__version__}"
 
-    def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(
-            Implementation(
-                name=f"onnxruntime:{api}",
-                op=graph.op,
-                dtypes=graph.dtypes,
-                adaptation=graph.adaptation,
+    def entries(self) -> list[tuple[Implementation, _Graph]]:
+        """The table's "function" of an ONNX implementation is its graph (sessions run it)."""
+        return [
+            (
+                Implementation(
+                    name=f"onnxruntime:{api}",
+                    op=graph.op,
+                    dtypes=graph.dtypes,
+                    adaptation=graph.adaptation,
+                ),
+                graph,
             )
             for api, graph in _GRAPHS.items()
-        )
+        ]
 
     def _session(self, api: str, dtype: str) -> ort.InferenceSession:
         if (api, dtype) not in self._sessions:
@@ -154,7 +157,7 @@ class OnnxruntimeAdapter(Adapter):
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Bind the inputs as OrtValues; ``run`` executes the session (synchronous on the CPU)."""
-        session = self._session(call.implementation.name.split(":", 1)[1], call.dtype)
+        session = self._session(call.implementation.api, call.dtype)
         feeds = {"logits": _ort_value(logits, _ELEMENT_TYPES[call.dtype])}
         if labels is not None:
             feeds["labels"] = _ort_value(labels, TensorProto.INT64)

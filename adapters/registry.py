@@ -79,6 +79,10 @@ def load(name: str) -> Adapter:
         raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
     if not isinstance(adapter, Adapter):
         raise BackendUnavailable(f"{target} is not an adapters.base.Adapter")
+    names = [impl.name for impl in adapter.implementations()]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:  # results are keyed by implementation name: two would overwrite each other
+        raise BackendUnavailable(f"{target} declares implementations twice: {', '.join(repeated)}")
     _loaded[name] = adapter
     return adapter
 

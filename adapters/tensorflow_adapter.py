@@ -34,15 +34,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from adapters.base import DTYPES, Adapter, Call, Implementation, PreparedCall
+from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
+from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
 
 OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
 
-_SCE = "softmax_cross_entropy"
-_SSCE = "sparse_softmax_cross_entropy"
-_SIG = "sigmoid_cross_entropy"
-_MODES = ("eager", "compiled")
-_DEVICES = ("cpu", "cuda")
 _TF_DEVICE_NAMES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 _SOFTMAX_FIRST = "tf.nn.softmax applied to the logits first, as users do (timed and differentiated)"
 _TRAILING_AXIS = (
@@ -82,11 +78,11 @@ def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") ->
         name=f"tensorflow:{name}",
         op=op,
         dtypes=DTYPES,
-        modes=_MODES,
-        devices=_DEVICES,
+        modes=MODES,
+        devices=DEVICES,
         gradient=gradient,
         adaptation=adaptation,
-        gaps=_SPARSE_GAPS if op == _SSCE else (),
+        gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
     )
 
 
@@ -103,15 +99,15 @@ def _tf_entries() -> list[tuple[Implementation, OpFunction]]:
             lambda x, y: tf.math.reduce_logsumexp(x, axis=-1),
         ),
         (
-            _implementation("tf.nn.softmax_cross_entropy_with_logits", _SCE, True),
+            _implementation("tf.nn.softmax_cross_entropy_with_logits", SOFT_CE, True),
             lambda x, y: tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x),
         ),
         (
-            _implementation("tf.nn.sparse_softmax_cross_entropy_with_logits", _SSCE, True),
+            _implementation("tf.nn.sparse_softmax_cross_entropy_with_logits", SPARSE_CE, True),
             lambda x, y: tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x),
         ),
         (
-            _implementation("tf.nn.sigmoid_cross_entropy_with_logits", _SIG, True),
+            _implementation("tf.nn.sigmoid_cross_entropy_with_logits", SIGMOID_CE, True),
             lambda x, y: tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x),
         ),
     ]
@@ -128,27 +124,27 @@ def _keras_entries() -> list[tuple[Implementation, OpFunction]]:
         entries += [
             (
                 _implementation(
-                    f"keras.losses.categorical_crossentropy{call}", _SCE, True, softmax_note
+                    f"keras.losses.categorical_crossentropy{call}", SOFT_CE, True, softmax_note
                 ),
                 _keras_softmax_loss(cce, from_logits),
             ),
             (
                 _implementation(
-                    f"keras.losses.sparse_categorical_crossentropy{call}", _SSCE, True, softmax_note
+                    f"keras.losses.sparse_categorical_crossentropy{call}",
+                    SPARSE_CE,
+                    True,
+                    softmax_note,
                 ),
                 _keras_softmax_loss(scce, from_logits),
             ),
             (
-                _implementation(f"keras.losses.binary_crossentropy{call}", _SIG, True, binary_note),
+                _implementation(
+                    f"keras.losses.binary_crossentropy{call}", SIGMOID_CE, True, binary_note
+                ),
                 _keras_binary_loss(from_logits),
             ),
         ]
     return entries
-
-
-def _catalog() -> dict[str, tuple[Implementation, OpFunction]]:
-    """Every implementation with the function that calls it: name -> (declaration, function)."""
-    return {impl.name: (impl, function) for impl, function in _tf_entries() + _keras_entries()}
 
 
 def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
@@ -165,6 +161,10 @@ def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
     return gradient
 
 
+def _xla(function: OpFunction) -> OpFunction:
+    return tf.function(function, jit_compile=True)
+
+
 class _DropRetracingWarning(logging.Filter):
     """Drops TF's "triggered tf.function retracing" warning and nothing else.
 
@@ -176,15 +176,14 @@ class _DropRetracingWarning(logging.Filter):
         return "triggered tf.function retracing" not in record.getMessage()
 
 
-class TensorflowAdapter(Adapter):
+class TensorflowAdapter(TableAdapter):
     """TensorFlow ``tf.nn``/``tf.math`` ops and Keras 3 losses on the TensorFlow backend."""
 
     name = "tensorflow"
 
     def __init__(self) -> None:
-        self._catalog = _catalog()
+        super().__init__()
         self._devices = ("cpu", "cuda") if tf.config.list_physical_devices("GPU") else ("cpu",)
-        self._compiled: dict[tuple[str, str, str, str], OpFunction] = {}
         logger = tf.get_logger()
         if not any(isinstance(f, _DropRetracingWarning) for f in logger.filters):
             logger.addFilter(_DropRetracingWarning())
@@ -195,19 +194,16 @@ class TensorflowAdapter(Adapter):
     def devices(self) -> tuple[str, ...]:
         return self._devices
 
-    def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(impl for impl, _ in self._catalog.values())
+    def entries(self) -> list[tuple[Implementation, OpFunction]]:
+        return _tf_entries() + _keras_entries()
 
     def _function(self, call: Call) -> OpFunction:
         """The eager function, or its cached XLA tf.function (which traces once per input shape)."""
-        impl = call.implementation
-        function = _with_quantity(self._catalog[impl.name][1], call.quantity)
+        function = _with_quantity(self.function(call), call.quantity)
         if call.mode == "eager":
             return function
-        key = (impl.name, call.quantity, call.dtype, call.device)
-        if key not in self._compiled:
-            self._compiled[key] = tf.function(function, jit_compile=True)
-        return self._compiled[key]
+        key = (call.implementation.name, call.quantity, call.dtype, call.device)
+        return self.compiled(key, function, _xla)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         function = self._function(call)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from adapters._convert import is_bfloat16, narrow_to_bfloat16, widen_bfloat16
-from adapters.base import DTYPES, GRADIENT_OPS, Adapter, Call, Implementation, PreparedCall
+from adapters._table import TableAdapter
+from adapters.base import DTYPES, GRADIENT_OPS, Call, Implementation, PreparedCall
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
@@ -88,19 +89,20 @@ def _own_code_copy(function: Function) -> Function:
     return types.FunctionType(code, function.__globals__, function.__name__)
 
 
+def _compile(function: Function) -> Function:
+    return torch.compile(_own_code_copy(function), fullgraph=True)
+
+
 def _synchronize(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return torch.cuda.synchronize
     return lambda: None
 
 
-class TorchAdapter(Adapter):
+class TorchAdapter(TableAdapter):
     """PyTorch ops in eager and torch.compile modes, with autograd gradients, on CPU and CUDA."""
 
     name = "torch"
-
-    def __init__(self) -> None:
-        self._compiled: dict[tuple, Function] = {}
 
     def version(self) -> str:
         return torch.__version__
@@ -108,28 +110,29 @@ class TorchAdapter(Adapter):
     def devices(self) -> tuple[str, ...]:
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
-    def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(
-            Implementation(
-                name=f"torch:{api}",
-                op=op,
-                dtypes=DTYPES,
-                modes=("eager", "compiled"),
-                devices=("cpu", "cuda"),
-                gradient=op in GRADIENT_OPS,
+    def entries(self) -> list[tuple[Implementation, Function]]:
+        return [
+            (
+                Implementation(
+                    name=f"torch:{api}",
+                    op=op,
+                    dtypes=DTYPES,
+                    modes=("eager", "compiled"),
+                    devices=("cpu", "cuda"),
+                    gradient=op in GRADIENT_OPS,
+                ),
+                function,
             )
-            for api, (op, _) in _APIS.items()
-        )
+            for api, (op, function) in _APIS.items()
+        ]
 
     def _function(self, call: Call) -> Function:
         """The eager API, or its compiled copy (one per implementation, dtype, device, quantity)."""
-        function = _APIS[call.implementation.name.split(":", 1)[1]][1]
+        function = self.function(call)
         if call.mode == "eager":
             return function
         key = (call.implementation.name, call.dtype, call.device, call.quantity)
-        if key not in self._compiled:
-            self._compiled[key] = torch.compile(_own_code_copy(function), fullgraph=True)
-        return self._compiled[key]
+        return self.compiled(key, function, _compile)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Move inputs to the device; ``run`` evaluates (and differentiates) and synchronises."""

@@ -1,6 +1,6 @@
 """Edge semantics: the value of every op on rows with NaN, +inf or only -inf, taken as limits.
 
-Conventions (DESIGN.md "Semantics at the edges"):
+Conventions (ARCHITECTURE.md, "Edge semantics"):
 - NaN anywhere in a row's logits, or a non-finite label, makes every output of the row NaN.
 - A -inf logit is a masked class: it has probability 0; a label of 0 on it contributes 0 to
   the loss, a positive label +inf (a negative label -inf; opposite signs give NaN).

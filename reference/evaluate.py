@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference import edges, exact_arb, fast
+from reference.dtypes import numpy_dtype
 from reference.rounding import round_to_dtype
 
 OPS = (
@@ -37,6 +38,11 @@ REDUCING = {
 }
 
 
+def output_shape(op: str, quantity: str, logits_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of an op's output: the class axis reduced away, or the logits' own shape."""
+    return tuple(logits_shape[:-1] if (op, quantity) in REDUCING else logits_shape)
+
+
 @dataclass(frozen=True)
 class Exact:
     """The exact result as float64 ``hi`` (correctly rounded) plus residual ``lo``."""
@@ -46,11 +52,7 @@ class Exact:
 
     def rounded(self, dtype: np.dtype | str) -> np.ndarray:
         """The exact value correctly rounded to ``dtype`` (float16, bfloat16, float32, float64)."""
-        if dtype == "bfloat16":
-            import ml_dtypes
-
-            dtype = ml_dtypes.bfloat16
-        return round_to_dtype(self.hi, self.lo, np.dtype(dtype))
+        return round_to_dtype(self.hi, self.lo, numpy_dtype(dtype))
 
 
 def _as_float64(name: str, array: np.ndarray) -> np.ndarray:
@@ -106,7 +108,7 @@ def exact(
     rows_x = x.reshape(-1, x.shape[-1])
     rows_y = None if y is None else y.reshape(len(rows_x), -1) if y.ndim == x.ndim else y.ravel()
     hi, lo = _softmax_family(op, quantity, rows_x, rows_y)
-    shape = x.shape[:-1] if (op, quantity) in REDUCING else x.shape
+    shape = output_shape(op, quantity, x.shape)
     return Exact(hi.reshape(shape), lo.reshape(shape))
 
 

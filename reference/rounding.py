@@ -13,6 +13,8 @@ from fractions import Fraction
 import numpy as np
 from flint import arb
 
+from reference.dtypes import finfo, numpy_dtype
+
 # Rounding of a value to float64 is decided from an enclosure [lower, upper] of it; the
 # residual ``lo`` must also be known to this fraction of an ULP of hi (ample for ULP metrics).
 LO_ACCURACY = 2.0**-20
@@ -57,13 +59,11 @@ NARROW_DTYPES = ("float32", "bfloat16", "float16")
 
 def narrow_midpoint(hi: np.ndarray) -> np.ndarray:
     """Where a float64 is exactly halfway between neighbours in float32, bfloat16 or float16."""
-    import ml_dtypes
-
     hi = np.asarray(hi, dtype=np.float64)
     found = np.zeros(hi.shape, dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):
         for name in NARROW_DTYPES:
-            dtype = np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+            dtype = numpy_dtype(name)
             nearest = hi.astype(dtype)
             other = _neighbour(nearest, np.where(hi > nearest.astype(np.float64), 1, -1), dtype)
             middle = (nearest.astype(np.float64) + other.astype(np.float64)) / 2
@@ -153,9 +153,7 @@ def round_to_dtype(hi: np.ndarray, lo: np.ndarray, dtype: np.dtype) -> np.ndarra
 
 
 def _largest(dtype: np.dtype) -> float:
-    import ml_dtypes
-
-    return float(ml_dtypes.finfo(dtype).max)
+    return float(finfo(dtype).max)
 
 
 def _neighbour(values: np.ndarray, direction: np.ndarray, dtype: np.dtype) -> np.ndarray:

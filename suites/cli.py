@@ -16,11 +16,11 @@ from rich.table import Table
 
 from adapters import registry
 from adapters.base import DEVICES, DTYPES, MODES, OPS
-from suites import run_info
-from suites.results import SUITES
-from suites.selection import DEFAULT_SHAPES, Selection
+from suites.catalog.selection import DEFAULT_SHAPES, Selection
+from suites.judge.verdicts import at_or_beyond
+from suites.run import run_info
+from suites.store import SUITES, IncompatibleRun
 
-VERDICT_LEVELS = ("pass", "inaccurate", "wrong", "error")
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
 DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
 
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=True)
     try:
         return COMMANDS[args.command](args, console)
-    except UsageError as exc:
+    except (UsageError, IncompatibleRun) as exc:
         print(f"xentbench {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
@@ -197,8 +197,8 @@ def _list(args, console) -> int:
 
 
 def _run(args, console) -> int:
-    from suites.runner import run_all
-    from suites.worker import WorkerJob
+    from suites.run.runner import run_all
+    from suites.run.worker import WorkerJob
 
     backends = _backends(args.backend)
     pythons = _interpreters(args.python, backends)
@@ -246,10 +246,10 @@ def _selection(args, suite: str) -> Selection:
 
 
 def _gate(run_dir: Path, level: str, console) -> int:
-    from suites.results import load
+    from suites.store import load
 
     rows = load([run_dir], "accuracy")
-    failing = VERDICT_LEVELS[VERDICT_LEVELS.index(level) :]
+    failing = at_or_beyond(level)
     bad = rows[rows["verdict"].isin(failing)]
     if len(bad):
         console.print(f"--fail-on {level}: {len(bad)} evaluations at or beyond {level!r}")
@@ -316,7 +316,7 @@ def _check_table(records) -> Table:
 
 
 def _report(args, console) -> int:
-    from suites.report import build_report
+    from suites.report.build import build_report
 
     run_dirs = [_existing_dir(path) for path in args.run_dirs]
     paths = build_report(run_dirs, args.out or run_dirs[0])
@@ -326,7 +326,7 @@ def _report(args, console) -> int:
 
 
 def _compare(args, console) -> int:
-    from suites.compare import compare_runs
+    from suites.report.compare import compare_runs
 
     comparison = compare_runs(
         _existing_dir(args.base),

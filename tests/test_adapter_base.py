@@ -63,6 +63,7 @@ def test_a_device_the_process_cannot_see_is_unsupported():
         ({"op": "softmax_xent"}, "unknown op 'softmax_xent'"),
         ({"dtypes": ("float8",)}, "unknown dtype 'float8'"),
         ({"op": "softmax", "gradient": True}, "has no gradient"),
+        ({"name": "softmax"}, "must read '<backend>:<api>'"),
     ],
 )
 def test_implementation_declarations_are_validated(kwargs, message):

@@ -103,7 +103,7 @@ def test_list_json_names_every_backend_with_availability():
 
 
 def test_compare_exits_1_on_a_regression_and_0_without(tmp_path: Path, capsys):
-    from suites.results import RowWriter, load
+    from suites.store import RowWriter, load
 
     base = tmp_path / "base"
     args = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
@@ -143,3 +143,26 @@ def test_a_bad_python_for_a_backend_exits_2(capsys, tmp_path, pair, named):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and named in err[0] and "--python" in err[0]
+
+
+def test_a_run_of_a_newer_schema_is_refused_with_exit_2(tmp_path, capsys):
+    from suites.store import SCHEMA_VERSION, RowWriter, update_run_info
+
+    writer = RowWriter(tmp_path, "accuracy", "numpy")
+    writer.write({"implementation": "numpy:x", "case_id": "c", "verdict": "pass"})
+    writer.close()
+    update_run_info(tmp_path, {"schema_version": SCHEMA_VERSION + 1})
+    assert main(["report", str(tmp_path)]) == 2
+    assert f"schema version {SCHEMA_VERSION + 1}" in capsys.readouterr().err
+
+
+def test_parquet_files_carry_the_schema_version(tmp_path):
+    import pyarrow.parquet as pq
+
+    from suites.store import SCHEMA_VERSION, RowWriter
+
+    writer = RowWriter(tmp_path, "accuracy", "numpy")
+    writer.write({"implementation": "numpy:x", "case_id": "c", "verdict": "pass"})
+    path = writer.close()
+    metadata = pq.read_schema(path).metadata
+    assert int(metadata[b"xentbench.schema_version"]) == SCHEMA_VERSION

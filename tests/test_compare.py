@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from suites.compare import compare_runs
-from suites.results import RowWriter, update_run_info
+from suites.report.compare import compare_runs
+from suites.store import RowWriter, update_run_info
 
 KEY = {"backend": "torch", "backend_version": "2.5.0", "dtype": "float32", "device": "cpu"}
 

@@ -1,4 +1,4 @@
-"""Tests of the invariants a value output must keep (suites.invariants).
+"""Tests of the invariants a value output must keep (suites.judge.invariants).
 
 Correctly rounded outputs must break no invariant; outputs broken by hand must be caught.
 """
@@ -11,7 +11,7 @@ from accuracy_helpers import random_case
 
 import reference
 from adapters.base import DTYPES
-from suites import invariants
+from suites.judge import invariants
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -1,4 +1,4 @@
-"""Tests of ULP errors, the error budget and verdicts (suites.ulps, .budget and .metrics).
+"""Tests of ULP errors, the error budget and verdicts (suites.judge: ulps, budget, measure).
 
 Known errors are built by hand: outputs k representable numbers away from the exact value
 (``np.nextafter`` in the output dtype) must measure exactly k ULPs.
@@ -16,10 +16,11 @@ from accuracy_helpers import RNG_SEED, random_case, steps
 import reference
 from adapters.base import DTYPES, numpy_dtype
 from reference import Exact
-from suites import metrics
-from suites.budget import BUDGET_RULE, budget_ulps, error_scale
-from suites.results import ACCURACY_SCHEMA
-from suites.ulps import nonfinite_mismatches, relative_errors, ulp_errors, unit_roundoff
+from reference.dtypes import unit_roundoff
+from suites.judge import measure, ulps, verdicts
+from suites.judge.budget import BUDGET_RULE, budget_ulps, error_scale
+from suites.judge.ulps import absolute_errors, nonfinite_mismatches, ulp_errors
+from suites.store import ACCURACY_SCHEMA
 
 
 def exactly(values) -> Exact:
@@ -99,7 +100,7 @@ def test_truth_between_numbers_of_the_output_dtype_measures_the_fraction():
 
 def test_relative_errors_handle_zero_truth():
     exact = exactly([2.0, 0.0, 0.0, np.nan])
-    relative = relative_errors(np.array([2.5, 0.0, 1e-30, np.nan]), exact)
+    relative = ulps.relative(absolute_errors(np.array([2.5, 0.0, 1e-30, np.nan]), exact), exact)
     assert relative[:3].tolist() == [0.25, 0.0, math.inf]
     assert np.isnan(relative[3])
 
@@ -140,12 +141,12 @@ def test_truth_beyond_the_dtype_range_expects_infinity():
     logits, labels = np.array([1e5, 1e5], np.float32), np.zeros(2, np.float32)
     exact = reference.exact("sigmoid_cross_entropy", logits, labels)  # 1e5: inf in float16
     got = np.array([np.inf, 65504.0], np.float16)
-    evaluation = metrics.evaluate(
+    evaluation = measure.evaluate(
         "sigmoid_cross_entropy", "value", "float16", logits, labels, got, exact
     )
     assert (evaluation.verdict, evaluation.worst_index) == ("wrong", "(1,)")
     got[1] = np.inf
-    evaluation = metrics.evaluate(
+    evaluation = measure.evaluate(
         "sigmoid_cross_entropy", "value", "float16", logits, labels, got, exact
     )
     assert evaluation.verdict == "pass"
@@ -163,7 +164,7 @@ def log_softmax_case():
 
 def test_correctly_rounded_result_passes(log_softmax_case):
     logits, exact = log_softmax_case
-    evaluation = metrics.evaluate(
+    evaluation = measure.evaluate(
         "log_softmax", "value", "float32", logits, None, exact.rounded("float32"), exact
     )
     assert evaluation.verdict == "pass"
@@ -177,7 +178,7 @@ def test_nan_where_the_truth_is_finite_is_wrong_and_worst(log_softmax_case):
     got = exact.rounded("float32")
     got[0, 0] = got[0, 0] * 2  # a larger, finite error elsewhere does not take precedence
     got[2, 7] = np.nan
-    evaluation = metrics.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
+    evaluation = measure.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
     assert (evaluation.verdict, evaluation.nonfinite_mismatches) == ("wrong", 1)
     assert evaluation.worst_index == "(2, 7)"
     assert math.isnan(evaluation.got)
@@ -191,11 +192,11 @@ def test_error_within_budget_passes_and_beyond_is_inaccurate(log_softmax_case):
     got = exact.rounded("float32")
     got[1, 5] = steps(got[1, 5], 3, "float32")
     assert (
-        metrics.evaluate("log_softmax", "value", "float32", logits, None, got, exact).verdict
+        measure.evaluate("log_softmax", "value", "float32", logits, None, got, exact).verdict
         == "pass"
     )
     got[1, 5] = got[1, 5] * np.float32(1.001)  # about 8000 ULPs
-    evaluation = metrics.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
+    evaluation = measure.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
     assert evaluation.verdict == "inaccurate"
     assert evaluation.worst_index == "(1, 5)"
     assert evaluation.budget_ulps == budgets[1, 5]
@@ -204,7 +205,7 @@ def test_error_within_budget_passes_and_beyond_is_inaccurate(log_softmax_case):
 
 def test_wrong_shape_is_wrong(log_softmax_case):
     logits, exact = log_softmax_case
-    evaluation = metrics.evaluate(
+    evaluation = measure.evaluate(
         "log_softmax", "value", "float32", logits, None, exact.hi[:, :-1], exact
     )
     assert evaluation.verdict == "wrong"
@@ -215,25 +216,24 @@ def test_other_output_dtype_is_measured_in_requested_ulps(log_softmax_case):
     logits, exact = log_softmax_case
     got = exact.rounded("float32").astype(np.float64)
     got[3, 3] = steps(np.float32(got[3, 3]), 2, "float32")
-    evaluation = metrics.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
+    evaluation = measure.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
     assert evaluation.message == "returned float64 for float32"
     assert evaluation.max_ulp_error == pytest.approx(2, abs=0.5)
 
 
 def test_verdict_rules():
-    assert metrics.verdict(True, 0, 0) == "pass"
-    assert metrics.verdict(True, 0, 3) == "inaccurate"
-    assert metrics.verdict(True, 1, 3) == "wrong"
-    assert metrics.verdict(False, 0, 0) == "wrong"
-    assert metrics.verdict_for_exception(case_invalid=True) == "pass"
-    assert metrics.verdict_for_exception(case_invalid=False) == "error"
-    assert metrics.verdict_for_invalid_result() == "wrong"
-    assert set(metrics.VERDICTS) == {"pass", "inaccurate", "wrong", "error", "unsupported"}
+    assert verdicts.verdict_for_result(0, 0) == "pass"
+    assert verdicts.verdict_for_result(0, 3) == "inaccurate"
+    assert verdicts.verdict_for_result(1, 3) == "wrong"
+    assert verdicts.verdict_for_exception(input_invalid=True) == "pass"
+    assert verdicts.verdict_for_exception(input_invalid=False) == "error"
+    assert verdicts.verdict_for_invalid_result() == "wrong"
+    assert set(verdicts.VERDICTS) == {"pass", "inaccurate", "wrong", "error", "unsupported"}
 
 
 def test_evaluation_fields_are_accuracy_columns(log_softmax_case):
     logits, exact = log_softmax_case
-    row = metrics.evaluate(
+    row = measure.evaluate(
         "log_softmax", "value", "float32", logits, None, exact.hi, exact
     ).as_row()
     assert set(row) <= set(ACCURACY_SCHEMA.names)
@@ -336,7 +336,7 @@ def test_shifted_algorithm_in_the_output_dtype_passes(op, quantity, dtype, offse
     logits, labels = random_case(op, dtype, shape=(4, 300), offset=offset)
     exact = reference.exact(op, logits, labels, quantity)
     got = _shifted(op, quantity, logits, labels)
-    evaluation = metrics.evaluate(op, quantity, dtype, logits, labels, got, exact)
+    evaluation = measure.evaluate(op, quantity, dtype, logits, labels, got, exact)
     assert evaluation.verdict == "pass", evaluation
 
 
@@ -346,7 +346,7 @@ def test_unshifted_log_softmax_is_inaccurate_for_large_logits(dtype):
     exact = reference.exact("log_softmax", logits)
     lse = reference.exact("logsumexp", logits).rounded(dtype)  # even an exact L, rounded
     got = logits - lse[:, None]
-    evaluation = metrics.evaluate("log_softmax", "value", dtype, logits, None, got, exact)
+    evaluation = measure.evaluate("log_softmax", "value", dtype, logits, None, got, exact)
     assert evaluation.verdict == "inaccurate"
 
 
@@ -356,7 +356,7 @@ def test_naive_sigmoid_cross_entropy_is_wrong_for_large_logits():
     with np.errstate(divide="ignore"):
         sigmoid = 1 / (1 + np.exp(-logits))
         got = -labels * np.log(sigmoid) - (1 - labels) * np.log(1 - sigmoid)
-    evaluation = metrics.evaluate(
+    evaluation = measure.evaluate(
         "sigmoid_cross_entropy", "value", "float32", logits, labels, got, exact
     )
     assert (evaluation.verdict, evaluation.worst_index, evaluation.got) == (
@@ -369,3 +369,18 @@ def test_naive_sigmoid_cross_entropy_is_wrong_for_large_logits():
 def test_budget_rule_cites_its_sources():
     assert "Blanchard, Higham & Mary" in BUDGET_RULE
     assert "Higham & Mary, 'A new approach to probabilistic" in BUDGET_RULE
+
+
+def test_worst_ratio_is_below_one_exactly_when_the_result_passes():
+    logits, _ = random_case("log_softmax", "float32")
+    exact = reference.exact("log_softmax", logits)
+    rounded = exact.rounded("float32")
+    good = measure.evaluate("log_softmax", "value", "float32", logits, None, rounded, exact)
+    assert good.verdict == "pass" and 0 <= good.worst_ratio < 1
+    far = rounded.copy()
+    far[1, 5] = steps(far[1, 5], 10_000, "float32")
+    bad = measure.evaluate("log_softmax", "value", "float32", logits, None, far, exact)
+    assert bad.verdict == "inaccurate" and bad.worst_ratio > 1
+    far[0, 0] = np.nan
+    wrong = measure.evaluate("log_softmax", "value", "float32", logits, None, far, exact)
+    assert wrong.verdict == "wrong" and wrong.worst_ratio == np.inf

@@ -137,9 +137,3 @@ def test_default_directory_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "custom"))
     cache.cached_exact("logsumexp", LOGITS)
     assert len(_npz_files(tmp_path / "custom")) == 1
-
-
-def test_default_directory_is_inside_the_repository(monkeypatch):
-    monkeypatch.delenv(cache.CACHE_ENV, raising=False)
-    repository = Path(reference.__file__).resolve().parent.parent
-    assert cache.cache_directory() == repository / ".xentbench-cache" / "reference"

@@ -1,5 +1,5 @@
 """Properties of the exact reference: identities between ops, the fast path against the
-definition, and the edge semantics and input validation of DESIGN.md.
+definition, and the edge semantics and input validation of ARCHITECTURE.md.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def test_fast_sigmoid_answers_almost_every_benign_output(quantity):
         assert fast.sigmoid(quantity, x, z).ok.mean() > 0.99
 
 
-# --- edge semantics (DESIGN.md "Semantics at the edges", reference/edges.py) ----------------
+# --- edge semantics (ARCHITECTURE.md "Edge semantics", reference/edges.py) ----------------
 
 MASKED = [[0.0, -INF]]
 ALL_MASKED = [[-INF, -INF]]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from suites.report import build_report
-from suites.report_accuracy import MAX_FAILURES_SHOWN
-from suites.results import RowWriter, update_run_info
+from suites.report.accuracy import MAX_FAILURES_SHOWN
+from suites.report.build import build_report
+from suites.store import RowWriter, update_run_info
 
 
 def accuracy_row(**values) -> dict:
@@ -183,7 +183,7 @@ def test_non_pass_results_list_case_expected_and_got(single_report):
 def test_accuracy_matrix_shows_worst_verdict_and_ulps_per_family(single_report):
     _, markdown = single_report
     matrix = markdown.split("### Accuracy matrix, float32")[1].split("###")[0]
-    assert "|softmax|numpy:softmax|pass 1.50|error 1/1|wrong 1/1|" in _rows(matrix)
+    assert "|softmax|numpy:softmax|pass 1.50|wrong 1/1|error 1/1|" in _rows(matrix)
     assert any(
         r.startswith("|softmax|torch:F.softmax|inaccurate 1/2, 9.00 ulp|") for r in _rows(matrix)
     )

@@ -7,11 +7,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
+from plugin_helpers import register_plugins
 
-from adapters import registry
 from suites.cli import main
-from suites.results import load, read_run_info
+from suites.store import load, read_run_info
 
 CRASHY_MODULE = '''
 import os
@@ -56,16 +57,9 @@ class CrashyAdapter(Adapter):
 def crashy_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A backend registered only through an entry point (spawned workers see sys.path too)."""
     site = tmp_path / "site"
-    (site / "crashy_backend.py").parent.mkdir(parents=True)
+    site.mkdir()
     (site / "crashy_backend.py").write_text(textwrap.dedent(CRASHY_MODULE))
-    info = site / "crashy_backend-0.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: crashy-backend\nVersion: 0.0\n")
-    (info / "entry_points.txt").write_text(
-        "[xentbench.adapters]\ncrashy = crashy_backend:CrashyAdapter\n"
-    )
-    monkeypatch.syspath_prepend(str(site))
-    monkeypatch.setattr(registry, "_loaded", {})
+    register_plugins(site, monkeypatch, {"crashy": "crashy_backend:CrashyAdapter"}, "crashy")
     return "crashy"
 
 
@@ -102,23 +96,28 @@ def test_rerunning_into_the_same_directory_resumes_without_recomputing(tmp_path)
     assert (kept.to_numpy() == first["elapsed_s"].to_numpy()).all()
 
 
-def test_an_interrupted_run_keeps_its_rows(tmp_path):
-    """Rows are flushed as they are produced: parts written before an interruption survive."""
-    out = tmp_path / "run"
-    assert _run(out, "--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*") == 0
-    merged = out / "accuracy-numpy.parquet"
-    rows = load([out], "accuracy")
-    # Simulate a run killed before its final merge: only part files, no merged file.
-    from suites.results import RowWriter
+def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
+    """Rows are flushed as they are produced: the parts of a run killed before its final merge
+    survive, and the resumed run holds every evaluation exactly once, key by key and verdict
+    by verdict the same as an uninterrupted run."""
+    from suites.store import KEYS, RowWriter
 
-    merged.unlink()
-    writer = RowWriter(out, "accuracy", "numpy")
+    selection = ("--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*")
+    whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
+    assert _run(whole, *selection) == 0
+    rows = load([whole], "accuracy")
+    writer = RowWriter(interrupted, "accuracy", "numpy")  # only part files, no merged file
     for row in rows.head(5).to_dict("records"):
         writer.write(row)
     writer.flush()
-    assert len(load([out], "accuracy")) == 5
-    assert _run(out, "--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*") == 0
-    assert len(load([out], "accuracy")) == len(rows)
+    assert len(load([interrupted], "accuracy")) == 5
+    assert _run(interrupted, *selection) == 0
+    keys = list(KEYS["accuracy"])
+    resumed = load([interrupted], "accuracy")
+    assert not resumed.duplicated(keys).any()
+    expected = rows[[*keys, "verdict"]].sort_values(keys).reset_index(drop=True)
+    got = resumed[[*keys, "verdict"]].sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected)
 
 
 def test_a_backend_runs_with_the_interpreter_given_for_it(tmp_path):
@@ -159,8 +158,8 @@ def test_worker_messages_need_no_framework_to_read(tmp_path, monkeypatch):
     import pickletools
 
     from adapters.numpy_adapter import NumpyAdapter
-    from suites.selection import Selection
-    from suites.worker import WorkerJob, work
+    from suites.catalog.selection import Selection
+    from suites.run.worker import WorkerJob, work
 
     class FrameworkVersion(str):
         pass

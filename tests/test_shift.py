@@ -1,4 +1,4 @@
-"""Tests of the exact shifts (suites.shift) and of the shift-invariance check in the accuracy suite.
+"""Tests of the exact shifts (suites.judge.shift) and of the accuracy suite's shift check.
 
 Exactness is checked with rational arithmetic (fractions), independently of the TwoSum test
 that ``exact_shifts`` applies itself.
@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from adapters import registry
 from adapters.base import DTYPES, Call
-from suites import cases, shift
-from suites.accuracy_suite import AccuracyTask
-from suites.ulps import finfo, output_dtype
+from reference.dtypes import finfo, numpy_dtype
+from suites.accuracy import AccuracyTask
+from suites.catalog import cases
+from suites.judge import shift
 
 
 def _is_exact(row: np.ndarray, c: float, dtype: str) -> bool:
@@ -27,7 +28,7 @@ def _is_exact(row: np.ndarray, c: float, dtype: str) -> bool:
         if not math.isfinite(x):
             continue
         total = Fraction(x) + Fraction(c)
-        stored = np.array(float(total)).astype(output_dtype(dtype)).astype(np.float64)
+        stored = np.array(float(total)).astype(numpy_dtype(dtype)).astype(np.float64)
         if not np.isfinite(stored) or Fraction(float(stored)) != total:
             return False
     return True
@@ -70,7 +71,7 @@ def test_every_returned_shift_is_exact(dtype, exponent, integers, special):
         row = np.append(row, special)
     if np.abs(row[: len(integers)]).max() > float(finfo(dtype).max):
         return  # the grid overflows the dtype: not a row of the intended kind
-    row = row.astype(output_dtype(dtype))
+    row = row.astype(numpy_dtype(dtype))
     c = float(shift.exact_shifts(row[None, :], dtype)[0])
     assert _is_exact(row, c, dtype)
     moved = shift.shifted_logits(row[None, :], np.array([c]))[0]

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
-from suites import bandwidth, results, timing
-from suites.selection import Selection
-from suites.timing_suite import InputFactory, plan_timing
+from suites import store
+from suites.catalog.selection import Selection
+from suites.timing import bandwidth, harness
+from suites.timing.suite import InputFactory, plan_timing
 
 SPIN_S = 0.002
 FAST = {"min_repeat_s": 1e-4, "repeats": 3, "max_total_s": 0.01}
@@ -55,15 +56,15 @@ def quiet_cpu() -> None:
         pytest.skip(f"machine oversubscribed (1-min load {load:.1f} on {cores} cores)")
 
 
-def least_disturbed(measure_once, attempts: int = 3) -> timing.Measurement:
+def least_disturbed(measure_once, attempts: int = 3) -> harness.Measurement:
     """The attempt with the lowest median: other processes only ever add time to a busy-wait."""
     return min((measure_once() for _ in range(attempts)), key=lambda m: m.median_s)
 
 
-def measure_with_clock(monkeypatch, call_durations, **options) -> timing.Measurement:
+def measure_with_clock(monkeypatch, call_durations, **options) -> harness.Measurement:
     clock = FakeClock(call_durations)
-    monkeypatch.setattr(timing, "time", clock)
-    return timing.measure(clock.run, **options)
+    monkeypatch.setattr(harness, "time", clock)
+    return harness.measure(clock.run, **options)
 
 
 class AsyncDevice:
@@ -87,7 +88,7 @@ class AsyncDevice:
 @pytest.mark.usefixtures("quiet_cpu")
 def test_median_of_a_busy_wait_is_its_duration():
     m = least_disturbed(
-        lambda: timing.measure(lambda: spin(SPIN_S), min_repeat_s=0.01, repeats=5, max_total_s=0.2)
+        lambda: harness.measure(lambda: spin(SPIN_S), min_repeat_s=0.01, repeats=5, max_total_s=0.2)
     )
     assert m.min_s >= SPIN_S
     assert m.median_s == pytest.approx(SPIN_S, rel=0.05)
@@ -104,15 +105,15 @@ def test_async_work_is_timed_only_when_run_synchronises():
 
     prepared = PreparedCall(run=run, to_numpy=np.asarray)
     options = {"min_repeat_s": 0.01, "repeats": 5, "max_total_s": 0.2}
-    synced = least_disturbed(lambda: timing.measure(prepared.run, **options))
-    launch_only = timing.measure(AsyncDevice(work_s=SPIN_S).launch, **options)
+    synced = least_disturbed(lambda: harness.measure(prepared.run, **options))
+    launch_only = harness.measure(AsyncDevice(work_s=SPIN_S).launch, **options)
     assert synced.median_s == pytest.approx(SPIN_S, rel=0.05)
     assert launch_only.median_s < SPIN_S / 10
 
 
 @pytest.mark.timing
 def test_summary_statistics_agree_with_the_per_repeat_times():
-    m = timing.measure(lambda: sum(range(100)), min_repeat_s=0.002, repeats=9, max_total_s=5)
+    m = harness.measure(lambda: sum(range(100)), min_repeat_s=0.002, repeats=9, max_total_s=5)
     q1, _median, q3 = statistics.quantiles(m.times_s, n=4, method="inclusive")
     assert len(m.times_s) == m.repeats == 9
     assert m.median_s == pytest.approx(statistics.median(m.times_s))
@@ -123,7 +124,7 @@ def test_summary_statistics_agree_with_the_per_repeat_times():
 
 @pytest.mark.timing
 def test_harness_overhead_is_positive_and_far_below_a_microsecond_op():
-    assert 0 < timing.harness_overhead_s() < 1e-6
+    assert 0 < harness.harness_overhead_s() < 1e-6
 
 
 # --- harness, fake clock ---------------------------------------------------------------
@@ -145,9 +146,9 @@ def test_first_call_is_reported_as_compile_time(monkeypatch):
 
 def test_slow_call_cuts_repeats_to_the_minimum_and_says_so(monkeypatch):
     clock = FakeClock(lambda i: 0.2)
-    monkeypatch.setattr(timing, "time", clock)
-    m = timing.measure(clock.run, repeats=7, max_total_s=0.25)
-    assert m.repeats == timing.MIN_REPEATS == 3
+    monkeypatch.setattr(harness, "time", clock)
+    m = harness.measure(clock.run, repeats=7, max_total_s=0.25)
+    assert m.repeats == harness.MIN_REPEATS == 3
     assert clock.calls == 1 + 3  # the first call, then the repeats: no warm-up for a slow op
     assert m.calls_per_repeat == 1
     assert "cut from 7 to 3" in m.note
@@ -166,7 +167,7 @@ def test_noisy_repeats_are_flagged_as_high_variance(monkeypatch):
 
 def test_fewer_than_three_repeats_is_refused():
     with pytest.raises(ValueError, match="at least 3"):
-        timing.measure(lambda: None, repeats=2)
+        harness.measure(lambda: None, repeats=2)
 
 
 # --- bandwidth -------------------------------------------------------------------------
@@ -246,9 +247,9 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
         dtypes=("float32", "float16"), modes=("eager", "compiled"), shapes=((2, 3),)
     )
     rows = evaluate_all(FakeAdapter(), selection)
-    by_key = {results.row_key("timing", row): row for row in rows}
+    by_key = {store.key_of("timing", row): row for row in rows}
     runner_columns = {"run_id", "host", "backend_version"}
-    assert all(set(row) == set(results.TIMING_SCHEMA.names) - runner_columns for row in rows)
+    assert all(set(row) == set(store.TIMING_SCHEMA.names) - runner_columns for row in rows)
     half = by_key[("fake:softmax", "2x3", "float16", "cpu", "eager", "forward")]
     assert half["verdict"] == "unsupported" and "float16" in half["message"]
     no_compiled = by_key[("fake:softmax", "2x3", "float32", "cpu", "compiled", "forward")]
@@ -259,16 +260,16 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
     eager = by_key[("fake:sparse", "2x3", "float32", "cpu", "eager", "forward")]
     assert compiled["verdict"] == eager["verdict"] == "ok"
     assert compiled["compile_s"] >= 0 and eager["compile_s"] is None
-    writer = results.RowWriter(tmp_path, "timing", "fake")  # the rows fit the stored schema
+    writer = store.RowWriter(tmp_path, "timing", "fake")  # the rows fit the stored schema
     for row in rows:
         writer.write({**row, "run_id": "r", "host": "h", "backend_version": "0"})
     writer.close()
-    assert len(results.load([tmp_path], "timing")) == len(rows)
+    assert len(store.load([tmp_path], "timing")) == len(rows)
 
 
 def test_bytes_throughput_and_roofline_follow_the_memory_bound_model():
     selection = Selection(dtypes=("float32",), shapes=((4, 5),))
-    rows = {results.row_key("timing", r): r for r in evaluate_all(FakeAdapter(), selection)}
+    rows = {store.key_of("timing", r): r for r in evaluate_all(FakeAdapter(), selection)}
     softmax = rows[("fake:softmax", "4x5", "float32", "cpu", "eager", "forward")]
     grad = rows[("fake:sparse", "4x5", "float32", "cpu", "eager", "forward+backward")]
     assert softmax["bytes"] == 80 + 80  # logits read, probabilities written

@@ -21,8 +21,8 @@ import torch
 import torch.utils.benchmark as torch_benchmark
 
 from adapters.base import Call
-from suites import timing
-from suites.timing_suite import InputFactory
+from suites.timing import harness
+from suites.timing.suite import InputFactory
 
 SHAPES = ((64, 1000), (256, 32000))
 
@@ -56,7 +56,7 @@ def compare(batch: int, classes: int, rounds: int, min_run_time: float) -> tuple
     run, tensor, source = harness_run(batch, classes)
     ours, theirs = [], []
     for index in range(rounds):
-        ours.append(timing.measure(run).median_s)
+        ours.append(harness.measure(run).median_s)
         theirs.append(torch_median_s(tensor, min_run_time))
         print(
             f"  round {index}: xentbench {ours[-1] * 1e6:10.1f} us"
@@ -85,7 +85,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; harness overhead "
-        f"{timing.harness_overhead_s() * 1e9:.0f} ns per call"
+        f"{harness.harness_overhead_s() * 1e9:.0f} ns per call"
     )
     ratios = [compare(b, c, args.rounds, args.min_run_time) for b, c in SHAPES]
     for what, index in (("medians", 0), ("best rounds", 1)):

@@ -2,7 +2,7 @@
 
 A task is one (implementation, shape, dtype, device, mode, pass). Its inputs are generated
 from the selection's seed and converted by the adapter (``prepare``) before any timing; only
-``PreparedCall.run`` is timed (see ``suites.timing``). Each row also carries what a reader
+``PreparedCall.run`` is timed (see ``suites.timing.harness``). Each row also carries what a reader
 needs to judge the number: bytes moved, throughput against the machine's memory bandwidth,
 and the implementation's fixed per-call overhead measured on a tiny input.
 """
@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from adapters.base import LABELLED_OPS, Adapter, Call, numpy_dtype
-from suites import timing
-from suites.results import KEYS
-from suites.selection import Selection
+from reference.evaluate import output_shape
+from suites.catalog.selection import Selection
+from suites.store import key_of
+from suites.timing import harness
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
 OVERHEAD_SHAPE = (1, 2)
@@ -51,7 +52,7 @@ def moved_bytes(op: str, batch: int, classes: int, itemsize: int, pass_: str) ->
     full = batch * classes * itemsize
     per_row = batch * itemsize
     labels = {"soft": full, "sigmoid": full, "sparse": batch * 8}.get(_LABEL_KIND.get(op), 0)
-    output = full if op in ("softmax", "log_softmax", "sigmoid_cross_entropy") else per_row
+    output = full if output_shape(op, "value", (batch, classes)) == (batch, classes) else per_row
     gradient = full if pass_ == "forward+backward" else 0
     return full + labels + output + gradient
 
@@ -116,12 +117,12 @@ class TimingTask:
 
 def _prepare_and_measure(
     adapter: Adapter, inputs: InputFactory, call: Call, shape: tuple[int, int], options: dict
-) -> timing.Measurement:
+) -> harness.Measurement:
     """Make and convert inputs (untimed), then time ``run``; framework errors propagate."""
     logits, labels = inputs.inputs(call.implementation.op, *shape, call.dtype)
     prepared = adapter.prepare(call, logits, labels)
     del logits, labels  # the adapter keeps what it needs; large copies go with the task
-    return timing.measure(prepared.run, **options)
+    return harness.measure(prepared.run, **options)
 
 
 @dataclass
@@ -184,7 +185,7 @@ def _base_row(adapter: Adapter, call: Call, pass_: str, batch: int, classes: int
     }
 
 
-def _measured_row(plan: _Plan, call: Call, row: dict, m: timing.Measurement) -> dict:
+def _measured_row(plan: _Plan, call: Call, row: dict, m: harness.Measurement) -> dict:
     gbps = row["bytes"] / m.median_s / 1e9 if m.median_s > 0 else None
     return {
         **row,
@@ -237,9 +238,9 @@ def plan_timing(
     selection: Selection,
     *,
     bandwidth_gbps: float,
-    min_repeat_s: float = timing.DEFAULT_MIN_REPEAT_S,
-    repeats: int = timing.DEFAULT_REPEATS,
-    max_total_s: float = timing.DEFAULT_MAX_TOTAL_S,
+    min_repeat_s: float = harness.DEFAULT_MIN_REPEAT_S,
+    repeats: int = harness.DEFAULT_REPEATS,
+    max_total_s: float = harness.DEFAULT_MAX_TOTAL_S,
 ) -> list[TimingTask]:
     """Every timing task ``selection`` asks of ``adapter``, shape by shape (inputs are reused).
 
@@ -256,7 +257,7 @@ def plan_timing(
         calls = [call for impl in wanted for call in selection.calls(impl, impl.quantities)]
         for index, call in enumerate(calls):
             row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
-            key = tuple(row[column] for column in KEYS["timing"])
+            key = key_of("timing", row)
             label = " ".join(str(part) for part in key)
             last = index == len(calls) - 1
             evaluate = functools.partial(_evaluate, plan, call, row, last)

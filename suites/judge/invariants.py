@@ -1,8 +1,8 @@
-"""Invariants a value output must keep (shift invariance is in ``suites.shift``).
+"""Invariants a value output must keep (shift invariance is in ``suites.judge.shift``).
 
 They catch failures that need no exact reference (a softmax row not summing to 1, a negative
-loss) and hold for every output within the error budget of ``suites.budget``, whose per-row
-constant, and the ULPs and unit roundoff of ``suites.ulps``, they use for their tolerances.
+loss) and hold for every output within the error budget of ``suites.judge.budget``, whose per-row
+constant, and the ULPs and unit roundoff of ``suites.judge.ulps``, they use for their tolerances.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import math
 
 import numpy as np
 
-from suites.budget import K, labels64, sigma
-from suites.ulps import finfo, unit_roundoff
+from reference.dtypes import finfo, unit_roundoff
+from reference.evaluate import output_shape
+from suites.judge.budget import K, labels64, sigma
 
 
 def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:
@@ -66,8 +67,7 @@ def invariant_failures(
     """
     x, got = np.asarray(logits).astype(np.float64), np.asarray(got).astype(np.float64)
     y = labels64(op, labels)
-    elementwise = op in ("softmax", "log_softmax", "sigmoid_cross_entropy")
-    if got.shape != (x.shape if elementwise else x.shape[:-1]):
+    if got.shape != output_shape(op, "value", x.shape):
         return []
     if op == "sigmoid_cross_entropy":
         keep = np.isfinite(x) & np.isfinite(y) & (y >= 0) & (y <= 1)

@@ -1,6 +1,6 @@
 """The worker process: one backend, one suite; evaluates tasks and writes rows as it goes.
 
-It runs in its own process (started by ``suites.runner``, possibly with another virtual
+It runs in its own process (started by ``suites.run.runner``, possibly with another virtual
 environment's interpreter) so a framework that crashes or hangs loses nothing but the task in
 flight. It reads its ``WorkerJob`` pickled from stdin and reports to the parent through a pipe
 inherited as a file descriptor: the plan, the start of each task (with the row template the
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adapters import registry
-from suites.results import RowWriter, stored_keys
-from suites.selection import Selection
+from suites.catalog.selection import Selection
+from suites.store import RowWriter, stored_keys
 
 
 class Task(Protocol):
@@ -46,10 +46,10 @@ class WorkerJob:
 
 def plan(job: WorkerJob, adapter) -> list[Task]:
     if job.suite == "accuracy":
-        from suites.accuracy_suite import plan_accuracy
+        from suites.accuracy import plan_accuracy
 
         return plan_accuracy(adapter, job.selection)
-    from suites.timing_suite import plan_timing
+    from suites.timing.suite import plan_timing
 
     return plan_timing(adapter, job.selection, bandwidth_gbps=job.bandwidth_gbps)
 
@@ -98,7 +98,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def main() -> None:
-    """Entry point of ``python -c "from suites.worker import main; main()" FD``."""
+    """Entry point of ``python -c "from suites.run.worker import main; main()" FD``."""
     from multiprocessing.connection import Connection
 
     job = pickle.load(sys.stdin.buffer)

@@ -1,6 +1,6 @@
 """Run against run: verdict changes, accuracy drift and timing changes beyond the noise.
 
-Both runs are read from the results store and joined on ``results.KEYS[suite]``. The rules:
+Both runs are read from the results store and joined on ``store.KEYS[suite]``. The rules:
 
 - **verdict**: a move to a more severe verdict (accuracy: pass < inaccurate < wrong < error;
   timing: ok < error) is a regression, a move to a less severe one an improvement. A move to or
@@ -27,14 +27,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from suites import results
-from suites.report_format import format_seconds, format_ulps
+from suites import store
+from suites.judge import verdicts
+from suites.report.format import format_seconds, format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10
 MIN_ULP_CHANGE = 1.0
 SEVERITY: dict[str, dict[str, int]] = {
-    "accuracy": {"pass": 0, "inaccurate": 1, "wrong": 2, "error": 3},
+    "accuracy": verdicts.SEVERITY,
     "timing": {"ok": 0, "error": 1},
 }
 # One layout for both suites: ``case`` is the case id or the shape, ``detail`` the quantity
@@ -159,7 +160,7 @@ def compare_runs(
     if ulp_threshold < 1 or time_threshold < 0:
         raise ValueError("ulp_threshold is a ratio >= 1 and time_threshold a fraction >= 0")
     found, added, removed = [], [], []
-    for suite in results.SUITES:
+    for suite in store.SUITES:
         merged = _join(suite, base_dir, new_dir)
         added.append(merged.loc[merged["_merge"] == "right_only", KEY_COLUMNS])
         removed.append(merged.loc[merged["_merge"] == "left_only", KEY_COLUMNS])
@@ -195,10 +196,10 @@ def _by_direction(found: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _join(suite: str, base_dir: Path, new_dir: Path) -> pd.DataFrame:
     """Both runs' rows side by side (suffixes ``_base``/``_new``), in the shared key layout."""
-    keys = list(results.KEYS[suite])
+    keys = list(store.KEYS[suite])
     # Object keys: pandas cannot join two empty Arrow-backed string columns.
     base, new = (
-        results.load([run_dir], suite).astype(dict.fromkeys(keys, object))
+        store.load([run_dir], suite).astype(dict.fromkeys(keys, object))
         for run_dir in (base_dir, new_dir)
     )
     merged = base.merge(new, on=keys, how="outer", suffixes=("_base", "_new"), indicator=True)
@@ -213,7 +214,7 @@ def _concat(frames: list[pd.DataFrame | None], columns: list[str]) -> pd.DataFra
 
 
 def _run_summary(run_dir: Path) -> dict[str, str]:
-    info = results.read_run_info(run_dir)
+    info = store.read_run_info(run_dir)
     return {
         "run_id": str(info.get("run_id", Path(run_dir).name)),
         "host": str(info.get("host", "?")),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -11,10 +10,12 @@ from typing import Any
 import numpy as np
 
 from adapters.base import Adapter, Call
-from reference import Exact
 from reference.cache import cached_exact
-from suites import cases, invariants, metrics, shift
-from suites.selection import Selection
+from suites.catalog import cases
+from suites.catalog.selection import Selection
+from suites.judge import invariants, measure, shift
+from suites.judge.call import judge
+from suites.store import key_of
 
 
 @lru_cache(maxsize=64)
@@ -24,8 +25,8 @@ def case_inputs(case_id: str, dtype: str, seed: int):
 
 @lru_cache(maxsize=64)
 def case_shifted(case_id: str, dtype: str, seed: int) -> tuple[np.ndarray, float] | None:
-    """The case's logits shifted exactly per row (``suites.shift``) and the largest shift, shared
-    by every implementation of the case; None when no row has an exact nonzero shift."""
+    """The case's logits shifted exactly per row (``suites.judge.shift``) and the largest
+    shift, shared by every implementation of the case; None when no row has an exact shift."""
     logits, _ = case_inputs(case_id, dtype, seed)
     shifts = shift.exact_shifts(logits, dtype)
     if not shifts.any():
@@ -60,8 +61,7 @@ class AccuracyTask:
 
     @property
     def key(self) -> tuple:
-        c = self.call
-        return (c.implementation.name, self.case.id, c.dtype, c.device, c.mode, c.quantity)
+        return key_of("accuracy", self.template)
 
     @property
     def label(self) -> str:
@@ -87,9 +87,6 @@ class AccuracyTask:
 
     def evaluate(self) -> dict[str, Any]:
         row = dict(self.template)
-        reason = self.adapter.unsupported_reason(self.call)
-        if reason is not None:
-            return {**row, "verdict": "unsupported", "message": reason}
         logits, labels = case_inputs(self.case.id, self.call.dtype, self.seed)
         row["max_abs_logit"] = _max_abs_logit(logits)
         row["n_elements"] = int(logits.size)
@@ -113,7 +110,7 @@ class AccuracyTask:
         return {**shift_columns, "invariant_failures": ",".join(failures)}
 
     def _shift_check(self, logits, labels, got, exact) -> tuple[dict[str, Any], bool]:
-        """The same call on exactly shifted logits (``suites.shift``), judged against the same
+        """The same call on exactly shifted logits (``suites.judge.shift``), judged against the same
         exact value: (the shift columns, whether the invariant broke). It breaks when the
         output changes and the changed output leaves the budget, or when the call raises."""
         op, quantity, dtype = self.call.implementation.op, self.call.quantity, self.call.dtype
@@ -128,43 +125,11 @@ class AccuracyTask:
             got_shifted = self.adapter.prepare(self.call, moved, labels)()
         except Exception:  # raising on one of two equivalent inputs breaks the invariant
             return {**columns, "shift_verdict": "error"}, True
-        result = metrics.evaluate(op, quantity, dtype, logits, labels, got_shifted, exact)
+        result = measure.evaluate(op, quantity, dtype, logits, labels, got_shifted, exact)
         columns["shift_verdict"] = result.verdict
         columns["shift_max_ulp_error"] = result.max_ulp_error
         same = [np.asarray(a).astype(np.float64) for a in (got, got_shifted)]
         return columns, result.verdict != "pass" and not np.array_equal(*same, equal_nan=True)
-
-
-def judge(
-    adapter: Adapter, call: Call, logits: np.ndarray, labels, exact: Exact | ValueError
-) -> tuple[dict[str, Any], np.ndarray | None]:
-    """Run one supported call and judge it: (verdict columns, the result to check further, or
-    None when there is nothing to measure). ``exact`` is the reference's value, or the
-    ValueError it raises on invalid input (an out-of-range class id): there, raising passes
-    and a returned number is wrong. ``elapsed_s`` times the call alone.
-    """
-    started = time.perf_counter()
-    try:
-        got = adapter.prepare(call, logits, labels)()
-    except Exception as exc:
-        verdict = metrics.verdict_for_exception(isinstance(exact, ValueError))
-        message = f"raised {type(exc).__name__}: {str(exc)[:300]}"
-        return {"verdict": verdict, "message": message, "elapsed_s": _since(started)}, None
-    elapsed = {"elapsed_s": _since(started)}
-    if isinstance(exact, ValueError):
-        message = f"returned a result for invalid input: {exact}"
-        return {
-            "verdict": metrics.verdict_for_invalid_result(),
-            "message": message,
-            **elapsed,
-        }, None
-    impl = call.implementation
-    result = metrics.evaluate(impl.op, call.quantity, call.dtype, logits, labels, got, exact)
-    return {**result.as_row(), **elapsed}, got
-
-
-def _since(started: float) -> float:
-    return time.perf_counter() - started
 
 
 def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:

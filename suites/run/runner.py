@@ -21,8 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from suites.results import RowWriter
-from suites.worker import WorkerJob
+from suites.run.worker import WorkerJob
+from suites.store import RowWriter
 
 PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
 MAX_RESTARTS = 50
@@ -48,7 +48,7 @@ class _Worker:
         if python == sys.executable:  # as multiprocessing's spawn does: the same import path
             env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         read_fd, write_fd = os.pipe()
-        command = [python, "-c", "from suites.worker import main; main()", str(write_fd)]
+        command = [python, "-c", "from suites.run.worker import main; main()", str(write_fd)]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env
         )

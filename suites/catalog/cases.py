@@ -1,6 +1,6 @@
 """The accuracy case catalog: frozen cases built from declarative tables, with deterministic inputs.
 
-A case names a logits generator (``GENERATORS`` of ``suites.case_inputs``) with frozen
+A case names a logits generator (``GENERATORS`` of ``suites.catalog.generators``) with frozen
 parameters and, for labelled ops, a label generator (``LABELS[op]``) that may look at the logits
 (the argmax class, the masked classes). Inputs are drawn in float64 from a stream seeded by
 ``(seed, crc32(case.id))``, so a case draws the same numbers in every dtype, and are then
@@ -12,15 +12,15 @@ dtype's limits from ``finfo``.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cache
 
-import ml_dtypes
 import numpy as np
 
-from adapters.base import DTYPES, LABELLED_OPS, OPS, numpy_dtype
-from suites.case_inputs import GENERATORS, LABELS, Draw
+from adapters.base import LABELLED_OPS, OPS
+from reference.dtypes import DTYPES, finfo, numpy_dtype
+from suites.catalog.generators import GENERATORS, LABELS, Draw
 
 FAMILIES: tuple[str, ...] = ("benign", "extreme", "special", "soft_labels", "size", "sigmoid")
 SOFTMAX_FAMILY: tuple[str, ...] = OPS[:5]
@@ -81,7 +81,7 @@ class Case:
         if dtype not in self.dtypes:
             raise ValueError(f"case {self.id} is not defined for {dtype}; it has {self.dtypes}")
         target = numpy_dtype(dtype)
-        limits = ml_dtypes.finfo(target)
+        limits = finfo(target)
         rng = np.random.default_rng([seed, zlib.crc32(self.id.encode())])
         draw = Draw(
             rng,
@@ -330,33 +330,3 @@ def find(case_id: str) -> Case:
             f"no case {case_id!r}; ids look like 'softmax/extreme/magnitude-1e30' "
             f"({len(catalog())} cases)"
         ) from None
-
-
-def input_summary(logits_row: np.ndarray, labels_row: np.ndarray | None = None) -> str:
-    """A short description of one row (or element) of input, e.g. for the worst element."""
-    x = np.asarray(logits_row, dtype=np.float64).ravel()
-    finite = np.abs(x[np.isfinite(x)])
-    parts = [f"x={x.tolist()}" if x.size <= 3 else f"C={x.size}"]
-    if x.size > 3 and finite.size:
-        parts.append(f"max|x|={finite.max():.3g}")
-    for count, what in (
-        (np.sum(x == -np.inf), "masked"),
-        (np.sum(x == np.inf), "+inf"),
-        (np.sum(np.isnan(x)), "NaN"),
-    ):
-        if count:
-            parts.append(f"{count} {what}")
-    parts.extend(_labels_summary(labels_row))
-    return ", ".join(parts)
-
-
-def _labels_summary(labels: Iterable | None) -> list[str]:
-    if labels is None:
-        return []
-    y = np.asarray(labels)
-    if y.dtype.kind in "iu" and y.size == 1:
-        return [f"label={int(y.ravel()[0])}"]
-    y = y.astype(np.float64).ravel()
-    if y.size <= 3:
-        return [f"label={y.tolist()}" if y.size > 1 else f"label={y[0]:.3g}"]
-    return [f"labels sum={y.sum():.3g}", f"{np.count_nonzero(y)} nonzero"]

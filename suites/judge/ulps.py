@@ -1,37 +1,15 @@
 """Output dtypes and errors measured in ULPs of them, against the exact value ``t = hi + lo``.
 
-The ruler shared by the error budget (``suites.budget``) and the verdicts (``suites.metrics``).
+The ruler shared by the error budget (``suites.judge.budget``) and the measurement
+(``suites.judge.measure``).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 
 from reference import Exact
-
-
-def output_dtype(dtype: str | np.dtype | type) -> np.dtype:
-    """The NumPy dtype for a canonical name or a dtype (bfloat16 comes from ml_dtypes)."""
-    if isinstance(dtype, str) and dtype == "bfloat16":
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(dtype)
-
-
-def finfo(dtype: str | np.dtype) -> Any:
-    """The float limits of a dtype by name or dtype, bfloat16 included."""
-    import ml_dtypes  # its finfo also knows bfloat16, which np.finfo does not
-
-    return ml_dtypes.finfo(output_dtype(dtype))
-
-
-def unit_roundoff(dtype: str | np.dtype) -> float:
-    """u = 2^-p for p significand bits: 2^-11 f16, 2^-8 bf16, 2^-24 f32, 2^-53 f64."""
-    return math.ldexp(1.0, -(finfo(dtype).nmant + 1))
+from reference.dtypes import finfo, numpy_dtype
 
 
 def spacing(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
@@ -70,17 +48,13 @@ def ulp_errors(got: np.ndarray, exact: Exact, dtype: str | np.dtype) -> np.ndarr
 
     A truth beyond the dtype's range counts as non-finite (its correct rounding is inf).
     """
-    dtype = output_dtype(dtype)
+    dtype = numpy_dtype(dtype)
     with np.errstate(invalid="ignore", over="ignore"):
         return absolute_errors(got, exact) / ulp_at(truth_in(exact, dtype), dtype)
 
 
-def relative_errors(got: np.ndarray, exact: Exact) -> np.ndarray:
-    """|got - t| / |t|: 0 where both are 0, inf where only t is 0, NaN if non-finite."""
-    return relative(absolute_errors(got, exact), exact)
-
-
 def relative(errors: np.ndarray, exact: Exact) -> np.ndarray:
+    """Absolute errors relative to |t|: 0 where both are 0, inf where only t is 0."""
     magnitude = np.abs(exact.hi)
     with np.errstate(divide="ignore", invalid="ignore"):
         relative = errors / magnitude

@@ -1,6 +1,6 @@
 """The error budget: the absolute error scale of the shifted log-sum-exp and softmax algorithms
 per output element, from published rounding error bounds (``BUDGET_RULE``), and the budget in
-ULPs of the output dtype that ``suites.metrics`` judges each element against.
+ULPs of the output dtype that ``suites.judge.verdicts`` judges each element against.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference import Exact
-from suites.ulps import output_dtype, truth_in, ulp_at, unit_roundoff
+from reference.dtypes import numpy_dtype, unit_roundoff
+from suites.judge.ulps import truth_in, ulp_at
 
 # Higham & Mary (2019), Thm 2.4: a product of n factors (1 + delta_k) with independent,
 # mean-zero |delta_k| <= u is 1 + theta, |theta| <= lambda*sqrt(n)*u + O(u^2), with probability
@@ -196,6 +197,6 @@ def budget_ulps(
     exact: Exact,
 ) -> np.ndarray:
     """The budget per element in ULPs of the output dtype; NaN where the truth is not finite."""
-    dtype = output_dtype(dtype)
+    dtype = numpy_dtype(dtype)
     scale = error_scale(op, quantity, dtype, logits, labels, exact)
     return in_ulps(ulp_at(truth_in(exact, dtype), dtype), scale)

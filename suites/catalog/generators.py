@@ -3,7 +3,8 @@
 A logits generator takes a ``Draw`` (random stream, shape, the dtype's limits) and frozen
 parameters and returns float64 ``[batch, classes]``; a label generator takes the same stream and
 those logits (to find the argmax class or the masked classes) and returns int64 class ids or
-float64 labels. ``suites.cases`` names them in its tables and rounds what they draw to the dtype.
+float64 labels. ``suites.catalog.cases`` names them in its tables and rounds what they draw
+to the dtype.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _uniform(draw: Draw, scale: float, shift: float = 0.0) -> np.ndarray:
 
 def _grid(draw: Draw, step: float, scale: float) -> np.ndarray:
     """Multiples of ``step`` in [-scale, scale], as quantised or integer logits are: exact in
-    every dtype, and shiftable by large exact constants (suites.shift)."""
+    every dtype, and shiftable by large exact constants (suites.judge.shift)."""
     steps = round(scale / step)
     return step * draw.rng.integers(-steps, steps, draw.shape, endpoint=True).astype(np.float64)
 

@@ -3,7 +3,7 @@
 softmax, log_softmax, the softmax cross-entropies and every gradient are invariant under
 x -> x + c per row. Rounding the shifted logits would change the question, so each row gets a
 power of two c that ``dtype`` adds exactly to every element; then op(x + c) has the same exact
-value as op(x), and is judged against it with the same budget (``suites.metrics``).
+value as op(x), and is judged against it with the same budget (``suites.judge.verdicts``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference.dd import two_sum
-from suites.ulps import finfo, output_dtype
+from reference.dtypes import finfo, numpy_dtype
 
 # (op, quantity) pairs whose exact value does not change when a row of logits is shifted.
 # logsumexp's value moves with the shift (L + c, rounded anew) and the sigmoid cross-entropy is
@@ -65,7 +65,7 @@ def exact_shifts(logits: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     -(L + min(x)), with L = min(2^p q, max). Rows of zeros take q = 1. Each shift is checked
     element by element before it is returned.
     """
-    dtype = output_dtype(dtype)
+    dtype = numpy_dtype(dtype)
     info = finfo(dtype)
     x = np.asarray(logits).astype(np.float64)
     finite = np.isfinite(x)

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from suites.results import read_run_info, update_run_info
+from suites.store import SCHEMA_VERSION, read_run_info, update_run_info
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _now() -> str:
@@ -64,7 +64,7 @@ def _git_commit() -> str:
 
 def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
     """Record the machine and the command in ``run.json`` (creating the run) and return it."""
-    from suites.budget import BUDGET_RULE
+    from suites.judge.budget import BUDGET_RULE
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -79,6 +79,7 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
         "gpu": _gpu(),
         "git_commit": _git_commit(),
         "seed": seed,
+        "schema_version": SCHEMA_VERSION,
         "commands": [shlex.join(["xentbench", *sys.argv[1:]])],
         "reference": {
             "method": "double-double with rigorous error bounds, Arb ball arithmetic "
@@ -97,8 +98,8 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
             if name in os.environ
         }
     if timing and "memory_bandwidth_gbps" not in existing:
-        from suites.bandwidth import memory_bandwidth_gbps
-        from suites.timing import harness_overhead_s
+        from suites.timing.bandwidth import memory_bandwidth_gbps
+        from suites.timing.harness import harness_overhead_s
 
         info["memory_bandwidth_gbps"] = memory_bandwidth_gbps()
         info["harness_overhead_s"] = harness_overhead_s()

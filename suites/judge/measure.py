@@ -1,8 +1,8 @@
-"""Verdicts and the evaluation of one result, defined once.
+"""The measurement of one returned result against the exact value, element by element.
 
 An output element is measured against the exact value ``t = hi + lo`` of ``reference.exact``
-in ULPs of the *output* dtype (``suites.ulps``), classified as a non-finite match or mismatch,
-and judged against the per-element error budget of ``suites.budget``. ``evaluate`` turns one
+in ULPs of the *output* dtype (``suites.judge.ulps``), classified as a non-finite match or mismatch,
+and judged against the per-element error budget of ``suites.judge.budget``. ``evaluate`` turns one
 result into an ``Evaluation`` whose fields are columns of the accuracy results schema.
 """
 
@@ -16,37 +16,16 @@ from typing import Any
 import numpy as np
 
 from reference import Exact
-from suites.budget import K, error_scale, in_ulps
-from suites.ulps import (
+from reference.dtypes import numpy_dtype
+from suites.judge.budget import K, error_scale, in_ulps
+from suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,
-    output_dtype,
     relative,
     truth_in,
     ulp_at,
 )
-
-VERDICTS: tuple[str, ...] = ("pass", "inaccurate", "wrong", "error", "unsupported")
-
-# -------------------------------------------------------------------------------- verdicts
-
-
-def verdict(shape_ok: bool, nonfinite_mismatches: int, beyond_budget: int) -> str:
-    """DESIGN.md's rule for a returned result: wrong, else inaccurate, else pass."""
-    if not shape_ok or nonfinite_mismatches > 0:
-        return "wrong"
-    return "inaccurate" if beyond_budget > 0 else "pass"
-
-
-def verdict_for_exception(case_invalid: bool) -> str:
-    """Raising on invalid input (a sparse label outside [0, C)) passes; on valid input, error."""
-    return "pass" if case_invalid else "error"
-
-
-def verdict_for_invalid_result() -> str:
-    """A silent number for invalid input is wrong: the caller cannot tell it from a loss."""
-    return "wrong"
-
+from suites.judge.verdicts import verdict_for_result
 
 # ------------------------------------------------------------------------------ evaluation
 
@@ -56,7 +35,7 @@ class Evaluation:
     """One (implementation, case, dtype, quantity) result, as accuracy-schema columns."""
 
     verdict: str
-    n_elements: int
+    worst_ratio: float  # max over elements of error / allowance; inf for a wrong-kind element
     max_ulp_error: float
     mean_ulp_error: float
     max_rel_error: float
@@ -118,8 +97,8 @@ def evaluate(
     if got.shape != exact.hi.shape:
         message = f"output shape {got.shape}, expected {exact.hi.shape}"
         nan = math.nan
-        return Evaluation("wrong", exact.hi.size, nan, nan, nan, 0, "", nan, nan, nan, "", message)
-    requested = output_dtype(dtype)
+        return Evaluation("wrong", math.inf, nan, nan, nan, 0, "", nan, nan, nan, "", message)
+    requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     ulp, absolute = ulp_at(truth, requested), absolute_errors(got64, exact)
     scale = error_scale(op, quantity, requested, logits, labels, exact)
@@ -132,8 +111,8 @@ def evaluate(
     at = (lambda a: math.nan) if worst is None else (lambda a: float(a.flat[worst]))
     elementwise = exact.hi.ndim == np.ndim(logits)
     return Evaluation(
-        verdict=verdict(True, int(mismatch.sum()), int(np.sum(ratio > 1))),
-        n_elements=int(got.size),
+        verdict=verdict_for_result(int(mismatch.sum()), int(np.sum(ratio > 1))),
+        worst_ratio=math.inf if mismatch.any() else _nan_stat(np.max, ratio),
         max_ulp_error=_nan_stat(np.max, errors),
         mean_ulp_error=_nan_stat(np.mean, errors),
         max_rel_error=_nan_stat(np.max, relative(absolute, exact)),

@@ -24,6 +24,18 @@ import pyarrow.parquet as pq
 
 SUITES: tuple[str, ...] = ("accuracy", "timing")
 
+# The version of the results schema below, written into run.json and every parquet file's
+# metadata and checked on read. Readers accept every version in READABLE_VERSIONS (columns a
+# newer version added read as null); bump it whenever a column changes meaning or is removed.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+_VERSION_KEY = b"xentbench.schema_version"
+
+
+class IncompatibleRun(ValueError):
+    """A run directory written with a results schema this version cannot read."""
+
+
 # Columns common to every row: which run, which machine, which backend and call.
 _COMMON: list[tuple[str, pa.DataType]] = [
     ("run_id", pa.string()),
@@ -48,6 +60,7 @@ ACCURACY_SCHEMA = pa.schema(
         ("n_classes", pa.int64()),
         ("n_elements", pa.int64()),
         ("max_abs_logit", pa.float64()),
+        ("worst_ratio", pa.float64()),
         ("max_ulp_error", pa.float64()),
         ("mean_ulp_error", pa.float64()),
         ("max_rel_error", pa.float64()),
@@ -95,7 +108,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def row_key(suite: str, row: dict[str, Any]) -> tuple:
+def key_of(suite: str, row: dict[str, Any]) -> tuple:
+    """The evaluation key of a row (or row template): its ``KEYS[suite]`` columns in order."""
     return tuple(row[column] for column in KEYS[suite])
 
 
@@ -107,7 +121,24 @@ def _table(suite: str, rows: list[dict[str, Any]]) -> pa.Table:
     columns = {
         field.name: [_stored(row.get(field.name), field.type) for row in rows] for field in schema
     }
-    return pa.table(columns, schema=schema)
+    return pa.table(columns, schema=_versioned(schema))
+
+
+def _versioned(schema: pa.Schema) -> pa.Schema:
+    return schema.with_metadata({_VERSION_KEY: str(SCHEMA_VERSION).encode()})
+
+
+def _read(path: Path, suite: str) -> pa.Table:
+    """One parquet file of ``suite``, its schema version checked (files before versioning: 1)."""
+    metadata = pq.read_schema(path).metadata or {}
+    version = int(metadata.get(_VERSION_KEY, b"1"))
+    if version not in READABLE_VERSIONS:
+        raise IncompatibleRun(
+            f"{path} has results schema version {version}; this xentbench reads versions "
+            f"{', '.join(map(str, sorted(READABLE_VERSIONS)))}: use the matching xentbench, "
+            "or start a new run directory"
+        )
+    return pq.read_table(path, schema=SCHEMAS[suite])
 
 
 def _stored(value: Any, type_: pa.DataType) -> Any:
@@ -179,16 +210,16 @@ def results_path(run_dir: Path, suite: str, backend: str) -> Path:
 def _read_backend(run_dir: Path, suite: str, backend: str) -> Iterator[pa.Table]:
     merged = results_path(run_dir, suite, backend)
     if merged.exists():
-        yield pq.read_table(merged, schema=SCHEMAS[suite])
+        yield _read(merged, suite)
     for part in sorted((Path(run_dir) / "parts" / f"{suite}-{backend}").glob("part-*.parquet")):
-        yield pq.read_table(part, schema=SCHEMAS[suite])
+        yield _read(part, suite)
 
 
 def _dedupe(suite: str, table: pa.Table) -> pa.Table:
     """Keep the last row of each evaluation key (a re-run replaces, never duplicates)."""
     frame = table.to_pandas()
     frame = frame.drop_duplicates(subset=list(KEYS[suite]), keep="last")
-    return pa.Table.from_pandas(frame, schema=SCHEMAS[suite], preserve_index=False)
+    return pa.Table.from_pandas(frame, schema=_versioned(SCHEMAS[suite]), preserve_index=False)
 
 
 def stored_keys(run_dir: Path, suite: str, backend: str) -> set[tuple]:
@@ -225,8 +256,16 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """The run's ``run.json`` ({} if none), its schema version checked (none recorded: 1)."""
     path = Path(run_dir) / "run.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    info = json.loads(path.read_text()) if path.exists() else {}
+    version = info.get("schema_version", 1)
+    if version not in READABLE_VERSIONS:
+        raise IncompatibleRun(
+            f"{path} records results schema version {version}; this xentbench reads versions "
+            f"{', '.join(map(str, sorted(READABLE_VERSIONS)))}"
+        )
+    return info
 
 
 def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:

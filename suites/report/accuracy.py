@@ -8,13 +8,10 @@ from typing import Any
 import pandas as pd
 
 from adapters.base import DTYPES, OPS
-from suites import plots
-from suites.render import Section, Table
-from suites.report_format import (
-    FAILURES,
-    FAMILY_ORDER,
-    SEVERITY,
-    VERDICTS,
+from suites.catalog.cases import FAMILIES
+from suites.judge.verdicts import FAILURES, SEVERITY, VERDICTS
+from suites.report import plots
+from suites.report.format import (
     format_ulps,
     images,
     number,
@@ -23,6 +20,7 @@ from suites.report_format import (
     short,
     varying,
 )
+from suites.report.render import Section, Table
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
 MAX_FAILURES_SHOWN = 15
@@ -45,7 +43,7 @@ def accuracy_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
         _matrix_cell
     )
     table = cells.unstack("family").fillna("")
-    families = [f for f in FAMILY_ORDER if f in table.columns]
+    families = [f for f in FAMILIES if f in table.columns]
     table = table[families + sorted(set(table.columns) - set(families))].reset_index()
     table = table.assign(_op=rank(table["op"], OPS)).sort_values(["_op", "implementation"])
     table.columns.name = None

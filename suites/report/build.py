@@ -1,8 +1,8 @@
 """Reports from stored results: the sections of one structured document, and the report files.
 
-The sections (``suites.render``'s document model) are built once from the results store
-(``suites.results``), never from a live run, and rendered as markdown and as HTML. The
-accuracy and timing sections live in ``suites.report_accuracy`` and ``suites.report_timing``.
+The sections (``suites.report.render``'s document model) are built once from the results store
+(``suites.store``), never from a live run, and rendered as markdown and as HTML. The
+accuracy and timing sections live in ``suites.report.accuracy`` and ``suites.report.timing``.
 """
 
 from __future__ import annotations
@@ -14,16 +14,18 @@ from typing import Any
 
 import pandas as pd
 
-from suites import plots, results
-from suites.render import Code, Section, Table, anchor, render_html, render_markdown
-from suites.report_accuracy import (
+from suites import store
+from suites.judge.verdicts import FAILURES, SEVERITY
+from suites.report import plots
+from suites.report.accuracy import (
     accuracy_sections,
     failure_sections,
     invariant_sections,
     verdict_counts,
 )
-from suites.report_format import FAILURES, SEVERITY, clean, format_seconds
-from suites.report_timing import fastest_table, timing_sections, with_ratio_to_fastest
+from suites.report.format import clean, format_seconds
+from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
+from suites.report.timing import fastest_table, timing_sections, with_ratio_to_fastest
 
 # ---------------------------------------------------------------- header and summary
 
@@ -178,14 +180,14 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     missing = [str(d) for d in run_dirs if not d.is_dir()]
     if missing:
         raise FileNotFoundError(f"no such run directory: {', '.join(missing)}")
-    accuracy = clean(results.load(run_dirs, "accuracy"))
-    timing = clean(results.load(run_dirs, "timing"))
+    accuracy = clean(store.load(run_dirs, "accuracy"))
+    timing = clean(store.load(run_dirs, "timing"))
     if accuracy.empty and timing.empty:
         raise ValueError(f"no stored results in {', '.join(map(str, run_dirs))}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = _write_csvs(accuracy, timing, out_dir)
-    infos = [(d, results.read_run_info(d)) for d in run_dirs]
+    infos = [(d, store.read_run_info(d)) for d in run_dirs]
     accuracy_plots = plots.accuracy_plots(accuracy, out_dir)
     timing_plots = plots.timing_plots(timing, out_dir, _bandwidth(infos))
     written.update({p.name: p for p in [*accuracy_plots, *timing_plots]})

@@ -1,4 +1,4 @@
-"""Formatting and table helpers shared by the report's sections (``suites.report``)."""
+"""Formatting and table helpers shared by the report's sections (``suites.report.build``)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from typing import Any
 
 import pandas as pd
 
-from suites.render import Image
+from suites.report.render import Image
 
-SEVERITY: dict[str, int] = {"pass": 0, "inaccurate": 1, "wrong": 2, "error": 3}
-FAILURES: tuple[str, ...] = ("inaccurate", "wrong", "error")
-VERDICTS: tuple[str, ...] = (*SEVERITY, "unsupported")
-FAMILY_ORDER: tuple[str, ...] = ("benign", "special", "extreme", "soft_labels", "sigmoid", "size")
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
 MAX_CELL = 80
 

@@ -7,9 +7,8 @@ from pathlib import Path
 import pandas as pd
 
 from adapters.base import DTYPES, OPS
-from suites import plots
-from suites.render import Section, Table
-from suites.report_format import (
+from suites.report import plots
+from suites.report.format import (
     format_seconds,
     images,
     number,
@@ -19,6 +18,7 @@ from suites.report_format import (
     short,
     varying,
 )
+from suites.report.render import Section, Table
 
 
 def _headline_dtype(ok: pd.DataFrame) -> str:

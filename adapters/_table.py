@@ -1,0 +1,49 @@
+"""The one shape of a built-in adapter: a table of implementations, each with the function
+that calls the framework, plus the compile cache the compiling backends share.
+
+A module declares ``entries()``: ``(Implementation, function)`` pairs, the function taking the
+framework's logits and labels and returning the op's output. ``TableAdapter`` answers
+``implementations()`` from the table and finds a call's function by ``Implementation.api``;
+``compiled`` wraps it once per key with the backend's compiler (``torch.compile``,
+``jax.jit``, ``tf.function(jit_compile=True)``).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from adapters.base import Adapter, Call, Implementation
+
+Function = Callable[[Any, Any], Any]
+
+# Op names the adapters' tables use often.
+SOFT_CE = "softmax_cross_entropy"
+SPARSE_CE = "sparse_softmax_cross_entropy"
+SIGMOID_CE = "sigmoid_cross_entropy"
+
+
+class TableAdapter(Adapter):
+    """An adapter whose implementations are a table ``api -> (Implementation, function)``."""
+
+    def __init__(self) -> None:
+        self._table = {impl.api: (impl, function) for impl, function in self.entries()}
+        self._compiled: dict[tuple, Function] = {}
+
+    @abstractmethod
+    def entries(self) -> Iterable[tuple[Implementation, Function]]:
+        """Every implementation with the function that calls it."""
+
+    def implementations(self) -> tuple[Implementation, ...]:
+        return tuple(impl for impl, _ in self._table.values())
+
+    def function(self, call: Call) -> Function:
+        """The function behind ``call``'s implementation, as declared (eager, value)."""
+        return self._table[call.implementation.api][1]
+
+    def compiled(self, key: tuple, function: Function, compile_: Callable[[Function], Function]):
+        """``compile_(function)``, made once per ``key`` and reused after."""
+        if key not in self._compiled:
+            self._compiled[key] = compile_(function)
+        return self._compiled[key]
