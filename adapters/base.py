@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -62,6 +62,9 @@ class Implementation:
     # (device, mode, dtype) combinations missing although each part is declared, e.g. a
     # framework with no GPU float64 kernel for one op.
     gaps: tuple[tuple[str, str, str], ...] = ()
+    # Call options this API takes (``Call.options`` keys, e.g. "reduction", "ignore_index");
+    # a call with an option not declared here is unsupported, never emulated.
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if ":" not in self.name:
@@ -91,13 +94,16 @@ class Implementation:
 
 @dataclass(frozen=True)
 class Call:
-    """One way to evaluate an implementation: dtype, device, mode and quantity."""
+    """One way to evaluate an implementation: dtype, device, mode and quantity, plus the
+    options the caller passes (``Implementation.options`` lists which an API takes; values
+    may be arrays, already in the call's dtype, so options take no part in equality)."""
 
     implementation: Implementation
     dtype: str
     device: str = "cpu"
     mode: str = "eager"
     quantity: str = "value"
+    options: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass
@@ -164,4 +170,7 @@ class Adapter(ABC):
             return f"{impl.name} offers no {call.quantity}"
         if (call.device, call.mode, call.dtype) in impl.gaps:
             return f"{impl.name} has no {call.mode} {call.dtype} kernel on {call.device}"
+        undeclared = sorted(set(call.options) - set(impl.options))
+        if undeclared:
+            return f"{impl.name} takes no option {', '.join(undeclared)}"
         return None

@@ -70,3 +70,14 @@ def test_implementation_declarations_are_validated(kwargs, message):
     fields = {"name": "declared:x", "op": "softmax", "dtypes": ("float32",), **kwargs}
     with pytest.raises(ValueError, match=message):
         Implementation(**fields)
+
+
+def test_an_option_the_implementation_does_not_declare_is_unsupported():
+    plain = Implementation("declared:plain", "softmax", ("float32",))
+    call = Call(plain, "float32", options={"reduction": "mean"})
+    assert "takes no option reduction" in _Declared(plain).unsupported_reason(call)
+    takes = Implementation("declared:takes", "softmax", ("float32",), options=("reduction",))
+    assert (
+        _Declared(takes).unsupported_reason(Call(takes, "float32", options={"reduction": "mean"}))
+        is None
+    )
