@@ -57,17 +57,32 @@ def residual_to_float(residual: Fraction) -> float:
 NARROW_DTYPES = ("float32", "bfloat16", "float16")
 
 
+def _quantum(magnitude: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The spacing of ``dtype`` in the binade of each float64 magnitude (subnormal spacing below
+    the smallest normal): a power of two, so ``magnitude / quantum`` is exact in float64."""
+    info = finfo(dtype)
+    _, exponent = np.frexp(magnitude)  # magnitude = m * 2^exponent, m in [0.5, 1)
+    gaps = np.ldexp(1.0, exponent - (info.nmant + 1))
+    return np.maximum(gaps, float(info.smallest_subnormal))
+
+
+def _split(hi: np.ndarray, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """|hi| = (whole + fraction) * quantum in ``dtype``'s binade, every part exact in float64."""
+    magnitude = np.abs(hi)
+    quantum = _quantum(magnitude, dtype)
+    scaled = magnitude / quantum
+    whole = np.floor(scaled)
+    return whole, scaled - whole, quantum
+
+
 def narrow_midpoint(hi: np.ndarray) -> np.ndarray:
     """Where a float64 is exactly halfway between neighbours in float32, bfloat16 or float16."""
     hi = np.asarray(hi, dtype=np.float64)
     found = np.zeros(hi.shape, dtype=bool)
     with np.errstate(over="ignore", invalid="ignore"):
         for name in NARROW_DTYPES:
-            dtype = numpy_dtype(name)
-            nearest = hi.astype(dtype)
-            other = _neighbour(nearest, np.where(hi > nearest.astype(np.float64), 1, -1), dtype)
-            middle = (nearest.astype(np.float64) + other.astype(np.float64)) / 2
-            found |= (middle == hi) & np.isfinite(hi)
+            _, fraction, _ = _split(hi, numpy_dtype(name))
+            found |= (fraction == 0.5) & np.isfinite(hi)
     return found
 
 
@@ -123,11 +138,14 @@ def decided(hi: np.ndarray, lo: np.ndarray, error: np.ndarray) -> np.ndarray:
 
 
 def round_to_dtype(hi: np.ndarray, lo: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Correct rounding of ``hi + lo`` to a dtype no wider than float64.
+    """Correct rounding (nearest, ties to even) of ``t = hi + lo`` to a dtype no wider than
+    float64, decided from ``hi`` and ``lo`` directly.
 
-    Casting ``hi`` alone rounds twice; that differs from rounding ``t`` once only when ``hi`` is
-    exactly a midpoint between two neighbours in ``dtype`` (midpoints of narrower formats are
-    float64 numbers, and rounding is monotone), in which case the sign of ``lo`` decides.
+    No cast of ``hi`` is trusted: NumPy and ml_dtypes may round float64 to bfloat16 through
+    float32, which rounds twice (-71.2500000000222 becomes the bfloat16 midpoint -71.25, then
+    -71.0 by ties to even; the nearest is -71.5). ``|hi| / quantum`` splits exactly into a whole
+    number of the dtype's steps and a fraction; the fraction against 1/2 decides, and at exactly
+    1/2 the sign of ``lo`` does (``|lo| <= ulp64(hi)/2`` cannot reach past a neighbour).
     """
     dtype = np.dtype(dtype)
     hi = np.asarray(hi, dtype=np.float64)
@@ -135,42 +153,18 @@ def round_to_dtype(hi: np.ndarray, lo: np.ndarray, dtype: np.dtype) -> np.ndarra
     if dtype == np.float64:
         return hi.copy()
     with np.errstate(over="ignore", invalid="ignore"):
-        nearest = hi.astype(dtype)
-        toward = _neighbour(nearest, np.where(lo > 0, 1, -1), dtype)
-        midpoint = (nearest.astype(np.float64) + toward.astype(np.float64)) / 2
-        fix = (hi == midpoint) & (lo != 0) & np.isfinite(toward.astype(np.float64))
-        # hi exactly at the overflow threshold (max + ulp(max)/2) casts to inf; a residual
-        # pointing back toward zero means the value is below it: the largest finite number.
-        largest = _largest(dtype)
-        threshold = (
-            largest
-            + (largest - _neighbour(np.array(largest, dtype=dtype), -1, dtype).astype(np.float64))
-            / 2
-        )
-        inward = (np.abs(hi) == threshold) & (np.sign(lo) == -np.sign(hi))
-        nearest = np.where(inward, np.copysign(largest, hi).astype(dtype), nearest)
-    return np.where(fix & ~inward, toward, nearest).astype(dtype)
+        whole, fraction, quantum = _split(hi, dtype)
+        outward = lo * np.sign(hi)  # the residual's direction away from zero
+        odd = np.fmod(whole, 2) == 1
+        up = (fraction > 0.5) | ((fraction == 0.5) & ((outward > 0) | ((outward == 0) & odd)))
+        magnitude = (whole + up) * quantum  # exact: at most nmant + 2 bits
+        magnitude = np.where(magnitude > _largest(dtype), np.inf, magnitude)
+        rounded = np.where(np.isfinite(hi), np.copysign(magnitude, hi), hi)
+    return rounded.astype(dtype)  # exactly representable: the cast cannot round
 
 
 def _largest(dtype: np.dtype) -> float:
     return float(finfo(dtype).max)
-
-
-def _neighbour(values: np.ndarray, direction: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The next representable value of ``dtype`` above (direction 1) or below (-1) each value."""
-    bits_dtype = {2: np.uint16, 4: np.uint32}[dtype.itemsize]
-    bits = values.view(bits_dtype).astype(np.int64)
-    sign_bit = 1 << (8 * dtype.itemsize - 1)
-    negative = (bits & sign_bit) != 0
-    magnitude = bits & (sign_bit - 1)
-    # Moving away from zero increments the magnitude; toward zero decrements it (through zero).
-    away = np.where(negative, direction < 0, direction > 0)
-    at_zero = magnitude == 0
-    new_magnitude = np.where(away, magnitude + 1, magnitude - 1)
-    new_negative = np.where(at_zero, direction < 0, negative)
-    new_magnitude = np.where(at_zero, 1, new_magnitude)
-    new_bits = (new_magnitude | np.where(new_negative, sign_bit, 0)).astype(bits_dtype)
-    return new_bits.view(dtype)
 
 
 def round_one_sided(exact: Fraction, width: Fraction, sign: int) -> tuple[float, float] | None:

@@ -211,3 +211,40 @@ def test_narrow_rounding_uses_a_remainder_below_float64_range(dtype_name, row, e
     assert float(loss.rounded(dtype_name)[0]) == expected
     log_probability = reference.exact("log_softmax", logits)  # -(loss) at class 1
     assert float(log_probability.rounded(dtype_name)[0, 1]) == -expected
+
+
+def _near_midpoints(dtype: np.dtype, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) within 1-3 float64 ULPs of ``dtype`` midpoints, above and below, both signs,
+    normal and subnormal: where rounding hi to float32 first lands on the midpoint itself."""
+    rng = np.random.default_rng(seed)
+    finfo = ml_dtypes.finfo(dtype)
+    scales = [1.0, 71.3, 1e-3, float(finfo.smallest_normal) * 3, float(finfo.smallest_subnormal)]
+    values = np.concatenate([rng.uniform(1, 100, size=30) * scale for scale in scales])
+    below = values.astype(dtype).astype(np.float64)
+    midpoints = (below + _next_up(below, dtype)) / 2
+    steps = np.resize([1, 2, 3], midpoints.size)[:, None] * np.array([-1, 1])
+    hi = np.nextafter(midpoints[:, None], np.inf) - midpoints[:, None]  # ulp64 at the midpoint
+    hi = (midpoints[:, None] + steps * hi).ravel()
+    hi = np.concatenate([hi, -hi])
+    lo = rng.uniform(-0.5, 0.5, size=hi.size) * np.spacing(np.abs(hi))
+    return hi, lo
+
+
+@pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+def test_round_to_dtype_near_midpoints_rounds_once(dtype_name):
+    dtype = NARROW[dtype_name]
+    hi, lo = _near_midpoints(dtype, seed=7)
+    got = round_to_dtype(hi, lo, dtype).astype(np.float64)
+    expected = [
+        _round_exactly(Fraction(h) + Fraction(r), dtype) for h, r in zip(hi, lo, strict=True)
+    ]
+    wrong = [(h, r, g, e) for h, r, g, e in zip(hi, lo, got, expected, strict=True) if g != e]
+    assert not wrong, f"{len(wrong)} wrong, e.g. (hi, lo, got, expected) = {wrong[:3]}"
+
+
+def test_bfloat16_rounding_of_a_log_softmax_element_is_not_double():
+    # -71.2500000000222 rounds to float32 as -71.25, a bfloat16 midpoint (spacing 0.5 in
+    # [64, 128)); rounded once it is nearer -71.5 than -71.0.
+    hi, lo = np.array([-71.2500000000222]), np.array([0.0])
+    assert Fraction(-71.2500000000222) < Fraction(-7125, 100)
+    assert round_to_dtype(hi, lo, NARROW["bfloat16"]).astype(np.float64).tolist() == [-71.5]
