@@ -65,6 +65,9 @@ class Implementation:
     # Call options this API takes (``Call.options`` keys, e.g. "reduction", "ignore_index");
     # a call with an option not declared here is unsupported, never emulated.
     options: tuple[str, ...] = ()
+    # A baseline exists to demonstrate a lesson (a naive formula, probabilities where logits
+    # belong); reports count it apart from the implementations people rely on.
+    baseline: bool = False
 
     def __post_init__(self) -> None:
         if ":" not in self.name:

@@ -168,7 +168,11 @@ class NumpyAdapter(TableAdapter):
         return [
             (
                 Implementation(
-                    name=f"numpy:{api}", op=op, dtypes=DTYPES, adaptation=_adaptation(api, formula)
+                    name=f"numpy:{api}",
+                    op=op,
+                    dtypes=DTYPES,
+                    adaptation=_adaptation(api, formula),
+                    baseline=api.startswith("naive."),  # the naive formulas are the lesson
                 ),
                 function,
             )

@@ -83,6 +83,7 @@ def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") ->
         gradient=gradient,
         adaptation=adaptation,
         gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
+        baseline="from_logits=False" in name,  # probabilities where logits belong: a lesson
     )
 
 

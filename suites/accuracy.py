@@ -75,6 +75,7 @@ class AccuracyTask:
         return {
             "backend": self.adapter.name,
             "implementation": c.implementation.name,
+            "baseline": c.implementation.baseline,
             "op": c.implementation.op,
             "dtype": c.dtype,
             "device": c.device,

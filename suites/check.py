@@ -71,8 +71,7 @@ def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
         "dtype": call.dtype,
         "device": call.device,
         "mode": call.mode,
-        "max_ulp_error": None,
-        "max_rel_error": None,
+        **dict.fromkeys(_MEASURED[1:-1]),
     }
     try:
         exact = cached_exact(impl.op, logits, labels, call.quantity)
@@ -87,9 +86,14 @@ def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
 # The judged columns a check record carries for a measured result.
 _MEASURED = (
     "verdict",
+    "tier",
+    "worst_ratio",
+    "ulp_error",
+    "budget_ulps",
+    "abs_error",
+    "allowance",
     "max_ulp_error",
     "max_rel_error",
-    "budget_ulps",
     "worst_index",
     "expected",
     "got",

@@ -289,6 +289,8 @@ def _check(args, console) -> int:
 
 
 def _check_table(records) -> Table:
+    from suites.report.format import error_cells
+
     table = Table(
         "implementation",
         "dtype",
@@ -296,12 +298,14 @@ def _check_table(records) -> Table:
         "mode",
         "quantity",
         "verdict",
-        "max ULP",
+        "tier",
+        "error/allowance",
+        "ULPs (budget)",
+        "abs error (allowance)",
         "message",
         title="xentbench check",
     )
     for record in records:
-        ulps = record.get("max_ulp_error")
         table.add_row(
             record.get("implementation", record["backend"]),
             record.get("dtype", ""),
@@ -309,7 +313,8 @@ def _check_table(records) -> Table:
             record.get("mode", ""),
             record.get("quantity", ""),
             record["verdict"],
-            "" if ulps is None else f"{ulps:.3g}",
+            record.get("tier") or "",
+            *error_cells(record).values(),
             (record.get("message") or "")[:60],
         )
     return table

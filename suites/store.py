@@ -27,8 +27,11 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # The version of the results schema below, written into run.json and every parquet file's
 # metadata and checked on read. Readers accept every version in READABLE_VERSIONS (columns a
 # newer version added read as null); bump it whenever a column changes meaning or is removed.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+# 3: the budget of BUDGET_RULE (float32 internals for 16-bit dtypes); budget_ulps, expected and
+# got describe the element of worst_ratio, beside the new ulp_error, abs_error and allowance;
+# ULPs use the rule's ruler; tier and baseline added.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
 _VERSION_KEY = b"xentbench.schema_version"
 
 
@@ -60,7 +63,12 @@ ACCURACY_SCHEMA = pa.schema(
         ("n_classes", pa.int64()),
         ("n_elements", pa.int64()),
         ("max_abs_logit", pa.float64()),
+        ("baseline", pa.bool_()),
+        ("tier", pa.string()),
         ("worst_ratio", pa.float64()),
+        ("ulp_error", pa.float64()),
+        ("abs_error", pa.float64()),
+        ("allowance", pa.float64()),
         ("max_ulp_error", pa.float64()),
         ("mean_ulp_error", pa.float64()),
         ("max_rel_error", pa.float64()),

@@ -18,9 +18,20 @@ from adapters.base import DTYPES, numpy_dtype
 from reference import Exact
 from reference.dtypes import unit_roundoff
 from suites.judge import measure, ulps, verdicts
-from suites.judge.budget import BUDGET_RULE, budget_ulps, error_scale
-from suites.judge.ulps import absolute_errors, nonfinite_mismatches, ulp_errors
+from suites.judge.budget import BUDGET_RULE, allowance, error_scale
+from suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
 from suites.store import ACCURACY_SCHEMA
+
+
+def ulp_errors(got, exact: Exact, dtype) -> np.ndarray:
+    """|got - t| in ULPs of ``dtype`` at t rounded to it: the plain ruler, for these tests."""
+    dtype = numpy_dtype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return absolute_errors(got, exact) / ulp_at(truth_in(exact, dtype), dtype)
+
+
+def budget_ulps(op, quantity, dtype, logits, labels, exact) -> np.ndarray:
+    return allowance(op, quantity, dtype, logits, labels, exact).in_ulps
 
 
 def exactly(values) -> Exact:
@@ -275,12 +286,13 @@ CASES = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("op", "quantity"), CASES)
-def test_budget_is_finite_and_at_least_one_for_finite_results(op, quantity, dtype):
+def test_allowance_is_finite_and_at_least_one_ulp_of_the_truth(op, quantity, dtype):
     logits, labels = random_case(op, dtype)
     exact = reference.exact(op, logits, labels, quantity)
-    budget = budget_ulps(op, quantity, dtype, logits, labels, exact)
-    assert budget.shape == exact.hi.shape
-    assert np.isfinite(budget).all() and (budget >= 1).all()
+    allowed = allowance(op, quantity, dtype, logits, labels, exact)
+    assert allowed.absolute.shape == exact.hi.shape
+    one_ulp = ulp_at(truth_in(exact, numpy_dtype(dtype)), numpy_dtype(dtype))
+    assert np.isfinite(allowed.in_ulps).all() and (allowed.absolute >= one_ulp).all()
 
 
 def test_budget_is_nan_on_non_finite_results():
@@ -298,10 +310,13 @@ def test_finite_limits_at_infinite_logits_get_one_ulp():
     assert budget.tolist() == [[1.0, 1.0, 1.0]]
 
 
-def _shifted(op: str, quantity: str, x: np.ndarray, y) -> np.ndarray:
-    """The shifted algorithms computed in the input dtype, every step rounded to it."""
+def _shifted(op: str, quantity: str, x: np.ndarray, y, internal=None) -> np.ndarray:
+    """The shifted algorithms computed in ``internal`` (default: the input dtype), every step
+    rounded to it, the result rounded once to the input dtype."""
+    internal = x.dtype if internal is None else np.dtype(internal)
+    wide_y = y if y is None or y.dtype.kind == "i" else y.astype(internal)
     with np.errstate(over="ignore", invalid="ignore"):
-        return _shifted_outputs(x, y)[(op, quantity)]()
+        return _shifted_outputs(x.astype(internal), wide_y)[(op, quantity)]().astype(x.dtype)
 
 
 def _shifted_outputs(x: np.ndarray, y) -> dict:
@@ -332,12 +347,25 @@ def _shifted_outputs(x: np.ndarray, y) -> dict:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0.0, -40.0, 200.0])
 @pytest.mark.parametrize(("op", "quantity"), CASES)
-def test_shifted_algorithm_in_the_output_dtype_passes(op, quantity, dtype, offset):
+def test_shifted_algorithm_with_float32_internals_passes(op, quantity, dtype, offset):
+    # float32 internals for the 16-bit dtypes (BUDGET_RULE's u_acc), the dtype's own otherwise
     logits, labels = random_case(op, dtype, shape=(4, 300), offset=offset)
     exact = reference.exact(op, logits, labels, quantity)
-    got = _shifted(op, quantity, logits, labels)
+    internal = "float32" if dtype in ("float16", "bfloat16") else None
+    got = _shifted(op, quantity, logits, labels, internal)
     evaluation = measure.evaluate(op, quantity, dtype, logits, labels, got, exact)
     assert evaluation.verdict == "pass", evaluation
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16"])  # NumPy sums float16 in float32 internally
+@pytest.mark.parametrize("op", ["softmax", "log_softmax", "logsumexp"])
+def test_shifted_algorithm_with_16_bit_internals_is_inaccurate(op, dtype):
+    # every step in bfloat16: the sum of 4000 exponentials loses ~sqrt(C) u_out
+    logits, labels = random_case(op, dtype, shape=(2, 4000))
+    exact = reference.exact(op, logits, labels)
+    got = _shifted(op, "value", logits, labels)
+    evaluation = measure.evaluate(op, "value", dtype, logits, labels, got, exact)
+    assert evaluation.verdict == "inaccurate", evaluation
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -33,6 +33,11 @@ def accuracy_row(**values) -> dict:
         "n_classes": 10,
         "n_elements": 40,
         "max_abs_logit": 3.0,
+        "tier": "correctly rounded",
+        "worst_ratio": 0.125,
+        "ulp_error": 0.5,
+        "abs_error": 1e-8,
+        "allowance": 8e-8,
         "max_ulp_error": 0.5,
         "mean_ulp_error": 0.2,
         "max_rel_error": 3e-8,
@@ -108,7 +113,14 @@ ACCURACY = [
     ),
     accuracy_row(case_id="softmax/special/nan", family="special", verdict="error", message="boom"),
     accuracy_row(case_id="softmax/benign/small", dtype="float16", verdict="unsupported"),
-    accuracy_row(**TORCH, case_id="softmax/benign/small", verdict="inaccurate", max_ulp_error=9.0),
+    accuracy_row(
+        **TORCH,
+        case_id="softmax/benign/small",
+        verdict="inaccurate",
+        tier="over budget",
+        max_ulp_error=9.0,
+        worst_ratio=2.25,
+    ),
     accuracy_row(**TORCH, case_id="softmax/benign/large"),
 ]
 TIMING = [
@@ -185,7 +197,7 @@ def test_accuracy_matrix_shows_worst_verdict_and_ulps_per_family(single_report):
     matrix = markdown.split("### Accuracy matrix, float32")[1].split("###")[0]
     assert "|softmax|numpy:softmax|pass 1.50|wrong 1/1|error 1/1|" in _rows(matrix)
     assert any(
-        r.startswith("|softmax|torch:F.softmax|inaccurate 1/2, 9.00 ulp|") for r in _rows(matrix)
+        r.startswith("|softmax|torch:F.softmax|inaccurate 1/2, 2.25× allowance|") for r in _rows(matrix)
     )
 
 
@@ -295,5 +307,5 @@ def test_invariant_breaks_are_listed_even_when_the_verdict_passes(tmp_path):
     text = build_report([run], tmp_path / "out")["report.md"].read_text()
     section = text.split("## Invariants", 1)[1].split("\n## ", 1)[0]
     assert "checked on 2 evaluations" in section
-    assert re.search(r"numpy:naive\.softmax\s*\|\s*shift_invariance\s*\|\s*1\s*\|", section)
+    assert re.search(r"numpy:naive\.softmax\s*\|\s*shift_invariance\s*\|\s*float32\s*\|\s*1\s*\|", section)
     assert "1 wrong" in section

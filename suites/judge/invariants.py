@@ -13,18 +13,19 @@ import numpy as np
 
 from reference.dtypes import finfo, unit_roundoff
 from reference.evaluate import output_shape
-from suites.judge.budget import K, labels64, sigma
+from suites.judge.budget import K, accumulation_roundoff, labels64, sigma
 
 
 def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:
     """How far a softmax row within budget can sum from 1: its elements' budgets added up.
 
-    sum_i |p^_i - p_i| <= sum_i (ulp(p_i) + K*A_i), with ulp(p_i) <= 2u p_i + (smallest
-    subnormal) and sum_i A_i = u sum_i p_i (|d_i| + sigma) <= u (ln C + sigma) by the entropy
-    bound sum_i p_i |d_i| <= ln C.
+    sum_i |p^_i - p_i| <= sum_i (ulp(p_i) + K*A_i), with ulp(p_i) <= 2u_out p_i + (smallest
+    subnormal) and sum_i A_i = u_acc sum_i p_i (|d_i| + sigma) <= u_acc (ln C + sigma) by the
+    entropy bound sum_i p_i |d_i| <= ln C.
     """
-    u, tiny = unit_roundoff(dtype), float(finfo(dtype).smallest_subnormal)
-    return 2 * u + n_classes * tiny + K * u * (math.log(n_classes) + sigma(n_classes))
+    u_out, tiny = unit_roundoff(dtype), float(finfo(dtype).smallest_subnormal)
+    u_acc = accumulation_roundoff(dtype)
+    return 2 * u_out + n_classes * tiny + K * u_acc * (math.log(n_classes) + sigma(n_classes))
 
 
 def _argmax_kept(got: np.ndarray, logits: np.ndarray) -> np.ndarray:

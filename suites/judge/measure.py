@@ -17,33 +17,40 @@ import numpy as np
 
 from reference import Exact
 from reference.dtypes import numpy_dtype
-from suites.judge.budget import K, error_scale, in_ulps
+from suites.judge.budget import allowance
 from suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,
     relative,
     truth_in,
-    ulp_at,
 )
-from suites.judge.verdicts import verdict_for_result
+from suites.judge.verdicts import accuracy_tier, verdict_for_result
 
 # ------------------------------------------------------------------------------ evaluation
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """One (implementation, case, dtype, quantity) result, as accuracy-schema columns."""
+    """One (implementation, case, dtype, quantity) result, as accuracy-schema columns.
+
+    ``worst_ratio`` is THE error measure (max over elements of error / allowance); the columns
+    after it describe that same element, so a reader sees why the verdict is what it is.
+    """
 
     verdict: str
+    tier: str  # ACCURACY_TIERS: correctly rounded, faithful, within budget, over budget, wrong
     worst_ratio: float  # max over elements of error / allowance; inf for a wrong-kind element
-    max_ulp_error: float
+    ulp_error: float  # at the worst element, in ULPs of the output dtype (BUDGET_RULE ruler)
+    abs_error: float  # |got - t| there
+    allowance: float  # the allowance there (absolute)
+    budget_ulps: float  # the allowance there in the same ULPs as ulp_error
+    max_ulp_error: float  # over all elements (the tier's measure)
     mean_ulp_error: float
     max_rel_error: float
     nonfinite_mismatches: int
     worst_index: str  # e.g. "(0, 3)"; "" when no element could be compared
     expected: float  # the exact value (hi) at the worst element
     got: float  # the returned value there
-    budget_ulps: float  # the budget there
     worst_input: str = ""  # the inputs behind the worst element
     message: str = ""
 
@@ -79,6 +86,13 @@ def _describe_input(op: str, logits, labels, index: tuple[int, ...], elementwise
     return text
 
 
+def _failed_shape(got: np.ndarray, exact: Exact) -> Evaluation:
+    nan = math.nan
+    message = f"output shape {got.shape}, expected {exact.hi.shape}"
+    return Evaluation("wrong", "wrong", math.inf, nan, nan, nan, nan, nan, nan, nan, 0, "",
+                      nan, nan, "", message)  # fmt: skip
+
+
 def evaluate(
     op: str,
     quantity: str,
@@ -88,39 +102,44 @@ def evaluate(
     got: np.ndarray,
     exact: Exact,
 ) -> Evaluation:
-    """Measure ``got`` against ``exact`` in ULPs of ``dtype``, apply the budget, give a verdict.
+    """Measure ``got`` against ``exact``: error / allowance per element (``BUDGET_RULE``), the
+    verdict from its maximum, and the worst element's figures.
 
     A result of another dtype is converted to float64 and measured in ULPs of the requested
     dtype; the message says what was returned.
     """
     got = np.asarray(got)
     if got.shape != exact.hi.shape:
-        message = f"output shape {got.shape}, expected {exact.hi.shape}"
-        nan = math.nan
-        return Evaluation("wrong", math.inf, nan, nan, nan, 0, "", nan, nan, nan, "", message)
+        return _failed_shape(got, exact)
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
-    ulp, absolute = ulp_at(truth, requested), absolute_errors(got64, exact)
-    scale = error_scale(op, quantity, requested, logits, labels, exact)
+    absolute = absolute_errors(got64, exact)
+    allowed = allowance(op, quantity, requested, logits, labels, exact)
     mismatch = nonfinite_mismatches(got64, truth)
-    with np.errstate(invalid="ignore", over="ignore"):
-        errors = absolute / ulp
-        ratio = absolute / (ulp + K * scale)  # error / budget, in absolute terms: no overflow
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        errors = absolute / allowed.ruler
+        ratio = absolute / allowed.absolute
     worst = _worst(mismatch, ratio)
     index = () if worst is None else tuple(int(i) for i in np.unravel_index(worst, got.shape))
-    at = (lambda a: math.nan) if worst is None else (lambda a: float(a.flat[worst]))
+    at = (lambda a: math.nan) if worst is None else (lambda a: float(np.asarray(a).flat[worst]))
     elementwise = exact.hi.ndim == np.ndim(logits)
+    verdict = verdict_for_result(int(mismatch.sum()), int(np.sum(ratio > 1)))
+    max_ulps = _nan_stat(np.max, errors)
     return Evaluation(
-        verdict=verdict_for_result(int(mismatch.sum()), int(np.sum(ratio > 1))),
+        verdict=verdict,
+        tier=accuracy_tier(verdict, max_ulps),
         worst_ratio=math.inf if mismatch.any() else _nan_stat(np.max, ratio),
-        max_ulp_error=_nan_stat(np.max, errors),
+        ulp_error=at(errors),
+        abs_error=at(absolute),
+        allowance=at(allowed.absolute),
+        budget_ulps=at(allowed.in_ulps),
+        max_ulp_error=max_ulps,
         mean_ulp_error=_nan_stat(np.mean, errors),
         max_rel_error=_nan_stat(np.max, relative(absolute, exact)),
         nonfinite_mismatches=int(mismatch.sum()),
         worst_index="" if worst is None else str(index),
         expected=at(exact.hi),
         got=at(got64),
-        budget_ulps=at(in_ulps(ulp, scale)),
         worst_input=""
         if worst is None
         else _describe_input(op, logits, labels, index, elementwise),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from reference import Exact
-from reference.dtypes import finfo, numpy_dtype
+from reference.dtypes import finfo
 
 
 def spacing(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
@@ -41,16 +41,6 @@ def absolute_errors(got: np.ndarray, exact: Exact) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         error = np.abs((got - exact.hi) - exact.lo)
     return np.where(np.isfinite(got) & np.isfinite(exact.hi), error, np.nan)
-
-
-def ulp_errors(got: np.ndarray, exact: Exact, dtype: str | np.dtype) -> np.ndarray:
-    """Per element |got - t| in ULPs of the output dtype at t rounded to it; NaN if non-finite.
-
-    A truth beyond the dtype's range counts as non-finite (its correct rounding is inf).
-    """
-    dtype = numpy_dtype(dtype)
-    with np.errstate(invalid="ignore", over="ignore"):
-        return absolute_errors(got, exact) / ulp_at(truth_in(exact, dtype), dtype)
 
 
 def relative(errors: np.ndarray, exact: Exact) -> np.ndarray:

@@ -21,6 +21,26 @@ def verdict_for_result(nonfinite_mismatches: int, beyond_budget: int) -> str:
     return "inaccurate" if beyond_budget > 0 else "pass"
 
 
+# How close an evaluated result came, beside its verdict, so passing implementations can be
+# ranked: every element within 0.5 ULP, every element within 1 ULP, within the budget, over it.
+ACCURACY_TIERS: tuple[str, ...] = (
+    "correctly rounded",
+    "faithful",
+    "within budget",
+    "over budget",
+    "wrong",
+)
+
+
+def accuracy_tier(verdict: str, max_ulp_error: float) -> str:
+    """The tier of a measured result from its verdict and its largest ULP error."""
+    if verdict in ("wrong", "inaccurate"):
+        return "wrong" if verdict == "wrong" else "over budget"
+    if max_ulp_error <= 0.5 or max_ulp_error != max_ulp_error:  # NaN: nothing finite to miss
+        return "correctly rounded"
+    return "faithful" if max_ulp_error < 1 else "within budget"
+
+
 def verdict_for_exception(input_invalid: bool) -> str:
     """Raising on invalid input (a sparse label outside [0, C)) passes; on valid input, error."""
     return "pass" if input_invalid else "error"

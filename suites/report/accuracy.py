@@ -9,9 +9,11 @@ import pandas as pd
 
 from adapters.base import DTYPES, OPS
 from suites.catalog.cases import FAMILIES
-from suites.judge.verdicts import FAILURES, SEVERITY, VERDICTS
+from suites.judge.budget import BUDGET_RULE, worked_examples_text
+from suites.judge.verdicts import ACCURACY_TIERS, FAILURES, SEVERITY, VERDICTS
 from suites.report import plots
 from suites.report.format import (
+    error_cells,
     format_ulps,
     images,
     number,
@@ -24,6 +26,49 @@ from suites.report.render import Section, Table
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
 MAX_FAILURES_SHOWN = 15
+
+
+def is_baseline(accuracy: pd.DataFrame) -> pd.Series:
+    """Rows of baseline implementations (``Implementation.baseline``; older runs: none)."""
+    if "baseline" not in accuracy:
+        return pd.Series(False, index=accuracy.index)
+    return accuracy["baseline"].map(lambda v: v is True or v == 1 or v == "True")
+
+
+def budget_section() -> Section:
+    """The error budget's rule (the one text in ``suites.judge.budget``) and its worked
+    examples, computed by the same code that judges."""
+    examples = "Worked examples (`suites.judge.budget.worked_example`, one row of C equal logits):"
+    return Section("Error budget", [BUDGET_RULE, examples, worked_examples_text()], level=3)
+
+
+def tier_table(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Evaluations per implementation by accuracy tier, to rank implementations that pass."""
+    measured = accuracy[accuracy["tier"].isin(ACCURACY_TIERS)] if "tier" in accuracy else None
+    if measured is None or measured.empty:
+        return pd.DataFrame()
+    keys = [*run_columns(accuracy), "implementation", "dtype"]
+    table = pd.crosstab([measured[k] for k in keys], measured["tier"])
+    table = table.reindex(columns=list(ACCURACY_TIERS), fill_value=0)
+    table.columns.name = None
+    return table.reset_index()
+
+
+def baseline_sections(accuracy: pd.DataFrame) -> list[Section]:
+    """Baselines (implementations that demonstrate a lesson), counted apart from the others."""
+    baselines = accuracy[is_baseline(accuracy)]
+    if baselines.empty:
+        return []
+    keys = [*run_columns(accuracy), "implementation"]
+    counts = pd.crosstab([baselines[k] for k in keys], baselines["verdict"])
+    counts = counts.reindex(columns=list(VERDICTS), fill_value=0)
+    counts.columns.name = None
+    intro = (
+        "Implementations their adapter declares baselines: they exist to show a lesson (the "
+        "naive formulas overflow, probabilities fed where logits belong lose the tail) and are "
+        "not counted in the summary or the failures above."
+    )
+    return [Section("Baselines", [intro, Table(counts.reset_index())])]
 
 
 def verdict_counts(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -39,9 +84,8 @@ def verdict_counts(accuracy: pd.DataFrame) -> pd.DataFrame:
 def accuracy_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Implementation × case family: worst verdict, failing/evaluated, largest ULP error."""
     keys = [*run_columns(accuracy), "op", "implementation", *varying(accuracy, ("device", "mode"))]
-    cells = accuracy.groupby([*keys, "family"], dropna=False)[["verdict", "max_ulp_error"]].apply(
-        _matrix_cell
-    )
+    columns = ["verdict", "max_ulp_error", "worst_ratio"]
+    cells = accuracy.groupby([*keys, "family"], dropna=False)[columns].apply(_matrix_cell)
     table = cells.unstack("family").fillna("")
     families = [f for f in FAMILIES if f in table.columns]
     table = table[families + sorted(set(table.columns) - set(families))].reset_index()
@@ -60,7 +104,8 @@ def _matrix_cell(rows: pd.DataFrame) -> str:
         return f"pass {ulps}"
     failing = int(evaluated["verdict"].isin(FAILURES).sum())
     cell = f"{worst} {failing}/{len(evaluated)}"
-    return cell + (f", {ulps} ulp" if worst == "inaccurate" else "")
+    ratio = evaluated["worst_ratio"].max()
+    return cell + (f", {ratio:.3g}× allowance" if worst == "inaccurate" else "")
 
 
 def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Section]:
@@ -68,10 +113,18 @@ def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Se
         return [Section("Accuracy", ["No accuracy results in these runs."])]
     intro = (
         "One table per dtype. Each cell covers every case of the family (values and "
-        "gradients): `pass 0.50` = all pass, largest error 0.50 ULP; `wrong 3/12` = worst "
-        "verdict wrong, 3 of 12 evaluations fail; empty = not evaluated."
+        "gradients): `pass 0.50` = all pass, largest error 0.50 ULP; `inaccurate 2/12, 7.5× "
+        "allowance` = 2 of 12 fail, the worst element's error is 7.5 times its allowance; "
+        "`wrong 3/12` = worst verdict wrong, 3 of 12 evaluations fail; empty = not evaluated."
     )
-    sections = [Section("Accuracy", [intro])]
+    sections = [Section("Accuracy", [intro]), budget_section()]
+    tiers = tier_table(accuracy[~is_baseline(accuracy)])
+    if not tiers.empty:
+        tier_intro = (
+            "Accuracy tiers (baselines excluded): correctly rounded = every element within 0.5 "
+            "ULP, faithful = within 1 ULP, then within or over the budget, or wrong."
+        )
+        sections.append(Section("Accuracy tiers", [tier_intro, Table(tiers)], level=3))
     for dtype in plots.ordered(accuracy["dtype"], DTYPES):
         matrix = accuracy_matrix(accuracy[accuracy["dtype"] == dtype])
         sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))
@@ -86,7 +139,7 @@ def failure_sections(accuracy: pd.DataFrame) -> list[Section]:
     if failing.empty:
         return [] if accuracy.empty else [Section("Failures", ["Every evaluation passes."])]
     failing = failing.assign(_severity=failing["verdict"].map(SEVERITY))
-    failing = failing.sort_values(["_severity", "max_ulp_error"], ascending=False)
+    failing = failing.sort_values(["_severity", "worst_ratio"], ascending=False)
     intro = (
         f"{len(failing)} non-pass results, worst first; at most {MAX_FAILURES_SHOWN} per "
         "implementation are shown here, `accuracy.csv` holds all of them."
@@ -112,8 +165,7 @@ def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
         .where(rows["message"] != "", "invariants failed: " + rows["invariant_failures"])
         .where((rows["message"] != "") | (rows["invariant_failures"] != ""), "")
     )
-    budget = rows["budget_ulps"].map(lambda b: f" (budget {b:g})" if pd.notna(b) else "")
-    budget = budget.where(rows["max_ulp_error"].notna(), "")
+    errors = pd.DataFrame([error_cells(row) for _, row in rows.iterrows()], index=rows.index)
     table = {
         "case": rows["case_id"],
         "dtype": rows["dtype"],
@@ -123,7 +175,7 @@ def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
         "input": (rows["worst_input"] + where).map(short),
         "expected": rows["expected"].map(lambda v: number(v, ".9g")),
         "got": rows["got"].map(lambda v: number(v, ".9g")),
-        "ULPs": rows["max_ulp_error"].map(format_ulps) + budget,
+        **{column: errors[column] for column in errors.columns},
         "detail": detail.map(short),
     }
     return pd.DataFrame(table)
@@ -149,13 +201,12 @@ def invariant_sections(accuracy: pd.DataFrame) -> list[Section]:
     broken = broken.assign(invariant=broken["invariant_failures"].str.split(",")).explode(
         "invariant"
     )
-    keys = [*run_columns(accuracy), "implementation", "invariant"]
+    keys = [*run_columns(accuracy), "implementation", "invariant", "dtype"]
     table = (
         broken.groupby(keys, sort=False)
         .agg(
             evaluations=("case_id", "size"),
             example=("case_id", "first"),
-            dtype=("dtype", "first"),
             quantity=("quantity", "first"),
             shifted_calls=("shift_verdict", _counted),
             worst_shifted_ulps=("shift_max_ulp_error", "max"),

@@ -15,12 +15,15 @@ from typing import Any
 import pandas as pd
 
 from suites import store
+from suites.judge.budget import BUDGET_RULE
 from suites.judge.verdicts import FAILURES, SEVERITY
 from suites.report import plots
 from suites.report.accuracy import (
     accuracy_sections,
+    baseline_sections,
     failure_sections,
     invariant_sections,
+    is_baseline,
     verdict_counts,
 )
 from suites.report.format import clean, format_seconds
@@ -56,7 +59,11 @@ def header_section(infos: list[tuple[Path, dict]], frames: list[pd.DataFrame]) -
 # run.json facts shown once when every run agrees, per run otherwise.
 _RUN_FACTS = (
     ("Reference", "reference", lambda ref: _reference_text(ref)),
-    ("ULP budget", "ulp_budget_rule", str),
+    (
+        "Error budget",
+        "ulp_budget_rule",
+        lambda r: "as under Error budget" if r == BUDGET_RULE else r,
+    ),
     ("Measured memory bandwidth", "memory_bandwidth_gbps", lambda v: f"{v:.3g} GB/s"),
     ("Harness overhead per call", "harness_overhead_s", format_seconds),
 )
@@ -154,7 +161,13 @@ def _worst_implementations(failing: pd.DataFrame, limit: int = 5) -> str:
 
 
 def summary_section(accuracy: pd.DataFrame, timing: pd.DataFrame) -> Section:
+    """Headline and counts; baselines (``is_baseline``) are left to their own section."""
+    baselines = is_baseline(accuracy) if not accuracy.empty else None
+    if baselines is not None and baselines.any():
+        accuracy = accuracy[~baselines]
     blocks: list[Any] = [_findings(accuracy, timing)]
+    if baselines is not None and baselines.any():
+        blocks[0].append(f"{int(baselines.sum())} evaluations of baselines are under Baselines.")
     if not accuracy.empty:
         blocks += ["Accuracy evaluations per backend, by verdict:", Table(verdict_counts(accuracy))]
     dtype, fastest = fastest_table(timing)
@@ -194,7 +207,8 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     sections = [
         summary_section(accuracy, timing),
         *accuracy_sections(accuracy, accuracy_plots),
-        *failure_sections(accuracy),
+        *failure_sections(_without_baselines(accuracy)),
+        *(baseline_sections(accuracy) if not accuracy.empty else []),
         *invariant_sections(accuracy),
         *timing_sections(timing, timing_plots),
     ]
@@ -209,6 +223,10 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         (out_dir / name).write_text(text, encoding="utf-8")
         written[name] = out_dir / name
     return written
+
+
+def _without_baselines(accuracy: pd.DataFrame) -> pd.DataFrame:
+    return accuracy if accuracy.empty else accuracy[~is_baseline(accuracy)]
 
 
 def _write_csvs(accuracy: pd.DataFrame, timing: pd.DataFrame, out_dir: Path) -> dict[str, Path]:

@@ -264,8 +264,19 @@ def _ulp_changes(both: pd.DataFrame, ulp_threshold: float) -> pd.DataFrame:
     ratio = (new / base.where(base > 0)).loc[moved.index]
     direction = np.where(worse.loc[moved.index], "regression", "improvement")
     values = (moved["max_ulp_error_base"], moved["max_ulp_error_new"])
-    text = tuple(v.map(lambda u: f"{format_ulps(u)} ulp") for v in values)
+    text = tuple(_error_text(moved, side) for side in ("base", "new"))
     return _finding(moved, "ulp", text, values, ratio, direction)
+
+
+def _error_text(rows: pd.DataFrame, side: str) -> pd.Series:
+    """Max ULP error and the verdict's measure (error / allowance, as check and the report
+    show it; absent in runs before schema 3)."""
+    ratio = rows.get(f"worst_ratio_{side}", pd.Series(math.nan, index=rows.index))
+    text = [
+        f"{format_ulps(u)} ulp" + ("" if pd.isna(r) else f", error/allowance {r:.3g}")
+        for u, r in zip(rows[f"max_ulp_error_{side}"], ratio, strict=True)
+    ]
+    return pd.Series(text, index=rows.index, dtype=object)
 
 
 def _time_changes(both: pd.DataFrame, time_threshold: float) -> pd.DataFrame:

@@ -73,3 +73,26 @@ def rank(values: pd.Series, canonical: tuple[str, ...]) -> pd.Series:
 
 def images(paths: list[Path]) -> list[Image]:
     return [Image(Path(p), Path(p).stem.replace("-", " ")) for p in paths]
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
+def error_cells(row: Any) -> dict[str, str]:
+    """The error columns check, the report and compare all show, from one result row: the
+    verdict's measure (error / allowance, max over elements) and, at that same element, the
+    ULP error beside the budget in the same ULPs, and the absolute error beside the allowance.
+    Rows of older runs (no worst-element columns) show "—"."""
+    get = row.get if hasattr(row, "get") else (lambda key, default=None: default)
+    ulps, budget = get("ulp_error"), get("budget_ulps")
+    absolute, allowed = get("abs_error"), get("allowance")
+    return {
+        "error/allowance": number(get("worst_ratio"), ".3g"),
+        "ULPs (budget)": (
+            f"{format_ulps(ulps)} ({format_ulps(budget)})" if _present(ulps) else "—"
+        ),
+        "abs error (allowance)": (
+            f"{number(absolute, '.3g')} ({number(allowed, '.3g')})" if _present(absolute) else "—"
+        ),
+    }
