@@ -197,7 +197,8 @@ def test_accuracy_matrix_shows_worst_verdict_and_ulps_per_family(single_report):
     matrix = markdown.split("### Accuracy matrix, float32")[1].split("###")[0]
     assert "|softmax|numpy:softmax|pass 1.50|wrong 1/1|error 1/1|" in _rows(matrix)
     assert any(
-        r.startswith("|softmax|torch:F.softmax|inaccurate 1/2, 2.25× allowance|") for r in _rows(matrix)
+        r.startswith("|softmax|torch:F.softmax|inaccurate 1/2, 2.25× allowance|")
+        for r in _rows(matrix)
     )
 
 
@@ -307,5 +308,6 @@ def test_invariant_breaks_are_listed_even_when_the_verdict_passes(tmp_path):
     text = build_report([run], tmp_path / "out")["report.md"].read_text()
     section = text.split("## Invariants", 1)[1].split("\n## ", 1)[0]
     assert "checked on 2 evaluations" in section
-    assert re.search(r"numpy:naive\.softmax\s*\|\s*shift_invariance\s*\|\s*float32\s*\|\s*1\s*\|", section)
+    pattern = r"numpy:naive\.softmax\s*\|\s*shift_invariance\s*\|\s*float32\s*\|\s*1\s*\|"
+    assert re.search(pattern, section)
     assert "1 wrong" in section

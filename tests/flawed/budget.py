@@ -204,9 +204,7 @@ class RecipeAdapter(Adapter):
 
     def implementations(self) -> tuple[Implementation, ...]:
         return tuple(
-            Implementation(
-                f"{self.name}:{op}", op, self.dtypes, gradient=op in GRADIENT_OPS
-            )
+            Implementation(f"{self.name}:{op}", op, self.dtypes, gradient=op in GRADIENT_OPS)
             for op in self.ops
         )
 
