@@ -64,7 +64,7 @@ def _git_commit() -> str:
 
 def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
     """Record the machine and the command in ``run.json`` (creating the run) and return it."""
-    from suites.judge.budget import BUDGET_RULE
+    from suites.judge.budget import BUDGET_RULE, worked_examples_text
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -87,6 +87,7 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
             "precision": "correctly rounded float64 plus residual",
         },
         "ulp_budget_rule": BUDGET_RULE,
+        "budget_worked_examples": worked_examples_text(),
     }
     if timing:
         # Timings on a shared CPU are only meaningful when it is idle (OpenMP threads of a
