@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reference import Exact
-from reference.dtypes import numpy_dtype, unit_roundoff
+from reference.dtypes import finfo, numpy_dtype, unit_roundoff
 from suites.judge.ulps import spacing, truth_in, ulp_at
 
 # Higham & Mary (2019), Thm 2.4: a product of n factors (1 + delta_k) with independent,
@@ -49,8 +49,9 @@ BUDGET_RULE = (
     "is the error of the terms the result was formed from, not a fraction of the result. The "
     "measure is error / allowance per element; its maximum decides (above 1: inaccurate). ULP "
     "figures are in ULPs of the output dtype at t, never finer than half an ULP at the "
-    "magnitude R of the terms the result is a sum of (R = |t| without cancellation), so a "
-    "cancelling result near zero is not measured in subnormal ULPs. The budget follows the "
+    "magnitude R of the terms the result is a sum of (R = |t| without cancellation) and, for "
+    "a zero or subnormal t, than half an ULP at A/u_acc, so a cancelling result near zero is "
+    "not measured in subnormal ULPs. The budget follows the "
     "shifted algorithm on purpose: an implementation that does not subtract max(x) loses "
     "u|max(x)|, one that accumulates in a 16-bit dtype loses about sqrt(C)*2^-8, and both are "
     "reported inaccurate."
@@ -262,9 +263,15 @@ def allowance(
     dtype = numpy_dtype(dtype)
     ulp = ulp_at(truth_in(exact, dtype), dtype)
     scale = error_scale(op, quantity, dtype, logits, labels, exact)
-    with np.errstate(invalid="ignore", over="ignore"):
+    truth = truth_in(exact, dtype)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         absolute = ulp + K * scale
         floor = spacing(_addends(op, quantity, logits, labels, exact), dtype) / 2
+        # A zero or subnormal truth whose addends are zero too (log_softmax of one class):
+        # half an ULP at A/u_acc, the first-order magnitude of what the algorithm rounded.
+        tiny = np.abs(truth) < float(finfo(dtype).smallest_normal)
+        rounded = spacing(scale / accumulation_roundoff(dtype), dtype) / 2
+        floor = np.fmax(floor, np.where(tiny, rounded, np.nan))
     ruler = np.where(np.isnan(ulp), np.nan, np.fmax(ulp, floor))
     return Allowance(absolute, ruler)
 
