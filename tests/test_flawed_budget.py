@@ -56,6 +56,7 @@ EXPECTED = {
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ten backends on every case of the catalog
 def test_every_flawed_implementation_is_flagged_and_no_careful_one_on_finite_inputs(
     budget_plugins, tmp_path
 ):

@@ -16,7 +16,7 @@ from accuracy_helpers import RNG_SEED, random_case, steps
 import reference
 from adapters.base import DTYPES, numpy_dtype
 from reference import Exact
-from reference.dtypes import unit_roundoff
+from reference.dtypes import BFLOAT16, unit_roundoff
 from suites.judge import measure, ulps, verdicts
 from suites.judge.budget import BUDGET_RULE, allowance, error_scale
 from suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
@@ -412,3 +412,54 @@ def test_worst_ratio_is_below_one_exactly_when_the_result_passes():
     far[0, 0] = np.nan
     wrong = measure.evaluate("log_softmax", "value", "float32", logits, None, far, exact)
     assert wrong.verdict == "wrong" and wrong.worst_ratio == np.inf
+
+
+def test_tiers_rank_results_that_pass(log_softmax_case):
+    logits, exact = log_softmax_case
+    rounded = exact.rounded("float32")
+    tier = measure.evaluate("log_softmax", "value", "float32", logits, None, rounded, exact).tier
+    assert tier == "correctly rounded"
+    off = rounded.copy()
+    off[1, 5] = steps(off[1, 5], 3, "float32")
+    assert measure.evaluate("log_softmax", "value", "float32", logits, None, off, exact).tier == (
+        "within budget"
+    )
+    off[1, 5] = off[1, 5] * np.float32(1.001)
+    result = measure.evaluate("log_softmax", "value", "float32", logits, None, off, exact)
+    assert (result.verdict, result.tier) == ("inaccurate", "over budget")
+
+
+def test_worst_element_columns_describe_the_same_element(log_softmax_case):
+    logits, exact = log_softmax_case
+    got = exact.rounded("float32")
+    got[2, 9] = got[2, 9] * np.float32(1.01)
+    result = measure.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
+    assert result.worst_index == "(2, 9)"
+    assert result.got == float(got[2, 9]) and result.expected == exact.hi[2, 9]
+    assert result.worst_ratio == pytest.approx(result.abs_error / result.allowance)
+    assert result.worst_ratio == pytest.approx(result.ulp_error / result.budget_ulps)
+
+
+def test_a_cancelling_result_near_zero_is_not_measured_in_subnormal_ulps():
+    # log_softmax of a dominant class is -log(1 + e^-60) ~ -8.8e-27: float32 internals give
+    # it to ~u in absolute terms; in ULPs of the truth that would be ~1e20
+    logits = np.array([[60.0, 0.0, 0.0, 0.0]], np.float32)
+    exact = reference.exact("log_softmax", logits)
+    got = exact.rounded("float32")
+    got[0, 0] = np.float32(-(2.0**-30))
+    result = measure.evaluate("log_softmax", "value", "float32", logits, None, got, exact)
+    assert result.worst_index == "(0, 0)"
+    assert result.verdict == "pass" and result.ulp_error < 1
+
+
+def test_sixteen_bit_budget_assumes_float32_internals():
+    # bfloat16 softmax of 50,000 equal logits: p = 2e-5; an element 2% off is ~2.6 bfloat16
+    # ULPs, far beyond the float32-internals allowance (the old u = 2^-8 rule allowed ~7x)
+    logits = np.zeros((1, 50_000), dtype=BFLOAT16)
+    exact = reference.exact("softmax", logits)
+    got = exact.rounded("bfloat16").astype(np.float64)
+    got[0, 7] *= 1.02
+    result = measure.evaluate(
+        "softmax", "value", "bfloat16", logits, None, got.astype(BFLOAT16), exact
+    )
+    assert result.verdict == "inaccurate" and result.budget_ulps < 1.1

@@ -49,7 +49,8 @@ BUDGET_RULE = (
     "is the error of the terms the result was formed from, not a fraction of the result. The "
     "measure is error / allowance per element; its maximum decides (above 1: inaccurate). ULP "
     "figures are in ULPs of the output dtype at t, never finer than half an ULP at the "
-    "magnitude R of the terms the result is a sum of (R = |t| without cancellation) and, for "
+    "magnitude R of the terms the result is a sum of (R = |t| without cancellation; log s "
+    "counts as at least 1, the log of s >= 1) and, for "
     "a zero or subnormal t, than half an ULP at A/u_acc, so a cancelling result near zero is "
     "not measured in subnormal ULPs. The budget follows the "
     "shifted algorithm on purpose: an implementation that does not subtract max(x) loses "
@@ -206,18 +207,19 @@ def error_scale(
 
 
 # R per output element: the magnitude of the terms the result is a sum of (|t| when nothing
-# cancels); the ULP ruler is never finer than half an ULP at R (BUDGET_RULE).
+# cancels); the ULP ruler is never finer than half an ULP at R (BUDGET_RULE). log s counts as
+# at least 1: it is the log of s >= 1, rounded at the magnitude of s (absolute error ~u).
 _ADDENDS = {
-    ("logsumexp", "value"): lambda t: np.abs(t.x.max(axis=-1)) + np.abs(t.log_s[..., 0]),
-    ("log_softmax", "value"): lambda t: np.abs(t.d) + np.abs(t.log_s),
+    ("logsumexp", "value"): lambda t: np.abs(t.x.max(axis=-1)) + 1 + t.log_s[..., 0],
+    ("log_softmax", "value"): lambda t: np.abs(t.d) + 1 + t.log_s,
     ("sparse_softmax_cross_entropy", "value"): lambda t: (
-        _at_label(np.abs(t.d), t.labels) + np.abs(t.log_s[..., 0])
+        _at_label(np.abs(t.d), t.labels) + 1 + t.log_s[..., 0]
     ),
     ("sparse_softmax_cross_entropy", "grad"): lambda t: (
         t.p + (np.arange(t.d.shape[-1]) == t.labels[..., None])
     ),
     ("softmax_cross_entropy", "value"): lambda t: _weighted(
-        np.abs(t.labels), np.abs(t.d) + np.abs(t.log_s)
+        np.abs(t.labels), np.abs(t.d) + 1 + t.log_s
     ).sum(axis=-1),
     ("softmax_cross_entropy", "grad"): lambda t: (
         np.abs(t.labels.sum(axis=-1, keepdims=True)) * t.p + np.abs(t.labels)
