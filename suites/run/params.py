@@ -63,7 +63,8 @@ def check_implementations(patterns: tuple[str, ...], names: set[str]) -> None:
     """After planning: every ``--impl`` glob matched an implementation of the run."""
     for pattern in patterns:
         if not any(fnmatch.fnmatchcase(name, pattern) for name in names):
-            shown = ", ".join(sorted(names)[:12]) or "none (no backend was usable)"
+            shown = ", ".join(sorted(names)[:60]) or "none (no backend was usable)"
+            shown += ", ..." if len(names) > 60 else ""
             raise UsageError(f"--impl {pattern!r} matches no implementation; valid: {shown}")
 
 

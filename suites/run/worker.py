@@ -88,7 +88,7 @@ def work(job: WorkerJob, connection) -> None:
     tasks = plan(job, adapter)
     done = stored_keys(Path(job.run_dir), job.suite, job.backend) | job.skip
     todo = [task for task in tasks if task.key not in done]
-    names = sorted({task.template["implementation"] for task in tasks})
+    names = sorted(str(impl.name) for impl in adapter.implementations())
     plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}
     connection.send(("plan", plan_info))
     writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
