@@ -50,8 +50,17 @@ def _shape(text: str) -> tuple[int, int]:
     return batch, classes
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported in one line (not the usage block, then the line)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("xentbench").strip()
+        print(f"{f'xentbench {command}'.strip()}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xentbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="xentbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="backends, versions, availability, implementations")
@@ -209,7 +218,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _interrupted(command: str) -> int:
-    print(f"xentbench {command}: interrupted".replace("  ", " "), file=sys.stderr)
+    print(f"{f'xentbench {command}'.strip()}: interrupted", file=sys.stderr)
     return 130
 
 
