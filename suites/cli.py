@@ -1,6 +1,7 @@
 """The ``xentbench`` command line: list, run, check, report, compare.
 
-Bad usage exits with status 2 and one line naming the bad value and the valid ones.
+Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
+makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from adapters import registry
 from adapters.base import DEVICES, DTYPES, MODES, OPS
 from suites.catalog.selection import DEFAULT_SHAPES, Selection
 from suites.judge.verdicts import at_or_beyond
-from suites.run import run_info
-from suites.store import SUITES, IncompatibleRun
+from suites.run import params, run_info
+from suites.run.lock import RunLocked
+from suites.safe_paths import UnsafePath
+from suites.store import SUITES, CorruptRun, IncompatibleRun
+from suites.usage import UsageError
 
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
 DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
@@ -30,8 +34,8 @@ def _stdout() -> Console:
     return Console(width=None if sys.stdout.isatty() else 200)
 
 
-class UsageError(Exception):
-    """Bad usage: reported in one line, exit status 2."""
+# Errors that are the input's, not xentbench's: one line, exit status 2.
+USER_ERRORS = (UsageError, IncompatibleRun, CorruptRun, UnsafePath, RunLocked)
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -46,8 +50,17 @@ def _shape(text: str) -> tuple[int, int]:
     return batch, classes
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported in one line (not the usage block, then the line)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("xentbench").strip()
+        print(f"{f'xentbench {command}'.strip()}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="xentbench", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="xentbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="backends, versions, availability, implementations")
@@ -106,6 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
     run.add_argument(
+        "--new",
+        action="store_true",
+        help="start the run directory anew: its stored results move to previous-<time>/",
+    )
+    run.add_argument(
         "--fail-on",
         choices=("wrong", "inaccurate"),
         help="exit 1 if any verdict at or beyond this level (error counts as beyond)",
@@ -147,11 +165,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _backends(requested: list[str] | None) -> tuple[str, ...]:
-    known = registry.backend_names()
-    for name in requested or ():
-        if name not in known:
-            raise UsageError(f"unknown backend {name!r}; valid: {', '.join(known)}")
-    return tuple(requested) if requested else known
+    return params.check_backends(requested, registry.backend_names())
 
 
 def _interpreters(pairs: list[str], backends: tuple[str, ...]) -> dict[str, str]:
@@ -176,13 +190,36 @@ def _existing_dir(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted("")
     console = Console(stderr=True)
     try:
         return COMMANDS[args.command](args, console)
-    except (UsageError, IncompatibleRun) as exc:
-        print(f"xentbench {args.command}: error: {exc}", file=sys.stderr)
+    except USER_ERRORS as exc:
+        print(f"xentbench {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return _interrupted(args.command)
+    except Exception as exc:  # a bug of xentbench: one line, not a traceback
+        if os.environ.get("XENTBENCH_DEBUG"):
+            raise
+        print(
+            f"xentbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(a bug of xentbench; XENTBENCH_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _interrupted(command: str) -> int:
+    print(f"{f'xentbench {command}'.strip()}: interrupted", file=sys.stderr)
+    return 130
 
 
 def _list(args, console) -> int:
@@ -197,13 +234,29 @@ def _list(args, console) -> int:
 
 
 def _run(args, console) -> int:
+
+    params.check_numbers(args.jobs, args.timeout)
+    backends = _backends(args.backend)
+    pythons = _interpreters(args.python, backends)
+    params.check_cases(tuple(args.cases), tuple(args.op or OPS))
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    run_dir = params.writable_dir(args.out or run_info.default_run_dir())
+    from suites.run.lock import hold
+
+    with hold(run_dir):
+        return _run_locked(args, console, run_dir, backends, pythons, suites)
+
+
+def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
+    """The run, its directory's lock held: refuse to mix, start, run, record, gate."""
     from suites.run.runner import run_all
     from suites.run.worker import WorkerJob
 
-    backends = _backends(args.backend)
-    pythons = _interpreters(args.python, backends)
-    suites = SUITES if args.suite == "all" else (args.suite,)
-    run_dir = args.out or run_info.default_run_dir()
+    if args.new:
+        aside = params.start_anew(run_dir)
+        if aside:
+            console.print(f"previous results moved to {aside}")
+    params.check_same_run(run_dir, run_info.pinned(args.seed))
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
     jobs = [
         WorkerJob(
@@ -220,8 +273,12 @@ def _run(args, console) -> int:
         for backend in backends
     ]
     console.print(f"run directory: {run_dir}")
-    outcomes = run_all(jobs, args.timeout, console, args.jobs)
+    try:
+        outcomes = run_all(jobs, args.timeout, console, args.jobs)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
     run_info.finish(run_dir, outcomes)
+    _refuse_unusable(args, outcomes)
     harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
     if harness_errors:
         console.print(
@@ -230,6 +287,23 @@ def _run(args, console) -> int:
         )
         return 1
     return _gate(run_dir, args.fail_on, console) if args.fail_on else 0
+
+
+def _refuse_unusable(args, outcomes) -> None:
+    """Exit 2 when a backend refused the directory's rows, or the selection selected nothing."""
+    refused = [outcome.refused for outcome in outcomes if outcome.refused]
+    if refused:
+        raise UsageError(refused[0])
+    usable = [outcome for outcome in outcomes if not outcome.unavailable]
+    if usable:
+        params.check_implementations(
+            tuple(args.impl), {name for outcome in usable for name in outcome.names}
+        )
+    if usable and not any(outcome.planned for outcome in usable):
+        raise UsageError(
+            "the selection matches no evaluation (--op/--dtype/--mode/--device/--impl/--cases "
+            "combined); widen it"
+        )
 
 
 def _selection(args, suite: str) -> Selection:
@@ -258,15 +332,12 @@ def _gate(run_dir: Path, level: str, console) -> int:
 
 
 def _check(args, console) -> int:
-    import numpy as np
-
     from suites.check import CheckRequest, dtype_name, run_check
+    from suites.check_inputs import load_array, normalise
 
-    try:
-        logits = np.load(args.logits)
-        labels = None if args.labels is None else np.load(args.labels)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read array: {exc}") from None
+    logits = load_array(str(args.logits), "--logits")
+    labels = None if args.labels is None else load_array(str(args.labels), "--labels")
+    logits, labels = normalise(args.op, logits, labels)
     try:
         dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
         request = CheckRequest(
@@ -324,7 +395,10 @@ def _report(args, console) -> int:
     from suites.report.build import build_report
 
     run_dirs = [_existing_dir(path) for path in args.run_dirs]
-    paths = build_report(run_dirs, args.out or run_dirs[0])
+    for run_dir in run_dirs:
+        _require_results(run_dir)
+    out = params.writable_dir(args.out or run_dirs[0])
+    paths = build_report(run_dirs, out)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
@@ -333,14 +407,29 @@ def _report(args, console) -> int:
 def _compare(args, console) -> int:
     from suites.report.compare import compare_runs
 
+    for value, name in (
+        (args.ulp_threshold, "--ulp-threshold"),
+        (args.time_threshold, "--time-threshold"),
+    ):
+        lowest = 1.0 if name == "--ulp-threshold" else 0.0
+        if not value >= lowest or value == float("inf"):
+            raise UsageError(f"invalid {name} {value:g}; valid: a finite number >= {lowest:g}")
+    base, new = (_require_results(_existing_dir(path)) for path in (args.base, args.new))
     comparison = compare_runs(
-        _existing_dir(args.base),
-        _existing_dir(args.new),
-        ulp_threshold=args.ulp_threshold,
-        time_threshold=args.time_threshold,
+        base, new, ulp_threshold=args.ulp_threshold, time_threshold=args.time_threshold
     )
     print(comparison.render(args.format))
-    return 1 if len(comparison.regressions) else 0
+    return 1 if comparison.failed else 0
+
+
+def _require_results(run_dir: Path) -> Path:
+    """A run directory that holds stored rows (report and compare have nothing to read else)."""
+    if not params.has_results(run_dir):
+        raise UsageError(
+            f"{str(run_dir)!r} holds no results (no accuracy-*/timing-* parquet files or parts); "
+            "valid: a directory written by xentbench run"
+        )
+    return run_dir
 
 
 COMMANDS = {"list": _list, "run": _run, "check": _check, "report": _report, "compare": _compare}

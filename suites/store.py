@@ -2,8 +2,10 @@
 
 A run directory holds ``run.json`` (machine, versions, commands) and, per suite and backend,
 ``<suite>-<backend>.parquet``. While a backend runs, rows land in small part files under
-``parts/<suite>-<backend>/`` written atomically (temp file + rename), so an interrupted run
-loses at most the rows in flight and a re-run resumes from what is stored.
+``parts/<suite>-<backend>/`` written atomically (temp file + fsync + rename), so an interrupted
+run loses at most the rows in flight and a re-run resumes from what is stored. Merging reads the
+parts it finds and deletes exactly those, by name. Nothing is read or written through a symlink
+inside the run directory (``suites.safe_paths``); one writer at a time is ``suites.run.lock``'s.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,8 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from suites.safe_paths import atomic_write, atomic_write_text, inside, open_no_follow, regular_files
 
 SUITES: tuple[str, ...] = ("accuracy", "timing")
 
@@ -39,6 +42,10 @@ class IncompatibleRun(ValueError):
     """A run directory written with a results schema this version cannot read."""
 
 
+class CorruptRun(ValueError):
+    """A results file or run.json that cannot be read (truncated, not parquet/JSON)."""
+
+
 # Columns common to every row: which run, which machine, which backend and call.
 _COMMON: list[tuple[str, pa.DataType]] = [
     ("run_id", pa.string()),
@@ -52,6 +59,9 @@ _COMMON: list[tuple[str, pa.DataType]] = [
     ("mode", pa.string()),
     ("verdict", pa.string()),
     ("message", pa.string()),
+    # Why the harness, not the implementation, produced this row (a timeout, a worker that
+    # died): null for a real result. Such rows are retried by the next run into the directory.
+    ("harness_error", pa.string()),
 ]
 
 ACCURACY_SCHEMA = pa.schema(
@@ -138,7 +148,12 @@ def _versioned(schema: pa.Schema) -> pa.Schema:
 
 def _read(path: Path, suite: str) -> pa.Table:
     """One parquet file of ``suite``, its schema version checked (files before versioning: 1)."""
-    metadata = pq.read_schema(path).metadata or {}
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CorruptRun(f"{path} is not a readable results file ({exc})") from None
     version = int(metadata.get(_VERSION_KEY, b"1"))
     if version not in READABLE_VERSIONS:
         raise IncompatibleRun(
@@ -146,7 +161,12 @@ def _read(path: Path, suite: str) -> pa.Table:
             f"{', '.join(map(str, sorted(READABLE_VERSIONS)))}: use the matching xentbench, "
             "or start a new run directory"
         )
-    return pq.read_table(path, schema=SCHEMAS[suite])
+    try:
+        return pq.read_table(path, schema=SCHEMAS[suite])
+    except (pa.ArrowException, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise CorruptRun(f"{path} is not a readable {suite} results file ({exc})") from None
 
 
 def _stored(value: Any, type_: pa.DataType) -> Any:
@@ -157,16 +177,8 @@ def _stored(value: Any, type_: pa.DataType) -> Any:
     return value
 
 
-def _atomic_write_parquet(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".parquet")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+def _atomic_write_parquet(root: Path, table: pa.Table, path: Path) -> None:
+    atomic_write(root, path, lambda name: pq.write_table(table, name))
 
 
 class RowWriter:
@@ -191,20 +203,24 @@ class RowWriter:
     def flush(self) -> None:
         if self._pending:
             name = f"part-{time.time_ns()}-{os.getpid()}.parquet"
-            _atomic_write_parquet(_table(self.suite, self._pending), self.parts_dir / name)
+            table = _table(self.suite, self._pending)
+            _atomic_write_parquet(self.run_dir, table, self.parts_dir / name)
             self._pending = []
         self._last_flush = time.monotonic()
 
     def close(self) -> Path:
-        """Flush, merge stored and new rows into ``<suite>-<backend>.parquet``, drop parts."""
+        """Flush, merge stored and new rows into ``<suite>-<backend>.parquet``, then delete the
+        part files that were merged, by name (parts written meanwhile stay for the next merge)."""
         self.flush()
         merged = results_path(self.run_dir, self.suite, self.backend)
-        frames = [frame for frame in _read_backend(self.run_dir, self.suite, self.backend)]
+        parts = _parts(self.run_dir, self.suite, self.backend)
+        frames = [_read(path, self.suite) for path in [merged, *parts] if path.exists()]
         if frames:
             table = pa.concat_tables(frames)
-            _atomic_write_parquet(_dedupe(self.suite, table), merged)
-        for part in sorted(self.parts_dir.glob("part-*.parquet")):
-            part.unlink()
+            _atomic_write_parquet(self.run_dir, _dedupe(self.suite, table), merged)
+        for part in parts:
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
         with contextlib.suppress(OSError):
             self.parts_dir.rmdir()
             self.parts_dir.parent.rmdir()  # parts/ itself, once no backend has parts left
@@ -212,14 +228,20 @@ class RowWriter:
 
 
 def results_path(run_dir: Path, suite: str, backend: str) -> Path:
-    return Path(run_dir) / f"{suite}-{backend}.parquet"
+    return inside(Path(run_dir), Path(run_dir) / f"{suite}-{backend}.parquet")
+
+
+def _parts(run_dir: Path, suite: str, backend: str) -> list[Path]:
+    """The part files of one backend, oldest first (names start with the write time in ns)."""
+    directory = Path(run_dir) / "parts" / f"{suite}-{backend}"
+    return list(regular_files(Path(run_dir), directory, "part-*.parquet"))
 
 
 def _read_backend(run_dir: Path, suite: str, backend: str) -> Iterator[pa.Table]:
     merged = results_path(run_dir, suite, backend)
     if merged.exists():
         yield _read(merged, suite)
-    for part in sorted((Path(run_dir) / "parts" / f"{suite}-{backend}").glob("part-*.parquet")):
+    for part in _parts(run_dir, suite, backend):
         yield _read(part, suite)
 
 
@@ -231,42 +253,86 @@ def _dedupe(suite: str, table: pa.Table) -> pa.Table:
 
 
 def stored_keys(run_dir: Path, suite: str, backend: str) -> set[tuple]:
-    """Keys of the rows already stored for this backend (what a resumed run skips)."""
-    keys: set[tuple] = set()
+    """Keys of the rows already stored for this backend (what a resumed run skips). A key
+    whose latest row records a harness error (timeout, dead worker) is not done: it is retried."""
+    latest: dict[tuple, bool] = {}
     for table in _read_backend(run_dir, suite, backend):
         columns = [table.column(name).to_pylist() for name in KEYS[suite]]
-        keys.update(zip(*columns, strict=True))
-    return keys
+        failed = table.column("harness_error").to_pylist()
+        latest.update(zip(zip(*columns, strict=True), failed, strict=True))
+    return {key for key, harness_error in latest.items() if not harness_error}
+
+
+def stored_versions(run_dir: Path, suite: str, backend: str) -> set[str]:
+    """The backend versions recorded in this backend's stored rows."""
+    versions: set[str] = set()
+    for table in _read_backend(run_dir, suite, backend):
+        versions.update(v for v in table.column("backend_version").to_pylist() if v)
+    return versions
+
+
+def stored_backends(run_dir: Path, suite: str) -> list[str]:
+    """The backends with stored rows (merged files or parts) of ``suite`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    merged = regular_files(run_dir, run_dir, f"{suite}-*.parquet")
+    backends = {p.stem.split("-", 1)[1] for p in merged}
+    parts = run_dir / "parts"
+    inside(run_dir, parts)
+    if parts.is_dir():
+        for directory in parts.glob(f"{suite}-*"):
+            inside(run_dir, directory)
+            backends.add(directory.name.split("-", 1)[1])
+    return sorted(backends)
 
 
 def load(run_dirs: Iterable[Path], suite: str) -> pd.DataFrame:
     """All rows of ``suite`` from the given run directories (merged files and parts)."""
     frames = []
     for run_dir in run_dirs:
-        run_dir = Path(run_dir)
-        backends = {p.stem.split("-", 1)[1] for p in run_dir.glob(f"{suite}-*.parquet")}
-        backends |= {p.name.split("-", 1)[1] for p in (run_dir / "parts").glob(f"{suite}-*")}
-        for backend in sorted(backends):
-            tables = list(_read_backend(run_dir, suite, backend))
-            if tables:
-                frames.append(_dedupe(suite, pa.concat_tables(tables)).to_pandas())
+        frames += _load_run(Path(run_dir), suite)
     if not frames:
         return SCHEMAS[suite].empty_table().to_pandas()
     return pd.concat(frames, ignore_index=True)
 
 
+def _load_run(run_dir: Path, suite: str, attempts: int = 5) -> list[pd.DataFrame]:
+    """One run's frames, one per backend; read again if a writer merged parts meanwhile."""
+    for attempt in range(attempts):
+        try:
+            frames = []
+            for backend in stored_backends(run_dir, suite):
+                tables = list(_read_backend(run_dir, suite, backend))
+                if tables:
+                    frames.append(_dedupe(suite, pa.concat_tables(tables)).to_pandas())
+            return frames
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+    return []
+
+
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``.<name>.lock`` beside ``path`` (never through a symlink)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    fd = open_no_follow(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
     """The run's ``run.json`` ({} if none), its schema version checked (none recorded: 1)."""
-    path = Path(run_dir) / "run.json"
-    info = json.loads(path.read_text()) if path.exists() else {}
+    path = inside(Path(run_dir), Path(run_dir) / "run.json")
+    try:
+        info = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CorruptRun(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(info, dict):
+        raise CorruptRun(f"{path} does not hold a JSON object")
     version = info.get("schema_version", 1)
     if version not in READABLE_VERSIONS:
         raise IncompatibleRun(
@@ -282,7 +348,7 @@ def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
     Several worker processes (one per backend, possibly in different virtual environments)
     record their versions into the same run, so the merge is read-modify-write under a lock.
     """
-    path = Path(run_dir) / "run.json"
+    path = inside(Path(run_dir), Path(run_dir) / "run.json")
     with _locked(path):
         info = read_run_info(run_dir)
         for key, value in update.items():
@@ -292,8 +358,6 @@ def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
                 info[key] = info[key] + [item for item in value if item not in info[key]]
             else:
                 info[key] = value
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(info, handle, indent=2, sort_keys=True, default=str)
-        os.replace(tmp, path)
+        text = json.dumps(info, indent=2, sort_keys=True, default=str)
+        atomic_write_text(Path(run_dir), path, text)
     return info

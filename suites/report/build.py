@@ -7,6 +7,9 @@ accuracy and timing sections live in ``suites.report.accuracy`` and ``suites.rep
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,18 +190,44 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     """Write report.md, report.html, accuracy.csv, timing.csv and PNG plots into ``out_dir``.
 
     Returns the written files by name. Raises ``FileNotFoundError`` for a missing run
-    directory and ``ValueError`` when the runs hold no results at all.
+    directory and ``ValueError`` when the runs hold no results at all. A run given twice (or
+    two copies of one run) counts once. The files are written into a private directory first
+    and renamed into ``out_dir``: a symlink planted there is replaced, never written through.
     """
-    run_dirs = [Path(d) for d in run_dirs]
+    run_dirs = list({Path(d).resolve(): Path(d) for d in run_dirs}.values())
     missing = [str(d) for d in run_dirs if not d.is_dir()]
     if missing:
         raise FileNotFoundError(f"no such run directory: {', '.join(missing)}")
-    accuracy = clean(store.load(run_dirs, "accuracy"))
-    timing = clean(store.load(run_dirs, "timing"))
+    accuracy = clean(_once_per_run(store.load(run_dirs, "accuracy"), "accuracy"))
+    timing = clean(_once_per_run(store.load(run_dirs, "timing"), "timing"))
     if accuracy.empty and timing.empty:
         raise ValueError(f"no stored results in {', '.join(map(str, run_dirs))}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".report-"))
+    try:
+        written = _build_into(run_dirs, accuracy, timing, staging)
+        return {name: _move_into(path, out_dir) for name, path in written.items()}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _once_per_run(frame: pd.DataFrame, suite: str) -> pd.DataFrame:
+    """One row per run and key: a run directory given twice, or copied, is not counted twice."""
+    return frame.drop_duplicates(subset=["run_id", *store.KEYS[suite]], keep="last")
+
+
+def _move_into(path: Path, out_dir: Path) -> Path:
+    """Rename a staged file into ``out_dir`` (replacing a symlink there, not its target)."""
+    target = out_dir / path.relative_to(path.parent)
+    if target.is_dir() and not target.is_symlink():
+        raise ValueError(f"{target} is a directory; the report cannot be written over it")
+    os.replace(path, target)
+    return target
+
+
+def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[str, Path]:
+    """Every report file, written into ``out_dir``."""
     written = _write_csvs(accuracy, timing, out_dir)
     infos = [(d, store.read_run_info(d)) for d in run_dirs]
     accuracy_plots = plots.accuracy_plots(accuracy, out_dir)

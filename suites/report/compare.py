@@ -14,7 +14,9 @@ Both runs are read from the results store and joined on ``store.KEYS[suite]``. T
   of the two runs do not overlap, so a difference inside the measured spread never counts.
   A speed-up is the same rule the other way.
 
-Keys present in one run only are listed as ``added`` or ``removed``, never as regressions.
+Keys present in one run only are listed as ``added`` or ``removed``. A removed key is an
+evaluation that vanished from the new run: as a CI gate, that fails like a regression
+(``Comparison.failed``), since a run that stopped evaluating something proves nothing about it.
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ class Comparison:
     removed: pd.DataFrame
 
     @property
+    def failed(self) -> bool:
+        """Whether the new run fails the gate: a regression, or an evaluation that vanished."""
+        return bool(len(self.regressions) or len(self.removed))
+
+    @property
     def note(self) -> str:
         """A caveat the reader needs: timings from different hosts also compare machines."""
         if self.base["host"] != self.new["host"]:
@@ -127,7 +134,10 @@ class Comparison:
             f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; median time "
             f"more than {self.time_threshold:.0%} higher with median±IQR intervals apart.",
         ]
-        titles = {"changes": "coverage changes (to or from unsupported)"}
+        titles = {
+            "changes": "coverage changes (to or from unsupported)",
+            "removed": "removed (vanished from the new run: they fail the comparison)",
+        }
         for name, frame in self._sections().items():
             lines += ["", f"## {titles.get(name, name).capitalize()}: {len(frame)}", ""]
             if frame.empty:

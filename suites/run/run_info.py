@@ -62,6 +62,12 @@ def _git_commit() -> str:
     return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
+def pinned(seed: int) -> dict[str, Any]:
+    """What this run's rows depend on beyond their key: a directory's rows must agree on it
+    (``suites.run.params.check_same_run``)."""
+    return {"seed": seed, "git_commit": _git_commit(), "python": sys.version.split()[0]}
+
+
 def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
     """Record the machine and the command in ``run.json`` (creating the run) and return it."""
     from suites.judge.budget import BUDGET_RULE, worked_examples_text

@@ -1,19 +1,24 @@
 """The runner: one worker process per backend, progress, crash and hang isolation, resume.
 
 A worker that dies or stays silent past the task timeout is killed; the task it was running
-becomes an ``error`` row (so a resumed worker skips it) and a fresh worker carries on. Workers
+becomes an ``error`` row marked ``harness_error`` (this run moves on; the next run into the
+directory retries it) and a fresh worker carries on. Ctrl-C stops every worker within a second
+or two (``stop_workers``): finished rows are kept, the tasks in flight leave no row. Workers
 are fresh interpreters, this one or a backend environment's (``WorkerJob.python``), so one run
 can drive backends installed in separate virtual environments.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,6 +31,12 @@ from suites.store import RowWriter
 
 PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
 MAX_RESTARTS = 50
+POLL_S = 0.2  # how often a waiting runner thread checks for Ctrl-C
+STOP_GRACE_S = 1.0  # how long a stopping worker may take to store its finished rows
+
+_stop = threading.Event()  # set on Ctrl-C: every runner thread winds down
+_live: set[_Worker] = set()
+_live_lock = threading.Lock()
 
 
 @dataclass
@@ -37,6 +48,10 @@ class BackendOutcome:
     verdicts: dict[str, int] = field(default_factory=dict)
     crashes: list[str] = field(default_factory=list)
     harness_errors: list[str] = field(default_factory=list)
+    refused: str | None = None  # the stored rows are of another backend version
+    names: list[str] = field(default_factory=list)  # the implementations the plan covered
+    planned: int = 0
+    skipped: set = field(default_factory=set)  # keys given up on in this run (crash, timeout)
 
 
 class _Worker:
@@ -49,9 +64,13 @@ class _Worker:
             env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         read_fd, write_fd = os.pipe()
         command = [python, "-c", "from suites.run.worker import main; main()", str(write_fd)]
+        command.append(str(os.getpid()))
+        # Its own session: a terminal's Ctrl-C goes to this process only, which stops workers.
         self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env
+            command, stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env, start_new_session=True
         )
+        with _live_lock:
+            _live.add(self)
         os.close(write_fd)
         self.connection = Connection(read_fd, writable=False)
         try:
@@ -61,13 +80,18 @@ class _Worker:
             pass
 
     def receive(self, timeout_s: float):
-        """The next message; ("died", None) if the pipe closed; None after timeout_s of silence."""
-        if self.connection.poll(timeout_s):
-            try:
-                return self.connection.recv()
-            except EOFError:  # the worker's end closed: it exited (it may not be reaped yet)
-                return ("died", None)
-        return None
+        """The next message; ("died", None) if the pipe closed; None after timeout_s of silence;
+        ("stopped", None) once Ctrl-C was pressed."""
+        deadline = time.monotonic() + timeout_s
+        while not _stop.is_set():
+            if self.connection.poll(max(0.0, min(POLL_S, deadline - time.monotonic()))):
+                try:
+                    return self.connection.recv()
+                except (EOFError, OSError):  # the worker's end closed: it exited
+                    return ("stopped", None) if _stop.is_set() else ("died", None)
+            if time.monotonic() >= deadline:
+                return None
+        return ("stopped", None)
 
     def stop(self) -> str:
         if self.process.poll() is None:
@@ -76,8 +100,27 @@ class _Worker:
             code = self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             code = None
+        with _live_lock:
+            _live.discard(self)
         self.connection.close()
         return f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
+
+
+def stop_workers() -> None:
+    """Ctrl-C: every live worker is asked to store its finished rows and exit (SIGTERM), and
+    killed if it has not within ``STOP_GRACE_S``; runner threads stop waiting on them."""
+    _stop.set()
+    with _live_lock:
+        workers = list(_live)
+    for worker in workers:
+        if worker.process.poll() is None:
+            worker.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for worker in workers:
+        try:
+            worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
 
 
 def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> BackendOutcome:
@@ -85,7 +128,9 @@ def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> Backend
     outcome = BackendOutcome(job.backend, job.suite)
     bar = progress.add_task(f"{job.suite} {job.backend}", total=None)
     for _ in range(MAX_RESTARTS):
-        worker = _Worker(job)
+        if _stop.is_set():
+            break
+        worker = _Worker(dataclasses.replace(job, skip=frozenset(outcome.skipped)))
         try:
             finished = _drive(worker, job, outcome, progress, bar, timeout_s)
         finally:
@@ -101,6 +146,8 @@ def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
     in_flight = None
     while True:
         message = worker.receive(PLAN_TIMEOUT_S if in_flight is None else timeout_s)
+        if message is not None and message[0] == "stopped":
+            return True  # Ctrl-C: no row for the task in flight
         if message is None or message[0] == "died":
             _record_crash(job, outcome, in_flight, worker, timeout_s, timed_out=message is None)
             if in_flight is None:
@@ -113,8 +160,13 @@ def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
             outcome.unavailable = payload
             progress.update(bar, total=0)
             return True
+        if kind == "refused":
+            outcome.refused = payload
+            return True
         if kind == "plan":
             outcome.version = payload["version"]
+            outcome.names = payload.get("names", [])
+            outcome.planned = payload["total"]
             done_before = payload["total"] - payload["todo"]
             progress.update(bar, total=payload["total"], completed=max(done_before, 0))
         elif kind == "start":
@@ -135,14 +187,16 @@ def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
 
 def _record_crash(job, outcome, in_flight, worker, timeout_s, *, timed_out: bool) -> None:
     status = worker.stop()
-    if in_flight is None:
+    if in_flight is None or _stop.is_set():
         return
-    _, label, template = in_flight
+    key, label, template = in_flight
     reason = f"timed out after {timeout_s:g} s" if timed_out else f"worker process died ({status})"
     outcome.crashes.append(f"{label}: {reason}")
+    outcome.skipped.add(key)
     outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
     writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
-    writer.write({**template, "verdict": "error", "message": reason})
+    row = {**template, "verdict": "error", "message": reason, "harness_error": reason}
+    writer.write(row)
     writer.flush()
 
 
@@ -152,8 +206,10 @@ def run_all(
     """Run the jobs (backend x suite), ``parallel`` workers at a time, with progress bars.
 
     Timing jobs run alone (after the others): a concurrent worker would steal the cores
-    being measured.
+    being measured. On Ctrl-C the workers are stopped, every finished row is merged, and
+    ``KeyboardInterrupt`` propagates.
     """
+    _stop.clear()
     columns = (
         TextColumn("{task.description}", style="bold"),
         BarColumn(),
@@ -176,16 +232,33 @@ def run_all(
             progress.console.log(_summary(outcome, time.monotonic() - started))
             return outcome
 
-        with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            outcomes = list(pool.map(one, concurrent))
-        outcomes += [one(job) for job in alone]
+        pool = ThreadPoolExecutor(max_workers=max(1, parallel))
+        try:
+            outcomes = _wait_all([pool.submit(one, job) for job in concurrent])
+            for job in alone:  # in a pool thread too, so that Ctrl-C reaches this thread
+                outcomes += _wait_all([pool.submit(one, job)])
+        except KeyboardInterrupt:
+            stop_workers()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown()
     return outcomes
+
+
+def _wait_all(futures) -> list[BackendOutcome]:
+    """The futures' results in order, waiting in short slices (Ctrl-C interrupts a slice)."""
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
+    return [future.result() for future in futures]
 
 
 def _summary(outcome: BackendOutcome, elapsed_s: float) -> str:
     name = f"{outcome.suite} {outcome.backend}"
     if outcome.unavailable:
         return f"{name}: unavailable: {outcome.unavailable}"
+    if outcome.refused:
+        return f"{name}: refused: {outcome.refused}"
     counts = ", ".join(f"{count} {verdict}" for verdict, count in outcome.verdicts.items())
     crashes = f"; {len(outcome.crashes)} crash/timeout rows" if outcome.crashes else ""
     if outcome.harness_errors:

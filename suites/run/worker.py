@@ -5,11 +5,18 @@ environment's interpreter) so a framework that crashes or hangs loses nothing bu
 flight. It reads its ``WorkerJob`` pickled from stdin and reports to the parent through a pipe
 inherited as a file descriptor: the plan, the start of each task (with the row template the
 parent needs to record a crash), its end.
+
+It runs in its own session (a terminal's Ctrl-C reaches only the parent), dies with the parent
+(``PR_SET_PDEATHSIG`` on Linux) and, asked to stop with SIGTERM, stores the rows it has
+finished and exits without a row for the task in flight.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+import signal
 import sys
 import traceback
 import warnings
@@ -19,7 +26,7 @@ from typing import Any, Protocol
 
 from adapters import registry
 from suites.catalog.selection import Selection
-from suites.store import RowWriter, stored_keys
+from suites.store import RowWriter, stored_keys, stored_versions
 
 
 class Task(Protocol):
@@ -42,6 +49,11 @@ class WorkerJob:
     host: str
     bandwidth_gbps: float = 0.0
     python: str = ""  # the interpreter to run it with (a backend's own environment); "" = ours
+    skip: frozenset = frozenset()  # keys this run already gave up on (crashed or timed out)
+
+
+class Stopped(BaseException):
+    """The parent asked this worker to stop (SIGTERM): keep finished rows, then exit."""
 
 
 def plan(job: WorkerJob, adapter) -> list[Task]:
@@ -69,12 +81,27 @@ def work(job: WorkerJob, connection) -> None:
         connection.send(("unavailable", str(exc)))
         return
     version = str(adapter.version())  # plain: the parent may not have the framework to unpickle
+    refused = _version_conflict(job, version)
+    if refused:
+        connection.send(("refused", refused))
+        return
     tasks = plan(job, adapter)
-    done = stored_keys(Path(job.run_dir), job.suite, job.backend)
+    done = stored_keys(Path(job.run_dir), job.suite, job.backend) | job.skip
     todo = [task for task in tasks if task.key not in done]
-    connection.send(("plan", {"total": len(tasks), "todo": len(todo), "version": version}))
+    names = sorted(str(impl.name) for impl in adapter.implementations())
+    plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}
+    connection.send(("plan", plan_info))
     writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
-    extra = provenance(job, version)
+    try:
+        _work_through(todo, writer, provenance(job, version), connection)
+    except Stopped:
+        writer.flush()  # the finished rows; the task in flight leaves no row
+        return
+    writer.close()
+    connection.send(("end", None))
+
+
+def _work_through(todo: list[Task], writer: RowWriter, extra: dict, connection) -> None:
     for task in todo:
         connection.send(("start", (task.key, task.label, {**task.template, **extra})))
         try:
@@ -87,8 +114,17 @@ def work(job: WorkerJob, connection) -> None:
         row = {**row, **extra}
         writer.write(row)
         connection.send(("done", row["verdict"]))
-    writer.close()
-    connection.send(("end", None))
+
+
+def _version_conflict(job: WorkerJob, version: str) -> str | None:
+    """Why this backend's stored rows cannot be mixed with this run's (another version)."""
+    stored = stored_versions(Path(job.run_dir), job.suite, job.backend) - {version}
+    if not stored:
+        return None
+    return (
+        f"{job.run_dir} holds {job.suite} rows of {job.backend} {', '.join(sorted(stored))}, "
+        f"this run has {version}; use a new --out, or --new to start this directory anew"
+    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -101,5 +137,32 @@ def main() -> None:
     """Entry point of ``python -c "from suites.run.worker import main; main()" FD``."""
     from multiprocessing.connection import Connection
 
+    _die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _stop)
     job = pickle.load(sys.stdin.buffer)
-    work(job, Connection(int(sys.argv[1]), readable=False))
+    with contextlib.suppress(Stopped, BrokenPipeError):  # asked to stop, or the parent is gone
+        work(job, Connection(int(sys.argv[1]), readable=False))
+
+
+def _stop(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup must not be interrupted
+    raise Stopped
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a ``kill -9``'d runner must
+    not leave workers writing into a directory a resumed run now owns)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid and os.getppid() != parent_pid:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:  # the parent died before the request took effect
+            os._exit(1)
+        except PermissionError:
+            pass
