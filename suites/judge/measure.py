@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from reference import Exact
+from reference import GRADIENT_OPS, Exact
 from reference.dtypes import numpy_dtype
 from suites.judge.budget import K, error_scale, in_ulps
+from suites.judge.reductions import option_scale
 from suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,
@@ -87,6 +88,7 @@ def evaluate(
     labels: np.ndarray | None,
     got: np.ndarray,
     exact: Exact,
+    options: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Measure ``got`` against ``exact`` in ULPs of ``dtype``, apply the budget, give a verdict.
 
@@ -101,7 +103,11 @@ def evaluate(
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     ulp, absolute = ulp_at(truth, requested), absolute_errors(got64, exact)
-    scale = error_scale(op, quantity, requested, logits, labels, exact)
+    plain = quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)
+    if options or not plain:
+        scale = option_scale(op, quantity, requested, logits, labels, exact, options or {})
+    else:
+        scale = error_scale(op, quantity, requested, logits, labels, exact)
     mismatch = nonfinite_mismatches(got64, truth)
     with np.errstate(invalid="ignore", over="ignore"):
         errors = absolute / ulp
@@ -122,7 +128,7 @@ def evaluate(
         got=at(got64),
         budget_ulps=at(in_ulps(ulp, scale)),
         worst_input=""
-        if worst is None
+        if worst is None or options
         else _describe_input(op, logits, labels, index, elementwise),
         message="" if got.dtype == requested else f"returned {got.dtype} for {requested.name}",
     )
