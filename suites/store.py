@@ -59,6 +59,7 @@ ACCURACY_SCHEMA = pa.schema(
         ("family", pa.string()),
         ("n_classes", pa.int64()),
         ("n_elements", pa.int64()),
+        ("options", pa.string()),  # the call options, reference.options.canonical; "" for none
         ("max_abs_logit", pa.float64()),
         ("worst_ratio", pa.float64()),
         ("max_ulp_error", pa.float64()),

@@ -134,6 +134,7 @@ def _cross_entropy(op, quantity, dtype, x, labels, options, axis, result) -> np.
     sample = np.ones(len(x)) if sample is None else np.asarray(sample).astype(np.float64).ravel()
     weight = np.where(kept, sample, 0.0)
     divisor, divisor_terms = _divisor(op, reduction, (c, kept), labels, options, sample)
+    divisor = np.float64(divisor)  # 0 for a mean over zero rows: inf and NaN, never a raise
     n = max(int(kept.sum()), 1)
     sum_error = LAMBDA * math.sqrt(n) * u
     d, log_s, p = _shifted(x)
