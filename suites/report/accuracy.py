@@ -114,11 +114,15 @@ def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
     )
     budget = rows["budget_ulps"].map(lambda b: f" (budget {b:g})" if pd.notna(b) else "")
     budget = budget.where(rows["max_ulp_error"].notna(), "")
+    options = {}
+    if "options" in rows and rows["options"].fillna("").ne("").any():  # runs with option cases
+        options = {"options": rows["options"].fillna("").map(short)}
     table = {
         "case": rows["case_id"],
         "dtype": rows["dtype"],
         **{column: rows[column] for column in extra},
         "quantity": rows["quantity"],
+        **options,
         "verdict": rows["verdict"],
         "input": (rows["worst_input"] + where).map(short),
         "expected": rows["expected"].map(lambda v: number(v, ".9g")),
