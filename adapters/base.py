@@ -39,7 +39,13 @@ LABELLED_OPS: frozenset[str] = frozenset(
 )
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MODES: tuple[str, ...] = ("eager", "compiled")
-QUANTITIES: tuple[str, ...] = ("value", "grad")
+QUANTITIES: tuple[str, ...] = ("value", "grad", "jvp")
+# Ops whose gradient exists only as a VJP with a given cotangent (the gradient of the plain sum
+# of a softmax is 0, of a log_softmax 1 - C p): an implementation offers it by declaring the
+# "cotangent" option.
+COTANGENT_ONLY_OPS: frozenset[str] = frozenset({"softmax", "log_softmax"})
+# Ops with a forward-mode derivative (quantity "jvp", option "tangent").
+FORWARD_OPS: frozenset[str] = frozenset(reference_ops.OPS[:5])
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,13 @@ class Implementation:
     # A baseline exists to demonstrate a lesson (a naive formula, probabilities where logits
     # belong); reports count it apart from the implementations people rely on.
     baseline: bool = False
+    # Forward mode: quantity "jvp" with the "tangent" option (jax.jvp, torch.func.jvp,
+    # tf.autodiff.ForwardAccumulator). Off by default: an old plugin is never asked for it.
+    forward: bool = False
+    # Values an option is limited to, e.g. (("reduction", ("none", "sum", "mean")),): a call
+    # with another value is unsupported (torch's "mean" with probability targets divides by N,
+    # which is the reference's "sum_over_batch_size", not its weighted "mean").
+    option_values: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         if ":" not in self.name:
@@ -82,8 +95,11 @@ class Implementation:
             for item in value:
                 if item not in valid:
                     raise ValueError(f"{self.name}: unknown {what} {item!r}; valid: {valid}")
-        if self.gradient and self.op not in GRADIENT_OPS:
+        vjp_only = self.op in COTANGENT_ONLY_OPS and "cotangent" in self.options
+        if self.gradient and self.op not in GRADIENT_OPS and not vjp_only:
             raise ValueError(f"{self.name}: op {self.op} has no gradient quantity")
+        if self.forward and (self.op not in FORWARD_OPS or "tangent" not in self.options):
+            raise ValueError(f"{self.name}: forward mode needs a softmax-family op and 'tangent'")
 
     @property
     def api(self) -> str:
@@ -92,7 +108,7 @@ class Implementation:
 
     @property
     def quantities(self) -> tuple[str, ...]:
-        return QUANTITIES if self.gradient else ("value",)
+        return ("value",) + ("grad",) * self.gradient + ("jvp",) * self.forward
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,10 @@ class Call:
 class PreparedCall:
     """A call with its inputs converted and resident on the device.
 
-    ``run()`` executes the op (the gradient of the sum of the outputs with respect to the
-    logits when the quantity is ``grad``) and returns only after the device has finished.
+    ``run()`` executes the op (for ``grad`` the vector-Jacobian product with
+    ``call.options["cotangent"]``, ones when absent: the gradient of the summed outputs; for
+    ``jvp`` the derivative along ``call.options["tangent"]``) with respect to the logits, and
+    returns only after the device has finished.
     ``to_numpy(output)`` converts what ``run`` returned; it is never part of a timing.
     """
 
@@ -176,4 +194,8 @@ class Adapter(ABC):
         undeclared = sorted(set(call.options) - set(impl.options))
         if undeclared:
             return f"{impl.name} takes no option {', '.join(undeclared)}"
+        for option, values in impl.option_values:
+            if option in call.options and call.options[option] not in values:
+                valid = ", ".join(map(str, values))
+                return f"{impl.name} takes no {option}={call.options[option]} (only {valid})"
         return None

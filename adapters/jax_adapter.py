@@ -19,6 +19,7 @@ Caching compiled programs does not change what they compute.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +33,7 @@ import optax
 
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
 from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
+from reference.options import canonical
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
 
@@ -40,35 +42,114 @@ OpFunction = Callable[[jax.Array, jax.Array | None], jax.Array]
 _JAX_PLATFORMS = {"cpu": "cpu", "cuda": "gpu"}
 
 
-def _implementation(name: str, op: str, gradient: bool) -> Implementation:
+_DIRECTIONS = ("cotangent", "tangent")
+_AXIS_ONLY = ("class_axis", *_DIRECTIONS)
+_ALL_REDUCTIONS = ("none", "sum", "sum_over_batch_size", "mean_over_valid")
+_USER_REDUCTION = (
+    "reductions written as users do: jnp.sum, jnp.mean, jnp.sum(loss) / jnp.sum(where)"
+)
+
+
+def _implementation(
+    name: str, op: str, gradient: bool, options: tuple[str, ...] = (), **extra: Any
+) -> Implementation:
     return Implementation(
-        name=f"jax:{name}", op=op, dtypes=DTYPES, modes=MODES, devices=DEVICES, gradient=gradient
+        name=f"jax:{name}",
+        op=op,
+        dtypes=DTYPES,
+        modes=MODES,
+        devices=DEVICES,
+        gradient=gradient,
+        options=options,
+        forward=bool(options),
+        **extra,
     )
+
+
+def _reduce(loss: jax.Array, reduction: str, where: jax.Array | None = None) -> jax.Array:
+    """The per-row loss reduced as users write it (``_USER_REDUCTION``)."""
+    if reduction == "sum":
+        return jnp.sum(loss)
+    if reduction == "sum_over_batch_size":
+        return jnp.mean(loss)
+    if reduction == "mean_over_valid":
+        return jnp.sum(loss) / (loss.size if where is None else jnp.sum(where))
+    return loss
+
+
+def _optax_soft(x, y, reduction="none", label_smoothing=0.0, class_axis=-1):
+    axis = int(class_axis)
+    if label_smoothing:
+        y = optax.smooth_labels(y, label_smoothing, axis=axis)
+    return _reduce(optax.softmax_cross_entropy(x, y, axis=axis), reduction)
+
+
+def _optax_sparse(x, y, reduction="none", ignore_index=None, class_axis=-1):
+    where = None
+    if ignore_index is not None:  # optax takes a mask: where=, and safe ids under it
+        where = y != int(ignore_index)
+        y = jnp.where(where, y, 0)
+    loss = optax.softmax_cross_entropy_with_integer_labels(x, y, axis=int(class_axis), where=where)
+    return _reduce(loss, reduction, where)
+
+
+def _optax_safe(x, y, reduction="none"):
+    return _reduce(optax.safe_softmax_cross_entropy(x, y), reduction)
 
 
 def _entries() -> list[tuple[Implementation, OpFunction]]:
     """Every implementation with the function that calls it."""
+    soft_reductions = (("reduction", ("none", "sum", "sum_over_batch_size")),)
     return [
-        (_implementation("jax.nn.softmax", "softmax", False), lambda x, y: jax.nn.softmax(x)),
         (
-            _implementation("jax.nn.log_softmax", "log_softmax", False),
-            lambda x, y: jax.nn.log_softmax(x),
+            _implementation("jax.nn.softmax", "softmax", True, _AXIS_ONLY),
+            lambda x, y, class_axis=-1: jax.nn.softmax(x, axis=int(class_axis)),
         ),
         (
-            _implementation("jax.nn.logsumexp", "logsumexp", True),
-            lambda x, y: jax.nn.logsumexp(x, axis=-1),
+            _implementation("jax.nn.log_softmax", "log_softmax", True, _AXIS_ONLY),
+            lambda x, y, class_axis=-1: jax.nn.log_softmax(x, axis=int(class_axis)),
         ),
         (
-            _implementation("jax.scipy.special.logsumexp", "logsumexp", True),
-            lambda x, y: jax.scipy.special.logsumexp(x, axis=-1),
+            _implementation("jax.nn.logsumexp", "logsumexp", True, _AXIS_ONLY),
+            lambda x, y, class_axis=-1: jax.nn.logsumexp(x, axis=int(class_axis)),
         ),
         (
-            _implementation("optax.softmax_cross_entropy", SOFT_CE, True),
-            lambda x, y: optax.softmax_cross_entropy(x, y),
+            _implementation("jax.scipy.special.logsumexp", "logsumexp", True, _AXIS_ONLY),
+            lambda x, y, class_axis=-1: jax.scipy.special.logsumexp(x, axis=int(class_axis)),
         ),
         (
-            _implementation("optax.softmax_cross_entropy_with_integer_labels", SPARSE_CE, True),
-            lambda x, y: optax.softmax_cross_entropy_with_integer_labels(x, y),
+            _implementation(
+                "optax.softmax_cross_entropy",
+                SOFT_CE,
+                True,
+                ("reduction", "label_smoothing", *_AXIS_ONLY),
+                option_values=soft_reductions,
+                adaptation="with label_smoothing: optax.smooth_labels first; " + _USER_REDUCTION,
+            ),
+            _optax_soft,
+        ),
+        (
+            _implementation(
+                "optax.softmax_cross_entropy_with_integer_labels",
+                SPARSE_CE,
+                True,
+                ("reduction", "ignore_index", *_AXIS_ONLY),
+                option_values=(("reduction", _ALL_REDUCTIONS),),
+                adaptation="ignore_index as where=labels != ignore_index, ignored ids set to 0; "
+                + _USER_REDUCTION,
+            ),
+            _optax_sparse,
+        ),
+        (
+            _implementation(
+                "optax.safe_softmax_cross_entropy",
+                SOFT_CE,
+                True,
+                ("reduction", *_DIRECTIONS),
+                option_values=soft_reductions,
+                adaptation=_USER_REDUCTION,
+            ),
+            _optax_safe,
         ),
         (
             _implementation("optax.sigmoid_binary_cross_entropy", SIGMOID_CE, True),
@@ -77,10 +158,15 @@ def _entries() -> list[tuple[Implementation, OpFunction]]:
     ]
 
 
-def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
-    """The op itself, or ``jax.grad`` of the sum of its outputs with respect to the logits."""
+def _with_quantity(function: OpFunction, quantity: str, directed: bool) -> Callable:
+    """The op itself; ``jax.grad`` of the sum of its outputs; with a given direction (an extra
+    argument), ``jax.vjp`` with the cotangent or ``jax.jvp`` along the tangent."""
     if quantity == "value":
         return function
+    if quantity == "jvp":
+        return lambda x, y, t: jax.jvp(lambda z: function(z, y), (x,), (t,))[1]
+    if directed:
+        return lambda x, y, g: jax.vjp(lambda z: function(z, y), x)[1](g)[0]
     return jax.grad(lambda logits, labels: jnp.sum(function(logits, labels)))
 
 
@@ -107,21 +193,30 @@ class JaxAdapter(TableAdapter):
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
         return _entries()
 
-    def _function(self, call: Call) -> OpFunction:
-        """The eager function, or its ``jax.jit`` (cached; jit keys shapes and dtypes itself)."""
-        function = _with_quantity(self.function(call), call.quantity)
+    def _function(self, call: Call, options: dict, directed: bool) -> Callable:
+        """The eager function (options bound), or its ``jax.jit`` (cached per options; jit
+        keys shapes and dtypes itself)."""
+        function = self.function(call)
+        if options:
+            function = functools.partial(function, **options)
+        function = _with_quantity(function, call.quantity, directed)
         if call.mode == "eager":
             return function
-        return self.compiled((call.implementation.name, call.quantity), function, jax.jit)
+        key = (call.implementation.name, call.quantity, canonical(call.options))
+        return self.compiled(key, function, jax.jit)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
-        function = self._function(call)
         device = jax.devices(_JAX_PLATFORMS[call.device])[0]
+        options = dict(call.options)
+        direction = options.pop("cotangent", None)
+        direction = options.pop("tangent", direction)
+        function = self._function(call, options, direction is not None)
         logits_array = jax.device_put(logits, device)
         labels_array = None if labels is None else jax.device_put(labels, device)
+        extra = () if direction is None else (jax.device_put(np.asarray(direction), device),)
 
         def run() -> Any:
-            return jax.block_until_ready(function(logits_array, labels_array))
+            return jax.block_until_ready(function(logits_array, labels_array, *extra))
 
         return PreparedCall(run=run, to_numpy=np.asarray)
 

@@ -5,6 +5,9 @@ ONNX Runtime runs models, not functions, so each implementation is a small graph
 ``InferenceSession`` with default options, one session per (implementation, dtype). Inputs
 are bound as OrtValues once, in ``prepare``, so ``run`` times the session, not conversion.
 Value only (ONNX Runtime inference has no autodiff), eager only, CPUExecutionProvider only.
+``SoftmaxCrossEntropyLoss`` takes the options ONNX defines: ``reduction`` (none, sum, mean:
+ONNX's mean is the weighted mean of the reference), ``ignore_index`` (an attribute) and the
+class weights (its optional third input); each combination gets its own graph.
 
 Dtypes are what the CPU provider accepts (checked by experiment with onnxruntime 1.32):
 float32 and float64 everywhere, float16 everywhere (onnxruntime inlines the op's ONNX
@@ -87,14 +90,32 @@ _GRAPHS: dict[str, _Graph] = {
 }
 
 
-def build_model(api: str, dtype: str) -> onnx.ModelProto:
+_LOSS_OPTIONS = ("reduction", "ignore_index", "class_weight")
+
+
+def _loss_graph(options: dict) -> _Graph:
+    """SoftmaxCrossEntropyLoss with the attributes and inputs ``options`` ask for."""
+    attributes: dict[str, object] = {"reduction": options.get("reduction", "none")}
+    if "ignore_index" in options:
+        attributes["ignore_index"] = int(options["ignore_index"])
+    inputs = ["logits", "labels"] + (["weights"] if "class_weight" in options else [])
+    node = _node("SoftmaxCrossEntropyLoss", inputs, **attributes)
+    return _Graph("sparse_softmax_cross_entropy", (node,), f"SoftmaxCrossEntropyLoss{attributes}")
+
+
+def build_model(api: str, dtype: str, options: dict | None = None) -> onnx.ModelProto:
     """The ONNX model for implementation ``api`` with inputs and output of ``dtype``."""
-    graph = _GRAPHS[api]
+    options = options or {}
+    graph = _loss_graph(options) if options else _GRAPHS[api]
     element_type = _ELEMENT_TYPES[dtype]
     inputs = [helper.make_tensor_value_info("logits", element_type, ["batch", "classes"])]
     if graph.op == "sparse_softmax_cross_entropy":
         inputs.append(helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"]))
+    if "class_weight" in options:
+        inputs.append(helper.make_tensor_value_info("weights", element_type, ["classes"]))
     output_shape = list(reference_output_shape(graph.op, "value", ("batch", "classes")))
+    if options.get("reduction", "none") != "none":
+        output_shape = []
     output = helper.make_tensor_value_info("output", element_type, output_shape)
     body = helper.make_graph(
         list(graph.nodes), api, inputs, [output], initializer=list(graph.initializers)
@@ -127,7 +148,7 @@ class OnnxruntimeAdapter(TableAdapter):
 
     def __init__(self) -> None:
         super().__init__()
-        self._sessions: dict[tuple[str, str], ort.InferenceSession] = {}
+        self._sessions: dict[tuple, ort.InferenceSession] = {}
 
     def version(self) -> str:
         return f"onnxruntime {ort.__version__}, onnx {onnx.__version__}"
@@ -141,26 +162,33 @@ class OnnxruntimeAdapter(TableAdapter):
                     op=graph.op,
                     dtypes=graph.dtypes,
                     adaptation=graph.adaptation,
+                    options=_LOSS_OPTIONS if api == "SoftmaxCrossEntropyLoss" else (),
+                    option_values=(("reduction", ("none", "sum", "mean")),),
                 ),
                 graph,
             )
             for api, graph in _GRAPHS.items()
         ]
 
-    def _session(self, api: str, dtype: str) -> ort.InferenceSession:
-        if (api, dtype) not in self._sessions:
-            model = build_model(api, dtype).SerializeToString()
-            self._sessions[api, dtype] = ort.InferenceSession(
-                model, providers=["CPUExecutionProvider"]
-            )
-        return self._sessions[api, dtype]
+    def _session(self, api: str, dtype: str, options: dict) -> ort.InferenceSession:
+        structure = tuple(
+            (name, "array" if name == "class_weight" else value) for name, value in options.items()
+        )
+        key = (api, dtype, structure)
+        if key not in self._sessions:
+            model = build_model(api, dtype, options).SerializeToString()
+            self._sessions[key] = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        return self._sessions[key]
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Bind the inputs as OrtValues; ``run`` executes the session (synchronous on the CPU)."""
-        session = self._session(call.implementation.api, call.dtype)
+        session = self._session(call.implementation.api, call.dtype, call.options)
         feeds = {"logits": _ort_value(logits, _ELEMENT_TYPES[call.dtype])}
         if labels is not None:
             feeds["labels"] = _ort_value(labels, TensorProto.INT64)
+        if "class_weight" in call.options:
+            weights = np.asarray(call.options["class_weight"])
+            feeds["weights"] = _ort_value(weights, _ELEMENT_TYPES[call.dtype])
 
         def run() -> ort.OrtValue:
             return session.run_with_ort_values(["output"], feeds)[0]

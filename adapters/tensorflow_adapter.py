@@ -27,6 +27,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # drop C++ INFO/WARNING lines, keep errors
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -34,8 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from adapters import tensorflow_options
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
 from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
+from reference.options import ARRAY_OPTIONS, canonical
 
 OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
 
@@ -196,27 +199,49 @@ class TensorflowAdapter(TableAdapter):
         return self._devices
 
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
-        return _tf_entries() + _keras_entries()
+        """The plain entries, those that take options replaced by their option-taking form
+        (``adapters.tensorflow_options``), then the Keras loss classes."""
+        with_options = tensorflow_options.option_entries()
+        plain = _tf_entries() + _keras_entries()
+        plain = [with_options.pop(impl.api, (impl, function)) for impl, function in plain]
+        return plain + list(with_options.values())
 
-    def _function(self, call: Call) -> OpFunction:
-        """The eager function, or its cached XLA tf.function (which traces once per input shape)."""
-        function = _with_quantity(self.function(call), call.quantity)
+    def _function(self, call: Call, options: dict, directed: bool) -> OpFunction:
+        """The eager function (options bound), or its cached XLA tf.function (which traces once
+        per input shape)."""
+        function = self.function(call)
+        if options:
+            function = functools.partial(function, **options)
+        if directed:
+            function = tensorflow_options.with_direction(function, call.quantity)
+        else:
+            function = _with_quantity(function, call.quantity)
         if call.mode == "eager":
             return function
         key = (call.implementation.name, call.quantity, call.dtype, call.device)
+        key += (canonical(call.options),) if call.options else ()
         return self.compiled(key, function, _xla)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
-        function = self._function(call)
         device = _TF_DEVICE_NAMES[call.device]
         with tf.device(device):  # identity runs on the device, so the inputs live there
             logits_tensor = tf.identity(tf.constant(logits))
             labels_tensor = None if labels is None else tf.identity(tf.constant(labels))
+            options = {
+                name: tf.identity(tf.constant(np.asarray(value)))
+                if name in ARRAY_OPTIONS
+                else value
+                for name, value in call.options.items()
+            }
+        direction = options.pop("cotangent", None)
+        direction = options.pop("tangent", direction)
+        function = self._function(call, options, direction is not None)
+        extra = () if direction is None else (direction,)
         synchronise = call.device == "cuda"  # CPU ops return finished tensors
 
         def run() -> tf.Tensor:
             with tf.device(device):
-                output = function(logits_tensor, labels_tensor)
+                output = function(logits_tensor, labels_tensor, *extra)
             if synchronise:
                 tf.test.experimental.sync_devices()
             return output

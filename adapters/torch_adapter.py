@@ -7,8 +7,14 @@ fullgraph=True)`` around the op call, with torch's default shape handling: the f
 compiles a static graph, a second shape recompiles once with dynamic shapes, which then serve
 every later shape (as for a user who compiles a function and calls it on several shapes). The
 backward is compiled by AOTAutograd, as for a user who compiles a model and calls backward.
-bfloat16 reaches torch through float32, which is exact. ``label_smoothing`` of
-F.cross_entropy is left out: the reference has no op for it.
+bfloat16 reaches torch through float32, which is exact.
+
+Options (``reference.options``) map onto the APIs' own arguments and nothing is emulated:
+``F.cross_entropy``/``F.nll_loss`` take ``weight``, ``ignore_index``, ``reduction`` and (cross
+entropy) ``label_smoothing``; the class axis is torch's dim 1 (``[N, C, d...]``); torch's
+``mean`` is the reference's weighted ``mean`` for class indices and ``sum_over_batch_size`` for
+probability targets. ``grad`` is ``torch.autograd.grad(output, x, grad_outputs=cotangent)``,
+``jvp`` is ``torch.func.jvp`` along the tangent.
 """
 
 from __future__ import annotations
@@ -23,24 +29,43 @@ import torch.nn.functional as F
 from adapters._convert import is_bfloat16, narrow_to_bfloat16, widen_bfloat16
 from adapters._table import TableAdapter
 from adapters.base import DTYPES, GRADIENT_OPS, Call, Implementation, PreparedCall
+from reference.options import ARRAY_OPTIONS, canonical
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
-def _softmax(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    return torch.softmax(logits, dim=-1)
+def _softmax(logits: torch.Tensor, labels: torch.Tensor | None, class_axis=-1) -> torch.Tensor:
+    return torch.softmax(logits, dim=int(class_axis))
 
 
-def _log_softmax(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    return torch.log_softmax(logits, dim=-1)
+def _log_softmax(logits: torch.Tensor, labels: torch.Tensor | None, class_axis=-1) -> torch.Tensor:
+    return torch.log_softmax(logits, dim=int(class_axis))
 
 
-def _logsumexp(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    return torch.logsumexp(logits, dim=-1)
+def _logsumexp(logits: torch.Tensor, labels: torch.Tensor | None, class_axis=-1) -> torch.Tensor:
+    return torch.logsumexp(logits, dim=int(class_axis))
 
 
-def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-    return F.cross_entropy(logits, labels, reduction="none")
+# The reference's reduction -> torch's (see the module docstring).
+_REDUCTION = {"none": "none", "sum": "sum", "mean": "mean", "sum_over_batch_size": "mean"}
+
+
+def _loss_arguments(options: dict) -> dict:
+    arguments = {"reduction": _REDUCTION[options.get("reduction", "none")]}
+    if "ignore_index" in options:
+        arguments["ignore_index"] = int(options["ignore_index"])
+    if "class_weight" in options:
+        arguments["weight"] = options["class_weight"]
+    return arguments
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor | None, **options) -> torch.Tensor:
+    smoothing = float(options.pop("label_smoothing", 0.0))
+    return F.cross_entropy(logits, labels, label_smoothing=smoothing, **_loss_arguments(options))
+
+
+def _nll_loss(logits: torch.Tensor, labels: torch.Tensor | None, **options) -> torch.Tensor:
+    return F.nll_loss(F.log_softmax(logits, dim=1), labels, **_loss_arguments(options))
 
 
 def _binary_cross_entropy_with_logits(
@@ -56,11 +81,35 @@ _APIS: dict[str, tuple[str, Function]] = {
     "torch.logsumexp": ("logsumexp", _logsumexp),
     "F.cross_entropy(probabilities)": ("softmax_cross_entropy", _cross_entropy),
     "F.cross_entropy": ("sparse_softmax_cross_entropy", _cross_entropy),
+    "F.nll_loss(F.log_softmax)": ("sparse_softmax_cross_entropy", _nll_loss),
     "F.binary_cross_entropy_with_logits": (
         "sigmoid_cross_entropy",
         _binary_cross_entropy_with_logits,
     ),
 }
+
+
+_UNLABELLED = ("softmax", "log_softmax", "logsumexp")
+_DIRECTIONS = ("cotangent", "tangent")
+_LOSS = ("reduction", "ignore_index", "class_weight", "class_axis", *_DIRECTIONS)
+_AXIS_1 = ("class_axis", (1,))
+# api -> the options it declares and the values it is limited to.
+_OPTIONS: dict[str, dict] = {
+    **{api: {"options": ("class_axis", *_DIRECTIONS)} for api in _APIS if api.startswith("torch.")},
+    "F.cross_entropy": {
+        "options": (*_LOSS, "label_smoothing"),
+        "option_values": (("reduction", ("none", "sum", "mean")), _AXIS_1),
+    },
+    "F.cross_entropy(probabilities)": {
+        "options": ("reduction", "label_smoothing", "class_weight", "class_axis", *_DIRECTIONS),
+        "option_values": (("reduction", ("none", "sum", "sum_over_batch_size")), _AXIS_1),
+    },
+    "F.nll_loss(F.log_softmax)": {
+        "options": _LOSS,
+        "option_values": (("reduction", ("none", "sum", "mean")), _AXIS_1),
+    },
+}
+_ADAPTATIONS = {"F.nll_loss(F.log_softmax)": "F.log_softmax(dim=1) applied first, as users do"}
 
 
 def _to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -86,7 +135,9 @@ def _own_code_copy(function: Function) -> Function:
     key, shapes cost at most two compiles (static, then dynamic).
     """
     code = function.__code__.replace()
-    return types.FunctionType(code, function.__globals__, function.__name__)
+    return types.FunctionType(
+        code, function.__globals__, function.__name__, function.__defaults__, function.__closure__
+    )
 
 
 def _compile(function: Function) -> Function:
@@ -119,19 +170,26 @@ class TorchAdapter(TableAdapter):
                     dtypes=DTYPES,
                     modes=("eager", "compiled"),
                     devices=("cpu", "cuda"),
-                    gradient=op in GRADIENT_OPS,
+                    gradient=op in GRADIENT_OPS or op in _UNLABELLED,
+                    adaptation=_ADAPTATIONS.get(api, ""),
+                    forward=op != "sigmoid_cross_entropy",
+                    **_OPTIONS.get(api, {}),
                 ),
                 function,
             )
             for api, (op, function) in _APIS.items()
         ]
 
-    def _function(self, call: Call) -> Function:
-        """The eager API, or its compiled copy (one per implementation, dtype, device, quantity)."""
+    def _function(self, call: Call, options: dict) -> Function:
+        """The eager API (its options bound), or its compiled copy (one per implementation,
+        dtype, device, quantity and options)."""
         function = self.function(call)
+        if options:
+            function = _bound(function, options)
         if call.mode == "eager":
             return function
         key = (call.implementation.name, call.dtype, call.device, call.quantity)
+        key += (canonical(call.options),) if call.options else ()
         return self.compiled(key, function, _compile)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
@@ -140,14 +198,33 @@ class TorchAdapter(TableAdapter):
         want_grad = call.quantity == "grad"
         x = _to_tensor(logits, device).requires_grad_(want_grad)
         y = None if labels is None else _to_tensor(labels, device)
-        function = self._function(call)
+        options = {
+            name: _to_tensor(np.asarray(value), device) if name in ARRAY_OPTIONS else value
+            for name, value in call.options.items()
+        }
+        cotangent, tangent = options.pop("cotangent", None), options.pop("tangent", None)
+        function = self._function(call, options)
         synchronize = _synchronize(device)
 
         def run() -> torch.Tensor:
-            output = function(x, y)
-            if want_grad:
+            if call.quantity == "jvp":
+                _, output = torch.func.jvp(lambda z: function(z, y), (x,), (tangent,))
+            else:
+                output = function(x, y)
+            if want_grad and cotangent is None:
                 (output,) = torch.autograd.grad(output.sum(), x)
+            elif want_grad:
+                (output,) = torch.autograd.grad(output, x, grad_outputs=cotangent)
             synchronize()
             return output
 
         return PreparedCall(run=run, to_numpy=_to_numpy)
+
+
+def _bound(function: Function, options: dict) -> Function:
+    """``function`` with its options as keyword arguments."""
+
+    def bound(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return function(logits, labels, **options)
+
+    return bound

@@ -10,10 +10,12 @@ arithmetic definition (``reference.exact_arb``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from reference import edges, exact_arb, fast
+from reference import options as family_options
 from reference.dtypes import numpy_dtype
 from reference.rounding import round_to_dtype
 
@@ -31,6 +33,9 @@ GRADIENT_OPS = (
     "sparse_softmax_cross_entropy",
     "sigmoid_cross_entropy",
 )
+# Every quantity: the plain ops have value and grad (of the summed outputs); with options
+# (reference.options) grad takes any cotangent and jvp any tangent.
+QUANTITIES = ("value", "grad", "jvp")
 REDUCING = {
     ("logsumexp", "value"),
     ("softmax_cross_entropy", "value"),
@@ -98,9 +103,29 @@ def _validate(op: str, quantity: str, logits, labels) -> tuple[np.ndarray, np.nd
 
 
 def exact(
-    op: str, logits: np.ndarray, labels: np.ndarray | None = None, quantity: str = "value"
+    op: str,
+    logits: np.ndarray,
+    labels: np.ndarray | None = None,
+    quantity: str = "value",
+    **options: Any,
 ) -> Exact:
-    """The exact value (or gradient of the sum of outputs w.r.t. logits) of a canonical op."""
+    """The exact value (or gradient of the sum of outputs w.r.t. logits) of a canonical op.
+
+    Keyword ``options`` (``reference.options.OPTION_NAMES``: reduction, ignore_index,
+    label_smoothing, class and sample weights, class_axis, cotangent, tangent) select the
+    parameterised family of ``reference.options``; quantity ``jvp``, and ``grad`` of softmax
+    and log_softmax, exist there only. Without options, nothing changes.
+    """
+    if options or quantity == "jvp" or (quantity == "grad" and op not in GRADIENT_OPS):
+        if op not in OPS or op == "sigmoid_cross_entropy":
+            raise ValueError(f"op {op!r} takes no options; options are for {', '.join(OPS[:5])}")
+        if quantity not in QUANTITIES:
+            raise ValueError(f"unknown quantity {quantity!r}; valid: {', '.join(QUANTITIES)}")
+        x = _as_float64("logits", logits)
+        if x.ndim == 0:
+            raise ValueError(f"logits need a class axis, got shape {x.shape}")
+        hi, lo = family_options.exact_family(op, quantity, logits, labels, options, exact)
+        return Exact(np.asarray(hi, dtype=np.float64), np.asarray(lo, dtype=np.float64))
     x, y = _validate(op, quantity, logits, labels)
     if op == "sigmoid_cross_entropy":
         hi, lo = _sigmoid(quantity, x.ravel(), y.ravel())

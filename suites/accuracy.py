@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -11,6 +12,7 @@ import numpy as np
 
 from adapters.base import Adapter, Call
 from reference.cache import cached_exact
+from reference.options import canonical
 from suites.catalog import cases
 from suites.catalog.selection import Selection
 from suites.judge import invariants, measure, shift
@@ -34,12 +36,19 @@ def case_shifted(case_id: str, dtype: str, seed: int) -> tuple[np.ndarray, float
     return shift.shifted_logits(logits, shifts), float(np.abs(shifts).max())
 
 
+@lru_cache(maxsize=64)
+def case_options(case_id: str, dtype: str, seed: int, quantity: str) -> dict[str, Any]:
+    """The case's call options for ``quantity`` (empty outside the options family)."""
+    return cases.find(case_id).call_options(dtype, seed, quantity)
+
+
 @lru_cache(maxsize=128)
 def case_exact(case_id: str, dtype: str, seed: int, quantity: str):
     """The exact result for a case's inputs, or the ValueError the reference raises on them."""
     logits, labels = case_inputs(case_id, dtype, seed)
+    options = case_options(case_id, dtype, seed, quantity)
     try:
-        return cached_exact(cases.find(case_id).op, logits, labels, quantity)
+        return cached_exact(cases.find(case_id).op, logits, labels, quantity, options=options)
     except ValueError as exc:
         return exc
 
@@ -84,6 +93,7 @@ class AccuracyTask:
             "case_id": self.case.id,
             "family": self.case.family,
             "n_classes": self.case.classes,
+            "options": canonical(self.call.options),
         }
 
     def evaluate(self) -> dict[str, Any]:
@@ -94,7 +104,7 @@ class AccuracyTask:
         exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity)
         judged, got = judge(self.adapter, self.call, logits, labels, exact)
         row.update(judged)
-        if got is not None:
+        if got is not None and not self.case.options:  # invariants hold for the plain ops
             row.update(self._invariants(logits, labels, got, exact))
         return row
 
@@ -144,6 +154,8 @@ def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:
             if impl.op != case.op:
                 continue
             for call in selection.calls(impl, impl.quantities):
-                if call.dtype in case.dtypes:
+                if call.dtype in case.dtypes and call.quantity in case.evaluated_quantities:
+                    options = case_options(case.id, call.dtype, selection.seed, call.quantity)
+                    call = dataclasses.replace(call, options=options)
                     tasks.append(AccuracyTask(adapter, call, case, selection.seed))
     return tasks

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from adapters import registry
-from adapters.base import DTYPES, Call, numpy_dtype
+from adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
 from reference.cache import cached_exact
+from reference.options import ARRAY_OPTIONS, canonical, validate
 from suites.judge.call import judge
 
 
@@ -22,6 +23,10 @@ class CheckRequest:
     dtypes: tuple[str, ...]
     devices: tuple[str, ...] = ("cpu",)
     modes: tuple[str, ...] = ("eager",)
+    # Call options (reference.options; arrays as float64, cast to each dtype) and the
+    # quantities asked for (empty: every quantity the implementation offers, as before).
+    options: dict[str, Any] = field(default_factory=dict)
+    quantities: tuple[str, ...] = ()
 
 
 def dtype_name(array: np.ndarray) -> str:
@@ -40,7 +45,10 @@ def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | N
 
 
 def run_check(request: CheckRequest) -> list[dict[str, Any]]:
-    """One record per (implementation, dtype, device, mode, quantity) that applies."""
+    """One record per (implementation, dtype, device, mode, quantity) that applies; a
+    ValueError names an option the op or a quantity cannot take."""
+    for quantity in request.quantities:
+        validate(request.op, quantity, _options(request, "float64", quantity))
     records = []
     for name in request.backends:
         status = registry.status(name)
@@ -55,10 +63,34 @@ def run_check(request: CheckRequest) -> list[dict[str, Any]]:
                 logits, labels = _cast(request, dtype)
                 for device in request.devices:
                     for mode in request.modes:
-                        for quantity in impl.quantities:
-                            call = Call(impl, dtype, device, mode, quantity)
+                        for quantity in _quantities(request, impl):
+                            options = _options(request, dtype, quantity)
+                            call = Call(impl, dtype, device, mode, quantity, options)
                             records.append(_evaluate(adapter, call, logits, labels))
     return records
+
+
+def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
+    """The quantities asked for; by default those the op has without a direction (value, and
+    grad for the ops with a plain gradient), as before options existed."""
+    if request.quantities:
+        return request.quantities
+    if impl.op in GRADIENT_OPS:
+        return ("value", "grad")
+    return ("value",)
+
+
+def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]:
+    """The request's options for one call: arrays in ``dtype``; the cotangent for grad only,
+    the tangent for jvp only."""
+    options = {}
+    for name, value in request.options.items():
+        if (name, quantity) in (("cotangent", "value"), ("cotangent", "jvp")):
+            continue
+        if (name, quantity) in (("tangent", "value"), ("tangent", "grad")):
+            continue
+        options[name] = value.astype(numpy_dtype(dtype)) if name in ARRAY_OPTIONS else value
+    return options
 
 
 def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
@@ -72,9 +104,10 @@ def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
         "device": call.device,
         "mode": call.mode,
         **dict.fromkeys(_MEASURED[1:-1]),
+        "options": canonical(call.options),
     }
     try:
-        exact = cached_exact(impl.op, logits, labels, call.quantity)
+        exact = cached_exact(impl.op, logits, labels, call.quantity, options=call.options)
     except ValueError as exc:
         exact = exc
     judged, got = judge(adapter, call, logits, labels, exact)

@@ -140,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
     check.add_argument("--mode", nargs="+", choices=MODES, default=["eager"])
     check.add_argument("--format", choices=("table", "json"), default="table")
+    _option_flags(check)
 
     report = commands.add_parser("report", help="build report.md/html, plots and CSV from runs")
     report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
@@ -162,6 +163,57 @@ def _parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--format", choices=("table", "json"), default="table")
     return parser
+
+
+def _option_flags(check: argparse.ArgumentParser) -> None:
+    """``xentbench check``'s call options (reference.options) and quantities."""
+    from reference.options import REDUCTIONS
+
+    check.add_argument("--reduction", choices=tuple(REDUCTIONS), help="see README: Options")
+    check.add_argument("--ignore-index", type=int, metavar="N")
+    check.add_argument("--label-smoothing", type=float, metavar="EPS")
+    check.add_argument("--weights", type=Path, metavar="W.npy", help="class weights [C]")
+    check.add_argument("--sample-weights", type=Path, metavar="S.npy", help="one per row")
+    check.add_argument("--class-axis", type=int, metavar="K", help="default: the last axis")
+    check.add_argument("--cotangent", type=Path, metavar="G.npy", help="for grad (a VJP)")
+    check.add_argument("--tangent", type=Path, metavar="T.npy", help="for jvp")
+    check.add_argument(
+        "--quantity",
+        nargs="+",
+        choices=("value", "grad", "jvp"),
+        metavar="Q",
+        help="value grad jvp (default: value, and grad where the op has a plain gradient)",
+    )
+
+
+_OPTION_FLAGS = {
+    "reduction": "reduction",
+    "ignore_index": "ignore_index",
+    "label_smoothing": "label_smoothing",
+    "weights": "class_weight",
+    "sample_weights": "sample_weight",
+    "class_axis": "class_axis",
+    "cotangent": "cotangent",
+    "tangent": "tangent",
+}
+
+
+def _check_options(args) -> dict:
+    """The call options given on the command line, arrays loaded (float64, cast per dtype)."""
+    import numpy as np
+
+    options = {}
+    for flag, name in _OPTION_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            try:
+                value = np.load(value).astype(np.float64)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read --{flag.replace('_', '-')} array: {exc}") from None
+        options[name] = value
+    return options
 
 
 def _backends(requested: list[str] | None) -> tuple[str, ...]:
@@ -348,6 +400,8 @@ def _check(args, console) -> int:
             dtypes,
             tuple(args.device),
             tuple(args.mode),
+            options=_check_options(args),
+            quantities=tuple(args.quantity or ()),
         )
         records = run_check(request)
     except ValueError as exc:
@@ -373,6 +427,7 @@ def _check_table(records) -> Table:
         "error/allowance",
         "ULPs (budget)",
         "abs error (allowance)",
+        "options",
         "message",
         title="xentbench check",
     )
@@ -386,6 +441,7 @@ def _check_table(records) -> Table:
             record["verdict"],
             record.get("tier") or "",
             *error_cells(record).values(),
+            record.get("options", ""),
             (record.get("message") or "")[:60],
         )
     return table

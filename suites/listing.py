@@ -33,6 +33,10 @@ def backend_listing() -> list[dict[str, Any]]:
                     "quantities": list(impl.quantities),
                     "adaptation": impl.adaptation,
                     "gaps": [list(gap) for gap in impl.gaps],
+                    "options": list(getattr(impl, "options", ())),
+                    "option_values": {
+                        name: list(values) for name, values in getattr(impl, "option_values", ())
+                    },
                 }
                 for impl in adapter.implementations()
             ]

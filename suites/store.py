@@ -72,6 +72,7 @@ ACCURACY_SCHEMA = pa.schema(
         ("family", pa.string()),
         ("n_classes", pa.int64()),
         ("n_elements", pa.int64()),
+        ("options", pa.string()),  # the call options, reference.options.canonical; "" for none
         ("max_abs_logit", pa.float64()),
         ("baseline", pa.bool_()),
         ("tier", pa.string()),

@@ -15,6 +15,9 @@ from suites.catalog import generators as case_inputs
 from suites.catalog.cases import Case, catalog, find
 
 CATALOG = catalog()
+# Cases without call options; the options family (its own checks below) draws other shapes,
+# ignored labels (-100) and directions, and is judged with its options.
+PLAIN = tuple(case for case in CATALOG if not case.options)
 SOFTMAX_FAMILY = {
     "softmax",
     "log_softmax",
@@ -30,6 +33,7 @@ FAMILY_OPS = {
     "soft_labels": {"softmax_cross_entropy", "sparse_softmax_cross_entropy"},
     "size": set(OPS),
     "sigmoid": {"sigmoid_cross_entropy"},
+    "options": SOFTMAX_FAMILY,
 }
 # Scenarios the specification names, per family, each for every op the family covers.
 REQUIRED = {
@@ -91,7 +95,8 @@ def test_case_ids_are_unique_and_name_op_family_and_name():
 
 
 def test_catalog_stays_small_enough_for_a_few_minutes_run():
-    assert 100 <= len(CATALOG) <= 200
+    assert 100 <= len(PLAIN) <= 200
+    assert len(CATALOG) - len(PLAIN) <= 80
 
 
 @pytest.mark.parametrize("family", sorted(FAMILY_OPS))
@@ -146,7 +151,7 @@ def test_inputs_are_deterministic_and_change_with_the_seed(case):
         assert [_bits(a) for a in first] != [_bits(a) for a in other]
 
 
-@pytest.mark.parametrize("case", CATALOG, ids=lambda case: case.id)
+@pytest.mark.parametrize("case", PLAIN, ids=lambda case: case.id)
 def test_inputs_have_the_dtype_and_shape_and_are_exact_in_the_dtype(case):
     for dtype in case.dtypes:
         logits, labels = case.inputs(dtype, seed=3)
@@ -249,14 +254,14 @@ def test_soft_labels_special_shapes():
 
 
 def test_sparse_labels_are_in_range_exactly_when_the_case_is_valid():
-    for case in CATALOG:
+    for case in PLAIN:
         if case.op == "sparse_softmax_cross_entropy":
             labels = case.inputs(case.dtypes[0], seed=0)[1]
             in_range = ((labels >= 0) & (labels < case.classes)).all()
             assert in_range != case.invalid, case.id
 
 
-VALID = [case for case in CATALOG if not case.invalid]
+VALID = [case for case in PLAIN if not case.invalid]
 
 
 @pytest.mark.parametrize(("case", "dtype"), _case_dtypes(VALID))
@@ -273,3 +278,33 @@ def test_reference_rejects_every_invalid_case(case, dtype):
     for quantity in _quantities(case.op):
         with pytest.raises(ValueError, match="outside"):
             reference.exact(case.op, logits, labels, quantity)
+
+
+OPTION_CASES = [case for case in CATALOG if case.options]
+
+
+@pytest.mark.parametrize(("case", "dtype"), _case_dtypes(OPTION_CASES))
+def test_reference_accepts_every_option_case_with_its_options(case, dtype):
+    logits, labels = case.inputs(dtype, seed=0)
+    for quantity in case.evaluated_quantities:
+        options = case.call_options(dtype, 0, quantity)
+        for value in options.values():
+            if isinstance(value, np.ndarray):
+                assert value.dtype == numpy_dtype(dtype)
+        result = reference.exact(case.op, logits, labels, quantity, **options)
+        assert result.hi.dtype == np.float64
+
+
+def test_option_cases_draw_what_they_say():
+    by_id = {case.id: case for case in OPTION_CASES}
+    sparse = "sparse_softmax_cross_entropy/options"
+    labels = by_id[f"{sparse}/ignore-90pct"].inputs("float32", 0)[1]
+    assert np.mean(labels == -100) == pytest.approx(0.9, abs=0.02)
+    assert (by_id[f"{sparse}/all-ignored"].inputs("float32", 0)[1] == -100).all()
+    logits, labels = by_id[f"{sparse}/class-axis-1-smoothing"].inputs("float32", 0)
+    assert logits.shape == (4, 16, 3) and labels.shape == (4, 3)
+    masked = by_id["logsumexp/options/cotangent-zero-on-masked-rows"]
+    logits, _ = masked.inputs("float32", 0)
+    cotangent = masked.call_options("float32", 0, "grad")["cotangent"]
+    assert (cotangent[np.isneginf(logits).all(axis=1)] == 0).all()
+    assert masked.call_options("float32", 0, "value") == {}

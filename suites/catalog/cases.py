@@ -18,11 +18,21 @@ from functools import cache
 
 import numpy as np
 
-from adapters.base import LABELLED_OPS, OPS
+from adapters.base import GRADIENT_OPS, LABELLED_OPS, OPS
 from reference.dtypes import DTYPES, finfo, numpy_dtype
+from reference.options import ACCEPTED, OPTION_NAMES
+from suites.catalog import option_cases
 from suites.catalog.generators import GENERATORS, LABELS, Draw
 
-FAMILIES: tuple[str, ...] = ("benign", "extreme", "special", "soft_labels", "size", "sigmoid")
+FAMILIES: tuple[str, ...] = (
+    "benign",
+    "extreme",
+    "special",
+    "soft_labels",
+    "size",
+    "sigmoid",
+    "options",
+)
 SOFTMAX_FAMILY: tuple[str, ...] = OPS[:5]
 LABELLED_SOFTMAX: tuple[str, ...] = ("softmax_cross_entropy", "sparse_softmax_cross_entropy")
 NOT_FLOAT16: tuple[str, ...] = ("bfloat16", "float32", "float64")
@@ -50,6 +60,14 @@ class Case:
     invalid: bool = False
     why: str = ""
     labels: str = "random"
+    # The options family (suites.catalog.option_cases): call options (arrays as "@generator"),
+    # the quantities evaluated (empty: value, and grad where the op has a plain gradient), the
+    # fraction of sparse labels set to the ignored id, and a trailing axis of this size with
+    # the classes moved to axis 1 ([batch, classes, depth], with class_axis=1).
+    options: tuple[tuple[str, object], ...] = ()
+    quantities: tuple[str, ...] = ()
+    ignored: float = 0.0
+    depth: int = 0
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -71,6 +89,20 @@ class Case:
             yield "only sparse labels can be invalid"
         if min(self.batch, self.classes) < 1:
             yield f"batch {self.batch} and classes {self.classes} must be positive"
+        names = dict(self.options)
+        if set(names) - set(OPTION_NAMES):
+            yield f"unknown options {sorted(set(names) - set(OPTION_NAMES))}"
+        if self.depth and names.get("class_axis") != 1:
+            yield "a depth needs class_axis=1"
+        if self.ignored and "ignore_index" not in names:
+            yield "ignored labels need ignore_index"
+
+    @property
+    def evaluated_quantities(self) -> tuple[str, ...]:
+        """The quantities this case defines (see ``quantities``)."""
+        if self.quantities:
+            return self.quantities
+        return ("value", "grad") if self.op in GRADIENT_OPS else ("value",)
 
     @property
     def id(self) -> str:
@@ -78,24 +110,50 @@ class Case:
 
     def inputs(self, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits ``[batch, classes]`` in ``dtype`` and labels (None, int64 ids, or ``dtype``)."""
+        _, logits, labels = self._draw(dtype, seed)
+        target = numpy_dtype(dtype)
+        if labels is not None:
+            labels = labels.astype(np.int64 if labels.dtype.kind in "iu" else target)
+        return logits.astype(target), labels
+
+    def call_options(self, dtype: str, seed: int, quantity: str) -> dict[str, object]:
+        """The call options for ``quantity`` (arrays drawn after the inputs, rounded to
+        ``dtype`` once); empty for a case outside the options family."""
+        if not self.options:
+            return {}
+        rng, logits, labels = self._draw(dtype, seed)
+        drawn = option_cases.draw_options(self, rng, logits, labels, quantity)
+        target = numpy_dtype(dtype)
+        return {
+            name: value.astype(target) if isinstance(value, np.ndarray) else value
+            for name, value in drawn.items()
+        }
+
+    def _draw(self, dtype: str, seed: int):
+        """(the stream, float64 logits, labels as drawn) in the case's layout."""
         if dtype not in self.dtypes:
             raise ValueError(f"case {self.id} is not defined for {dtype}; it has {self.dtypes}")
-        target = numpy_dtype(dtype)
-        limits = finfo(target)
+        limits = finfo(numpy_dtype(dtype))
         rng = np.random.default_rng([seed, zlib.crc32(self.id.encode())])
+        rows = self.batch * max(self.depth, 1)
         draw = Draw(
             rng,
-            (self.batch, self.classes),
+            (rows, self.classes),
             float(limits.max),
             float(limits.eps),
             float(limits.smallest_subnormal),
         )
         logits = GENERATORS[self.generator](draw, **dict(self.params))
-        if self.op not in LABELS:
-            return logits.astype(target), None
-        labels = LABELS[self.op][self.labels](rng, logits)
-        labels = labels.astype(np.int64 if labels.dtype.kind in "iu" else target)
-        return logits.astype(target), labels
+        labels = LABELS[self.op][self.labels](rng, logits) if self.op in LABELS else None
+        if self.ignored:
+            labels = option_cases.ignore_labels(rng, labels, self.ignored)
+        if self.depth:  # rows (b, d) -> [batch, classes, depth]
+            logits = logits.reshape(self.batch, self.depth, -1).transpose(0, 2, 1)
+            if labels is not None and labels.ndim == 2:
+                labels = labels.reshape(self.batch, self.depth, -1).transpose(0, 2, 1)
+            elif labels is not None:
+                labels = labels.reshape(self.batch, self.depth)
+        return rng, np.asarray(logits), labels
 
 
 # Declarative tables: scenarios expanded over the ops they apply to -----------------------
@@ -115,6 +173,10 @@ class Scenario:
     batch: int = 4
     classes: int = 16
     invalid: bool = False
+    options: dict[str, object] = field(default_factory=dict)
+    quantities: tuple[str, ...] = ()
+    ignored: float = 0.0
+    depth: int = 0
 
     def cases(self, family: str) -> list[Case]:
         return [
@@ -130,9 +192,21 @@ class Scenario:
                 invalid=self.invalid,
                 why=self.why,
                 labels=self.labels if op in LABELLED_OPS else "random",
+                options=self._options_for(op),
+                quantities=self.quantities,
+                ignored=self.ignored if op == "sparse_softmax_cross_entropy" else 0.0,
+                depth=self.depth,
             )
             for op in self.ops
         ]
+
+    def _options_for(self, op: str) -> tuple[tuple[str, object], ...]:
+        """The options ``op`` accepts (ignore_index is for sparse labels only)."""
+        accepted = ACCEPTED.get(op, ())
+        kept = {name: value for name, value in self.options.items() if name in accepted}
+        if op != "sparse_softmax_cross_entropy":
+            kept.pop("ignore_index", None)
+        return tuple(sorted(kept.items()))
 
 
 S = Scenario
@@ -296,6 +370,223 @@ SIGMOID = (
     S("infinite", "infinite", "±inf: loss 0 or +inf", labels="mixed", ops=SIGMOID_OP),
     S("nan", "nan", "NaN gives NaN there and nowhere else", ops=SIGMOID_OP),
 )
+
+# The options family: cross-entropy as it is called, and derivatives along given directions.
+UNLABELLED = ("softmax", "log_softmax", "logsumexp")
+IGNORE = option_cases.IGNORE
+MEAN_IGNORE = {"reduction": "mean", "ignore_index": IGNORE}
+GRAD, JVP, VALUE_GRAD = ("grad",), ("jvp",), ("value", "grad")
+OPTION_CASES = (
+    S(
+        "mean-large-batch",
+        "dominant",
+        "mean of 4096 losses near 20: a float16 sum overflows (pytorch#85791)",
+        {"gap": 20.0},
+        labels="not-argmax",
+        ops=LABELLED_SOFTMAX,
+        batch=4096,
+        classes=8,
+        options={"reduction": "mean"},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "sum-large-batch",
+        "normal",
+        "sum of 4096 losses near 2.5: a float16 accumulator stalls",
+        ops=SPARSE,
+        batch=4096,
+        classes=8,
+        options={"reduction": "sum"},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "batch-size-mean-large",
+        "normal",
+        "sum_over_batch_size (Keras, tf.reduce_mean) of 4096 soft losses",
+        ops=SOFT,
+        batch=4096,
+        classes=8,
+        options={"reduction": "sum_over_batch_size"},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "ignore-90pct",
+        "normal",
+        "padding-heavy: 90% ignored, the mean is over the rest",
+        ops=SPARSE,
+        batch=64,
+        options=MEAN_IGNORE,
+        ignored=0.9,
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "all-ignored",
+        "normal",
+        "every row ignored: the mean over zero rows is NaN, its gradient 0",
+        ops=SPARSE,
+        batch=8,
+        options=MEAN_IGNORE,
+        ignored=1.0,
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "mean-over-valid",
+        "normal",
+        "half ignored, sum / kept rows (Keras ignore_class, optax where=)",
+        ops=SPARSE,
+        batch=32,
+        options={"reduction": "mean_over_valid", "ignore_index": IGNORE},
+        ignored=0.5,
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "llm-mean-ignore-smoothing",
+        "normal",
+        "the LLM configuration: mean, a quarter ignored, label smoothing 0.1",
+        {"scale": 3.0},
+        ops=SPARSE,
+        batch=64,
+        classes=128,
+        options={**MEAN_IGNORE, "label_smoothing": 0.1},
+        ignored=0.25,
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "smoothing-extreme",
+        "uniform",
+        "smoothing 0.1 on logits of ±1e4: every class's log-probability counts",
+        {"scale": 1e4},
+        ops=LABELLED_SOFTMAX,
+        options={"label_smoothing": 0.1},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "smoothing-masked",
+        "masked",
+        "smoothing puts eps/C on -inf classes: loss +inf",
+        {"count": 2},
+        labels="unmasked",
+        ops=LABELLED_SOFTMAX,
+        options={"label_smoothing": 0.1},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "class-weights-spread",
+        "normal",
+        "class weights from 1e-3 to 1e3, summed",
+        ops=LABELLED_SOFTMAX,
+        options={"reduction": "sum", "class_weight": "@class-weights-spread"},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "class-weights-spread-mean",
+        "normal",
+        "weighted mean sum(w_y l) / sum(w_y) over kept rows, weights 1e-3..1e3",
+        ops=SPARSE,
+        batch=32,
+        options={**MEAN_IGNORE, "class_weight": "@class-weights-spread"},
+        ignored=0.25,
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "sample-weights-spread",
+        "normal",
+        "sample weights 1e-3..1e3 and zeros, sum(sw l) / N",
+        ops=LABELLED_SOFTMAX,
+        batch=32,
+        options={"reduction": "sum_over_batch_size", "sample_weight": "@sample-weights-spread"},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "sample-weights-mean",
+        "normal",
+        "sample weights 1e-3..1e3 and zeros, sum(sw l) / sum(sw)",
+        ops=LABELLED_SOFTMAX,
+        batch=32,
+        options={"reduction": "mean", "sample_weight": "@sample-weights-spread"},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "class-axis-1",
+        "normal",
+        "[batch, classes, depth] with the classes on axis 1",
+        ops=SOFTMAX_FAMILY,
+        depth=3,
+        options={"class_axis": 1},
+        quantities=("value",),
+    ),
+    S(
+        "class-axis-1-smoothing",
+        "normal",
+        "smoothing on axis 1: eps / C with C = 16 classes, not the depth 3 (keras#23451)",
+        ops=LABELLED_SOFTMAX,
+        depth=3,
+        options={"class_axis": 1, "label_smoothing": 0.2},
+        quantities=VALUE_GRAD,
+    ),
+    S(
+        "cotangent-normal",
+        "normal",
+        "a random cotangent: softmax and log_softmax get gradients too",
+        ops=SOFTMAX_FAMILY,
+        options={"cotangent": "@normal"},
+        quantities=GRAD,
+    ),
+    S(
+        "cotangent-zero-on-masked-rows",
+        "all_masked",
+        "all -inf rows under a zero cotangent contribute 0, not NaN (pytorch#31829, jax#6811)",
+        ops=SOFTMAX_FAMILY,
+        options={"cotangent": "@zero-on-masked-rows"},
+        quantities=GRAD,
+    ),
+    S(
+        "cotangent-extreme",
+        "normal",
+        "cotangents of 2^-12 and 2^12 side by side",
+        ops=SOFTMAX_FAMILY,
+        options={"cotangent": "@extreme"},
+        quantities=GRAD,
+    ),
+    S(
+        "cotangent-mean-ignore",
+        "normal",
+        "a scalar cotangent through a mean with ignored rows",
+        ops=SPARSE,
+        batch=32,
+        options={**MEAN_IGNORE, "cotangent": "@normal"},
+        ignored=0.25,
+        quantities=GRAD,
+    ),
+    S(
+        "tangent-normal",
+        "normal",
+        "forward mode along a random tangent",
+        ops=SOFTMAX_FAMILY,
+        options={"tangent": "@normal"},
+        quantities=JVP,
+    ),
+    S(
+        "tangent-masked",
+        "masked",
+        "forward mode through -inf classes with label 0: finite (optax PR #1762)",
+        {"count": 2},
+        labels="unmasked",
+        ops=SOFTMAX_FAMILY,
+        options={"tangent": "@normal"},
+        quantities=JVP,
+    ),
+    S(
+        "tangent-mean-ignore-smoothing",
+        "normal",
+        "forward mode through the LLM configuration",
+        ops=SPARSE,
+        batch=32,
+        options={**MEAN_IGNORE, "label_smoothing": 0.1, "tangent": "@normal"},
+        ignored=0.25,
+        quantities=JVP,
+    ),
+)
 TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("benign", BENIGN),
     ("extreme", EXTREME),
@@ -303,6 +594,7 @@ TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("soft_labels", LABEL_CASES),
     ("size", SIZES),
     ("sigmoid", SIGMOID),
+    ("options", OPTION_CASES),
 )
 
 

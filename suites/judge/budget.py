@@ -260,11 +260,14 @@ def allowance(
     logits: np.ndarray,
     labels: np.ndarray | None,
     exact: Exact,
+    scale: np.ndarray | None = None,
 ) -> Allowance:
-    """The allowance of every output element (BUDGET_RULE) and its ULP ruler."""
+    """The allowance of every output element (BUDGET_RULE) and its ULP ruler; ``scale`` is A
+    when another rule gives it (call options: ``suites.judge.reductions``)."""
     dtype = numpy_dtype(dtype)
     ulp = ulp_at(truth_in(exact, dtype), dtype)
-    scale = error_scale(op, quantity, dtype, logits, labels, exact)
+    if scale is None:
+        scale = error_scale(op, quantity, dtype, logits, labels, exact)
     truth = truth_in(exact, dtype)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         absolute = ulp + K * scale

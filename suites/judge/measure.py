@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from reference import Exact
+from reference import GRADIENT_OPS, Exact
 from reference.dtypes import numpy_dtype
 from suites.judge.budget import allowance
+from suites.judge.reductions import option_scale
 from suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,
@@ -101,6 +102,7 @@ def evaluate(
     labels: np.ndarray | None,
     got: np.ndarray,
     exact: Exact,
+    options: dict[str, Any] | None = None,
 ) -> Evaluation:
     """Measure ``got`` against ``exact``: error / allowance per element (``BUDGET_RULE``), the
     verdict from its maximum, and the worst element's figures.
@@ -114,7 +116,11 @@ def evaluate(
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     absolute = absolute_errors(got64, exact)
-    allowed = allowance(op, quantity, requested, logits, labels, exact)
+    plain = not options and (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS))
+    scale = None
+    if not plain:
+        scale = option_scale(op, quantity, requested, logits, labels, exact, options or {})
+    allowed = allowance(op, quantity, requested, logits, labels, exact, scale=scale)
     mismatch = nonfinite_mismatches(got64, truth)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         errors = absolute / allowed.ruler
@@ -141,7 +147,7 @@ def evaluate(
         expected=at(exact.hi),
         got=at(got64),
         worst_input=""
-        if worst is None
+        if worst is None or options
         else _describe_input(op, logits, labels, index, elementwise),
         message="" if got.dtype == requested else f"returned {got.dtype} for {requested.name}",
     )

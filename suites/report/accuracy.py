@@ -166,11 +166,15 @@ def _failure_table(rows: pd.DataFrame, extra: list[str]) -> pd.DataFrame:
         .where((rows["message"] != "") | (rows["invariant_failures"] != ""), "")
     )
     errors = pd.DataFrame([error_cells(row) for _, row in rows.iterrows()], index=rows.index)
+    options = {}
+    if "options" in rows and rows["options"].fillna("").ne("").any():  # runs with option cases
+        options = {"options": rows["options"].fillna("").map(short)}
     table = {
         "case": rows["case_id"],
         "dtype": rows["dtype"],
         **{column: rows[column] for column in extra},
         "quantity": rows["quantity"],
+        **options,
         "verdict": rows["verdict"],
         "input": (rows["worst_input"] + where).map(short),
         "expected": rows["expected"].map(lambda v: number(v, ".9g")),
