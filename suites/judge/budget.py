@@ -266,12 +266,15 @@ def allowance(
     when another rule gives it (call options: ``suites.judge.reductions``)."""
     dtype = numpy_dtype(dtype)
     ulp = ulp_at(truth_in(exact, dtype), dtype)
+    # The addends' ruler is defined for the plain ops; under options the ULP at t rules.
+    addends = np.full(np.shape(exact.hi), np.nan)
     if scale is None:
         scale = error_scale(op, quantity, dtype, logits, labels, exact)
+        addends = _addends(op, quantity, logits, labels, exact)
     truth = truth_in(exact, dtype)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         absolute = ulp + K * scale
-        floor = spacing(_addends(op, quantity, logits, labels, exact), dtype) / 2
+        floor = spacing(addends, dtype) / 2
         # A zero or subnormal truth whose addends are zero too (log_softmax of one class):
         # half an ULP at A/u_acc, the first-order magnitude of what the algorithm rounded.
         tiny = np.abs(truth) < float(finfo(dtype).smallest_normal)
