@@ -71,13 +71,12 @@ def run_check(request: CheckRequest) -> list[dict[str, Any]]:
 
 
 def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
-    """The quantities asked for; by default those the op has without a direction (value, and
-    grad for the ops with a plain gradient), as before options existed."""
+    """The quantities asked for; by default those the implementation offers without a
+    direction (value, and grad for the ops with a plain gradient), as before options existed."""
     if request.quantities:
         return request.quantities
-    if impl.op in GRADIENT_OPS:
-        return ("value", "grad")
-    return ("value",)
+    plain = ("value", "grad") if impl.op in GRADIENT_OPS else ("value",)
+    return tuple(q for q in plain if q in impl.quantities)
 
 
 def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]:
