@@ -39,7 +39,10 @@ LABELLED_OPS: frozenset[str] = frozenset(
 )
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MODES: tuple[str, ...] = ("eager", "compiled")
-QUANTITIES: tuple[str, ...] = ("value", "grad")
+# The quantity vocabulary: value, the gradient w.r.t. the logits, and the linear op's gradients
+# w.r.t. its inputs; ``reference.evaluate.quantities(op)`` says which an op defines.
+QUANTITIES: tuple[str, ...] = ("value", "grad", "grad_hidden", "grad_weight", "grad_bias")
+LINEAR_OP: str = reference_ops.LINEAR_OP
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,11 @@ class Implementation:
 
     @property
     def quantities(self) -> tuple[str, ...]:
-        return QUANTITIES if self.gradient else ("value",)
+        """value, plus the op's gradients when declared (grad_bias only with a "bias" option)."""
+        if not self.gradient:
+            return ("value",)
+        defined = reference_ops.quantities(self.op)
+        return tuple(q for q in defined if q != "grad_bias" or "bias" in self.options)
 
 
 @dataclass(frozen=True)
@@ -111,7 +118,9 @@ class PreparedCall:
     """A call with its inputs converted and resident on the device.
 
     ``run()`` executes the op (the gradient of the sum of the outputs with respect to the
-    logits when the quantity is ``grad``) and returns only after the device has finished.
+    logits when the quantity is ``grad``; to the hidden, weight or bias for ``grad_hidden``,
+    ``grad_weight``, ``grad_bias`` of the linear op) and returns only after the device has
+    finished.
     ``to_numpy(output)`` converts what ``run`` returned; it is never part of a timing.
     """
 
@@ -144,8 +153,11 @@ class Adapter(ABC):
         """Convert inputs for ``call`` and return the prepared call.
 
         ``logits`` has the NumPy dtype of ``call.dtype`` (ml_dtypes.bfloat16 for bfloat16);
-        ``labels`` is ``None`` for unlabelled ops, int64 class ids for the sparse op, and of
-        the logits' dtype otherwise. Only called for calls that ``unsupported_reason`` accepts.
+        ``labels`` is ``None`` for unlabelled ops, int64 class ids for the sparse and linear
+        ops, and of the logits' dtype otherwise. For ``linear_cross_entropy`` ``logits`` is the
+        hidden [N, d] and ``call.options`` holds "weight" [C, d] (and "bias" [C],
+        "ignore_index") in the call's dtype. Only called for calls that
+        ``unsupported_reason`` accepts.
         """
 
     def implementation(self, name: str) -> Implementation:

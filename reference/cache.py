@@ -43,12 +43,20 @@ def _hash_array(digest, name: str, array: np.ndarray | None) -> None:
     digest.update(np.ascontiguousarray(array).tobytes())
 
 
-def cache_key(op: str, logits: np.ndarray, labels: np.ndarray | None, quantity: str) -> str:
-    """The sha256 hex digest naming one reference result."""
+def cache_key(
+    op: str,
+    logits: np.ndarray,
+    labels: np.ndarray | None,
+    quantity: str,
+    options: dict | None = None,
+) -> str:
+    """The sha256 hex digest naming one reference result (options, when given, by name)."""
     digest = hashlib.sha256()
     digest.update(f"xentbench-reference:{REFERENCE_VERSION};{op};{quantity};".encode())
     _hash_array(digest, "logits", np.asarray(logits))
     _hash_array(digest, "labels", None if labels is None else np.asarray(labels))
+    for name, value in sorted((options or {}).items()):
+        _hash_array(digest, f"option-{name}", None if value is None else np.asarray(value))
     return digest.hexdigest()
 
 
@@ -79,9 +87,8 @@ def _write(path: Path, result: evaluate.Exact) -> None:
         raise
 
 
-def _expected_shape(op: str, quantity: str, logits: np.ndarray) -> tuple[int, ...]:
-    reducing = (op, quantity) in evaluate.REDUCING
-    return logits.shape[:-1] if reducing else logits.shape
+def _expected_shape(op: str, quantity: str, logits: np.ndarray, options) -> tuple[int, ...]:
+    return evaluate.output_shape(op, quantity, logits.shape, options)
 
 
 def cached_exact(
@@ -90,14 +97,16 @@ def cached_exact(
     labels: np.ndarray | None = None,
     quantity: str = "value",
     cache_dir: Path | None = None,
+    options: dict | None = None,
 ) -> evaluate.Exact:
-    """``reference.exact(op, logits, labels, quantity)``, read from or written to the disk cache."""
+    """``reference.exact(op, logits, labels, quantity, options)``, from or to the disk cache."""
     logits = np.asarray(logits)
     labels = None if labels is None else np.asarray(labels)
-    path = Path(cache_dir or cache_directory()) / f"{cache_key(op, logits, labels, quantity)}.npz"
+    key = cache_key(op, logits, labels, quantity, options)
+    path = Path(cache_dir or cache_directory()) / f"{key}.npz"
     stored = _read(path)
-    if stored is not None and stored.hi.shape == _expected_shape(op, quantity, logits):
+    if stored is not None and stored.hi.shape == _expected_shape(op, quantity, logits, options):
         return stored
-    result = evaluate.exact(op, logits, labels, quantity)  # a ValueError propagates, uncached
+    result = evaluate.exact(op, logits, labels, quantity, options)  # ValueError: uncached
     _write(path, result)
     return result

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference import edges, exact_arb, fast
+from reference import edges, exact_arb, fast, linear
 from reference.dtypes import numpy_dtype
 from reference.rounding import round_to_dtype
 
@@ -24,22 +24,44 @@ OPS = (
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",
     "sigmoid_cross_entropy",
+    "linear_cross_entropy",
 )
 GRADIENT_OPS = (
     "logsumexp",
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",
     "sigmoid_cross_entropy",
+    "linear_cross_entropy",
 )
+# The language-model head: hidden [N, d] in the logits slot, weight [C, d] (and bias [C]) in
+# the call's options (``reference.linear``); its gradients are with respect to each input.
+LINEAR_OP = "linear_cross_entropy"
 REDUCING = {
     ("logsumexp", "value"),
     ("softmax_cross_entropy", "value"),
     ("sparse_softmax_cross_entropy", "value"),
+    (LINEAR_OP, "value"),
 }
 
 
-def output_shape(op: str, quantity: str, logits_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of an op's output: the class axis reduced away, or the logits' own shape."""
+def quantities(op: str) -> tuple[str, ...]:
+    """The quantities an op defines: value, and its gradient(s) where it has them."""
+    if op == LINEAR_OP:
+        return linear.QUANTITIES
+    return ("value", "grad") if op in GRADIENT_OPS else ("value",)
+
+
+def output_shape(
+    op: str, quantity: str, logits_shape: tuple[int, ...], options: dict | None = None
+) -> tuple[int, ...]:
+    """The shape of an op's output: the class axis reduced away, or the logits' own shape.
+
+    For the linear op, ``logits_shape`` is the hidden's [N, d] and the weight in ``options``
+    gives C: grad_weight is [C, d] and grad_bias [C].
+    """
+    if op == LINEAR_OP and quantity in ("grad_weight", "grad_bias"):
+        classes = np.shape((options or {})["weight"])[0]
+        return (classes, logits_shape[-1]) if quantity == "grad_weight" else (classes,)
     return tuple(logits_shape[:-1] if (op, quantity) in REDUCING else logits_shape)
 
 
@@ -98,9 +120,20 @@ def _validate(op: str, quantity: str, logits, labels) -> tuple[np.ndarray, np.nd
 
 
 def exact(
-    op: str, logits: np.ndarray, labels: np.ndarray | None = None, quantity: str = "value"
+    op: str,
+    logits: np.ndarray,
+    labels: np.ndarray | None = None,
+    quantity: str = "value",
+    options: dict | None = None,
 ) -> Exact:
-    """The exact value (or gradient of the sum of outputs w.r.t. logits) of a canonical op."""
+    """The exact value (or gradient of the sum of outputs w.r.t. logits) of a canonical op.
+
+    ``options`` carries the call options an op needs (the linear op's weight, bias and
+    ignore_index); the other ops take none.
+    """
+    if op == LINEAR_OP:
+        result = linear.linear_exact(quantity, logits, labels, options or {})
+        return Exact(result.hi, result.lo)
     x, y = _validate(op, quantity, logits, labels)
     if op == "sigmoid_cross_entropy":
         hi, lo = _sigmoid(quantity, x.ravel(), y.ravel())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +24,12 @@ def case_inputs(case_id: str, dtype: str, seed: int):
     return cases.find(case_id).inputs(dtype, seed)
 
 
+@lru_cache(maxsize=16)
+def case_options(case_id: str, dtype: str, seed: int) -> dict[str, Any]:
+    """The call options a case passes (the linear op's weight, bias, ignore_index), or {}."""
+    return cases.find(case_id).options(dtype, seed)
+
+
 @lru_cache(maxsize=64)
 def case_shifted(case_id: str, dtype: str, seed: int) -> tuple[np.ndarray, float] | None:
     """The case's logits shifted exactly per row (``suites.judge.shift``) and the largest
@@ -38,14 +45,18 @@ def case_shifted(case_id: str, dtype: str, seed: int) -> tuple[np.ndarray, float
 def case_exact(case_id: str, dtype: str, seed: int, quantity: str):
     """The exact result for a case's inputs, or the ValueError the reference raises on them."""
     logits, labels = case_inputs(case_id, dtype, seed)
+    options = case_options(case_id, dtype, seed) or None
     try:
-        return cached_exact(cases.find(case_id).op, logits, labels, quantity)
+        return cached_exact(cases.find(case_id).op, logits, labels, quantity, options=options)
     except ValueError as exc:
         return exc
 
 
-def _max_abs_logit(logits: np.ndarray) -> float:
+def _max_abs_logit(logits: np.ndarray, options: dict[str, Any]) -> float:
     values = np.abs(logits.astype(np.float64))
+    if "weight" in options:  # the linear op: the logits hidden @ weight.T (+ bias)
+        values = np.abs(values @ np.asarray(options["weight"]).astype(np.float64).T)
+        values += np.abs(np.asarray(options.get("bias", 0.0)).astype(np.float64))
     finite = values[np.isfinite(values)]
     return float(finite.max()) if finite.size else math.nan
 
@@ -88,10 +99,12 @@ class AccuracyTask:
     def evaluate(self) -> dict[str, Any]:
         row = dict(self.template)
         logits, labels = case_inputs(self.case.id, self.call.dtype, self.seed)
-        row["max_abs_logit"] = _max_abs_logit(logits)
-        row["n_elements"] = int(logits.size)
+        options = case_options(self.case.id, self.call.dtype, self.seed)
+        row["max_abs_logit"] = _max_abs_logit(logits, options)
+        row["n_elements"] = int(len(logits) * self.case.classes)  # logits elements, as [N, C]
         exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity)
-        judged, got = judge(self.adapter, self.call, logits, labels, exact)
+        call = dataclasses.replace(self.call, options=options) if options else self.call
+        judged, got = judge(self.adapter, call, logits, labels, exact)
         row.update(judged)
         if got is not None:
             row.update(self._invariants(logits, labels, got, exact))
@@ -143,6 +156,8 @@ def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:
             if impl.op != case.op:
                 continue
             for call in selection.calls(impl, impl.quantities):
+                if call.quantity == "grad_bias" and not case.bias:
+                    continue  # a case without a bias has no bias gradient
                 if call.dtype in case.dtypes:
                     tasks.append(AccuracyTask(adapter, call, case, selection.seed))
     return tasks

@@ -21,9 +21,20 @@ import numpy as np
 from adapters.base import LABELLED_OPS, OPS
 from reference.dtypes import DTYPES, finfo, numpy_dtype
 from suites.catalog.generators import GENERATORS, LABELS, Draw
+from suites.catalog.linear import IGNORE_INDEX, LINEAR_GENERATORS, LinearDraw
 
-FAMILIES: tuple[str, ...] = ("benign", "extreme", "special", "soft_labels", "size", "sigmoid")
+FAMILIES: tuple[str, ...] = (
+    "benign",
+    "extreme",
+    "special",
+    "soft_labels",
+    "size",
+    "sigmoid",
+    "linear",
+)
+LINEAR_OP = "linear_cross_entropy"
 SOFTMAX_FAMILY: tuple[str, ...] = OPS[:5]
+LOGITS_OPS: tuple[str, ...] = tuple(op for op in OPS if op != LINEAR_OP)  # ops taking logits
 LABELLED_SOFTMAX: tuple[str, ...] = ("softmax_cross_entropy", "sparse_softmax_cross_entropy")
 NOT_FLOAT16: tuple[str, ...] = ("bfloat16", "float32", "float64")
 
@@ -50,6 +61,11 @@ class Case:
     invalid: bool = False
     why: str = ""
     labels: str = "random"
+    # linear_cross_entropy only: features d, a bias, and the share of padding rows (labelled
+    # IGNORE_INDEX, passed as the "ignore_index" option).
+    hidden: int = 0
+    bias: bool = False
+    padding: float = 0.0
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -61,8 +77,11 @@ class Case:
             yield f"unknown op {self.op!r}; valid: {', '.join(OPS)}"
         if self.family not in FAMILIES:
             yield f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}"
-        if self.generator not in GENERATORS:
-            yield f"unknown generator {self.generator!r}; valid: {', '.join(GENERATORS)}"
+        generators = LINEAR_GENERATORS if self.op == LINEAR_OP else GENERATORS
+        if self.generator not in generators:
+            yield f"unknown generator {self.generator!r}; valid: {', '.join(generators)}"
+        if (self.op == LINEAR_OP) != (self.hidden > 0):
+            yield "linear_cross_entropy cases, and only they, need hidden > 0"
         if not self.dtypes or set(self.dtypes) - set(DTYPES):
             yield f"dtypes {self.dtypes} must be a non-empty subset of {DTYPES}"
         if self.op in LABELS and self.labels not in LABELS[self.op]:
@@ -77,12 +96,13 @@ class Case:
         return f"{self.op}/{self.family}/{self.name}"
 
     def inputs(self, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits ``[batch, classes]`` in ``dtype`` and labels (None, int64 ids, or ``dtype``)."""
-        if dtype not in self.dtypes:
-            raise ValueError(f"case {self.id} is not defined for {dtype}; it has {self.dtypes}")
-        target = numpy_dtype(dtype)
+        """Logits ``[batch, classes]`` in ``dtype`` and labels (None, int64 ids, or ``dtype``);
+        for the linear op the hidden ``[batch, hidden]`` in their place (see ``options``)."""
+        if self.op == LINEAR_OP:
+            hidden, labels, _ = self.linear_inputs(dtype, seed)
+            return hidden, labels
+        target, rng = self._stream(dtype, seed)
         limits = finfo(target)
-        rng = np.random.default_rng([seed, zlib.crc32(self.id.encode())])
         draw = Draw(
             rng,
             (self.batch, self.classes),
@@ -96,6 +116,30 @@ class Case:
         labels = LABELS[self.op][self.labels](rng, logits)
         labels = labels.astype(np.int64 if labels.dtype.kind in "iu" else target)
         return logits.astype(target), labels
+
+    def _stream(self, dtype: str, seed: int) -> tuple[np.dtype, np.random.Generator]:
+        if dtype not in self.dtypes:
+            raise ValueError(f"case {self.id} is not defined for {dtype}; it has {self.dtypes}")
+        return numpy_dtype(dtype), np.random.default_rng([seed, zlib.crc32(self.id.encode())])
+
+    def options(self, dtype: str, seed: int) -> dict[str, object]:
+        """The call options of a linear case: weight, and bias and ignore_index when it has
+        them (``Call.options``, arrays in ``dtype``); {} for every other op."""
+        return {} if self.op != LINEAR_OP else self.linear_inputs(dtype, seed)[2]
+
+    def linear_inputs(self, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(hidden [N, d], int64 labels [N], options) of a linear case, rounded to ``dtype``."""
+        target, rng = self._stream(dtype, seed)
+        draw = LinearDraw(rng, self.batch, self.classes, self.hidden)
+        hidden, weight, labels = LINEAR_GENERATORS[self.generator](draw, **dict(self.params))
+        options: dict[str, object] = {"weight": weight.astype(target)}
+        if self.bias:
+            options["bias"] = rng.normal(size=self.classes).astype(target)
+        if self.padding:
+            padded = rng.random(self.batch) < self.padding
+            labels = np.where(padded, IGNORE_INDEX, labels)
+            options["ignore_index"] = IGNORE_INDEX
+        return hidden.astype(target), labels.astype(np.int64), options
 
 
 # Declarative tables: scenarios expanded over the ops they apply to -----------------------
@@ -115,6 +159,9 @@ class Scenario:
     batch: int = 4
     classes: int = 16
     invalid: bool = False
+    hidden: int = 0
+    bias: bool = False
+    padding: float = 0.0
 
     def cases(self, family: str) -> list[Case]:
         return [
@@ -130,6 +177,9 @@ class Scenario:
                 invalid=self.invalid,
                 why=self.why,
                 labels=self.labels if op in LABELLED_OPS else "random",
+                hidden=self.hidden,
+                bias=self.bias,
+                padding=self.padding,
             )
             for op in self.ops
         ]
@@ -252,7 +302,7 @@ LABEL_CASES = (
     ),
 )
 SIZES = tuple(
-    S(name, "normal", why, {"scale": 3.0}, ops=OPS, batch=batch, classes=classes)
+    S(name, "normal", why, {"scale": 3.0}, ops=LOGITS_OPS, batch=batch, classes=classes)
     for name, batch, classes, why in (
         ("classes-1", 4, 1, "one class: softmax 1, log_softmax 0, loss 0"),
         ("classes-2", 4, 2, "two classes: softmax is a sigmoid of the difference"),
@@ -296,6 +346,64 @@ SIGMOID = (
     S("infinite", "infinite", "±inf: loss 0 or +inf", labels="mixed", ops=SIGMOID_OP),
     S("nan", "nan", "NaN gives NaN there and nowhere else", ops=SIGMOID_OP),
 )
+LINEAR = tuple(
+    S(name, generator, why, params, ops=(LINEAR_OP,), batch=n, classes=c, hidden=d, **extra)
+    for name, generator, params, n, d, c, extra, why in (
+        ("normal", "normal", {}, 8, 32, 100, {}, "typical logits (std 3): the baseline"),
+        ("bias", "normal", {}, 8, 32, 100, {"bias": True}, "a bias [C] and its gradient"),
+        (
+            "confident",
+            "confident",
+            {"gap": 12.0},
+            4,
+            64,
+            256,
+            {},
+            "softmax_y ~ 1 - 0.002 rounds to 1 in bfloat16: p_y - 1 must not be formed there",
+        ),
+        (
+            "offset-1000",
+            "offset",
+            {"offset": 1000.0},
+            4,
+            32,
+            128,
+            {},
+            "a common logit offset of 1000: the loss must not move with it",
+        ),
+        (
+            "hundreds-128k",
+            "normal",
+            {"scale": 300.0},
+            2,
+            16,
+            131072,
+            {},
+            "|logit| in the hundreds over 128k classes: logits kept in 16 bits lose the softmax",
+        ),
+        (
+            "padding-75pct",
+            "normal",
+            {},
+            32,
+            32,
+            200,
+            {"padding": 0.75},
+            "3 rows in 4 padded (ignore_index -100): no loss, no gradient, no division by N",
+        ),
+        (
+            "chunk-boundaries",
+            "normal",
+            {},
+            37,
+            48,
+            1031,
+            {"bias": True},
+            "N = 37 and C = 1031 (prime): every chunk size leaves a ragged last chunk",
+        ),
+        ("hidden-4096", "normal", {}, 4, 4096, 256, {}, "d = 4096: long dot products"),
+    )
+)
 TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("benign", BENIGN),
     ("extreme", EXTREME),
@@ -303,6 +411,7 @@ TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("soft_labels", LABEL_CASES),
     ("size", SIZES),
     ("sigmoid", SIGMOID),
+    ("linear", LINEAR),
 )
 
 

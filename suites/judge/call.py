@@ -42,7 +42,9 @@ def judge(
         message = f"returned a result for invalid input: {exact}"
         return {"verdict": verdict_for_invalid_result(), "message": message, **elapsed}, None
     impl = call.implementation
-    result = measure.evaluate(impl.op, call.quantity, call.dtype, logits, labels, got, exact)
+    result = measure.evaluate(
+        impl.op, call.quantity, call.dtype, logits, labels, got, exact, call.options
+    )
     return {**result.as_row(), **elapsed}, got
 
 

@@ -79,6 +79,16 @@ def _describe_input(op: str, logits, labels, index: tuple[int, ...], elementwise
     return text
 
 
+def _describe(op, quantity, logits, labels, index, elementwise, options) -> str:
+    """``_describe_input``, or for the linear op the shapes and the element's row or class."""
+    if op != "linear_cross_entropy":
+        return _describe_input(op, logits, labels, index, elementwise)
+    classes, hidden = np.shape((options or {}).get("weight", np.empty((0, 0))))
+    where = f"class {index[0]}" if quantity in ("grad_weight", "grad_bias") else f"row {index[0]}"
+    label = "" if where.startswith("class") else f", label={int(np.asarray(labels)[index[0]])}"
+    return f"N={len(logits)}, d={hidden}, C={classes}, {where}{label}"
+
+
 def evaluate(
     op: str,
     quantity: str,
@@ -87,6 +97,7 @@ def evaluate(
     labels: np.ndarray | None,
     got: np.ndarray,
     exact: Exact,
+    options: dict | None = None,
 ) -> Evaluation:
     """Measure ``got`` against ``exact`` in ULPs of ``dtype``, apply the budget, give a verdict.
 
@@ -101,7 +112,7 @@ def evaluate(
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     ulp, absolute = ulp_at(truth, requested), absolute_errors(got64, exact)
-    scale = error_scale(op, quantity, requested, logits, labels, exact)
+    scale = error_scale(op, quantity, requested, logits, labels, exact, options)
     mismatch = nonfinite_mismatches(got64, truth)
     with np.errstate(invalid="ignore", over="ignore"):
         errors = absolute / ulp
@@ -123,6 +134,6 @@ def evaluate(
         budget_ulps=at(in_ulps(ulp, scale)),
         worst_input=""
         if worst is None
-        else _describe_input(op, logits, labels, index, elementwise),
+        else _describe(op, quantity, logits, labels, index, elementwise, options),
         message="" if got.dtype == requested else f"returned {got.dtype} for {requested.name}",
     )
