@@ -108,37 +108,67 @@ class _ExactSum:
         return Enclosure(hi, lo, (self.err + extra) * inflation + self.count * 2.0**-1074)
 
 
+def _row_scale(a: np.ndarray) -> np.ndarray:
+    """Per row, the exponent of a power of two bringing the row's max into [1/2, 1)."""
+    return np.frexp(np.abs(a).max(axis=1))[1]
+
+
+def _scaled(a: np.ndarray, exponent: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """a * 2^-exponent per row, and what the scaling lost (subnormal results only)."""
+    scaled = np.ldexp(a, -exponent[:, None])
+    lost = np.abs(a - np.ldexp(scaled, exponent[:, None]))
+    if exact and lost.any():
+        raise ValueError("linear_cross_entropy inputs span too wide a range for exact products")
+    return scaled, lost
+
+
 def product(parts: list[np.ndarray], b: np.ndarray, a_err: np.ndarray | None = None) -> Enclosure:
     """sum(parts) @ b enclosed: parts approximate A ([M, K], absolute error a_err), b exact.
 
-    Exact parts (a_err None) are split until nothing is left; approximate ones into
-    APPROX_SLICES, the remainder joining a_err. What is not multiplied exactly is bounded by
-    (|rest| + a_err) @ |b|, inflated by gamma_K (Higham, Accuracy and Stability, Thm 3.5).
+    Rows of A and columns of b are first scaled by powers of two to a max in [1/2, 1), so slice
+    products neither underflow nor overflow (probabilities of e^-700 included); the results
+    are scaled back. Exact parts (a_err None) are split until nothing is left; approximate ones
+    into APPROX_SLICES, the remainder joining a_err. What is not multiplied exactly is bounded
+    by (|rest| + a_err) @ |b|, inflated by gamma_K (Higham, Accuracy and Stability, Thm 3.5).
     """
     a_shape, length = parts[0].shape, b.shape[0]
     beta = slice_bits(length)
     exact_parts = a_err is None
-    slices, loose = [], np.zeros(a_shape) if exact_parts else np.array(a_err, dtype=np.float64)
+    a_exponent = _row_scale(parts[0])
+    # The loose part is kept in scaled units: subnormal arithmetic (and BLAS on it) is ~100x
+    # slower. Scaling a bound down may round it: 2^-1074 more covers that.
+    loose = np.zeros(a_shape)
+    if not exact_parts:
+        loose = np.ldexp(np.asarray(a_err, np.float64), -a_exponent[:, None]) + 2.0**-1074
+    slices = []
     for index, part in enumerate(parts):
         limit = EXACT_SLICES if exact_parts else APPROX_SLICES[min(index, 1)]
-        part_slices, rest = split_rows(part, beta, limit)
+        scaled, lost = _scaled(part, a_exponent, exact_parts)
+        part_slices, rest = split_rows(scaled, beta, limit)
         slices += part_slices
-        loose += np.abs(rest)
+        loose += np.abs(rest) + (np.ldexp(lost, -a_exponent[:, None]) if lost.any() else 0.0)
     columns = max(1, BLOCK_ELEMENTS // max(length, 1))
     out = [np.empty((a_shape[0], b.shape[1])) for _ in range(3)]
     for start in range(0, b.shape[1], columns):
         block = slice(start, start + columns)
-        b_slices, b_rest = split_rows(np.asarray(b[:, block], np.float64).T, beta, EXACT_SLICES)
+        b_block = np.asarray(b[:, block], np.float64)
+        b_exponent = _row_scale(b_block.T)
+        b_scaled = _scaled(b_block.T, b_exponent, True)[0]
+        b_slices, b_rest = split_rows(b_scaled, beta, EXACT_SLICES)
         if b_rest.any():
             raise ValueError("an exact operand did not split within EXACT_SLICES slices")
         _check_range(slices, b_slices, beta)
-        total = _ExactSum((a_shape[0], b[:, block].shape[1]))
+        total = _ExactSum((a_shape[0], b_block.shape[1]))
         for a_slice in slices:
             for b_slice in b_slices:
                 total.add(a_slice @ b_slice.T)
-        bound = loose @ np.abs(np.asarray(b[:, block], np.float64)) * (1 + (length + 2) * 2.0**-52)
+        bound = loose @ np.abs(b_scaled.T) * (1 + (length + 2) * 2.0**-52)
         enclosed = total.result(bound)
-        for target, array in zip(out, (enclosed.hi, enclosed.lo, enclosed.err), strict=True):
+        exponent = a_exponent[:, None] + b_exponent[None, :]
+        hi, lo, err = (np.ldexp(v, exponent) for v in (enclosed.hi, enclosed.lo, enclosed.err))
+        # Scaling back rounds only subnormal results (by at most 2^-1075 each: hi, lo, err).
+        err += np.where(np.abs(hi) < 2.0**-1021, 2.0**-1072, 0.0)
+        for target, array in zip(out, (hi, lo, err), strict=True):
             target[:, block] = array
     return Enclosure(*out)
 

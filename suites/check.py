@@ -41,6 +41,11 @@ def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | N
 
 def run_check(request: CheckRequest) -> list[dict[str, Any]]:
     """One record per (implementation, dtype, device, mode, quantity) that applies."""
+    if request.op == "linear_cross_entropy":
+        raise ValueError(
+            "check takes logits; linear_cross_entropy takes hidden states and a weight: "
+            "evaluate it with 'xentbench run --op linear_cross_entropy'"
+        )
     records = []
     for name in request.backends:
         status = registry.status(name)
