@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
-from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
+from adapters.base import DEVICES, DTYPES, LINEAR_OP, MODES, Call, Implementation, PreparedCall
 
 OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
 
@@ -195,7 +195,7 @@ class TensorflowAdapter(TableAdapter):
         return self._devices
 
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
-        return _tf_entries() + _keras_entries()
+        return _tf_entries() + _keras_entries() + _linear_entries()
 
     def _function(self, call: Call) -> OpFunction:
         """The eager function, or its cached XLA tf.function (which traces once per input shape)."""
@@ -206,6 +206,8 @@ class TensorflowAdapter(TableAdapter):
         return self.compiled(key, function, _xla)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
+        if call.implementation.op == LINEAR_OP:
+            return _prepare_linear(call, logits, labels)
         function = self._function(call)
         device = _TF_DEVICE_NAMES[call.device]
         with tf.device(device):  # identity runs on the device, so the inputs live there
@@ -221,3 +223,57 @@ class TensorflowAdapter(TableAdapter):
             return output
 
         return PreparedCall(run=run, to_numpy=lambda output: output.numpy())
+
+
+# --------------------------------------------------------------- linear_cross_entropy
+
+
+def _keras_linear_loss(x, w, b, y, ignore_index):
+    """Keras's sparse categorical cross-entropy of tf.matmul(x, w^T) (+ b), from logits."""
+    logits = tf.matmul(x, w, transpose_b=True)
+    if b is not None:
+        logits = logits + b
+    return keras.losses.sparse_categorical_crossentropy(
+        y, logits, from_logits=True, ignore_class=ignore_index
+    )
+
+
+def _linear_entries() -> list[tuple[Implementation, OpFunction]]:
+    impl = Implementation(
+        name="tensorflow:tf.matmul+keras.losses.sparse_categorical_crossentropy",
+        op=LINEAR_OP,
+        dtypes=DTYPES,
+        devices=("cpu", "cuda"),
+        gradient=True,
+        options=("weight", "bias", "ignore_index"),
+        adaptation="from_logits=True, ignore_class=ignore_index; gradients by tf.GradientTape",
+    )
+    return [(impl, _keras_linear_loss)]
+
+
+def _prepare_linear(call: Call, hidden: np.ndarray, labels: np.ndarray) -> PreparedCall:
+    """The loss, or the tape gradient of its sum w.r.t. the hidden, the weight or the bias."""
+    device = _TF_DEVICE_NAMES[call.device]
+    with tf.device(device):
+        tensors = [
+            None if a is None else tf.identity(tf.constant(np.asarray(a)))
+            for a in (hidden, call.options["weight"], call.options.get("bias"))
+        ]
+        y = tf.identity(tf.constant(np.asarray(labels)))
+    ignore = call.options.get("ignore_index")
+    wanted = {"grad_hidden": 0, "grad_weight": 1, "grad_bias": 2}.get(call.quantity)
+
+    def run() -> tf.Tensor:
+        with tf.device(device):
+            if wanted is None:
+                output = _keras_linear_loss(*tensors, y, ignore)
+            else:
+                with tf.GradientTape() as tape:
+                    tape.watch(tensors[wanted])
+                    total = tf.reduce_sum(_keras_linear_loss(*tensors, y, ignore))
+                output = tape.gradient(total, tensors[wanted])
+        if call.device == "cuda":
+            tf.test.experimental.sync_devices()
+        return output
+
+    return PreparedCall(run=run, to_numpy=lambda output: output.numpy())
