@@ -275,6 +275,20 @@ def _validate(hidden, labels, options: Mapping) -> tuple:
     return x, w, b, np.where(active, labels, 0).astype(np.int64), active
 
 
+def _constant_columns_vanish(result: Enclosure, weight: np.ndarray) -> Enclosure:
+    """dX_ik = c sum_j G_ij = c (sum_j p_ij - 1) = 0 exactly where W's column k is the constant c.
+
+    (A common logit offset carried by one feature makes such a column; the computed sum only
+    encloses 0, so it could not prove the rounding.) Other exact zeros reached by cancellation
+    are left to the enclosure's centre and reported unproven.
+    """
+    constant = (weight == weight[:1]).all(axis=0)
+    if not constant.any():
+        return result
+    zero = np.broadcast_to(constant, result.hi.shape)
+    return Enclosure(*(np.where(zero, 0.0, a) for a in (result.hi, result.lo, result.err)))
+
+
 def linear_exact(
     quantity: str, hidden: np.ndarray, labels: np.ndarray, options: Mapping
 ) -> LinearExact:
@@ -292,7 +306,7 @@ def linear_exact(
         if quantity == "value":
             result = terms.loss
         elif quantity == "grad_hidden":
-            result = product([g.hi, g.lo], w, g.err)
+            result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
         elif quantity == "grad_weight":
             result = product([g.hi.T, g.lo.T], x, g.err.T)
         else:
