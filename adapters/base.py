@@ -39,13 +39,16 @@ LABELLED_OPS: frozenset[str] = frozenset(
 )
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
 MODES: tuple[str, ...] = ("eager", "compiled")
-QUANTITIES: tuple[str, ...] = ("value", "grad", "jvp")
+QUANTITIES: tuple[str, ...] = ("value", "grad", "jvp", "grad_hidden", "grad_weight", "grad_bias")
 # Ops whose gradient exists only as a VJP with a given cotangent (the gradient of the plain sum
 # of a softmax is 0, of a log_softmax 1 - C p): an implementation offers it by declaring the
 # "cotangent" option.
 COTANGENT_ONLY_OPS: frozenset[str] = frozenset({"softmax", "log_softmax"})
 # Ops with a forward-mode derivative (quantity "jvp", option "tangent").
 FORWARD_OPS: frozenset[str] = frozenset(reference_ops.OPS[:5])
+# The language-model head; its gradients are w.r.t. each input (grad_hidden, grad_weight,
+# grad_bias), ``reference.evaluate.quantities(op)`` says which an op defines.
+LINEAR_OP: str = reference_ops.LINEAR_OP
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,13 @@ class Implementation:
 
     @property
     def quantities(self) -> tuple[str, ...]:
+        """value, plus the gradient(s) and forward mode the implementation declares (the linear
+        op's grad_bias only with a "bias" option)."""
+        if self.op == LINEAR_OP:
+            if not self.gradient:
+                return ("value",)
+            defined = reference_ops.quantities(self.op)
+            return tuple(q for q in defined if q != "grad_bias" or "bias" in self.options)
         return ("value",) + ("grad",) * self.gradient + ("jvp",) * self.forward
 
 
@@ -131,8 +141,9 @@ class PreparedCall:
 
     ``run()`` executes the op (for ``grad`` the vector-Jacobian product with
     ``call.options["cotangent"]``, ones when absent: the gradient of the summed outputs; for
-    ``jvp`` the derivative along ``call.options["tangent"]``) with respect to the logits, and
-    returns only after the device has finished.
+    ``jvp`` the derivative along ``call.options["tangent"]``) with respect to the logits, or
+    for the linear op its gradient w.r.t. the hidden, weight or bias (``grad_hidden``,
+    ``grad_weight``, ``grad_bias``), and returns only after the device has finished.
     ``to_numpy(output)`` converts what ``run`` returned; it is never part of a timing.
     """
 
@@ -165,8 +176,11 @@ class Adapter(ABC):
         """Convert inputs for ``call`` and return the prepared call.
 
         ``logits`` has the NumPy dtype of ``call.dtype`` (ml_dtypes.bfloat16 for bfloat16);
-        ``labels`` is ``None`` for unlabelled ops, int64 class ids for the sparse op, and of
-        the logits' dtype otherwise. Only called for calls that ``unsupported_reason`` accepts.
+        ``labels`` is ``None`` for unlabelled ops, int64 class ids for the sparse and linear
+        ops, and of the logits' dtype otherwise. For ``linear_cross_entropy`` ``logits`` is the
+        hidden [N, d] and ``call.options`` holds "weight" [C, d] (and "bias" [C],
+        "ignore_index") in the call's dtype. Only called for calls that
+        ``unsupported_reason`` accepts.
         """
 
     def implementation(self, name: str) -> Implementation:

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
-from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
+from adapters.base import DEVICES, DTYPES, LINEAR_OP, MODES, Call, Implementation, PreparedCall
 from reference.options import canonical
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
@@ -191,7 +191,7 @@ class JaxAdapter(TableAdapter):
         return self._devices
 
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
-        return _entries()
+        return _entries() + _linear_entries()
 
     def _function(self, call: Call, options: dict, directed: bool) -> Callable:
         """The eager function (options bound), or its ``jax.jit`` (cached per options; jit
@@ -206,6 +206,8 @@ class JaxAdapter(TableAdapter):
         return self.compiled(key, function, jax.jit)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
+        if call.implementation.op == LINEAR_OP:
+            return _prepare_linear(call, logits, labels)
         device = jax.devices(_JAX_PLATFORMS[call.device])[0]
         options = dict(call.options)
         direction = options.pop("cotangent", None)
@@ -227,3 +229,57 @@ def _gpu_devices() -> list[Any]:
         return jax.devices("gpu")
     except RuntimeError:  # JAX's documented answer when the platform is absent
         return []
+
+
+# --------------------------------------------------------------- linear_cross_entropy
+_LINEAR_ADAPTATION = (
+    "logits = hidden @ weight.T (+ bias) in the input dtype; padding rows (label ignore_index) "
+    "get label 0 and loss 0 through jnp.where, as optax has no ignore_index; gradients by "
+    "jax.grad of the summed loss"
+)
+
+
+def _linear_loss(x, w, b, y, ignore_index):
+    """optax's integer-label cross-entropy of the composed logits (the plain composition)."""
+    logits = x @ w.T if b is None else x @ w.T + b
+    if ignore_index is None:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    padded = y == ignore_index
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(padded, 0, y))
+    return jnp.where(padded, jnp.zeros_like(loss), loss)
+
+
+def _linear_entries() -> list[tuple[Implementation, OpFunction]]:
+    impl = Implementation(
+        name="jax:x@w.T+optax.softmax_cross_entropy_with_integer_labels",
+        op=LINEAR_OP,
+        dtypes=DTYPES,
+        devices=DEVICES,
+        gradient=True,
+        options=("weight", "bias", "ignore_index"),
+        adaptation=_LINEAR_ADAPTATION,
+    )
+    return [(impl, _linear_loss)]
+
+
+def _prepare_linear(call: Call, hidden: np.ndarray, labels: np.ndarray) -> PreparedCall:
+    """The loss, or jax.grad of its sum w.r.t. the hidden, the weight or the bias."""
+    device = jax.devices(_JAX_PLATFORMS[call.device])[0]
+    bias = call.options.get("bias")
+    arrays = [
+        None if a is None else jax.device_put(np.asarray(a), device)
+        for a in (hidden, call.options["weight"], bias)
+    ]
+    y = jax.device_put(np.asarray(labels), device)
+    ignore = call.options.get("ignore_index")
+    wanted = {"grad_hidden": 0, "grad_weight": 1, "grad_bias": 2}.get(call.quantity)
+    if wanted is None:
+        function = functools.partial(_linear_loss, y=y, ignore_index=ignore)
+    else:
+        total = lambda x, w, b: jnp.sum(_linear_loss(x, w, b, y, ignore))  # noqa: E731
+        function = jax.grad(total, argnums=wanted)
+
+    def run() -> Any:
+        return jax.block_until_ready(function(*arrays))
+
+    return PreparedCall(run=run, to_numpy=np.asarray)

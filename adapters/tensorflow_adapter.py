@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from adapters import tensorflow_options
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
-from adapters.base import DEVICES, DTYPES, MODES, Call, Implementation, PreparedCall
+from adapters.base import DEVICES, DTYPES, LINEAR_OP, MODES, Call, Implementation, PreparedCall
 from reference.options import ARRAY_OPTIONS, canonical
 
 OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
@@ -200,11 +200,11 @@ class TensorflowAdapter(TableAdapter):
 
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
         """The plain entries, those that take options replaced by their option-taking form
-        (``adapters.tensorflow_options``), then the Keras loss classes."""
+        (``adapters.tensorflow_options``), then the Keras loss classes and the linear head."""
         with_options = tensorflow_options.option_entries()
         plain = _tf_entries() + _keras_entries()
         plain = [with_options.pop(impl.api, (impl, function)) for impl, function in plain]
-        return plain + list(with_options.values())
+        return plain + list(with_options.values()) + _linear_entries()
 
     def _function(self, call: Call, options: dict, directed: bool) -> OpFunction:
         """The eager function (options bound), or its cached XLA tf.function (which traces once
@@ -223,6 +223,8 @@ class TensorflowAdapter(TableAdapter):
         return self.compiled(key, function, _xla)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
+        if call.implementation.op == LINEAR_OP:
+            return _prepare_linear(call, logits, labels)
         device = _TF_DEVICE_NAMES[call.device]
         with tf.device(device):  # identity runs on the device, so the inputs live there
             logits_tensor = tf.identity(tf.constant(logits))
@@ -247,3 +249,57 @@ class TensorflowAdapter(TableAdapter):
             return output
 
         return PreparedCall(run=run, to_numpy=lambda output: output.numpy())
+
+
+# --------------------------------------------------------------- linear_cross_entropy
+
+
+def _keras_linear_loss(x, w, b, y, ignore_index):
+    """Keras's sparse categorical cross-entropy of tf.matmul(x, w^T) (+ b), from logits."""
+    logits = tf.matmul(x, w, transpose_b=True)
+    if b is not None:
+        logits = logits + b
+    return keras.losses.sparse_categorical_crossentropy(
+        y, logits, from_logits=True, ignore_class=ignore_index
+    )
+
+
+def _linear_entries() -> list[tuple[Implementation, OpFunction]]:
+    impl = Implementation(
+        name="tensorflow:tf.matmul+keras.losses.sparse_categorical_crossentropy",
+        op=LINEAR_OP,
+        dtypes=DTYPES,
+        devices=("cpu", "cuda"),
+        gradient=True,
+        options=("weight", "bias", "ignore_index"),
+        adaptation="from_logits=True, ignore_class=ignore_index; gradients by tf.GradientTape",
+    )
+    return [(impl, _keras_linear_loss)]
+
+
+def _prepare_linear(call: Call, hidden: np.ndarray, labels: np.ndarray) -> PreparedCall:
+    """The loss, or the tape gradient of its sum w.r.t. the hidden, the weight or the bias."""
+    device = _TF_DEVICE_NAMES[call.device]
+    with tf.device(device):
+        tensors = [
+            None if a is None else tf.identity(tf.constant(np.asarray(a)))
+            for a in (hidden, call.options["weight"], call.options.get("bias"))
+        ]
+        y = tf.identity(tf.constant(np.asarray(labels)))
+    ignore = call.options.get("ignore_index")
+    wanted = {"grad_hidden": 0, "grad_weight": 1, "grad_bias": 2}.get(call.quantity)
+
+    def run() -> tf.Tensor:
+        with tf.device(device):
+            if wanted is None:
+                output = _keras_linear_loss(*tensors, y, ignore)
+            else:
+                with tf.GradientTape() as tape:
+                    tape.watch(tensors[wanted])
+                    total = tf.reduce_sum(_keras_linear_loss(*tensors, y, ignore))
+                output = tape.gradient(total, tensors[wanted])
+        if call.device == "cuda":
+            tf.test.experimental.sync_devices()
+        return output
+
+    return PreparedCall(run=run, to_numpy=lambda output: output.numpy())

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from adapters._convert import is_bfloat16, narrow_to_bfloat16, widen_bfloat16
 from adapters._table import TableAdapter
-from adapters.base import DTYPES, GRADIENT_OPS, Call, Implementation, PreparedCall
+from adapters.base import DTYPES, GRADIENT_OPS, LINEAR_OP, Call, Implementation, PreparedCall
 from reference.options import ARRAY_OPTIONS, canonical
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -162,7 +162,7 @@ class TorchAdapter(TableAdapter):
         return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 
     def entries(self) -> list[tuple[Implementation, Function]]:
-        return [
+        return _linear_entries() + [
             (
                 Implementation(
                     name=f"torch:{api}",
@@ -194,6 +194,8 @@ class TorchAdapter(TableAdapter):
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Move inputs to the device; ``run`` evaluates (and differentiates) and synchronises."""
+        if call.implementation.op == LINEAR_OP:
+            return prepare_linear(call, self._function(call, {}), logits, labels)
         device = torch.device(call.device)
         want_grad = call.quantity == "grad"
         x = _to_tensor(logits, device).requires_grad_(want_grad)
@@ -228,3 +230,81 @@ def _bound(function: Function, options: dict) -> Function:
         return function(logits, labels, **options)
 
     return bound
+# --------------------------------------------------------------- linear_cross_entropy
+# Functions of (hidden, weight, bias or None, labels, ignore_index) -> per-row loss.
+LinearFunction = Callable[..., torch.Tensor]
+LINEAR_OPTIONS = ("weight", "bias", "ignore_index")
+IGNORE_DEFAULT = -100  # torch's default ignore_index: a case without padding has no such label
+
+
+def _linear_then_cross_entropy(x, w, b, y, ignore_index):
+    return F.cross_entropy(F.linear(x, w, b), y, reduction="none", ignore_index=ignore_index)
+
+
+def _fused(chunking: torch.nn.LinearCrossEntropyOptions | None) -> LinearFunction:
+    def linear_cross_entropy(x, w, b, y, ignore_index):
+        return F.linear_cross_entropy(
+            x, w, y, linear_bias=b, reduction="none", ignore_index=ignore_index, options=chunking
+        )
+
+    return linear_cross_entropy
+
+
+def _chunking(**settings) -> torch.nn.LinearCrossEntropyOptions | None:
+    chunking_class = getattr(torch.nn, "LinearCrossEntropyOptions", None)
+    return None if chunking_class is None else chunking_class(**settings)
+
+
+def _linear_entries() -> list[tuple[Implementation, LinearFunction]]:
+    """The composition, and F.linear_cross_entropy (torch >= 2.13) on its reference path and
+    its chunked path (``options=LinearCrossEntropyOptions(...)``: automatic, and a 16-row
+    chunk with the "compact" accumulation policy, which leaves ragged last chunks)."""
+    apis: dict[str, LinearFunction] = {"F.linear+F.cross_entropy": _linear_then_cross_entropy}
+    if hasattr(F, "linear_cross_entropy"):
+        apis["F.linear_cross_entropy"] = _fused(None)
+        apis["F.linear_cross_entropy(chunked)"] = _fused(_chunking())
+        compact = _chunking(batch_chunk_size=16, acc_policy="compact")
+        apis["F.linear_cross_entropy(chunked,compact,16)"] = _fused(compact)
+    return [
+        (
+            Implementation(
+                name=f"torch:{api}",
+                op=LINEAR_OP,
+                dtypes=DTYPES,
+                modes=("eager",),
+                devices=("cpu", "cuda"),
+                gradient=True,
+                options=LINEAR_OPTIONS,
+                adaptation="reduction='none'; gradients of the summed loss by autograd",
+            ),
+            function,
+        )
+        for api, function in apis.items()
+    ]
+
+
+def prepare_linear(
+    call: Call, function: LinearFunction, hidden: np.ndarray, labels: np.ndarray
+) -> PreparedCall:
+    """A linear_cross_entropy call: the loss, or the gradient of its sum w.r.t. one input."""
+    device = torch.device(call.device)
+    wanted = {"grad_hidden": 0, "grad_weight": 1, "grad_bias": 2}.get(call.quantity)
+    bias = call.options.get("bias")
+    tensors = [
+        None if array is None else _to_tensor(np.asarray(array), device)
+        for array in (hidden, call.options["weight"], bias)
+    ]
+    if wanted is not None:
+        tensors[wanted].requires_grad_(True)
+    y = _to_tensor(np.asarray(labels), device)
+    ignore_index = int(call.options.get("ignore_index", IGNORE_DEFAULT))
+    synchronize = _synchronize(device)
+
+    def run() -> torch.Tensor:
+        output = function(*tensors, y, ignore_index)
+        if wanted is not None:
+            (output,) = torch.autograd.grad(output.sum(), tensors[wanted])
+        synchronize()
+        return output
+
+    return PreparedCall(run=run, to_numpy=_to_numpy)

@@ -90,9 +90,8 @@ def _write(path: Path, result: evaluate.Exact) -> None:
         raise
 
 
-def _expected_shape(op: str, quantity: str, logits: np.ndarray) -> tuple[int, ...]:
-    reducing = (op, quantity) in evaluate.REDUCING
-    return logits.shape[:-1] if reducing else logits.shape
+def _expected_shape(op: str, quantity: str, logits: np.ndarray, options) -> tuple[int, ...]:
+    return evaluate.output_shape(op, quantity, logits.shape, options)
 
 
 def cached_exact(
@@ -111,7 +110,10 @@ def cached_exact(
     key = cache_key(op, logits, labels, quantity, options)
     path = Path(cache_dir or cache_directory()) / f"{key}.npz"
     stored = _read(path)
-    if stored is not None and (options or stored.hi.shape == _expected_shape(op, quantity, logits)):
+    family = options and op != evaluate.LINEAR_OP  # the options family's shapes vary with them
+    if stored is not None and (
+        family or stored.hi.shape == _expected_shape(op, quantity, logits, options)
+    ):
         return stored
     result = evaluate.exact(op, logits, labels, quantity, **options)  # ValueError: uncached
     _write(path, result)

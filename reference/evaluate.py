@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from reference import edges, exact_arb, fast
+from reference import edges, exact_arb, fast, linear
 from reference import options as family_options
 from reference.dtypes import numpy_dtype
 from reference.rounding import round_to_dtype
@@ -26,25 +26,47 @@ OPS = (
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",
     "sigmoid_cross_entropy",
+    "linear_cross_entropy",
 )
 GRADIENT_OPS = (
     "logsumexp",
     "softmax_cross_entropy",
     "sparse_softmax_cross_entropy",
     "sigmoid_cross_entropy",
+    "linear_cross_entropy",
 )
 # Every quantity: the plain ops have value and grad (of the summed outputs); with options
 # (reference.options) grad takes any cotangent and jvp any tangent.
 QUANTITIES = ("value", "grad", "jvp")
+# The language-model head: hidden [N, d] in the logits slot, weight [C, d] (and bias [C]) in
+# the call's options (``reference.linear``); its gradients are with respect to each input.
+LINEAR_OP = "linear_cross_entropy"
 REDUCING = {
     ("logsumexp", "value"),
     ("softmax_cross_entropy", "value"),
     ("sparse_softmax_cross_entropy", "value"),
+    (LINEAR_OP, "value"),
 }
 
 
-def output_shape(op: str, quantity: str, logits_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of an op's output: the class axis reduced away, or the logits' own shape."""
+def quantities(op: str) -> tuple[str, ...]:
+    """The quantities an op defines: value, and its gradient(s) where it has them."""
+    if op == LINEAR_OP:
+        return linear.QUANTITIES
+    return ("value", "grad") if op in GRADIENT_OPS else ("value",)
+
+
+def output_shape(
+    op: str, quantity: str, logits_shape: tuple[int, ...], options: dict | None = None
+) -> tuple[int, ...]:
+    """The shape of an op's output: the class axis reduced away, or the logits' own shape.
+
+    For the linear op, ``logits_shape`` is the hidden's [N, d] and the weight in ``options``
+    gives C: grad_weight is [C, d] and grad_bias [C].
+    """
+    if op == LINEAR_OP and quantity in ("grad_weight", "grad_bias"):
+        classes = np.shape((options or {})["weight"])[0]
+        return (classes, logits_shape[-1]) if quantity == "grad_weight" else (classes,)
     return tuple(logits_shape[:-1] if (op, quantity) in REDUCING else logits_shape)
 
 
@@ -114,8 +136,12 @@ def exact(
     Keyword ``options`` (``reference.options.OPTION_NAMES``: reduction, ignore_index,
     label_smoothing, class and sample weights, class_axis, cotangent, tangent) select the
     parameterised family of ``reference.options``; quantity ``jvp``, and ``grad`` of softmax
-    and log_softmax, exist there only. Without options, nothing changes.
+    and log_softmax, exist there only. Without options, nothing changes. The linear op takes
+    its weight, bias and ignore_index as options (``reference.linear``).
     """
+    if op == LINEAR_OP:
+        result = linear.linear_exact(quantity, logits, labels, options)
+        return Exact(result.hi, result.lo)
     if options or quantity == "jvp" or (quantity == "grad" and op not in GRADIENT_OPS):
         if op not in OPS or op == "sigmoid_cross_entropy":
             raise ValueError(f"op {op!r} takes no options; options are for {', '.join(OPS[:5])}")

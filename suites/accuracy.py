@@ -38,7 +38,8 @@ def case_shifted(case_id: str, dtype: str, seed: int) -> tuple[np.ndarray, float
 
 @lru_cache(maxsize=64)
 def case_options(case_id: str, dtype: str, seed: int, quantity: str) -> dict[str, Any]:
-    """The case's call options for ``quantity`` (empty outside the options family)."""
+    """The case's call options for ``quantity`` (the options family's, the linear op's
+    weight, bias and ignore_index; empty otherwise)."""
     return cases.find(case_id).call_options(dtype, seed, quantity)
 
 
@@ -53,8 +54,11 @@ def case_exact(case_id: str, dtype: str, seed: int, quantity: str):
         return exc
 
 
-def _max_abs_logit(logits: np.ndarray) -> float:
+def _max_abs_logit(logits: np.ndarray, options: dict[str, Any]) -> float:
     values = np.abs(logits.astype(np.float64))
+    if "weight" in options:  # the linear op: the logits hidden @ weight.T (+ bias)
+        values = np.abs(values @ np.asarray(options["weight"]).astype(np.float64).T)
+        values += np.abs(np.asarray(options.get("bias", 0.0)).astype(np.float64))
     finite = values[np.isfinite(values)]
     return float(finite.max()) if finite.size else math.nan
 
@@ -99,8 +103,10 @@ class AccuracyTask:
     def evaluate(self) -> dict[str, Any]:
         row = dict(self.template)
         logits, labels = case_inputs(self.case.id, self.call.dtype, self.seed)
-        row["max_abs_logit"] = _max_abs_logit(logits)
-        row["n_elements"] = int(logits.size)
+        options = self.call.options  # the case's, set when planned
+        row["max_abs_logit"] = _max_abs_logit(logits, options)
+        linear = "weight" in options  # hidden [N, d] stands for the logits [N, C]
+        row["n_elements"] = len(logits) * self.case.classes if linear else int(logits.size)
         exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity)
         judged, got = judge(self.adapter, self.call, logits, labels, exact)
         row.update(judged)
@@ -154,6 +160,8 @@ def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:
             if impl.op != case.op:
                 continue
             for call in selection.calls(impl, impl.quantities):
+                if call.quantity == "grad_bias" and not case.bias:
+                    continue  # a case without a bias has no bias gradient
                 if call.dtype in case.dtypes and call.quantity in case.evaluated_quantities:
                     options = case_options(case.id, call.dtype, selection.seed, call.quantity)
                     call = dataclasses.replace(call, options=options)

@@ -47,6 +47,11 @@ def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | N
 def run_check(request: CheckRequest) -> list[dict[str, Any]]:
     """One record per (implementation, dtype, device, mode, quantity) that applies; a
     ValueError names an option the op or a quantity cannot take."""
+    if request.op == "linear_cross_entropy":
+        raise ValueError(
+            "check takes logits; linear_cross_entropy takes hidden states and a weight: "
+            "evaluate it with 'xentbench run --op linear_cross_entropy'"
+        )
     for quantity in request.quantities:
         validate(request.op, quantity, _options(request, "float64", quantity))
     records = []

@@ -13,10 +13,11 @@ INF = math.inf
 NAN = math.nan
 SOFT_CE, SPARSE_CE = "softmax_cross_entropy", "sparse_softmax_cross_entropy"
 SIGMOID_CE = "sigmoid_cross_entropy"
+LINEAR_CE = "linear_cross_entropy"  # its inputs are not logits: tests/test_reference_linear.py
 SOFTMAX_FAMILY = [
     (op, quantity)
     for op in reference.OPS
-    if op != SIGMOID_CE
+    if op not in (SIGMOID_CE, LINEAR_CE)
     for quantity in (("value", "grad") if op in reference.GRADIENT_OPS else ("value",))
 ]
 FAMILY_IDS = [f"{op}-{quantity}" for op, quantity in SOFTMAX_FAMILY]

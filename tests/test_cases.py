@@ -31,9 +31,10 @@ FAMILY_OPS = {
     "extreme": SOFTMAX_FAMILY,
     "special": SOFTMAX_FAMILY,
     "soft_labels": {"softmax_cross_entropy", "sparse_softmax_cross_entropy"},
-    "size": set(OPS),
+    "size": set(OPS) - {"linear_cross_entropy"},
     "sigmoid": {"sigmoid_cross_entropy"},
     "options": SOFTMAX_FAMILY,
+    "linear": {"linear_cross_entropy"},
 }
 # Scenarios the specification names, per family, each for every op the family covers.
 REQUIRED = {
@@ -50,6 +51,15 @@ REQUIRED = {
         "negative-only",
     ),
     "special": ("masked", "all-masked-rows", "plus-inf", "two-plus-inf", "nan"),
+    # the failure reports behind fused linear cross-entropy kernels (issue 16)
+    "linear": (
+        "confident",
+        "offset-1000",
+        "hundreds-128k",
+        "padding-75pct",
+        "chunk-boundaries",
+        "hidden-4096",
+    ),
     "size": (
         "classes-1",
         "classes-2",
@@ -77,7 +87,10 @@ def _bits(array: np.ndarray | None) -> tuple | None:
     return None if array is None else (array.dtype.str, array.shape, array.tobytes())
 
 
-def _quantities(op: str) -> tuple[str, ...]:
+def _quantities(op: str, case: Case | None = None) -> tuple[str, ...]:
+    if op == "linear_cross_entropy":
+        quantities = ("value", "grad_hidden", "grad_weight", "grad_bias")
+        return quantities if case is not None and case.bias else quantities[:3]
     return ("value", "grad") if op in reference.GRADIENT_OPS else ("value",)
 
 
@@ -156,9 +169,14 @@ def test_inputs_have_the_dtype_and_shape_and_are_exact_in_the_dtype(case):
     for dtype in case.dtypes:
         logits, labels = case.inputs(dtype, seed=3)
         target = numpy_dtype(dtype)
-        assert logits.dtype == target and logits.shape == (case.batch, case.classes)
+        width = case.hidden if case.op == "linear_cross_entropy" else case.classes
+        assert logits.dtype == target and logits.shape == (case.batch, width)
         assert _bits(logits.astype(np.float64).astype(target)) == _bits(logits)
-        if case.op in ("softmax", "log_softmax", "logsumexp"):
+        if case.op == "linear_cross_entropy":
+            weight = case.options(dtype, seed=3)["weight"]
+            assert labels.dtype == np.int64 and labels.shape == (case.batch,)
+            assert weight.dtype == target and weight.shape == (case.classes, case.hidden)
+        elif case.op in ("softmax", "log_softmax", "logsumexp"):
             assert labels is None
         elif case.op == "sparse_softmax_cross_entropy":
             assert labels.dtype == np.int64 and labels.shape == (case.batch,)
@@ -267,9 +285,10 @@ VALID = [case for case in PLAIN if not case.invalid]
 @pytest.mark.parametrize(("case", "dtype"), _case_dtypes(VALID))
 def test_reference_accepts_every_valid_case(case, dtype):
     logits, labels = case.inputs(dtype, seed=0)
-    for quantity in _quantities(case.op):
-        result = reference.exact(case.op, logits, labels, quantity)
-        assert result.hi.shape == output_shape(case.op, quantity, logits.shape)
+    options = case.options(dtype, seed=0) or None
+    for quantity in _quantities(case.op, case):
+        result = reference.exact(case.op, logits, labels, quantity, options)
+        assert result.hi.shape == output_shape(case.op, quantity, logits.shape, options)
 
 
 @pytest.mark.parametrize(("case", "dtype"), _case_dtypes(c for c in CATALOG if c.invalid))

@@ -39,6 +39,8 @@ from reference.evaluate import output_shape
 
 BUILTIN_BACKENDS = frozenset({"numpy", "torch", "tensorflow", "jax", "onnxruntime"})
 BATCH, CLASSES = 3, 5
+HIDDEN = 4  # the linear op's features: hidden [3, 4], weight [5, 4]
+LINEAR_OP = "linear_cross_entropy"
 SEED = 20250101
 # Ops whose value drops the class axis; every other value, and every grad, is [batch, classes].
 # |got - exact| <= tol * (1 + |exact|): loose, to catch wrong ops, not to grade accuracy.
@@ -74,7 +76,8 @@ def declared_calls(adapter: Adapter) -> Iterable[Call]:
                     if (device, mode, dtype) in impl.gaps:
                         continue
                     for quantity in impl.quantities:
-                        yield Call(impl, dtype, device, mode, quantity)
+                        options = benign_options(impl, dtype)
+                        yield Call(impl, dtype, device, mode, quantity, options=options)
 
 
 def compiled_by_default(backend: str, call: Call) -> bool:
@@ -152,15 +155,38 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @functools.cache
+def _linear_arrays(dtype: str) -> dict[str, np.ndarray]:
+    """The linear op's weight [5, 4] and bias [5] (logits ~N(0, 1)), read-only, in ``dtype``."""
+    rng = np.random.default_rng([SEED, OPS.index(LINEAR_OP), 1])
+    arrays = {
+        "weight": (rng.normal(size=(CLASSES, HIDDEN)) / 2).astype(numpy_dtype(dtype)),
+        "bias": rng.normal(size=CLASSES).astype(numpy_dtype(dtype)),
+    }
+    for array in arrays.values():
+        array.setflags(write=False)
+    return arrays
+
+
+def benign_options(impl: Implementation, dtype: str) -> dict[str, np.ndarray]:
+    """The call options of the benign input: the linear op's weight, and its bias when the
+    implementation takes one; none for the other ops."""
+    if impl.op != LINEAR_OP:
+        return {}
+    return {k: v for k, v in _linear_arrays(dtype).items() if k in impl.options}
+
+
+@functools.cache
 def benign_inputs(op: str, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read-only [3, 5] logits and the op's labels, rounded to ``dtype`` (cached)."""
+    """Read-only [3, 5] logits and the op's labels, rounded to ``dtype`` (cached); for the
+    linear op the hidden [3, 4] in the logits' place (weight and bias: ``benign_options``)."""
     rng = np.random.default_rng([SEED, OPS.index(op)])
     float_dtype = numpy_dtype(dtype)
-    logits = rng.normal(size=(BATCH, CLASSES)).astype(float_dtype)
+    width = HIDDEN if op == LINEAR_OP else CLASSES
+    logits = rng.normal(size=(BATCH, width)).astype(float_dtype)
     labels = None
     if op == "softmax_cross_entropy":
         labels = rng.dirichlet(np.ones(CLASSES), size=BATCH).astype(float_dtype)
-    elif op == "sparse_softmax_cross_entropy":
+    elif op in ("sparse_softmax_cross_entropy", LINEAR_OP):
         labels = rng.integers(0, CLASSES, size=BATCH, dtype=np.int64)
     elif op == "sigmoid_cross_entropy":
         labels = rng.uniform(size=(BATCH, CLASSES)).astype(float_dtype)
@@ -170,15 +196,25 @@ def benign_inputs(op: str, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     return logits, labels
 
 
+def exact_result(call: Call) -> np.ndarray:
+    """The reference (float64, correctly rounded) for the benign inputs of ``call``."""
+    with_bias = "bias" in call.options
+    return _exact_result(call.implementation.op, call.dtype, call.quantity, with_bias)
+
+
 @functools.cache
-def exact_result(op: str, dtype: str, quantity: str) -> np.ndarray:
-    """The reference (float64, correctly rounded) for the benign inputs of ``op`` in ``dtype``."""
+def _exact_result(op: str, dtype: str, quantity: str, with_bias: bool) -> np.ndarray:
     logits, labels = benign_inputs(op, dtype)
-    return reference.exact(op, logits, labels, quantity).hi
+    options = None
+    if op == LINEAR_OP:
+        options = {k: v for k, v in _linear_arrays(dtype).items() if with_bias or k != "bias"}
+    return reference.exact(op, logits, labels, quantity, options).hi
 
 
-def expected_shape(op: str, quantity: str) -> tuple[int, ...]:
-    return output_shape(op, quantity, (BATCH, CLASSES))
+def expected_shape(call: Call) -> tuple[int, ...]:
+    op = call.implementation.op
+    logits_shape = (BATCH, HIDDEN if op == LINEAR_OP else CLASSES)
+    return output_shape(op, call.quantity, logits_shape, call.options)
 
 
 def is_float_dtype(dtype: np.dtype) -> bool:
@@ -216,7 +252,7 @@ def test_prepared_call_runs_twice_alike_with_expected_shape_and_dtype(
     first = np.array(prepared.to_numpy(prepared.run()), copy=True)
     second = prepared.to_numpy(prepared.run())
     how = reproduce(request, backend)
-    assert first.shape == expected_shape(call.implementation.op, call.quantity), how
+    assert first.shape == expected_shape(call), how
     assert is_float_dtype(first.dtype), f"{call_id(call)} returned dtype {first.dtype}; {how}"
     np.testing.assert_array_equal(second, first, err_msg=f"second run differs; {how}")
     if first.dtype != numpy_dtype(call.dtype):
@@ -229,9 +265,8 @@ def test_prepared_call_runs_twice_alike_with_expected_shape_and_dtype(
 
 def test_agrees_with_exact_reference_on_benign_input(backend, call, request):
     adapter = accepted_adapter(backend, call)
-    op = call.implementation.op
     got = run_once(adapter, call).astype(np.float64)
-    expected = exact_result(op, call.dtype, call.quantity)
+    expected = exact_result(call)
     assert got.shape == expected.shape, f"shape {got.shape}, expected {expected.shape}"
     tolerance = TOLERANCE[call.dtype]
     error = np.abs(got - expected)

@@ -18,11 +18,13 @@ from functools import cache
 
 import numpy as np
 
-from adapters.base import GRADIENT_OPS, LABELLED_OPS, OPS
+from adapters.base import LABELLED_OPS, OPS
 from reference.dtypes import DTYPES, finfo, numpy_dtype
+from reference.evaluate import quantities as reference_quantities
 from reference.options import ACCEPTED, OPTION_NAMES
 from suites.catalog import option_cases
 from suites.catalog.generators import GENERATORS, LABELS, Draw
+from suites.catalog.linear import IGNORE_INDEX, LINEAR_GENERATORS, LinearDraw
 
 FAMILIES: tuple[str, ...] = (
     "benign",
@@ -32,8 +34,11 @@ FAMILIES: tuple[str, ...] = (
     "size",
     "sigmoid",
     "options",
+    "linear",
 )
+LINEAR_OP = "linear_cross_entropy"
 SOFTMAX_FAMILY: tuple[str, ...] = OPS[:5]
+LOGITS_OPS: tuple[str, ...] = tuple(op for op in OPS if op != LINEAR_OP)  # ops taking logits
 LABELLED_SOFTMAX: tuple[str, ...] = ("softmax_cross_entropy", "sparse_softmax_cross_entropy")
 NOT_FLOAT16: tuple[str, ...] = ("bfloat16", "float32", "float64")
 
@@ -68,6 +73,11 @@ class Case:
     quantities: tuple[str, ...] = ()
     ignored: float = 0.0
     depth: int = 0
+    # linear_cross_entropy only: features d, a bias, and the share of padding rows (labelled
+    # IGNORE_INDEX, passed as the "ignore_index" option).
+    hidden: int = 0
+    bias: bool = False
+    padding: float = 0.0
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -79,8 +89,11 @@ class Case:
             yield f"unknown op {self.op!r}; valid: {', '.join(OPS)}"
         if self.family not in FAMILIES:
             yield f"unknown family {self.family!r}; valid: {', '.join(FAMILIES)}"
-        if self.generator not in GENERATORS:
-            yield f"unknown generator {self.generator!r}; valid: {', '.join(GENERATORS)}"
+        generators = LINEAR_GENERATORS if self.op == LINEAR_OP else GENERATORS
+        if self.generator not in generators:
+            yield f"unknown generator {self.generator!r}; valid: {', '.join(generators)}"
+        if (self.op == LINEAR_OP) != (self.hidden > 0):
+            yield "linear_cross_entropy cases, and only they, need hidden > 0"
         if not self.dtypes or set(self.dtypes) - set(DTYPES):
             yield f"dtypes {self.dtypes} must be a non-empty subset of {DTYPES}"
         if self.op in LABELS and self.labels not in LABELS[self.op]:
@@ -100,16 +113,18 @@ class Case:
     @property
     def evaluated_quantities(self) -> tuple[str, ...]:
         """The quantities this case defines (see ``quantities``)."""
-        if self.quantities:
-            return self.quantities
-        return ("value", "grad") if self.op in GRADIENT_OPS else ("value",)
+        return self.quantities or reference_quantities(self.op)
 
     @property
     def id(self) -> str:
         return f"{self.op}/{self.family}/{self.name}"
 
     def inputs(self, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits ``[batch, classes]`` in ``dtype`` and labels (None, int64 ids, or ``dtype``)."""
+        """Logits ``[batch, classes]`` in ``dtype`` and labels (None, int64 ids, or ``dtype``);
+        for the linear op the hidden ``[batch, hidden]`` in their place (see ``call_options``)."""
+        if self.op == LINEAR_OP:
+            hidden, labels, _ = self.linear_inputs(dtype, seed)
+            return hidden, labels
         _, logits, labels = self._draw(dtype, seed)
         target = numpy_dtype(dtype)
         if labels is not None:
@@ -118,7 +133,10 @@ class Case:
 
     def call_options(self, dtype: str, seed: int, quantity: str) -> dict[str, object]:
         """The call options for ``quantity`` (arrays drawn after the inputs, rounded to
-        ``dtype`` once); empty for a case outside the options family."""
+        ``dtype`` once): the options family's, the linear op's weight, bias and ignore_index,
+        or {} for every other case."""
+        if self.op == LINEAR_OP:
+            return self.linear_inputs(dtype, seed)[2]
         if not self.options:
             return {}
         rng, logits, labels = self._draw(dtype, seed)
@@ -131,10 +149,8 @@ class Case:
 
     def _draw(self, dtype: str, seed: int):
         """(the stream, float64 logits, labels as drawn) in the case's layout."""
-        if dtype not in self.dtypes:
-            raise ValueError(f"case {self.id} is not defined for {dtype}; it has {self.dtypes}")
-        limits = finfo(numpy_dtype(dtype))
-        rng = np.random.default_rng([seed, zlib.crc32(self.id.encode())])
+        target, rng = self._stream(dtype, seed)
+        limits = finfo(target)
         rows = self.batch * max(self.depth, 1)
         draw = Draw(
             rng,
@@ -154,6 +170,25 @@ class Case:
             elif labels is not None:
                 labels = labels.reshape(self.batch, self.depth)
         return rng, np.asarray(logits), labels
+
+    def _stream(self, dtype: str, seed: int) -> tuple[np.dtype, np.random.Generator]:
+        if dtype not in self.dtypes:
+            raise ValueError(f"case {self.id} is not defined for {dtype}; it has {self.dtypes}")
+        return numpy_dtype(dtype), np.random.default_rng([seed, zlib.crc32(self.id.encode())])
+
+    def linear_inputs(self, dtype: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+        """(hidden [N, d], int64 labels [N], options) of a linear case, rounded to ``dtype``."""
+        target, rng = self._stream(dtype, seed)
+        draw = LinearDraw(rng, self.batch, self.classes, self.hidden)
+        hidden, weight, labels = LINEAR_GENERATORS[self.generator](draw, **dict(self.params))
+        options: dict[str, object] = {"weight": weight.astype(target)}
+        if self.bias:
+            options["bias"] = rng.normal(size=self.classes).astype(target)
+        if self.padding:
+            padded = rng.random(self.batch) < self.padding
+            labels = np.where(padded, IGNORE_INDEX, labels)
+            options["ignore_index"] = IGNORE_INDEX
+        return hidden.astype(target), labels.astype(np.int64), options
 
 
 # Declarative tables: scenarios expanded over the ops they apply to -----------------------
@@ -177,6 +212,9 @@ class Scenario:
     quantities: tuple[str, ...] = ()
     ignored: float = 0.0
     depth: int = 0
+    hidden: int = 0
+    bias: bool = False
+    padding: float = 0.0
 
     def cases(self, family: str) -> list[Case]:
         return [
@@ -196,6 +234,9 @@ class Scenario:
                 quantities=self.quantities,
                 ignored=self.ignored if op == "sparse_softmax_cross_entropy" else 0.0,
                 depth=self.depth,
+                hidden=self.hidden,
+                bias=self.bias,
+                padding=self.padding,
             )
             for op in self.ops
         ]
@@ -326,7 +367,7 @@ LABEL_CASES = (
     ),
 )
 SIZES = tuple(
-    S(name, "normal", why, {"scale": 3.0}, ops=OPS, batch=batch, classes=classes)
+    S(name, "normal", why, {"scale": 3.0}, ops=LOGITS_OPS, batch=batch, classes=classes)
     for name, batch, classes, why in (
         ("classes-1", 4, 1, "one class: softmax 1, log_softmax 0, loss 0"),
         ("classes-2", 4, 2, "two classes: softmax is a sigmoid of the difference"),
@@ -587,6 +628,64 @@ OPTION_CASES = (
         quantities=JVP,
     ),
 )
+LINEAR = tuple(
+    S(name, generator, why, params, ops=(LINEAR_OP,), batch=n, classes=c, hidden=d, **extra)
+    for name, generator, params, n, d, c, extra, why in (
+        ("normal", "normal", {}, 8, 32, 100, {}, "typical logits (std 3): the baseline"),
+        ("bias", "normal", {}, 8, 32, 100, {"bias": True}, "a bias [C] and its gradient"),
+        (
+            "confident",
+            "confident",
+            {"gap": 12.0},
+            4,
+            64,
+            256,
+            {},
+            "softmax_y ~ 1 - 0.002 rounds to 1 in bfloat16: p_y - 1 must not be formed there",
+        ),
+        (
+            "offset-1000",
+            "offset",
+            {"offset": 1000.0},
+            4,
+            32,
+            128,
+            {},
+            "a common logit offset of 1000: the loss must not move with it",
+        ),
+        (
+            "hundreds-128k",
+            "normal",
+            {"scale": 300.0},
+            2,
+            16,
+            131072,
+            {},
+            "|logit| in the hundreds over 128k classes: logits kept in 16 bits lose the softmax",
+        ),
+        (
+            "padding-75pct",
+            "normal",
+            {},
+            32,
+            32,
+            200,
+            {"padding": 0.75},
+            "3 rows in 4 padded (ignore_index -100): no loss, no gradient, no division by N",
+        ),
+        (
+            "chunk-boundaries",
+            "normal",
+            {},
+            37,
+            48,
+            1031,
+            {"bias": True},
+            "N = 37 and C = 1031 (prime): every chunk size leaves a ragged last chunk",
+        ),
+        ("hidden-4096", "normal", {}, 4, 4096, 256, {}, "d = 4096: long dot products"),
+    )
+)
 TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("benign", BENIGN),
     ("extreme", EXTREME),
@@ -595,6 +694,7 @@ TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("size", SIZES),
     ("sigmoid", SIGMOID),
     ("options", OPTION_CASES),
+    ("linear", LINEAR),
 )
 
 

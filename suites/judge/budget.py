@@ -187,13 +187,20 @@ def error_scale(
     logits: np.ndarray,
     labels: np.ndarray | None,
     exact: Exact,
+    options: dict | None = None,
 ) -> np.ndarray:
     """A, the absolute error scale of the shifted algorithm per output element (BUDGET_RULE).
+
+    The linear op's scale (``suites.judge.linear_budget``) needs the weight in ``options``.
 
     Where an infinite logit makes the exact value a limit (a row with +inf, an infinite sigmoid
     logit) the formulas give inf or NaN; a finite limit is exact, so only the final rounding is
     allowed there: A = 0.
     """
+    if op == "linear_cross_entropy":
+        from suites.judge.linear_budget import linear_error_scale  # it imports this module
+
+        return linear_error_scale(quantity, dtype, logits, labels, options or {})
     x = np.asarray(logits).astype(np.float64)
     y = labels64(op, labels)
     if op == "sigmoid_cross_entropy":

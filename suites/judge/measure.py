@@ -17,7 +17,7 @@ import numpy as np
 
 from reference import GRADIENT_OPS, Exact
 from reference.dtypes import numpy_dtype
-from suites.judge.budget import allowance
+from suites.judge.budget import allowance, error_scale
 from suites.judge.reductions import option_scale
 from suites.judge.ulps import (
     absolute_errors,
@@ -92,6 +92,14 @@ def _failed_shape(got: np.ndarray, exact: Exact) -> Evaluation:
     message = f"output shape {got.shape}, expected {exact.hi.shape}"
     return Evaluation("wrong", "wrong", math.inf, nan, nan, nan, nan, nan, nan, nan, 0, "",
                       nan, nan, "", message)  # fmt: skip
+def _describe(op, quantity, logits, labels, index, elementwise, options) -> str:
+    """``_describe_input``, or for the linear op the shapes and the element's row or class."""
+    if op != "linear_cross_entropy":
+        return _describe_input(op, logits, labels, index, elementwise)
+    classes, hidden = np.shape((options or {}).get("weight", np.empty((0, 0))))
+    where = f"class {index[0]}" if quantity in ("grad_weight", "grad_bias") else f"row {index[0]}"
+    label = "" if where.startswith("class") else f", label={int(np.asarray(labels)[index[0]])}"
+    return f"N={len(logits)}, d={hidden}, C={classes}, {where}{label}"
 
 
 def evaluate(
@@ -116,9 +124,10 @@ def evaluate(
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     absolute = absolute_errors(got64, exact)
-    plain = not options and (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS))
-    scale = None
-    if not plain:
+    scale = None  # the plain ops' rule; options and the linear op give their own
+    if op == "linear_cross_entropy":
+        scale = error_scale(op, quantity, requested, logits, labels, exact, options)
+    elif options or not (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)):
         scale = option_scale(op, quantity, requested, logits, labels, exact, options or {})
     allowed = allowance(op, quantity, requested, logits, labels, exact, scale=scale)
     mismatch = nonfinite_mismatches(got64, truth)
@@ -147,7 +156,7 @@ def evaluate(
         expected=at(exact.hi),
         got=at(got64),
         worst_input=""
-        if worst is None or options
-        else _describe_input(op, logits, labels, index, elementwise),
+        if worst is None or (options and op != "linear_cross_entropy")
+        else _describe(op, quantity, logits, labels, index, elementwise, options),
         message="" if got.dtype == requested else f"returned {got.dtype} for {requested.name}",
     )

@@ -22,6 +22,7 @@ from suites.report.format import (
     short,
     varying,
 )
+from suites.report.linear import linear_sections
 from suites.report.render import Section, Table
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
@@ -128,6 +129,7 @@ def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Se
     for dtype in plots.ordered(accuracy["dtype"], DTYPES):
         matrix = accuracy_matrix(accuracy[accuracy["dtype"] == dtype])
         sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))
+    sections += linear_sections(accuracy)
     if plot_paths:
         sections.append(Section("Error against logit magnitude", images(plot_paths), level=3))
     return sections

@@ -1,0 +1,318 @@
+"""The exact reference of ``linear_cross_entropy``: the language-model head, loss and gradients.
+
+Inputs: hidden X [N, d], weight W [C, d], optional bias b [C], integer labels y [N] (a label
+equal to ``ignore_index``, when given, marks a padding row: loss 0 and no gradient). The logits
+z = X W^T + b are the *exact* dot products of the given floating inputs (nothing is rounded
+before the softmax). Quantities, all of L = sum_i loss_i (cotangent ones):
+  value        loss_i = logsumexp(z_i) - z_{i, y_i}            [N]
+  grad_hidden  dL/dX = G W,  G = softmax(z) - onehot(y)        [N, d]
+  grad_weight  dL/dW = G^T X                                   [C, d]
+  grad_bias    dL/db = G^T 1                                   [C]
+
+Method. (1) Exact logits by an Ozaki splitting (Ozaki, Ogita, Oishi & Rump, "Error-free
+transformations of matrix multiplication by using fast routines of matrix multiplication",
+Numer. Algorithms 59, 2012): every row of X and of W is cut into slices of beta bits on a grid
+set by the row's largest element, beta = floor((53 - ceil(log2 d)) / 2), so each float64 BLAS
+product of two slices is exact (integers below 2^53 on one grid per output element); the slice
+products are summed with TwoSum into hi + lo and a rigorous bound on what is left. (2) The
+softmax terms in double-double (``reference.dd``) from the *differences* z_j - z_m (m the
+row's max), whose error bound adds the logits' bound; the loss uses log1p(T), T = S - 1, and
+the true-class gradient -R/S as ``reference.fast`` does. (3) The gradients G W, G^T X, G^T 1
+by the same splitting applied to G = G_hi + G_lo (six and three slices), with the dropped
+remainder and G's own error bound carried through |.| products. Every output is ``hi + lo``
+with an error bound; ``rounding.decided`` proves the float64 rounding where the bound allows
+(nearly everywhere); elsewhere (an element within ~2^-100 relative of a rounding boundary, or
+an exact zero reached by cancellation) the enclosure's centre is returned and
+``LinearExact.proven`` says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from reference import dd
+from reference.rounding import decided, narrow_midpoint
+
+QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
+OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
+LOW = -650.0  # dd.exp's range; e^d below it is bounded by E_LOW, not evaluated
+E_LOW = 2.0**-937  # > e^-649
+EXACT_SLICES = 200  # slices of an exact operand: stops when the remainder is zero
+APPROX_SLICES = (6, 3)  # slices of G_hi and G_lo: remainder below 2^-100 of the row's max
+BLOCK_ELEMENTS = 1 << 23  # columns of the right operand per block: bounded temporaries
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    """hi + lo with |true value - (hi + lo)| <= err, elementwise (float64 arrays)."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    err: np.ndarray
+
+
+@dataclass(frozen=True)
+class LinearExact:
+    """The reference output: hi (RN64 of the truth where ``proven``), residual lo, and proof."""
+
+    hi: np.ndarray
+    lo: np.ndarray
+    proven: np.ndarray
+
+
+def slice_bits(length: int) -> int:
+    """beta with length * 2^(2 beta) <= 2^53: sums of slice products are exact in float64."""
+    return (53 - math.ceil(math.log2(max(length, 2)))) // 2
+
+
+def split_rows(a: np.ndarray, beta: int, limit: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Slices of a's rows and the remainder: a = sum(slices) + rest, exactly.
+
+    Slice s of row r holds integers below 2^beta times 2^(top_r - beta s), top_r the exponent
+    with max|a_r| < 2^top_r: rest / grid and trunc are exact, so is rest - piece.
+    """
+    top = np.frexp(np.abs(a).max(axis=1))[1]
+    rest = np.array(a, dtype=np.float64, copy=True)
+    slices = []
+    for step in range(1, limit + 1):
+        if not rest.any():
+            break
+        grid = np.ldexp(1.0, np.maximum(top - beta * step, -1074))[:, None]
+        piece = np.trunc(rest / grid) * grid
+        rest -= piece
+        slices.append(piece)
+    return slices, rest
+
+
+class _ExactSum:
+    """Sum of exact float64 arrays: hi by TwoSum (exact), lo collects the errors with a bound."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.hi, self.lo, self.err = np.zeros(shape), np.zeros(shape), np.zeros(shape)
+        self.count = 0
+
+    def add(self, term: np.ndarray) -> None:
+        self.hi, carry = dd.two_sum(self.hi, term)
+        self.lo = self.lo + carry
+        self.err += np.abs(self.lo) * dd.U  # RN error of lo + carry (2^-1075 more if subnormal)
+        self.count += 1
+
+    def result(self, extra: np.ndarray | float = 0.0) -> Enclosure:
+        hi, lo = dd.two_sum(self.hi, self.lo)
+        inflation = 1 + (self.count + 4) * 2.0**-52  # the bound's own float sums
+        # The subnormal allowance is added once: subnormal arithmetic in the loop is ~100x slower.
+        return Enclosure(hi, lo, (self.err + extra) * inflation + self.count * 2.0**-1074)
+
+
+def _row_scale(a: np.ndarray) -> np.ndarray:
+    """Per row, the exponent of a power of two bringing the row's max into [1/2, 1)."""
+    return np.frexp(np.abs(a).max(axis=1))[1]
+
+
+def _scaled(a: np.ndarray, exponent: np.ndarray, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """a * 2^-exponent per row, and what the scaling lost (subnormal results only)."""
+    scaled = np.ldexp(a, -exponent[:, None])
+    lost = np.abs(a - np.ldexp(scaled, exponent[:, None]))
+    if exact and lost.any():
+        raise ValueError("linear_cross_entropy inputs span too wide a range for exact products")
+    return scaled, lost
+
+
+def product(parts: list[np.ndarray], b: np.ndarray, a_err: np.ndarray | None = None) -> Enclosure:
+    """sum(parts) @ b enclosed: parts approximate A ([M, K], absolute error a_err), b exact.
+
+    Rows of A and columns of b are first scaled by powers of two to a max in [1/2, 1), so slice
+    products neither underflow nor overflow (probabilities of e^-700 included); the results
+    are scaled back. Exact parts (a_err None) are split until nothing is left; approximate ones
+    into APPROX_SLICES, the remainder joining a_err. What is not multiplied exactly is bounded
+    by (|rest| + a_err) @ |b|, inflated by gamma_K (Higham, Accuracy and Stability, Thm 3.5).
+    """
+    a_shape, length = parts[0].shape, b.shape[0]
+    beta = slice_bits(length)
+    exact_parts = a_err is None
+    a_exponent = _row_scale(parts[0])
+    # The loose part is kept in scaled units: subnormal arithmetic (and BLAS on it) is ~100x
+    # slower. Scaling a bound down may round it: 2^-1074 more covers that.
+    loose = np.zeros(a_shape)
+    if not exact_parts:
+        loose = np.ldexp(np.asarray(a_err, np.float64), -a_exponent[:, None]) + 2.0**-1074
+    slices = []
+    for index, part in enumerate(parts):
+        limit = EXACT_SLICES if exact_parts else APPROX_SLICES[min(index, 1)]
+        scaled, lost = _scaled(part, a_exponent, exact_parts)
+        part_slices, rest = split_rows(scaled, beta, limit)
+        slices += part_slices
+        loose += np.abs(rest) + (np.ldexp(lost, -a_exponent[:, None]) if lost.any() else 0.0)
+    columns = max(1, BLOCK_ELEMENTS // max(length, 1))
+    out = [np.empty((a_shape[0], b.shape[1])) for _ in range(3)]
+    for start in range(0, b.shape[1], columns):
+        block = slice(start, start + columns)
+        b_block = np.asarray(b[:, block], np.float64)
+        b_exponent = _row_scale(b_block.T)
+        b_scaled = _scaled(b_block.T, b_exponent, True)[0]
+        b_slices, b_rest = split_rows(b_scaled, beta, EXACT_SLICES)
+        if b_rest.any():
+            raise ValueError("an exact operand did not split within EXACT_SLICES slices")
+        _check_range(slices, b_slices, beta)
+        total = _ExactSum((a_shape[0], b_block.shape[1]))
+        for a_slice in slices:
+            for b_slice in b_slices:
+                total.add(a_slice @ b_slice.T)
+        bound = loose @ np.abs(b_scaled.T) * (1 + (length + 2) * 2.0**-52)
+        enclosed = total.result(bound)
+        exponent = a_exponent[:, None] + b_exponent[None, :]
+        hi, lo, err = (np.ldexp(v, exponent) for v in (enclosed.hi, enclosed.lo, enclosed.err))
+        # Scaling back rounds only subnormal results (by at most 2^-1075 each: hi, lo, err).
+        err += np.where(np.abs(hi) < 2.0**-1021, 2.0**-1072, 0.0)
+        for target, array in zip(out, (hi, lo, err), strict=True):
+            target[:, block] = array
+    return Enclosure(*out)
+
+
+def _check_range(a_slices: list[np.ndarray], b_slices: list[np.ndarray], beta: int) -> None:
+    """Slice products must neither overflow nor reach below the float64 grid 2^-1074."""
+    if not a_slices or not b_slices:
+        return
+    low = [np.frexp(np.abs(s[s != 0]).min())[1] for s in (a_slices[-1], b_slices[-1]) if s.any()]
+    high = [np.frexp(np.abs(s).max())[1] for s in (a_slices[0], b_slices[0])]
+    if sum(high) + 64 > 1023 or (len(low) == 2 and sum(low) - 2 * beta < -1074):
+        raise ValueError("linear_cross_entropy inputs too large or too small for exact products")
+
+
+def exact_logits(hidden: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> Enclosure:
+    """z = X W^T + b enclosed (hi + lo within err ~ 2^-106 |z|; the products are exact)."""
+    z = product([hidden], weight.T)
+    if bias is None:
+        return z
+    total = _ExactSum(z.hi.shape)
+    for term in (z.hi, z.lo, np.broadcast_to(bias, z.hi.shape)):
+        total.add(term)
+    return total.result(z.err)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Per-row softmax terms from enclosed logits: the loss and G = softmax - onehot."""
+
+    loss: Enclosure  # [N]
+    grad_logits: Enclosure  # [N, C]
+
+
+def softmax_terms(z: Enclosure, labels: np.ndarray, active: np.ndarray) -> Terms:
+    """Loss and G per row (``reference.fast``'s formulas, with the logits' bound carried).
+
+    d_j = z_j - z_m is enclosed within z.err_j + z.err_m + OP_ERROR |d_j| and d_m = 0 exactly,
+    so a confident row's loss log1p(T) keeps its relative accuracy. e_j = exp(d_j) has relative
+    error EXP_ERROR + 2 err(d_j) (|e^delta - 1| <= 2|delta| for tiny delta).
+    """
+    rows = np.arange(len(z.hi))
+    top = np.argmax(z.hi, axis=1)
+    at_top = (z.hi[rows, top][:, None], z.lo[rows, top][:, None])
+    d = dd.sub((z.hi, z.lo), at_top)
+    d_err = z.err + z.err[rows, top][:, None] + dd.OP_ERROR * np.abs(d[0])
+    d[0][rows, top], d[1][rows, top], d_err[rows, top] = 0.0, 0.0, 0.0
+    in_range = d[0] >= LOW
+    e = dd.exp((np.where(in_range, d[0], 0.0), np.where(in_range, d[1], 0.0)))
+    e = (np.where(in_range, e[0], 0.0), np.where(in_range, e[1], 0.0))
+    e_err = np.where(in_range, e[0] * (dd.EXP_ERROR + 2 * d_err), E_LOW)
+    others = (e[0].copy(), e[1].copy())
+    others[0][rows, top], others[1][rows, top], e_err[rows, top] = 0.0, 0.0, 0.0
+    tail, factor = dd.sum_last_axis(others)
+    tail_err = factor * tail[0] + e_err.sum(axis=1)
+    log_total, log_relative = dd.log1p(tail)
+    log_err = log_relative * log_total[0] + tail_err
+    d_y = (d[0][rows, labels], d[1][rows, labels])
+    loss = dd.sub(log_total, d_y)
+    loss_err = log_err + d_err[rows, labels] + dd.OP_ERROR * np.abs(loss[0])
+    e[0][rows, top] = 1.0
+    total = dd.add(dd.const(np.ones(len(rows))), tail)
+    inverse = dd.div(dd.const(np.ones(len(rows))), total)
+    p = dd.mul(e, (inverse[0][:, None], inverse[1][:, None]))
+    p_err = (e_err + p[0] * (tail_err[:, None] + 4 * dd.OP_ERROR)) / total[0][:, None]
+    # G_y = p_y - 1 = -R / S, R = sum_{j != y} e_j: T at the max, else 1 + (T - e_y).
+    e_y = (e[0][rows, labels], e[1][rows, labels])
+    rest = dd.add(dd.const(np.ones(len(rows))), dd.sub(tail, e_y))
+    y_top = labels == top
+    rest = (np.where(y_top, tail[0], rest[0]), np.where(y_top, tail[1], rest[1]))
+    rest_err = tail_err + np.where(y_top, 0.0, e_err[rows, labels]) + 2 * dd.OP_ERROR * total[0]
+    g_y = dd.neg(dd.div(rest, total))
+    g_y_err = rest_err / total[0] + np.abs(g_y[0]) * (tail_err + 4 * dd.OP_ERROR)
+    p[0][rows, labels], p[1][rows, labels], p_err[rows, labels] = g_y[0], g_y[1], g_y_err
+    keep = active[:, None]
+    grad = Enclosure(*(np.where(keep, a, 0.0) for a in (p[0], p[1], p_err)))
+    loss = Enclosure(*(np.where(active, a, 0.0) for a in (loss[0], loss[1], loss_err)))
+    return Terms(loss, grad)
+
+
+def _validate(hidden, labels, options: Mapping) -> tuple:
+    weight, bias = options.get("weight"), options.get("bias")
+    if weight is None:
+        raise ValueError("linear_cross_entropy needs options['weight'] of shape [C, d]")
+    arrays = [np.asarray(a) for a in (hidden, weight)] + ([] if bias is None else [bias])
+    for name, array in zip(("hidden", "weight", "bias"), arrays, strict=False):
+        if np.asarray(array).dtype.kind != "f" and np.asarray(array).dtype.name != "bfloat16":
+            raise ValueError(f"{name} must have a float dtype, got {np.asarray(array).dtype}")
+    x, w = (np.asarray(a).astype(np.float64) for a in (hidden, weight))
+    b = None if bias is None else np.asarray(bias).astype(np.float64)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1] or w.shape[0] == 0:
+        raise ValueError(f"hidden [N, d] and weight [C, d] expected, got {x.shape}, {w.shape}")
+    if b is not None and b.shape != (w.shape[0],):
+        raise ValueError(f"bias shape {b.shape} does not match weight's classes {w.shape[0]}")
+    if not all(np.isfinite(a).all() for a in (x, w) + (() if b is None else (b,))):
+        raise ValueError("the linear_cross_entropy reference takes finite hidden, weight, bias")
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or labels.shape != (x.shape[0],):
+        raise ValueError(f"labels must be integers of shape ({x.shape[0]},), got {labels.shape}")
+    ignore = options.get("ignore_index")
+    active = np.ones(len(labels), bool) if ignore is None else labels != int(ignore)
+    bad = active & ((labels < 0) | (labels >= w.shape[0]))
+    if bad.any():
+        raise ValueError(f"label {labels[bad][0]} is outside [0, {w.shape[0]}) ({bad.sum()} bad)")
+    return x, w, b, np.where(active, labels, 0).astype(np.int64), active
+
+
+def _constant_columns_vanish(result: Enclosure, weight: np.ndarray) -> Enclosure:
+    """dX_ik = c sum_j G_ij = c (sum_j p_ij - 1) = 0 exactly where W's column k is the constant c.
+
+    (A common logit offset carried by one feature makes such a column; the computed sum only
+    encloses 0, so it could not prove the rounding.) Other exact zeros reached by cancellation
+    are left to the enclosure's centre and reported unproven.
+    """
+    constant = (weight == weight[:1]).all(axis=0)
+    if not constant.any():
+        return result
+    zero = np.broadcast_to(constant, result.hi.shape)
+    return Enclosure(*(np.where(zero, 0.0, a) for a in (result.hi, result.lo, result.err)))
+
+
+def linear_exact(
+    quantity: str, hidden: np.ndarray, labels: np.ndarray, options: Mapping
+) -> LinearExact:
+    """One quantity of ``linear_cross_entropy`` (see the module docstring), hi + lo + proof."""
+    if quantity not in QUANTITIES:
+        raise ValueError(
+            f"op linear_cross_entropy has no quantity {quantity!r}; valid: {', '.join(QUANTITIES)}"
+        )
+    x, w, b, labels, active = _validate(hidden, labels, options)
+    if quantity == "grad_bias" and b is None:
+        raise ValueError("grad_bias needs options['bias']")
+    with np.errstate(all="ignore"):
+        terms = softmax_terms(exact_logits(x, w, b), labels, active)
+        g = terms.grad_logits
+        if quantity == "value":
+            result = terms.loss
+        elif quantity == "grad_hidden":
+            result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
+        elif quantity == "grad_weight":
+            result = product([g.hi.T, g.lo.T], x, g.err.T)
+        else:
+            result = product([g.hi.T, g.lo.T], np.ones((len(x), 1)), g.err.T)
+            result = Enclosure(*(a[:, 0] for a in (result.hi, result.lo, result.err)))
+    proven = decided(result.hi, result.lo, result.err)
+    proven &= ~((np.abs(result.lo) <= result.err) & narrow_midpoint(result.hi))
+    proven |= (result.hi == 0) & (result.err == 0)
+    return LinearExact(result.hi + 0.0, np.where(result.hi == 0, 0.0, result.lo), proven)

@@ -1,0 +1,60 @@
+"""Input generators of the linear cross-entropy cases: hidden [N, d], weight [C, d], labels [N].
+
+Each generator draws in float64 from the case's stream and returns ``(hidden, weight, labels)``;
+the case adds the bias and padding rows and rounds every array to the dtype once. Scales are
+chosen so the *logits* z = hidden @ weight.T have the stated size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+IGNORE_INDEX = -100  # torch's and cut-cross-entropy's default padding label
+
+
+@dataclass(frozen=True)
+class LinearDraw:
+    """What a generator may use: the stream and the shape (N rows, C classes, d features)."""
+
+    rng: np.random.Generator
+    rows: int
+    classes: int
+    hidden: int
+
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def normal(draw: LinearDraw, scale: float = 3.0) -> Arrays:
+    """Logits ~ N(0, scale^2): hidden N(0, 1), weight N(0, scale^2 / d); random labels."""
+    x = draw.rng.normal(size=(draw.rows, draw.hidden))
+    w = draw.rng.normal(scale=scale / np.sqrt(draw.hidden), size=(draw.classes, draw.hidden))
+    return x, w, draw.rng.integers(0, draw.classes, size=draw.rows)
+
+
+def confident(draw: LinearDraw, gap: float = 12.0) -> Arrays:
+    """The true class's logit is ``gap`` and the others ~N(0, 1): softmax_y = 1 - ~C e^-gap.
+
+    Each row's label gets the weight row hidden_i * gap / |hidden_i|^2 (labels distinct).
+    """
+    x, w, _ = normal(draw, scale=1.0)
+    labels = draw.rng.choice(draw.classes, size=draw.rows, replace=False)
+    w[labels] = x * (gap / (x * x).sum(axis=1, keepdims=True))
+    return x, w, labels
+
+
+def offset(draw: LinearDraw, offset: float = 1000.0, scale: float = 3.0) -> Arrays:
+    """A common logit offset: feature 0 of every hidden is 1 and of every weight row ``offset``."""
+    x, w, labels = normal(draw, scale)
+    x[:, 0], w[:, 0] = 1.0, offset
+    return x, w, labels
+
+
+LINEAR_GENERATORS: dict[str, Callable[..., Arrays]] = {
+    "normal": normal,
+    "confident": confident,
+    "offset": offset,
+}
