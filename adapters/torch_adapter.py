@@ -230,6 +230,8 @@ def _bound(function: Function, options: dict) -> Function:
         return function(logits, labels, **options)
 
     return bound
+
+
 # --------------------------------------------------------------- linear_cross_entropy
 # Functions of (hidden, weight, bias or None, labels, ignore_index) -> per-row loss.
 LinearFunction = Callable[..., torch.Tensor]

@@ -173,7 +173,7 @@ def test_inputs_have_the_dtype_and_shape_and_are_exact_in_the_dtype(case):
         assert logits.dtype == target and logits.shape == (case.batch, width)
         assert _bits(logits.astype(np.float64).astype(target)) == _bits(logits)
         if case.op == "linear_cross_entropy":
-            weight = case.options(dtype, seed=3)["weight"]
+            weight = case.call_options(dtype, 3, "value")["weight"]
             assert labels.dtype == np.int64 and labels.shape == (case.batch,)
             assert weight.dtype == target and weight.shape == (case.classes, case.hidden)
         elif case.op in ("softmax", "log_softmax", "logsumexp"):
@@ -285,9 +285,9 @@ VALID = [case for case in PLAIN if not case.invalid]
 @pytest.mark.parametrize(("case", "dtype"), _case_dtypes(VALID))
 def test_reference_accepts_every_valid_case(case, dtype):
     logits, labels = case.inputs(dtype, seed=0)
-    options = case.options(dtype, seed=0) or None
     for quantity in _quantities(case.op, case):
-        result = reference.exact(case.op, logits, labels, quantity, options)
+        options = case.call_options(dtype, 0, quantity)
+        result = reference.exact(case.op, logits, labels, quantity, **options)
         assert result.hi.shape == output_shape(case.op, quantity, logits.shape, options)
 
 

@@ -130,11 +130,11 @@ def test_exact_entry_point_shapes_and_invalid_input():
     x, w, b, labels = _inputs(np.float32, seed=4)
     options = {"weight": w, "bias": b}
     for quantity in QUANTITIES:
-        got = exact("linear_cross_entropy", x, labels, quantity, options)
+        got = exact("linear_cross_entropy", x, labels, quantity, **options)
         assert got.hi.shape == output_shape("linear_cross_entropy", quantity, x.shape, options)
     with pytest.raises(ValueError, match="outside"):
-        exact("linear_cross_entropy", x, labels + 7, "value", options)
+        exact("linear_cross_entropy", x, labels + 7, "value", **options)
     with pytest.raises(ValueError, match="grad_bias needs"):
-        exact("linear_cross_entropy", x, labels, "grad_bias", {"weight": w})
+        exact("linear_cross_entropy", x, labels, "grad_bias", weight=w)
     with pytest.raises(ValueError, match="weight"):
-        exact("linear_cross_entropy", x, labels, "value", {})
+        exact("linear_cross_entropy", x, labels, "value")

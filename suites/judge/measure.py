@@ -92,6 +92,8 @@ def _failed_shape(got: np.ndarray, exact: Exact) -> Evaluation:
     message = f"output shape {got.shape}, expected {exact.hi.shape}"
     return Evaluation("wrong", "wrong", math.inf, nan, nan, nan, nan, nan, nan, nan, 0, "",
                       nan, nan, "", message)  # fmt: skip
+
+
 def _describe(op, quantity, logits, labels, index, elementwise, options) -> str:
     """``_describe_input``, or for the linear op the shapes and the element's row or class."""
     if op != "linear_cross_entropy":
