@@ -175,3 +175,37 @@ def test_rows_of_another_seed_or_backend_version_are_not_mixed(site, tmp_path):
     assert anew.returncode == 0, anew.stderr
     assert json.loads((run_dir / "run.json").read_text())["seed"] == 1
     assert len(list(run_dir.glob("previous-*/accuracy-slowpoke.parquet"))) == 1
+
+
+class _StopAt:
+    """A worker's pipe that delivers the parent's SIGTERM (``Stopped``) at the Nth task start."""
+
+    def __init__(self, starts: int):
+        self.starts = starts
+        self.messages: list = []
+
+    def send(self, message) -> None:
+        self.messages.append(message)
+        if message[0] == "start" and sum(m[0] == "start" for m in self.messages) == self.starts:
+            from suites.run.worker import Stopped
+
+            raise Stopped
+
+
+def test_a_stopped_worker_stores_every_row_it_finished_and_none_for_the_task_in_flight(tmp_path):
+    from suites.catalog.selection import Selection
+    from suites.run.worker import WorkerJob, work
+    from suites.store import load
+
+    selection = Selection(
+        ops=("softmax",),
+        dtypes=("float64",),
+        implementations=("numpy:stable.softmax",),
+        cases=("softmax/extreme/*",),
+    )
+    pipe = _StopAt(starts=5)
+    work(WorkerJob("numpy", "accuracy", selection, str(tmp_path), "run", "host"), pipe)
+    finished = [payload for kind, payload in pipe.messages if kind == "done"]
+    rows = load([tmp_path], "accuracy")
+    assert len(finished) == 4 and len(rows) == 4  # rows were pending, not yet flushed
+    assert rows["verdict"].tolist() == finished

@@ -10,6 +10,7 @@ can drive backends installed in separate virtual environments.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
@@ -94,6 +95,9 @@ class _Worker:
         return ("stopped", None)
 
     def stop(self) -> str:
+        if _stop.is_set():  # Ctrl-C: let it store its finished rows (``stop_workers``) first
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=STOP_GRACE_S + 0.5)
         if self.process.poll() is None:
             self.process.kill()
         try:

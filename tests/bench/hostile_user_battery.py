@@ -69,7 +69,9 @@ def invoke(argv: list[str], timeout_s: float = 900) -> Outcome:
         code = _wait(pid, timeout_s)
         out.seek(0)
         err.seek(0)
-        return Outcome(code, out.read().decode(errors="replace"), err.read().decode("replace"))
+        return Outcome(
+            code, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        )
 
 
 def _child(argv: list[str], out_fd: int, err_fd: int) -> None:
