@@ -46,6 +46,16 @@ def _shape(text: str) -> tuple[int, int]:
     return batch, classes
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}; expected an integer >= 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xentbench", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
     run.add_argument(
+        "--repeat-runs",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="timing: K interleaved rounds over the whole grid, samples pooled per timing",
+    )
+    run.add_argument(
+        "--memory",
+        action="store_true",
+        help="timing: also measure each op's CPU peak memory in a fresh process (slow)",
+    )
+    run.add_argument(
         "--fail-on",
         choices=("wrong", "inaccurate"),
         help="exit 1 if any verdict at or beyond this level (error counts as beyond)",
@@ -141,6 +163,17 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.10,
         help="relative slowdown counted as a regression (beyond the spread)",
+    )
+    compare.add_argument(
+        "--significance",
+        type=float,
+        default=0.01,
+        help="Mann-Whitney U p-value below which a timing change beyond --time-threshold counts",
+    )
+    compare.add_argument(
+        "--normalise",
+        action="store_true",
+        help="divide time ratios by the calibration kernel's ratio (a uniformly slower machine)",
     )
     compare.add_argument("--format", choices=("table", "json"), default="table")
     return parser
@@ -215,6 +248,9 @@ def _run(args, console) -> int:
             info["host"],
             info.get("memory_bandwidth_gbps", 0.0),
             pythons.get(backend, ""),
+            timing_options={"rounds": args.repeat_runs, "memory": args.memory}
+            if suite == "timing"
+            else {},
         )
         for suite in suites
         for backend in backends
@@ -222,6 +258,8 @@ def _run(args, console) -> int:
     console.print(f"run directory: {run_dir}")
     outcomes = run_all(jobs, args.timeout, console, args.jobs)
     run_info.finish(run_dir, outcomes)
+    if "timing" in suites:
+        _warn_contended(run_dir, console)
     harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
     if harness_errors:
         console.print(
@@ -243,6 +281,20 @@ def _selection(args, suite: str) -> Selection:
         shapes=tuple(args.shapes or DEFAULT_SHAPES),
         seed=args.seed,
     )
+
+
+def _warn_contended(run_dir: Path, console) -> None:
+    """Name how many timings were still contended after their retries (flagged in the rows)."""
+    from suites.store import load
+
+    rows = load([run_dir], "timing")
+    contended = int(rows["contended"].eq(True).sum()) if "contended" in rows else 0
+    if contended:
+        timed = int(rows["verdict"].eq("ok").sum())
+        console.print(
+            f"[yellow]warning:[/] {contended} of {timed} timings were measured while other "
+            "processes took the CPU (flagged contended = true); re-run on an idle machine"
+        )
 
 
 def _gate(run_dir: Path, level: str, console) -> int:
@@ -328,11 +380,20 @@ def _report(args, console) -> int:
 def _compare(args, console) -> int:
     from suites.report.compare import compare_runs
 
+    if not 0 < args.significance < 1:
+        raise UsageError(f"invalid --significance {args.significance:g}; expected 0 < p < 1")
+    if args.time_threshold < 0 or args.ulp_threshold < 1:
+        raise UsageError(
+            f"invalid thresholds --time-threshold {args.time_threshold:g} (>= 0) / "
+            f"--ulp-threshold {args.ulp_threshold:g} (>= 1)"
+        )
     comparison = compare_runs(
         _existing_dir(args.base),
         _existing_dir(args.new),
         ulp_threshold=args.ulp_threshold,
         time_threshold=args.time_threshold,
+        significance=args.significance,
+        normalise=args.normalise,
     )
     print(comparison.render(args.format))
     return 1 if len(comparison.regressions) else 0

@@ -27,8 +27,10 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # The version of the results schema below, written into run.json and every parquet file's
 # metadata and checked on read. Readers accept every version in READABLE_VERSIONS (columns a
 # newer version added read as null); bump it whenever a column changes meaning or is removed.
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+# Version 3: timing rows keep their raw samples and what the process got (contention), the
+# calibration kernel's times, the rounds pooled and the peak memory.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
 _VERSION_KEY = b"xentbench.schema_version"
 
 
@@ -96,6 +98,20 @@ TIMING_SCHEMA = pa.schema(
         ("gbps", pa.float64()),
         ("roofline_fraction", pa.float64()),
         ("overhead_s", pa.float64()),
+        # Raw samples: the per-call time of every repeat, of every round (--repeat-runs) pooled.
+        ("times_s", pa.list_(pa.float64())),
+        ("rounds", pa.int64()),
+        # What the process got while its kept repeats ran (suites.timing.contention).
+        ("threads", pa.int64()),
+        ("cpu_s", pa.float64()),
+        ("wall_s", pa.float64()),
+        ("involuntary_switches", pa.int64()),
+        ("contended", pa.bool_()),
+        ("retries", pa.int64()),
+        # The calibration kernel's per-call time before and after each round's measurement.
+        ("calibration_s", pa.list_(pa.float64())),
+        # Peak bytes one call allocates (--memory on CPU; allocator statistics on a GPU).
+        ("peak_bytes", pa.int64()),
     ]
 )
 
