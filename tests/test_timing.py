@@ -61,9 +61,16 @@ def least_disturbed(measure_once, attempts: int = 3) -> harness.Measurement:
     return min((measure_once() for _ in range(attempts)), key=lambda m: m.median_s)
 
 
-def measure_with_clock(monkeypatch, call_durations, **options) -> harness.Measurement:
+def fake_clock(monkeypatch, call_durations) -> FakeClock:
+    """Install a fake clock; contention probes read nothing (the fake calls use no CPU)."""
     clock = FakeClock(call_durations)
     monkeypatch.setattr(harness, "time", clock)
+    monkeypatch.setattr(harness.contention, "snapshot", lambda: harness.contention.NO_USAGE)
+    return clock
+
+
+def measure_with_clock(monkeypatch, call_durations, **options) -> harness.Measurement:
+    clock = fake_clock(monkeypatch, call_durations)
     return harness.measure(clock.run, **options)
 
 
@@ -145,8 +152,7 @@ def test_first_call_is_reported_as_compile_time(monkeypatch):
 
 
 def test_slow_call_cuts_repeats_to_the_minimum_and_says_so(monkeypatch):
-    clock = FakeClock(lambda i: 0.2)
-    monkeypatch.setattr(harness, "time", clock)
+    clock = fake_clock(monkeypatch, lambda i: 0.2)
     m = harness.measure(clock.run, repeats=7, max_total_s=0.25)
     assert m.repeats == harness.MIN_REPEATS == 3
     assert clock.calls == 1 + 3  # the first call, then the repeats: no warm-up for a slow op
