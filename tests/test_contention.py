@@ -15,12 +15,11 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+from test_timing import fake_clock
 
 from suites import cli, store
 from suites.timing import contention, harness
 from suites.timing.contention import Usage, contention_reason
-
-from test_timing import fake_clock
 
 pinnable = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity to share one core"
