@@ -317,3 +317,60 @@ def test_inputs_follow_the_spec_and_the_seed():
     other, _ = InputFactory(seed=8).inputs("softmax", 64, 10, "bfloat16")
     assert np.array_equal(again, logits) and not np.array_equal(other, logits)
     assert factory.inputs("softmax", 64, 10, "float32")[1] is None
+
+
+# --- rounds, raw samples, calibration, schema ------------------------------------------------
+
+
+def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_path):
+    selection = Selection(dtypes=("float32",), shapes=((2, 3), (4, 5)))
+    tasks = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, rounds=3, **FAST)
+    one_round = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, **FAST)
+    n = len(one_round)
+    # Round-robin: every key once per round, in the same order, never back to back.
+    assert [task.key for task in tasks] == [task.key for task in one_round] * 3
+    assert tasks[0].label.startswith("[1/3] ") and tasks[-1].label.startswith("[3/3] ")
+    writer = store.RowWriter(tmp_path, "timing", "fake")
+    rows = []
+    for task in tasks:
+        rows.append(task.evaluate())
+        writer.write({**rows[-1], "run_id": "r", "host": "h", "backend_version": "0"})
+    writer.close()
+    key = ("fake:softmax", "4x5", "float32", "cpu", "eager", "forward")
+    per_round = [row for row in rows if store.key_of("timing", row) == key]
+    assert [row["rounds"] for row in per_round] == [1, 2, 3]
+    sizes = [len(row["times_s"]) for row in per_round]
+    assert sizes[0] >= 3 and sizes == sorted(sizes) and sizes[2] == per_round[2]["repeats"]
+    assert per_round[1]["times_s"][: sizes[0]] == per_round[0]["times_s"]  # pooled, not replaced
+    assert len(per_round[2]["calibration_s"]) == 6  # before and after, every round
+    stored = store.load([tmp_path], "timing")
+    assert len(stored) == n  # one row per key: the last round's, with every sample
+    row = stored.set_index(list(store.KEYS["timing"])).loc[key]
+    assert list(row["times_s"]) == per_round[2]["times_s"] and row["rounds"] == 3
+    assert row["median_s"] == pytest.approx(statistics.median(row["times_s"]))
+
+
+def test_rows_record_what_the_process_got():
+    rows = evaluate_all(FakeAdapter(), Selection(dtypes=("float32",), shapes=((4, 5),)))
+    ok = [row for row in rows if row["verdict"] == "ok"]
+    for row in ok:
+        assert row["wall_s"] > 0 and row["cpu_s"] >= 0 and row["involuntary_switches"] >= 0
+        assert row["threads"] >= 1 and row["contended"] in (True, False) and row["retries"] >= 0
+        assert all(t > 0 for t in row["calibration_s"]) and len(row["calibration_s"]) == 2
+        assert row["peak_bytes"] is None  # CPU peak memory is opt-in (--memory)
+
+
+def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old_columns = [f for f in store.TIMING_SCHEMA if f.name not in ("times_s", "contended")]
+    old_columns = [f for f in old_columns if f.name not in ("calibration_s", "peak_bytes")]
+    schema = pa.schema(old_columns).with_metadata({b"xentbench.schema_version": b"2"})
+    row = {"implementation": "fake:softmax", "shape": "2x3", "dtype": "float32"}
+    row |= {"device": "cpu", "mode": "eager", "pass": "forward", "verdict": "ok", "median_s": 1e-3}
+    table = pa.table({f.name: [row.get(f.name)] for f in schema}, schema=schema)
+    pq.write_table(table, tmp_path / "timing-fake.parquet")
+    loaded = store.load([tmp_path], "timing")
+    assert loaded["median_s"].tolist() == [1e-3]
+    assert loaded["times_s"].isna().all() and loaded["contended"].isna().all()
