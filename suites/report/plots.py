@@ -122,40 +122,52 @@ def _heat_matrix(rows: pd.DataFrame) -> pd.DataFrame:
     return matrix.reindex(columns=list(dict.fromkeys(rows["case_id"])))
 
 
+_HEAT_ROW_IN = 0.22  # inches per heat-map row
+_HEAT_COLUMN_IN = 0.16
+_HEAT_LABELS_IN = 1.7  # case names under each panel, and the panel title above it
+_HEAT_TITLE_IN = 0.35
+_HEAT_LEFT_IN = 3.3  # implementation names
+_HEAT_LEGEND_IN = 2.4
+
+
 def _heat_map_figure(dtype: str, rows: pd.DataFrame, path: Path) -> Path:
+    """Panels stacked top to bottom, one per op, placed in inches so no label overlaps."""
     from matplotlib.colors import BoundaryNorm, ListedColormap
     from matplotlib.patches import Patch
 
     ops = ordered(rows["op"], OPS)
     matrices = [_heat_matrix(rows[rows["op"] == op]) for op in ops]
-    width = 3.5 + 0.16 * max(m.shape[1] for m in matrices)
-    heights = [0.9 + 0.2 * m.shape[0] + 1.3 for m in matrices]
-    fig = Figure(figsize=(width + 2.2, sum(heights) + 0.8))
-    axes = fig.subplots(len(ops), 1, squeeze=False, height_ratios=heights)[:, 0]
-    fig.subplots_adjust(left=3.3 / (width + 2.2), right=width / (width + 2.2), hspace=0.9)
-    fig.subplots_adjust(top=1 - 0.5 / (sum(heights) + 0.8), bottom=1.2 / (sum(heights) + 0.8))
+    plot_width = _HEAT_COLUMN_IN * max(m.shape[1] for m in matrices)
+    width = _HEAT_LEFT_IN + plot_width + _HEAT_LEGEND_IN
+    panel_heights = [_HEAT_ROW_IN * max(m.shape[0], 2) for m in matrices]
+    height = 0.8 + sum(h + _HEAT_TITLE_IN + _HEAT_LABELS_IN for h in panel_heights)
+    fig = Figure(figsize=(width, height))
     colours = ListedColormap([colour for _, colour in _RATIO_CLASSES])
     norm = BoundaryNorm(np.arange(len(_RATIO_CLASSES) + 1) - 0.5, colours.N)
-    for ax, op, matrix in zip(axes, ops, matrices, strict=True):
-        ax.imshow(
-            np.ma.masked_invalid(matrix.to_numpy(float)),
-            cmap=colours,
-            norm=norm,
-            aspect="auto",
-            interpolation="nearest",
+    top = height - 0.8
+    for op, matrix, panel_height in zip(ops, matrices, panel_heights, strict=True):
+        bottom = top - _HEAT_TITLE_IN - panel_height
+        panel_width = _HEAT_COLUMN_IN * matrix.shape[1]
+        ax = fig.add_axes(
+            (_HEAT_LEFT_IN / width, bottom / height, panel_width / width, panel_height / height)
         )
+        cells = np.ma.masked_invalid(matrix.to_numpy(float))
+        ax.imshow(cells, cmap=colours, norm=norm, aspect="auto", interpolation="nearest")
         ax.set_facecolor("#eeeeee")  # not evaluated / unsupported
         ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=7)
         names = [case.split("/", 1)[1] for case in matrix.columns]
         ax.set_xticks(range(matrix.shape[1]), names, fontsize=6, rotation=90)
         _family_separators(ax, names)
         ax.set_title(op, fontsize=10, loc="left")
+        top = bottom - _HEAT_LABELS_IN
     legend = [Patch(color=colour, label=name) for name, colour in _RATIO_CLASSES]
     legend.append(Patch(color="#eeeeee", label="not evaluated / unsupported"))
-    fig.legend(
-        handles=legend, loc="upper left", bbox_to_anchor=(width / (width + 2.2), 0.99), fontsize=8
+    anchor = ((_HEAT_LEFT_IN + plot_width + 0.2) / width, 1 - 0.8 / height)
+    fig.legend(handles=legend, loc="upper left", bbox_to_anchor=anchor, fontsize=8)
+    fig.suptitle(
+        f"{dtype}: worst error against its allowance (worst_ratio), per implementation and case",
+        y=1 - 0.25 / height,
     )
-    fig.suptitle(f"{dtype}: worst error against its allowance, per implementation and case")
     return _save(fig, path)
 
 
