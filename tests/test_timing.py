@@ -356,6 +356,7 @@ def test_rows_record_what_the_process_got():
     for row in ok:
         assert row["wall_s"] > 0 and row["cpu_s"] >= 0 and row["involuntary_switches"] >= 0
         assert row["threads"] >= 1 and row["contended"] in (True, False) and row["retries"] >= 0
+        assert row["calls_per_repeat"] >= 1 and row["repeats"] == len(row["times_s"]) >= 3
         assert all(t > 0 for t in row["calibration_s"]) and len(row["calibration_s"]) == 2
         assert row["peak_bytes"] is None  # CPU peak memory is opt-in (--memory)
 

@@ -146,6 +146,7 @@ class _Pool:
     contended: bool = False
     retries: int = 0
     rounds: int = 0
+    calls_per_repeat: int = 0  # the latest round's (each round calibrates its own)
     first_call_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -156,6 +157,7 @@ class _Pool:
         self.contended |= m.contended
         self.retries += m.retries
         self.rounds += 1
+        self.calls_per_repeat = m.calls_per_repeat
         if self.first_call_s is None:  # compilation happens in the first round only
             self.first_call_s = m.first_call_s
         if m.note:
@@ -172,7 +174,6 @@ class _Plan:
     measure_options: dict[str, float]
     overheads: dict[tuple, float | None] = field(default_factory=dict)
     pools: dict[tuple, _Pool] = field(default_factory=dict)
-    rounds: int = 1
     memory: bool = False
 
     def overhead_s(self, call: Call) -> float | None:
@@ -249,6 +250,7 @@ def _measured_row(plan: _Plan, call: Call, row: dict, pool: _Pool) -> dict:
         "iqr_s": float(q75 - q25),
         "min_s": min(pool.times_s),
         "repeats": len(pool.times_s),
+        "calls_per_repeat": pool.calls_per_repeat,
         "compile_s": max(0.0, pool.first_call_s - median) if call.mode == "compiled" else None,
         "gbps": gbps,
         "roofline_fraction": gbps / plan.bandwidth_gbps if gbps and plan.bandwidth_gbps else None,
@@ -349,8 +351,7 @@ def plan_timing(
         "max_total_s": max_total_s,
         "max_retries": max_retries,
     }
-    plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, rounds=rounds)
-    plan.memory = memory
+    plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, memory=memory)
     pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
     wanted = [impl for impl in adapter.implementations() if selection.wants_implementation(impl)]
     tasks: list[TimingTask] = []
