@@ -57,6 +57,14 @@ class _Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("xentbench").strip()
         print(f"{f'xentbench {command}'.strip()}: error: {message}", file=sys.stderr)
         sys.exit(2)
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}; expected an integer >= 1")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,6 +132,18 @@ def _parser() -> argparse.ArgumentParser:
         help="start the run directory anew: its stored results move to previous-<time>/",
     )
     run.add_argument(
+        "--repeat-runs",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="timing: K interleaved rounds over the whole grid, samples pooled per timing",
+    )
+    run.add_argument(
+        "--memory",
+        action="store_true",
+        help="timing: also measure each op's CPU peak memory in a fresh process (slow)",
+    )
+    run.add_argument(
         "--fail-on",
         choices=("wrong", "inaccurate"),
         help="exit 1 if any verdict at or beyond this level (error counts as beyond)",
@@ -160,6 +180,17 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         default=0.10,
         help="relative slowdown counted as a regression (beyond the spread)",
+    )
+    compare.add_argument(
+        "--significance",
+        type=float,
+        default=0.01,
+        help="Mann-Whitney U p-value below which a timing change beyond --time-threshold counts",
+    )
+    compare.add_argument(
+        "--normalise",
+        action="store_true",
+        help="divide time ratios by the calibration kernel's ratio (a uniformly slower machine)",
     )
     compare.add_argument("--format", choices=("table", "json"), default="table")
     return parser
@@ -320,6 +351,9 @@ def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
             info["host"],
             info.get("memory_bandwidth_gbps", 0.0),
             pythons.get(backend, ""),
+            timing_options={"rounds": args.repeat_runs, "memory": args.memory}
+            if suite == "timing"
+            else {},
         )
         for suite in suites
         for backend in backends
@@ -331,6 +365,8 @@ def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
         raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
     run_info.finish(run_dir, outcomes)
     _refuse_unusable(args, outcomes)
+    if "timing" in suites:
+        _warn_contended(run_dir, console)
     harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
     if harness_errors:
         console.print(
@@ -369,6 +405,20 @@ def _selection(args, suite: str) -> Selection:
         shapes=tuple(args.shapes or DEFAULT_SHAPES),
         seed=args.seed,
     )
+
+
+def _warn_contended(run_dir: Path, console) -> None:
+    """Name how many timings were still contended after their retries (flagged in the rows)."""
+    from suites.store import load
+
+    rows = load([run_dir], "timing")
+    contended = int(rows["contended"].eq(True).sum()) if "contended" in rows else 0
+    if contended:
+        timed = int(rows["verdict"].eq("ok").sum())
+        console.print(
+            f"[yellow]warning:[/] {contended} of {timed} timings were measured while other "
+            "processes took the CPU (flagged contended = true); re-run on an idle machine"
+        )
 
 
 def _gate(run_dir: Path, level: str, console) -> int:
@@ -470,9 +520,16 @@ def _compare(args, console) -> int:
         lowest = 1.0 if name == "--ulp-threshold" else 0.0
         if not value >= lowest or value == float("inf"):
             raise UsageError(f"invalid {name} {value:g}; valid: a finite number >= {lowest:g}")
+    if not 0 < args.significance < 1:
+        raise UsageError(f"invalid --significance {args.significance:g}; valid: 0 < p < 1")
     base, new = (_require_results(_existing_dir(path)) for path in (args.base, args.new))
     comparison = compare_runs(
-        base, new, ulp_threshold=args.ulp_threshold, time_threshold=args.time_threshold
+        base,
+        new,
+        ulp_threshold=args.ulp_threshold,
+        time_threshold=args.time_threshold,
+        significance=args.significance,
+        normalise=args.normalise,
     )
     print(comparison.render(args.format))
     return 1 if comparison.failed else 0

@@ -32,7 +32,9 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # newer version added read as null); bump it whenever a column changes meaning or is removed.
 # 3: the budget of BUDGET_RULE (float32 internals for 16-bit dtypes); budget_ulps, expected and
 # got describe the element of worst_ratio, beside the new ulp_error, abs_error and allowance;
-# ULPs use the rule's ruler; tier and baseline added.
+# ULPs use the rule's ruler; tier and baseline added. Timing rows keep their raw samples and
+# what the process got (contention), the calibration kernel's times, the rounds pooled and the
+# peak memory.
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = frozenset({1, 2, 3})
 _VERSION_KEY = b"xentbench.schema_version"
@@ -115,6 +117,20 @@ TIMING_SCHEMA = pa.schema(
         ("gbps", pa.float64()),
         ("roofline_fraction", pa.float64()),
         ("overhead_s", pa.float64()),
+        # Raw samples: the per-call time of every repeat, of every round (--repeat-runs) pooled.
+        ("times_s", pa.list_(pa.float64())),
+        ("rounds", pa.int64()),
+        # What the process got while its kept repeats ran (suites.timing.contention).
+        ("threads", pa.int64()),
+        ("cpu_s", pa.float64()),
+        ("wall_s", pa.float64()),
+        ("involuntary_switches", pa.int64()),
+        ("contended", pa.bool_()),
+        ("retries", pa.int64()),
+        # The calibration kernel's per-call time before and after each round's measurement.
+        ("calibration_s", pa.list_(pa.float64())),
+        # Peak bytes one call allocates (--memory on CPU; allocator statistics on a GPU).
+        ("peak_bytes", pa.int64()),
     ]
 )
 

@@ -166,3 +166,19 @@ def test_parquet_files_carry_the_schema_version(tmp_path):
     path = writer.close()
     metadata = pq.read_schema(path).metadata
     assert int(metadata[b"xentbench.schema_version"]) == SCHEMA_VERSION
+
+
+def test_repeat_runs_below_one_exits_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--suite", "timing", "--repeat-runs", "0"])
+    assert exit_info.value.code == 2
+    assert "invalid count '0'" in capsys.readouterr().err
+
+
+def test_compare_with_a_significance_outside_0_1_exits_2(capsys, tmp_path):
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+    args = ["compare", str(tmp_path / "a"), str(tmp_path / "b"), "--significance", "1.5"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--significance 1.5" in err[0]

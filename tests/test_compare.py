@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from suites.report.compare import compare_runs
@@ -203,3 +204,113 @@ def test_missing_run_directory_is_reported(tmp_path):
     write_run(tmp_path / "base", accuracy=[accuracy_row("softmax/benign/a")])
     with pytest.raises(FileNotFoundError, match="no such run directory"):
         compare_runs(tmp_path / "base", tmp_path / "absent")
+
+
+# --- timing decided from raw samples (schema 3) -------------------------------------------
+
+RNG = np.random.default_rng(20261129)
+
+
+def sampled_row(shape: str, samples, calibration=(1e-5, 1e-5), **values):
+    """A timing row with raw samples and the median and IQR of those samples."""
+    q1, median, q3 = np.percentile(samples, [25, 50, 75])
+    return timing_row(
+        shape,
+        float(median),
+        float(q3 - q1),
+        times_s=[float(t) for t in samples],
+        calibration_s=list(calibration),
+        **values,
+    )
+
+
+def noisy(median_s: float, n: int = 14, spread: float = 0.05):
+    """Samples around ``median_s`` with a few percent of multiplicative noise."""
+    return median_s * (1 + spread * RNG.standard_normal(n))
+
+
+def test_samples_slower_beyond_threshold_and_significance_are_a_regression(tmp_path):
+    base = noisy(1e-3)
+    result = compare(
+        tmp_path,
+        {"timing": [sampled_row("64x1000", base)]},
+        {"timing": [sampled_row("64x1000", base * 1.5)]},
+    )
+    assert _keys(result.regressions) == {("64x1000", "time")}
+    found = result.regressions.iloc[0]
+    assert found["ratio"] == pytest.approx(1.5)
+    assert found["p_value"] < 1e-4 and found["flags"] == ""
+
+
+def test_overlapping_samples_are_not_a_change_even_when_medians_differ(tmp_path):
+    # Medians 20% apart, but every sample of one run lies within the other's range: U cannot
+    # tell them apart, so the difference is noise (the old median-only rule would count it).
+    base = [1.0e-3, 1.4e-3, 0.9e-3, 1.5e-3, 1.0e-3, 1.45e-3, 0.95e-3]
+    new = [1.2e-3, 0.9e-3, 1.5e-3, 1.2e-3, 0.95e-3, 1.45e-3, 1.25e-3]
+    result = compare(
+        tmp_path,
+        {"timing": [sampled_row("64x1000", base)]},
+        {"timing": [sampled_row("64x1000", new)]},
+    )
+    assert result.regressions.empty and result.improvements.empty
+
+
+def test_significant_but_smaller_than_the_threshold_is_not_a_change(tmp_path):
+    base = noisy(1e-3, n=200, spread=0.01)
+    result = compare(
+        tmp_path,
+        {"timing": [sampled_row("64x1000", base)]},
+        {"timing": [sampled_row("64x1000", base * 1.05)]},
+        time_threshold=0.1,
+    )
+    assert result.regressions.empty
+
+
+def test_faster_samples_are_an_improvement(tmp_path):
+    base = noisy(2e-3)
+    result = compare(
+        tmp_path,
+        {"timing": [sampled_row("64x1000", base)]},
+        {"timing": [sampled_row("64x1000", base / 2)]},
+    )
+    assert result.regressions.empty
+    assert _keys(result.improvements) == {("64x1000", "time")}
+    assert result.improvements.iloc[0]["ratio"] == pytest.approx(0.5)
+
+
+def test_normalising_by_the_calibration_kernel_removes_a_uniformly_slower_machine(tmp_path):
+    base = noisy(1e-3)
+    runs = (
+        {"timing": [sampled_row("64x1000", base, calibration=(1e-5, 1e-5))]},
+        {"timing": [sampled_row("64x1000", base * 1.5, calibration=(1.5e-5, 1.5e-5))]},
+    )
+    assert len(compare(tmp_path / "raw", *runs).regressions) == 1
+    normalised = compare(tmp_path / "normalised", *runs, normalise=True)
+    assert normalised.regressions.empty and normalised.improvements.empty
+
+
+def test_contended_measurements_are_flagged_in_the_findings(tmp_path):
+    base = noisy(1e-3)
+    result = compare(
+        tmp_path,
+        {"timing": [sampled_row("64x1000", base)]},
+        {"timing": [sampled_row("64x1000", base * 3, contended=True)]},
+    )
+    assert result.regressions.iloc[0]["flags"] == "contended (new)"
+    assert "contended (new)" in result.render("table")
+
+
+def test_a_run_without_samples_is_compared_by_the_interval_rule(tmp_path):
+    """Base from before schema 3 (no samples): the medians' intervals decide, no p-value."""
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 1.0e-3, 1e-5)]},
+        {"timing": [sampled_row("64x1000", noisy(1.5e-3, spread=0.001))]},
+    )
+    assert _keys(result.regressions) == {("64x1000", "time")}
+    assert math.isnan(result.regressions.iloc[0]["p_value"])
+
+
+def test_bad_significance_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="significance"):
+        compare(tmp_path, {"timing": []}, {"timing": []}, significance=1.5)

@@ -61,9 +61,16 @@ def least_disturbed(measure_once, attempts: int = 3) -> harness.Measurement:
     return min((measure_once() for _ in range(attempts)), key=lambda m: m.median_s)
 
 
-def measure_with_clock(monkeypatch, call_durations, **options) -> harness.Measurement:
+def fake_clock(monkeypatch, call_durations) -> FakeClock:
+    """Install a fake clock; contention probes read nothing (the fake calls use no CPU)."""
     clock = FakeClock(call_durations)
     monkeypatch.setattr(harness, "time", clock)
+    monkeypatch.setattr(harness.contention, "snapshot", lambda: harness.contention.NO_USAGE)
+    return clock
+
+
+def measure_with_clock(monkeypatch, call_durations, **options) -> harness.Measurement:
+    clock = fake_clock(monkeypatch, call_durations)
     return harness.measure(clock.run, **options)
 
 
@@ -145,8 +152,7 @@ def test_first_call_is_reported_as_compile_time(monkeypatch):
 
 
 def test_slow_call_cuts_repeats_to_the_minimum_and_says_so(monkeypatch):
-    clock = FakeClock(lambda i: 0.2)
-    monkeypatch.setattr(harness, "time", clock)
+    clock = fake_clock(monkeypatch, lambda i: 0.2)
     m = harness.measure(clock.run, repeats=7, max_total_s=0.25)
     assert m.repeats == harness.MIN_REPEATS == 3
     assert clock.calls == 1 + 3  # the first call, then the repeats: no warm-up for a slow op
@@ -311,3 +317,61 @@ def test_inputs_follow_the_spec_and_the_seed():
     other, _ = InputFactory(seed=8).inputs("softmax", 64, 10, "bfloat16")
     assert np.array_equal(again, logits) and not np.array_equal(other, logits)
     assert factory.inputs("softmax", 64, 10, "float32")[1] is None
+
+
+# --- rounds, raw samples, calibration, schema ------------------------------------------------
+
+
+def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_path):
+    selection = Selection(dtypes=("float32",), shapes=((2, 3), (4, 5)))
+    tasks = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, rounds=3, **FAST)
+    one_round = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, **FAST)
+    n = len(one_round)
+    # Round-robin: every key once per round, in the same order, never back to back.
+    assert [task.key for task in tasks] == [task.key for task in one_round] * 3
+    assert tasks[0].label.startswith("[1/3] ") and tasks[-1].label.startswith("[3/3] ")
+    writer = store.RowWriter(tmp_path, "timing", "fake")
+    rows = []
+    for task in tasks:
+        rows.append(task.evaluate())
+        writer.write({**rows[-1], "run_id": "r", "host": "h", "backend_version": "0"})
+    writer.close()
+    key = ("fake:softmax", "4x5", "float32", "cpu", "eager", "forward")
+    per_round = [row for row in rows if store.key_of("timing", row) == key]
+    assert [row["rounds"] for row in per_round] == [1, 2, 3]
+    sizes = [len(row["times_s"]) for row in per_round]
+    assert sizes[0] >= 3 and sizes == sorted(sizes) and sizes[2] == per_round[2]["repeats"]
+    assert per_round[1]["times_s"][: sizes[0]] == per_round[0]["times_s"]  # pooled, not replaced
+    assert len(per_round[2]["calibration_s"]) == 6  # before and after, every round
+    stored = store.load([tmp_path], "timing")
+    assert len(stored) == n  # one row per key: the last round's, with every sample
+    row = stored.set_index(list(store.KEYS["timing"])).loc[key]
+    assert list(row["times_s"]) == per_round[2]["times_s"] and row["rounds"] == 3
+    assert row["median_s"] == pytest.approx(statistics.median(row["times_s"]))
+
+
+def test_rows_record_what_the_process_got():
+    rows = evaluate_all(FakeAdapter(), Selection(dtypes=("float32",), shapes=((4, 5),)))
+    ok = [row for row in rows if row["verdict"] == "ok"]
+    for row in ok:
+        assert row["wall_s"] > 0 and row["cpu_s"] >= 0 and row["involuntary_switches"] >= 0
+        assert row["threads"] >= 1 and row["contended"] in (True, False) and row["retries"] >= 0
+        assert row["calls_per_repeat"] >= 1 and row["repeats"] == len(row["times_s"]) >= 3
+        assert all(t > 0 for t in row["calibration_s"]) and len(row["calibration_s"]) == 2
+        assert row["peak_bytes"] is None  # CPU peak memory is opt-in (--memory)
+
+
+def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    old_columns = [f for f in store.TIMING_SCHEMA if f.name not in ("times_s", "contended")]
+    old_columns = [f for f in old_columns if f.name not in ("calibration_s", "peak_bytes")]
+    schema = pa.schema(old_columns).with_metadata({b"xentbench.schema_version": b"2"})
+    row = {"implementation": "fake:softmax", "shape": "2x3", "dtype": "float32"}
+    row |= {"device": "cpu", "mode": "eager", "pass": "forward", "verdict": "ok", "median_s": 1e-3}
+    table = pa.table({f.name: [row.get(f.name)] for f in schema}, schema=schema)
+    pq.write_table(table, tmp_path / "timing-fake.parquet")
+    loaded = store.load([tmp_path], "timing")
+    assert loaded["median_s"].tolist() == [1e-3]
+    assert loaded["times_s"].isna().all() and loaded["contended"].isna().all()

@@ -131,7 +131,9 @@ def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Se
         sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))
     sections += linear_sections(accuracy)
     if plot_paths:
-        sections.append(Section("Error against logit magnitude", images(plot_paths), level=3))
+        sections.append(
+            Section("Error ratio per implementation and case", images(plot_paths), level=3)
+        )
     return sections
 
 

@@ -31,7 +31,8 @@ from suites.report.accuracy import (
 )
 from suites.report.format import clean, format_seconds
 from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
-from suites.report.timing import fastest_table, timing_sections, with_ratio_to_fastest
+from suites.report.timing import csv_frame as timing_csv_frame
+from suites.report.timing import fastest_table, timing_sections
 
 # ---------------------------------------------------------------- header and summary
 
@@ -261,7 +262,7 @@ def _without_baselines(accuracy: pd.DataFrame) -> pd.DataFrame:
 def _write_csvs(accuracy: pd.DataFrame, timing: pd.DataFrame, out_dir: Path) -> dict[str, Path]:
     """The tidy tables as stored (timing with ``ratio_to_fastest`` added); absent suites skipped."""
     written = {}
-    for name, frame in (("accuracy.csv", accuracy), ("timing.csv", with_ratio_to_fastest(timing))):
+    for name, frame in (("accuracy.csv", accuracy), ("timing.csv", timing_csv_frame(timing))):
         if not frame.empty:
             frame.to_csv(out_dir / name, index=False)
             written[name] = out_dir / name

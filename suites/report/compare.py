@@ -9,10 +9,18 @@ Both runs are read from the results store and joined on ``store.KEYS[suite]``. T
   the new max error exceeds the base one by more than ``ulp_threshold`` times (a ratio) *and*
   by at least ``MIN_ULP_CHANGE`` ULP; the floor keeps sub-ULP rounding noise (0.3 -> 0.7)
   out. An improvement is the same rule the other way.
-- **time** (timing, ok in both runs): a slowdown when the new median exceeds the base median
-  by more than ``time_threshold`` (a fraction) *and* the intervals [median - IQR, median + IQR]
-  of the two runs do not overlap, so a difference inside the measured spread never counts.
-  A speed-up is the same rule the other way.
+- **time** (timing, ok in both runs): decided from the raw samples (every repeat's per-call
+  time) when both runs kept them: a slowdown when a two-sided Mann-Whitney U test
+  (``scipy.stats.mannwhitneyu``, as asv, Go's benchstat and Google Benchmark's compare.py use)
+  finds the two sets of samples different at ``significance`` *and* the effect, the ratio of
+  the medians, exceeds ``1 + time_threshold``; a speed-up is the same rule the other way. The
+  test alone would flag differences too small to matter (hundreds of samples make any shift
+  significant), the threshold alone would flag noise. With ``normalise``, the new samples are
+  first divided by the ratio of the calibration kernel's median times (a fixed NumPy op timed
+  in the same worker beside each measurement), so a uniformly slower machine does not read as
+  a regression. Runs from before raw samples (schema version 2) fall back to the old rule: the
+  ratio beyond the threshold *and* the intervals [median - IQR, median + IQR] apart.
+  Findings where either run was flagged contended say so in ``flags``.
 
 Keys present in one run only are listed as ``added`` or ``removed``. A removed key is an
 evaluation that vanished from the new run: as a CI gate, that fails like a regression
@@ -28,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from suites import store
 from suites.judge import verdicts
@@ -35,6 +44,8 @@ from suites.report.format import format_seconds, format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10
+DEFAULT_SIGNIFICANCE = 0.01
+MIN_SAMPLES = 3  # fewer samples per run: the U test cannot reach any useful significance
 MIN_ULP_CHANGE = 1.0
 SEVERITY: dict[str, dict[str, int]] = {
     "accuracy": verdicts.SEVERITY,
@@ -50,6 +61,8 @@ CHANGE_COLUMNS = [
     "base",
     "new",
     "ratio",
+    "p_value",
+    "flags",
     "version",
     "base_value",
     "new_value",
@@ -75,6 +88,8 @@ class Comparison:
     changes: pd.DataFrame
     added: pd.DataFrame
     removed: pd.DataFrame
+    significance: float = DEFAULT_SIGNIFICANCE
+    normalise: bool = False
 
     @property
     def failed(self) -> bool:
@@ -114,6 +129,8 @@ class Comparison:
                 "ulp_ratio": self.ulp_threshold,
                 "min_ulp_change": MIN_ULP_CHANGE,
                 "time_fraction": self.time_threshold,
+                "time_significance": self.significance,
+                "time_normalised": self.normalise,
             },
             **{
                 name: json.loads(frame.to_json(orient="records", double_precision=15))
@@ -131,8 +148,11 @@ class Comparison:
             "",
             *([f"Note: {self.note}", ""] if self.note else []),
             f"Regression rules: a verdict more severe; max ULP error more than "
-            f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; median time "
-            f"more than {self.time_threshold:.0%} higher with median±IQR intervals apart.",
+            f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; time: "
+            f"Mann-Whitney U p < {self.significance:g} on the raw samples and a median ratio "
+            f"above {1 + self.time_threshold:g}"
+            + (" after dividing by the calibration kernel's ratio" if self.normalise else "")
+            + " (runs without samples: median±IQR intervals apart).",
         ]
         titles = {
             "changes": "coverage changes (to or from unsupported)",
@@ -153,6 +173,9 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     shown = frame.drop(columns=["base_value", "new_value"], errors="ignore")
     if "ratio" in shown:
         shown = shown.assign(ratio=shown["ratio"].map(lambda r: "" if pd.isna(r) else f"{r:.2f}×"))
+    if "p_value" in shown:
+        p_text = shown["p_value"].map(lambda p: "" if pd.isna(p) else f"{p:.2g}")
+        shown = shown.assign(p_value=p_text)
     return shown.fillna("").astype(str).to_markdown(index=False, disable_numparse=True)
 
 
@@ -162,13 +185,19 @@ def compare_runs(
     *,
     ulp_threshold: float = DEFAULT_ULP_THRESHOLD,
     time_threshold: float = DEFAULT_TIME_THRESHOLD,
+    significance: float = DEFAULT_SIGNIFICANCE,
+    normalise: bool = False,
 ) -> Comparison:
     """Compare the stored results of ``new_dir`` against ``base_dir``."""
     for run_dir in (base_dir, new_dir):
         if not Path(run_dir).is_dir():
             raise FileNotFoundError(f"no such run directory: {run_dir}")
-    if ulp_threshold < 1 or time_threshold < 0:
-        raise ValueError("ulp_threshold is a ratio >= 1 and time_threshold a fraction >= 0")
+    if ulp_threshold < 1 or time_threshold < 0 or not 0 < significance < 1:
+        raise ValueError(
+            "ulp_threshold is a ratio >= 1, time_threshold a fraction >= 0 and significance "
+            "a probability in (0, 1)"
+        )
+    time_rule = {"threshold": time_threshold, "significance": significance, "normalise": normalise}
     found, added, removed = [], [], []
     for suite in store.SUITES:
         merged = _join(suite, base_dir, new_dir)
@@ -177,7 +206,7 @@ def compare_runs(
         both = merged[merged["_merge"] == "both"]
         found.append(_verdict_changes(suite, both))
         found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
-        found.append(_time_changes(both, time_threshold) if suite == "timing" else None)
+        found.append(_time_changes(both, **time_rule) if suite == "timing" else None)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
     return Comparison(
         base=_run_summary(base_dir),
@@ -189,6 +218,8 @@ def compare_runs(
         changes=by_direction["change"],
         added=_concat(added, KEY_COLUMNS),
         removed=_concat(removed, KEY_COLUMNS),
+        significance=significance,
+        normalise=normalise,
     )
 
 
@@ -232,7 +263,9 @@ def _run_summary(run_dir: Path) -> dict[str, str]:
     }
 
 
-def _finding(rows: pd.DataFrame, kind: str, text, values, ratio, direction) -> pd.DataFrame:
+def _finding(
+    rows: pd.DataFrame, kind: str, text, values, ratio, direction, p_value=math.nan, flags=""
+) -> pd.DataFrame:
     """Findings in the shared layout; ``version`` shows an upgrade as ``old -> new``.
 
     ``text`` and ``values`` are (base, new) pairs: display strings and the numbers behind them.
@@ -245,6 +278,8 @@ def _finding(rows: pd.DataFrame, kind: str, text, values, ratio, direction) -> p
         base=text[0],
         new=text[1],
         ratio=ratio,
+        p_value=p_value,
+        flags=flags,
         version=version,
         base_value=values[0],
         new_value=values[1],
@@ -289,12 +324,74 @@ def _error_text(rows: pd.DataFrame, side: str) -> pd.Series:
     return pd.Series(text, index=rows.index, dtype=object)
 
 
-def _time_changes(both: pd.DataFrame, time_threshold: float) -> pd.DataFrame:
+def _array(value) -> np.ndarray:
+    """A stored list column's value as an array (empty for a missing one: older runs)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return np.empty(0)
+    return np.asarray(value, dtype=np.float64)
+
+
+def _samples(value) -> np.ndarray | None:
+    """A row's raw samples, or None when there are too few to test (or none: older runs)."""
+    samples = _array(value)
+    return samples if samples.size >= MIN_SAMPLES else None
+
+
+def _calibration_ratio(row) -> float:
+    """New over base median calibration-kernel time (1 when either run has none)."""
+    base, new = _array(row["calibration_s_base"]), _array(row["calibration_s_new"])
+    if not base.size or not new.size:
+        return 1.0
+    return float(np.median(new) / np.median(base))
+
+
+def _time_test(row, normalise: bool) -> tuple[float, float]:
+    """(effect, p-value) of one key: the median ratio and the two-sided U test's p-value.
+
+    Without raw samples in either run, the effect is the ratio of the stored medians and the
+    p-value NaN (the caller applies the interval rule instead).
+    """
+    base, new = _samples(row["times_s_base"]), _samples(row["times_s_new"])
+    if base is None or new is None:
+        return row["median_s_new"] / row["median_s_base"], math.nan
+    if normalise:
+        new = new / _calibration_ratio(row)
+    p_value = stats.mannwhitneyu(new, base, alternative="two-sided").pvalue
+    return float(np.median(new) / np.median(base)), float(p_value)
+
+
+def _contended_flags(ok: pd.DataFrame) -> pd.Series:
+    flags = {
+        side: ok[f"contended_{side}"].eq(True) if f"contended_{side}" in ok else False
+        for side in ("base", "new")
+    }
+    text = np.select(
+        [flags["base"] & flags["new"], flags["base"], flags["new"]],
+        ["contended (both runs)", "contended (base)", "contended (new)"],
+        default="",
+    )
+    return pd.Series(text, index=ok.index, dtype=object)
+
+
+def _time_changes(
+    both: pd.DataFrame, threshold: float, significance: float, normalise: bool
+) -> pd.DataFrame:
     ok = both[(both["verdict_base"] == "ok") & (both["verdict_new"] == "ok")]
-    base, new = ok["median_s_base"], ok["median_s_new"]
+    for column in ("times_s", "calibration_s", "contended"):  # runs from before schema 3
+        for side in ("base", "new"):
+            if f"{column}_{side}" not in ok:
+                ok = ok.assign(**{f"{column}_{side}": None})
+    tested = [_time_test(row, normalise) for _, row in ok.iterrows()]
+    effect = pd.Series([t[0] for t in tested], index=ok.index, dtype=float)
+    p_value = pd.Series([t[1] for t in tested], index=ok.index, dtype=float)
     base_iqr, new_iqr = ok["iqr_s_base"].fillna(0.0), ok["iqr_s_new"].fillna(0.0)
-    slower = (new > base * (1 + time_threshold)) & (new - new_iqr > base + base_iqr)
-    faster = (base > new * (1 + time_threshold)) & (base - base_iqr > new + new_iqr)
+    base, new = ok["median_s_base"], ok["median_s_new"]
+    apart_up = new - new_iqr > base + base_iqr
+    apart_down = base - base_iqr > new + new_iqr
+    decided = p_value.lt(significance)
+    untested = p_value.isna()
+    slower = (effect > 1 + threshold) & (decided | (untested & apart_up))
+    faster = (effect * (1 + threshold) < 1) & (decided | (untested & apart_down))
     moved = ok[slower | faster]
     direction = np.where(slower.loc[moved.index], "regression", "improvement")
     text = (
@@ -302,7 +399,16 @@ def _time_changes(both: pd.DataFrame, time_threshold: float) -> pd.DataFrame:
         _time_text(moved["median_s_new"], moved["iqr_s_new"]),
     )
     values = (moved["median_s_base"], moved["median_s_new"])
-    return _finding(moved, "time", text, values, (new / base).loc[moved.index], direction)
+    return _finding(
+        moved,
+        "time",
+        text,
+        values,
+        effect.loc[moved.index],
+        direction,
+        p_value.loc[moved.index],
+        _contended_flags(ok).loc[moved.index],
+    )
 
 
 def _time_text(median: pd.Series, iqr: pd.Series) -> pd.Series:

@@ -1,4 +1,5 @@
-"""Report plots: error in ULPs against logit magnitude, time and throughput against classes.
+"""Report plots: accuracy heat maps (error ratio per implementation and case), and time and
+throughput against bytes moved with the roofline.
 
 Figures are drawn with matplotlib's Agg canvas directly (no pyplot, no global state, no
 display); each function writes PNG files into ``out_dir`` and returns their paths.
@@ -70,18 +71,117 @@ def _legend_width(labels: list[str]) -> float:
     return 0.6 + 0.07 * max((len(label) for label in labels), default=0)
 
 
-# Magnitudes span 0 to 1e308; on a doubly logarithmic axis, 1, 10, 1e4, 1e16 and 1e256 all
-# get room (the interesting thresholds sit near exp overflow: 11, 88, 709).
-_MAGNITUDE_TICKS = (0.0, 1.0, 10.0, 100.0, 1e4, 1e8, 1e16, 1e32, 1e64, 1e128, 1e256)
+# Heat-map classes of the error ratio (worst error / allowance, ``worst_ratio``): where each
+# (implementation, case) sits against its budget. Bounds are on log10 of the ratio.
+_RATIO_CLASSES = (
+    ("≤ 0.1 of budget", "#1a7f37"),
+    ("≤ budget (pass)", "#8fd694"),
+    ("≤ 10x budget", "#ffd166"),
+    ("≤ 1000x budget", "#f4845f"),
+    ("> 1000x budget", "#c0392b"),
+    ("wrong (wrong kind / shape)", "#5b0a0a"),
+    ("error (raised)", "#000000"),
+)
+_RATIO_BOUNDS = (-1.0, 0.0, 1.0, 3.0)
 
 
-def _to_magnitude_axis(x):
-    return np.log2(1.0 + np.log10(1.0 + np.abs(x)))
+def _ratio_class(verdict: str, ratio: float) -> float:
+    """The heat-map class index of one result (NaN: not evaluated or unsupported)."""
+    if verdict == "error":
+        return 6
+    if verdict == "wrong" or ratio == math.inf:
+        return 5
+    if verdict not in ("pass", "inaccurate") or not math.isfinite(ratio):
+        return math.nan
+    return float(np.searchsorted(_RATIO_BOUNDS, math.log10(max(ratio, 1e-300)), side="left"))
 
 
-def _from_magnitude_axis(v):
-    exponent = np.clip(np.exp2(v) - 1.0, 0.0, 308.0)
-    return np.power(10.0, exponent) - 1.0
+def accuracy_plots(accuracy: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """One heat map per dtype: error ratio class per (implementation and quantity, case)."""
+    judged = accuracy[accuracy["verdict"].isin(["pass", "inaccurate", "wrong", "error"])]
+    if judged.empty:
+        return []
+    ratio = judged.get("worst_ratio")
+    if ratio is None or ratio.isna().all():  # runs from before worst_ratio: ULPs / budget
+        ratio = judged["max_ulp_error"] / judged["budget_ulps"]
+    classes = [_ratio_class(v, float(r)) for v, r in zip(judged["verdict"], ratio, strict=True)]
+    judged = judged.assign(series=series_labels(judged), _class=classes)
+    paths = []
+    for dtype in ordered(judged["dtype"], DTYPES):
+        rows = judged[judged["dtype"] == dtype]
+        paths.append(_heat_map_figure(dtype, rows, Path(out_dir) / f"accuracy-{dtype}.png"))
+    return paths
+
+
+def _heat_matrix(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows: implementation [quantity]; columns: case ids in catalog order; cells: class."""
+    label = rows["series"] + np.where(rows["quantity"].eq("grad"), " (grad)", "")
+    matrix = rows.assign(_row=label).pivot_table(
+        index="_row", columns="case_id", values="_class", aggfunc="max"
+    )
+    return matrix.reindex(columns=list(dict.fromkeys(rows["case_id"])))
+
+
+_HEAT_ROW_IN = 0.22  # inches per heat-map row
+_HEAT_COLUMN_IN = 0.16
+_HEAT_LABELS_IN = 1.7  # case names under each panel, and the panel title above it
+_HEAT_TITLE_IN = 0.35
+_HEAT_LEFT_IN = 3.3  # implementation names
+_HEAT_LEGEND_IN = 2.4
+
+
+def _heat_map_figure(dtype: str, rows: pd.DataFrame, path: Path) -> Path:
+    """Panels stacked top to bottom, one per op, placed in inches so no label overlaps."""
+    from matplotlib.colors import BoundaryNorm, ListedColormap
+    from matplotlib.patches import Patch
+
+    ops = ordered(rows["op"], OPS)
+    matrices = [_heat_matrix(rows[rows["op"] == op]) for op in ops]
+    plot_width = _HEAT_COLUMN_IN * max(m.shape[1] for m in matrices)
+    width = _HEAT_LEFT_IN + plot_width + _HEAT_LEGEND_IN
+    panel_heights = [_HEAT_ROW_IN * max(m.shape[0], 2) for m in matrices]
+    height = 0.8 + sum(h + _HEAT_TITLE_IN + _HEAT_LABELS_IN for h in panel_heights)
+    fig = Figure(figsize=(width, height))
+    colours = ListedColormap([colour for _, colour in _RATIO_CLASSES])
+    norm = BoundaryNorm(np.arange(len(_RATIO_CLASSES) + 1) - 0.5, colours.N)
+    top = height - 0.8
+    for op, matrix, panel_height in zip(ops, matrices, panel_heights, strict=True):
+        bottom = top - _HEAT_TITLE_IN - panel_height
+        panel_width = _HEAT_COLUMN_IN * matrix.shape[1]
+        ax = fig.add_axes(
+            (_HEAT_LEFT_IN / width, bottom / height, panel_width / width, panel_height / height)
+        )
+        cells = np.ma.masked_invalid(matrix.to_numpy(float))
+        ax.imshow(cells, cmap=colours, norm=norm, aspect="auto", interpolation="nearest")
+        ax.set_facecolor("#eeeeee")  # not evaluated / unsupported
+        ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize=7)
+        names = [case.split("/", 1)[1] for case in matrix.columns]
+        ax.set_xticks(range(matrix.shape[1]), names, fontsize=6, rotation=90)
+        _family_separators(ax, names)
+        ax.set_title(op, fontsize=10, loc="left")
+        top = bottom - _HEAT_LABELS_IN
+    legend = [Patch(color=colour, label=name) for name, colour in _RATIO_CLASSES]
+    legend.append(Patch(color="#eeeeee", label="not evaluated / unsupported"))
+    anchor = ((_HEAT_LEFT_IN + plot_width + 0.2) / width, 1 - 0.8 / height)
+    fig.legend(handles=legend, loc="upper left", bbox_to_anchor=anchor, fontsize=8)
+    fig.suptitle(
+        f"{dtype}: worst error against its allowance (worst_ratio), per implementation and case",
+        y=1 - 0.25 / height,
+    )
+    return _save(fig, path)
+
+
+def _family_separators(ax, names: list[str]) -> None:
+    """Vertical lines between case families (the case name's first part)."""
+    families = [name.split("/", 1)[0] for name in names]
+    for index in range(1, len(families)):
+        if families[index] != families[index - 1]:
+            ax.axvline(index - 0.5, color="white", linewidth=2)
+
+
+def _style(labels: list[str]) -> dict[str, tuple[str, str]]:
+    """A stable (colour, marker) per series label, shared by every panel of a figure."""
+    return {label: (f"C{i % 10}", _MARKERS[i % len(_MARKERS)]) for i, label in enumerate(labels)}
 
 
 class _LogLabels(LogFormatter):
@@ -93,115 +193,6 @@ class _LogLabels(LogFormatter):
 
     def __call__(self, x, pos=None) -> str:
         return self.text(x) if super().__call__(x, pos) else ""
-
-
-def _style(labels: list[str]) -> dict[str, tuple[str, str]]:
-    """A stable (colour, marker) per series label, shared by every panel of a figure."""
-    return {label: (f"C{i % 10}", _MARKERS[i % len(_MARKERS)]) for i, label in enumerate(labels)}
-
-
-def accuracy_plots(accuracy: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """One figure per dtype: max ULP error against max |logit|, one panel per op."""
-    measured = accuracy[accuracy["verdict"].isin(["pass", "inaccurate", "wrong"])]
-    measured = measured.assign(series=series_labels(measured))
-    paths = []
-    for dtype in ordered(measured["dtype"], DTYPES):
-        rows = measured[measured["dtype"] == dtype]
-        paths.append(_accuracy_figure(dtype, rows, Path(out_dir) / f"accuracy-{dtype}.png"))
-    return paths
-
-
-def _wrong_band(rows: pd.DataFrame) -> float:
-    """A y position above every finite error and budget, where wrong/non-finite results go."""
-    finite = rows["max_ulp_error"][np.isfinite(rows["max_ulp_error"])]
-    budgets = rows["budget_ulps"][np.isfinite(rows["budget_ulps"])]
-    top = max([10.0, *finite.tolist(), *budgets.tolist()])
-    # One decade above the top, but never beyond float64 (errors of float64 outputs near 0
-    # and their budgets reach 1e308 ULPs).
-    return 10.0 ** min(math.ceil(math.log10(top)) + 1, 307)
-
-
-def _accuracy_figure(dtype: str, rows: pd.DataFrame, path: Path) -> Path:
-    ops = ordered(rows["op"], OPS)
-    ncols = min(3, len(ops))
-    nrows = math.ceil(len(ops) / ncols)
-    fig, axes = _figure(5.6 * ncols, 4.2 * nrows, (nrows, ncols))
-    band = _wrong_band(rows)
-    for ax, op in zip(axes.flat, ops, strict=False):
-        _accuracy_panel(ax, rows[rows["op"] == op], band)
-        ax.set_title(op, fontsize=10)
-    for ax in axes.flat[len(ops) :]:
-        ax.set_visible(False)
-    fig.suptitle(f"{dtype}: worst error in ULPs against the largest finite |logit| of the case")
-    return _save(fig, path)
-
-
-def _accuracy_panel(ax, rows: pd.DataFrame, band: float) -> None:
-    """Filled markers: value; hollow: grad; shaded top band: wrong or non-finite results."""
-    _accuracy_axes(ax, rows, band)
-    style = _style(sorted(rows["series"].unique()))
-    for label, series in rows.groupby("series", sort=True):
-        colour, marker = style[label]
-        x = series["max_abs_logit"].fillna(0.0).abs()
-        ulps = series["max_ulp_error"]
-        wrong = series["verdict"].eq("wrong") | ~np.isfinite(ulps)
-        for quantity, face in (("value", colour), ("grad", "none")):
-            keep = ~wrong & series["quantity"].eq(quantity)
-            ax.scatter(
-                x[keep],
-                ulps[keep],
-                marker=marker,
-                facecolors=face,
-                edgecolors=colour,
-                s=28,
-                alpha=0.8,
-                zorder=3,
-                clip_on=False,
-            )
-        ax.scatter(
-            x[wrong],
-            np.full(int(wrong.sum()), band),
-            marker=marker,
-            color=colour,
-            edgecolors="#a11",
-            linewidths=1.2,
-            s=40,
-            zorder=4,
-            clip_on=False,
-        )
-    handles = [_handle(*style[label], label) for label in style]
-    handles.append(_handle("black", "o", "grad (hollow)", hollow=True))
-    ax.legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)
-
-
-def _accuracy_axes(ax, rows: pd.DataFrame, band: float) -> None:
-    """Scales and limits first (autoscaling past a 1e308 logit overflows symlog), band, budgets."""
-    x_top = float(rows["max_abs_logit"].abs().max())
-    x_top = max(x_top if math.isfinite(x_top) else 1.0, 100.0)
-    ax.set_xscale("function", functions=(_to_magnitude_axis, _from_magnitude_axis))
-    ax.set_xlim(0, min(x_top * 10, 1e308))
-    ticks = [t for t in _MAGNITUDE_TICKS if t <= x_top * 10]
-    ax.set_xticks(ticks, [f"{t:g}" if t < 1e4 else f"1e{math.log10(t):.0f}" for t in ticks])
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_ylim(0, band * 3)
-    ax.set_xlabel("largest finite |logit| (doubly logarithmic axis)")
-    ax.set_ylabel("max error (ULPs)")
-    ax.grid(True, which="major", alpha=0.3)
-    on_y = ax.get_yaxis_transform()
-    ax.axhspan(band / 3, band * 3, color="#fde2e2", zorder=0)
-    ax.text(0.01, band, "wrong / non-finite", transform=on_y, fontsize=8, va="center", color="#a11")
-    for budget in sorted(rows["budget_ulps"].dropna().unique())[:3]:
-        ax.axhline(budget, color="grey", linestyle="--", linewidth=0.8, zorder=1)
-        ax.text(
-            0.99,
-            budget,
-            f"budget {budget:g}",
-            transform=on_y,
-            fontsize=7,
-            ha="right",
-            va="bottom",
-            color="grey",
-        )
 
 
 def _y_labels(unit: str):
@@ -218,9 +209,16 @@ def _handle(colour: str, marker: str, label: str, hollow: bool = False) -> Line2
 def timing_plots(
     timing: pd.DataFrame, out_dir: Path, bandwidth_gbps: float | None = None
 ) -> list[Path]:
-    """One figure per (op, pass): median time and GB/s against classes, one row per dtype."""
+    """One figure per (op, pass): time and GB/s against bytes moved, one row per dtype.
+
+    Bytes moved orders the shapes by the work they ask (classes alone zig-zags between batch
+    sizes); colour and marker name the implementation, solid lines with filled markers are
+    eager and dashed lines with hollow markers compiled; the dotted line is the roofline (the
+    time, or the rate, of moving those bytes at the measured memory bandwidth); a red ring
+    marks a contended measurement.
+    """
     ok = timing[timing["verdict"].eq("ok") & (timing["median_s"] > 0)]
-    ok = ok.assign(series=series_labels(ok))
+    ok = ok.assign(series=_timing_series(ok))
     paths = []
     for op in ordered(ok["op"], OPS):
         for pass_name in sorted(ok.loc[ok["op"] == op, "pass"].unique()):
@@ -230,53 +228,117 @@ def timing_plots(
     return paths
 
 
+def _timing_series(frame: pd.DataFrame) -> pd.Series:
+    """Series labels without the mode (drawn as the line style instead)."""
+    return series_labels(frame.drop(columns=["mode"], errors="ignore"))
+
+
+_MODE_STYLE = {"eager": ("-", True), "compiled": ("--", False)}  # line style, filled marker
+
+
 def _timing_figure(
     op: str, pass_name: str, rows: pd.DataFrame, bandwidth_gbps: float | None, path: Path
 ) -> Path:
     dtypes = ordered(rows["dtype"], DTYPES)
     style = _style(sorted(rows["series"].unique()))
+    legend = _timing_legend(style, rows, bandwidth_gbps)
     shape = (len(dtypes), 2)
-    fig, axes = _figure(11, 3.4 * len(dtypes) + 0.6, shape, legend_in=_legend_width(list(style)))
+    labels = [handle.get_label() for handle in legend]
+    fig, axes = _figure(11, 3.4 * len(dtypes) + 0.6, shape, legend_in=_legend_width(labels))
     for (ax_time, ax_rate), dtype in zip(axes, dtypes, strict=True):
-        for label, series in rows[rows["dtype"] == dtype].groupby("series", sort=True):
-            series = series.sort_values(["n_classes", "batch"])
-            colour, marker = style[label]
-            for ax, column in ((ax_time, "median_s"), (ax_rate, "gbps")):
-                ax.plot(
-                    series["n_classes"],
-                    series[column],
-                    color=colour,
-                    marker=marker,
-                    markersize=5,
-                    linewidth=1.2,
-                )
+        of_dtype = rows[rows["dtype"] == dtype]
+        for (label, mode), series in of_dtype.groupby(["series", "mode"], sort=True):
+            _timing_series_lines(ax_time, ax_rate, series, style[label], mode)
         if bandwidth_gbps:
-            ax_rate.axhline(bandwidth_gbps, color="grey", linestyle="--", linewidth=0.8)
-            ax_rate.text(
-                0.01,
-                bandwidth_gbps,
-                "measured memory bandwidth",
-                fontsize=7,
-                transform=ax_rate.get_yaxis_transform(),
-                va="bottom",
-                color="grey",
-            )
-        _timing_axes(ax_time, f"{dtype}: median time", "seconds")
+            _rooflines(ax_time, ax_rate, of_dtype["bytes"], bandwidth_gbps)
+        _timing_axes(ax_time, f"{dtype}: median time per call", "seconds")
         _timing_axes(ax_rate, f"{dtype}: throughput", "GB/s")
-    handles = [_handle(*style[label], label) for label in style]
     right = fig.subplotpars.right
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(right + 0.01, 0.5), fontsize=8)
-    fig.suptitle(f"{op}, {pass_name} (points at the same class count differ in batch size)")
+    fig.legend(handles=legend, loc="center left", bbox_to_anchor=(right + 0.01, 0.5), fontsize=8)
+    fig.suptitle(f"{op}, {pass_name}: against the bytes each call must move")
     return _save(fig, path)
+
+
+def _timing_series_lines(ax_time, ax_rate, series, colour_marker, mode: str) -> None:
+    colour, marker = colour_marker
+    line, filled = _MODE_STYLE.get(mode, (":", True))
+    series = series.sort_values("bytes")
+    contended = series["contended"].eq(True) if "contended" in series else None
+    for ax, column in ((ax_time, "median_s"), (ax_rate, "gbps")):
+        ax.plot(
+            series["bytes"],
+            series[column],
+            color=colour,
+            marker=marker,
+            markerfacecolor=colour if filled else "none",
+            linestyle=line,
+            markersize=5,
+            linewidth=1.2,
+        )
+        if contended is not None and contended.any():
+            ax.scatter(
+                series.loc[contended, "bytes"],
+                series.loc[contended, column],
+                s=110,
+                facecolors="none",
+                edgecolors="#d00",
+                linewidths=1.2,
+                zorder=5,
+            )
+
+
+def _rooflines(ax_time, ax_rate, moved: pd.Series, bandwidth_gbps: float) -> None:
+    """The memory-bound optimum: bytes / bandwidth on the time panel, the bandwidth on GB/s."""
+    x = np.geomspace(moved.min(), moved.max(), 50)
+    ax_time.plot(x, x / (bandwidth_gbps * 1e9), color="grey", linestyle=":", linewidth=1.2)
+    ax_rate.axhline(bandwidth_gbps, color="grey", linestyle=":", linewidth=1.2)
+
+
+def _timing_legend(style, rows: pd.DataFrame, bandwidth_gbps: float | None) -> list[Line2D]:
+    handles = [_handle(*style[label], label) for label in style]
+    modes = [mode for mode in _MODE_STYLE if mode in set(rows["mode"])]
+    for mode in modes if len(modes) > 1 else []:
+        line, filled = _MODE_STYLE[mode]
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="black",
+                linestyle=line,
+                marker="o",
+                label=mode,
+                markerfacecolor="black" if filled else "none",
+            )
+        )
+    if "contended" in rows and rows["contended"].eq(True).any():
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="#d00",
+                marker="o",
+                markerfacecolor="none",
+                linestyle="",
+                markersize=9,
+                label="contended",
+            )
+        )
+    if bandwidth_gbps:
+        handles.append(
+            Line2D(
+                [], [], color="grey", linestyle=":", label=f"roofline ({bandwidth_gbps:.3g} GB/s)"
+            )
+        )
+    return handles
 
 
 def _timing_axes(ax, title: str, unit: str) -> None:
     ax.set_xscale("log")
     ax.set_yscale("log")
-    for axis, text in ((ax.xaxis, "{:,.0f}".format), (ax.yaxis, _y_labels(unit))):
-        axis.set_major_formatter(_LogLabels(text))
-        axis.set_minor_formatter(_LogLabels(text))
-    ax.set_xlabel("classes")
+    ax.xaxis.set_major_formatter(EngFormatter(unit="B", places=0))
+    ax.yaxis.set_major_formatter(_LogLabels(_y_labels(unit)))
+    ax.yaxis.set_minor_formatter(_LogLabels(_y_labels(unit)))
+    ax.set_xlabel("bytes moved per call (inputs read + outputs written)")
     ax.set_ylabel(unit)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.25)

@@ -78,16 +78,27 @@ def timing_sections(timing: pd.DataFrame, plot_paths: list[Path]) -> list[Sectio
         "Median of the repeats with the interquartile range relative to the median; GB/s "
         "from the bytes each call must move; roofline = GB/s over the measured memory "
         f"bandwidth; × fastest = median over the best median for that op, shape, pass and "
-        f"dtype. {unsupported} unsupported combinations are not listed."
+        f"dtype. {unsupported} unsupported combinations are not listed. "
+        "A median marked “(contended)” was measured while other processes took the CPU "
+        "(less than half a core, or frequent preemption) even after retries: it is the "
+        "machine's number, not the op's. Peak B/elem: the peak bytes one call allocates "
+        "(``--memory`` on CPU) per logits element."
     )
-    sections = [Section("Timing", [intro])]
+    blocks = [intro]
+    contended = int(timing.get("contended", pd.Series(dtype=object)).eq(True).sum())
+    if contended:
+        blocks.append(
+            f"**{contended} of {int(timing['verdict'].eq('ok').sum())} timings are contended**; "
+            "re-run them on an idle machine before reading them."
+        )
+    sections = [Section("Timing", blocks)]
     timed = with_ratio_to_fastest(timing)
     timed = timed[timed["verdict"] != "unsupported"]
     for op in plots.ordered(timed["op"], OPS):
         table = _timing_table(timed[timed["op"] == op], timing)
         sections.append(Section(f"Timing, {op}", [Table(table)], level=3))
     if plot_paths:
-        sections.append(Section("Time and throughput against classes", images(plot_paths), 3))
+        sections.append(Section("Time and throughput against bytes moved", images(plot_paths), 3))
     return sections
 
 
@@ -102,14 +113,35 @@ def _timing_table(rows: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:
         "shape": rows["shape"],
         "implementation": rows["implementation"],
         **{column: rows[column] for column in varying(timing, ("device", "mode"))},
-        "median": rows["median_s"].map(format_seconds).where(ok, rows["verdict"]),
+        "median": _median_text(rows).where(ok, rows["verdict"]),
         "IQR": (rows["iqr_s"] / rows["median_s"]).map(percent),
         "GB/s": rows["gbps"].map(number),
         "roofline": rows["roofline_fraction"].map(percent),
         "× fastest": rows["ratio_to_fastest"].map(lambda r: number(r, ".2f")),
     }
+    if "peak_bytes" in rows and rows["peak_bytes"].notna().any():
+        table["peak B/elem"] = (rows["peak_bytes"] / rows["n_elements"]).map(number)
     if rows["compile_s"].notna().any():
         table["compile"] = rows["compile_s"].map(format_seconds)
     if (rows["message"] != "").any():
         table["note"] = rows["message"].map(short)
     return pd.DataFrame(table)
+
+
+def _median_text(rows: pd.DataFrame) -> pd.Series:
+    """The median, marked when the measurement was contended (older runs: never marked)."""
+    text = rows["median_s"].map(format_seconds)
+    if "contended" not in rows:
+        return text
+    return text.where(~rows["contended"].eq(True), text + " (contended)")
+
+
+def csv_frame(timing: pd.DataFrame) -> pd.DataFrame:
+    """``timing`` for CSV: ``ratio_to_fastest`` added, list columns as space-separated numbers."""
+    frame = with_ratio_to_fastest(timing)
+    for column in ("times_s", "calibration_s"):
+        if column in frame:
+            frame[column] = frame[column].map(
+                lambda values: " ".join(f"{v:.6g}" for v in values) if len(values) else ""
+            )
+    return frame

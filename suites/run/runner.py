@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from suites.run.worker import WorkerJob
-from suites.store import RowWriter
+from suites.store import RowWriter, update_run_info
 
 PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
 MAX_RESTARTS = 50
@@ -226,12 +226,14 @@ def run_all(
 
         def one(job: WorkerJob) -> BackendOutcome:
             started = time.monotonic()
+            _record_load(job, "before")
             try:
                 outcome = run_backend(job, progress, timeout_s)
             except Exception as exc:  # a harness bug: fail this backend, let the others finish
                 outcome = BackendOutcome(job.backend, job.suite)
                 outcome.harness_errors.append(f"runner: {type(exc).__name__}: {exc}")
             RowWriter(Path(job.run_dir), job.suite, job.backend).close()
+            _record_load(job, "after")
             outcome.verdicts = dict(sorted(outcome.verdicts.items()))
             progress.console.log(_summary(outcome, time.monotonic() - started))
             return outcome
@@ -255,6 +257,11 @@ def _wait_all(futures) -> list[BackendOutcome]:
     while pending:
         _, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
     return [future.result() for future in futures]
+def _record_load(job: WorkerJob, when: str) -> None:
+    """Timing only: the 1/5/15-minute load averages in run.json, before and after the backend."""
+    if job.suite == "timing" and hasattr(os, "getloadavg"):
+        load = [round(value, 2) for value in os.getloadavg()]
+        update_run_info(Path(job.run_dir), {"timing_load": {f"{job.backend} {when}": load}})
 
 
 def _summary(outcome: BackendOutcome, elapsed_s: float) -> str:

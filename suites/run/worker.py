@@ -20,7 +20,7 @@ import signal
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +49,8 @@ class WorkerJob:
     host: str
     bandwidth_gbps: float = 0.0
     python: str = ""  # the interpreter to run it with (a backend's own environment); "" = ours
+    # Keyword options of ``plan_timing`` (rounds, memory): timing jobs only.
+    timing_options: dict[str, Any] = field(default_factory=dict)
     skip: frozenset = frozenset()  # keys this run already gave up on (crashed or timed out)
 
 
@@ -63,7 +65,9 @@ def plan(job: WorkerJob, adapter) -> list[Task]:
         return plan_accuracy(adapter, job.selection)
     from suites.timing.suite import plan_timing
 
-    return plan_timing(adapter, job.selection, bandwidth_gbps=job.bandwidth_gbps)
+    return plan_timing(
+        adapter, job.selection, bandwidth_gbps=job.bandwidth_gbps, **job.timing_options
+    )
 
 
 def provenance(job: WorkerJob, version: str) -> dict[str, Any]:

@@ -12,6 +12,11 @@ repeat of that many calls lasts at least ``min_repeat_s``; then ``repeats`` inde
 repeats give per-call times, summarised by median, interquartile range and minimum. The total
 after the first call is bounded by ``max_total_s``: a slow op gets fewer repeats (never fewer
 than ``MIN_REPEATS``) and the ``Measurement`` says so in ``note``.
+
+Contention: the process's CPU time and involuntary context switches are read around the
+repeats (``suites.timing.contention``). A contended sampling is thrown away and taken again,
+at most ``max_retries`` times after a short pause; if it is still contended it is kept, with
+``contended`` set and the reason in ``note``, so a reader never mistakes it for the op's cost.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from suites.timing import contention
+
 # Defaults sized for a whole grid on a small CPU machine: an op under ~25 ms per call costs
 # 0.05-0.2 s in all, warm-up included; a slower op costs its first call plus three repeats.
 # A 5 ms repeat is far above perf_counter's resolution (torch.utils.benchmark uses 0.2 ms).
@@ -35,6 +42,11 @@ DEFAULT_MAX_TOTAL_S = 0.2
 WARMUP_CALLS = 2
 MIN_REPEATS = 3
 HIGH_VARIANCE_RATIO = 0.1
+DEFAULT_MAX_RETRIES = 2
+RETRY_PAUSE_S = 0.05  # lets a competitor's burst pass (doubled before each further retry)
+# The calibration kernel: a fixed single-threaded NumPy op, timed beside every measurement so
+# that ``compare`` can divide out a machine that is uniformly slower (suites.report.compare).
+CALIBRATION_ELEMENTS = 1 << 15
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,9 @@ class Measurement:
     times_s: tuple[float, ...]
     first_call_s: float
     note: str = ""
+    usage: contention.Usage = contention.NO_USAGE  # what the process got during the kept repeats
+    contended: bool = False
+    retries: int = 0
 
     @property
     def compile_s(self) -> float:
@@ -58,14 +73,18 @@ class Measurement:
     @property
     def high_variance(self) -> bool:
         """IQR above 10% of the median: the machine was noisy, so read the median with care."""
-        return self.median_s > 0 and self.iqr_s / self.median_s > HIGH_VARIANCE_RATIO
+        return bool(spread_note(self.median_s, self.iqr_s))
 
     def summary(self) -> str:
         """One line for logs and the ``message`` column: spread warnings and budget notes."""
-        parts = [self.note] if self.note else []
-        if self.high_variance:
-            parts.append(f"high variance: IQR is {self.iqr_s / self.median_s:.0%} of the median")
-        return "; ".join(parts)
+        return "; ".join(filter(None, [self.note, spread_note(self.median_s, self.iqr_s)]))
+
+
+def spread_note(median_s: float, iqr_s: float) -> str:
+    """A warning when the IQR exceeds ``HIGH_VARIANCE_RATIO`` of the median, else ""."""
+    if median_s > 0 and iqr_s / median_s > HIGH_VARIANCE_RATIO:
+        return f"high variance: IQR is {iqr_s / median_s:.0%} of the median"
+    return ""
 
 
 def _time_calls(run: Callable[[], Any], calls: int) -> float:
@@ -92,7 +111,7 @@ def _calibrate(run: Callable[[], Any], min_repeat_s: float) -> tuple[int, float]
         calls *= 2
 
 
-def _summarise(per_call: list[float], calls: int, first_call_s: float, note: str) -> Measurement:
+def _summarise(per_call: list[float], calls: int, first_call_s: float, **extra) -> Measurement:
     q25, median, q75 = np.percentile(per_call, [25, 50, 75])
     return Measurement(
         median_s=float(median),
@@ -102,8 +121,34 @@ def _summarise(per_call: list[float], calls: int, first_call_s: float, note: str
         calls_per_repeat=calls,
         times_s=tuple(per_call),
         first_call_s=first_call_s,
-        note=note,
+        **extra,
     )
+
+
+def _sample(run: Callable[[], Any], calls: int, count: int) -> list[float]:
+    """``count`` repeats of ``calls`` calls each: per-call times."""
+    return [_time_calls(run, calls) / calls for _ in range(count)]
+
+
+def _retry_contended(
+    run: Callable[[], Any],
+    calls: int,
+    sampled: tuple[list[float], contention.Usage],
+    device: str,
+    max_retries: int,
+) -> tuple[list[float], contention.Usage, str, int]:
+    """Sample again while contended, at most ``max_retries`` times: (times, usage, reason, n)."""
+    per_call, used = sampled
+    reason = contention.contention_reason(used, device)
+    retries = 0
+    while reason and retries < max_retries:
+        time.sleep(RETRY_PAUSE_S * 2**retries)
+        retries += 1
+        before = contention.snapshot()
+        per_call = _sample(run, calls, len(per_call))
+        used = contention.snapshot() - before
+        reason = contention.contention_reason(used, device)
+    return per_call, used, reason, retries
 
 
 def measure(
@@ -112,11 +157,15 @@ def measure(
     min_repeat_s: float = DEFAULT_MIN_REPEAT_S,
     repeats: int = DEFAULT_REPEATS,
     max_total_s: float = DEFAULT_MAX_TOTAL_S,
+    max_retries: int = DEFAULT_MAX_RETRIES,
+    device: str = "cpu",
 ) -> Measurement:
     """Time ``run`` (which must include its own device synchronisation) per call.
 
     ``max_total_s`` bounds everything after the first call, whose duration (compilation)
     is outside the harness's control; at least ``MIN_REPEATS`` repeats are always taken.
+    A contended sampling is retried up to ``max_retries`` times (each retry costs one more
+    sampling, so only contended measurements take longer).
     """
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be at least {MIN_REPEATS}, got {repeats}")
@@ -128,20 +177,50 @@ def measure(
     # done the warming, and the median of the repeats absorbs any one disturbed repeat.
     for _ in range(WARMUP_CALLS if first_call_s < max_total_s / 4 else 0):
         run()
+    before = contention.snapshot()
     calls, repeat_s = _calibrate(run, min_repeat_s)
-    # The last calibration repeat ran after warm-up with the final call count: a valid sample.
-    per_call = [repeat_s / calls]
     remaining = max_total_s - (time.perf_counter() - budget_start)
     affordable = 1 + int(max(remaining, 0.0) // repeat_s)
     total_repeats = max(MIN_REPEATS, min(repeats, affordable))
-    per_call += [_time_calls(run, calls) / calls for _ in range(total_repeats - 1)]
-    note = ""
+    # The last calibration repeat ran after warm-up with the final call count: a valid sample.
+    per_call = [repeat_s / calls, *_sample(run, calls, total_repeats - 1)]
+    used = contention.snapshot() - before
+    per_call, used, reason, retries = _retry_contended(
+        run, calls, (per_call, used), device, max_retries
+    )
+    notes = []
     if total_repeats < repeats:
-        note = (
+        notes.append(
             f"repeats cut from {repeats} to {total_repeats}: one repeat takes "
             f"{repeat_s:.3g} s against a {max_total_s:g} s budget"
         )
-    return _summarise(per_call, calls, first_call_s, note)
+    if reason:
+        notes.append(f"contended ({reason}) after {retries} retries")
+    return _summarise(
+        per_call,
+        calls,
+        first_call_s,
+        note="; ".join(notes),
+        usage=used,
+        contended=bool(reason),
+        retries=retries,
+    )
+
+
+def calibration_s() -> float:
+    """Median per-call time of the calibration kernel (``exp`` of a fixed float64 array).
+
+    A few milliseconds in all; not retried: it is a measure of the machine as it is now.
+    """
+    values = np.linspace(-4.0, 4.0, CALIBRATION_ELEMENTS)
+    out = np.empty_like(values)
+    return measure(
+        lambda: np.exp(values, out=out),
+        min_repeat_s=0.0005,
+        repeats=MIN_REPEATS,
+        max_total_s=0.005,
+        max_retries=0,
+    ).median_s
 
 
 def _empty() -> None:

@@ -5,6 +5,13 @@ from the selection's seed and converted by the adapter (``prepare``) before any 
 ``PreparedCall.run`` is timed (see ``suites.timing.harness``). Each row also carries what a reader
 needs to judge the number: bytes moved, throughput against the machine's memory bandwidth,
 and the implementation's fixed per-call overhead measured on a tiny input.
+
+Every row keeps its raw samples (``times_s``), what the process got while they were taken
+(``suites.timing.contention``) and the calibration kernel's time just before and after. With
+``rounds`` > 1 (``--repeat-runs``) the whole grid is planned ``rounds`` times over, round after
+round, so a slow phase of a shared machine spreads over every implementation and shape instead
+of hitting one; each round's task returns the row of its key with the samples of the rounds
+so far pooled (the store keeps the last), so an interrupted run keeps what it measured.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from adapters.base import LABELLED_OPS, Adapter, Call, numpy_dtype
 from reference.evaluate import output_shape
 from suites.catalog.selection import Selection
 from suites.store import key_of
-from suites.timing import harness
+from suites.timing import contention, harness, memory
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
 OVERHEAD_SHAPE = (1, 2)
@@ -117,12 +124,44 @@ class TimingTask:
 
 def _prepare_and_measure(
     adapter: Adapter, inputs: InputFactory, call: Call, shape: tuple[int, int], options: dict
-) -> harness.Measurement:
-    """Make and convert inputs (untimed), then time ``run``; framework errors propagate."""
+) -> tuple[harness.Measurement, int | None]:
+    """Make and convert inputs (untimed), then time ``run``; framework errors propagate.
+
+    Returns the measurement and, on an accelerator, the peak bytes of one more call.
+    """
     logits, labels = inputs.inputs(call.implementation.op, *shape, call.dtype)
     prepared = adapter.prepare(call, logits, labels)
     del logits, labels  # the adapter keeps what it needs; large copies go with the task
-    return harness.measure(prepared.run, **options)
+    measured = harness.measure(prepared.run, device=call.device, **options)
+    return measured, memory.device_peak_bytes(adapter.name, prepared.run, call.device)
+
+
+@dataclass
+class _Pool:
+    """The samples of one key over the rounds so far, and what the process got for them."""
+
+    times_s: list[float] = field(default_factory=list)
+    calibration_s: list[float] = field(default_factory=list)
+    usage: contention.Usage = contention.NO_USAGE
+    contended: bool = False
+    retries: int = 0
+    rounds: int = 0
+    calls_per_repeat: int = 0  # the latest round's (each round calibrates its own)
+    first_call_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, m: harness.Measurement, calibration: tuple[float, float]) -> None:
+        self.times_s += m.times_s
+        self.calibration_s += calibration
+        self.usage += m.usage
+        self.contended |= m.contended
+        self.retries += m.retries
+        self.rounds += 1
+        self.calls_per_repeat = m.calls_per_repeat
+        if self.first_call_s is None:  # compilation happens in the first round only
+            self.first_call_s = m.first_call_s
+        if m.note:
+            self.notes.append(m.note if self.rounds == 1 else f"round {self.rounds}: {m.note}")
 
 
 @dataclass
@@ -134,6 +173,8 @@ class _Plan:
     bandwidth_gbps: float
     measure_options: dict[str, float]
     overheads: dict[tuple, float | None] = field(default_factory=dict)
+    pools: dict[tuple, _Pool] = field(default_factory=dict)
+    memory: bool = False
 
     def overhead_s(self, call: Call) -> float | None:
         """Median on a [1, 2] input (the fixed per-call cost), once per signature; None on error."""
@@ -143,7 +184,7 @@ class _Plan:
             try:
                 self.overheads[signature] = _prepare_and_measure(
                     self.adapter, tiny_inputs, call, OVERHEAD_SHAPE, self.measure_options
-                ).median_s
+                )[0].median_s
             except Exception:  # the task's own measurement reports any error
                 self.overheads[signature] = None
         return self.overheads[signature]
@@ -159,6 +200,16 @@ _MEASURED_COLUMNS = (
     "gbps",
     "roofline_fraction",
     "overhead_s",
+    "times_s",
+    "rounds",
+    "threads",
+    "cpu_s",
+    "wall_s",
+    "involuntary_switches",
+    "contended",
+    "retries",
+    "calibration_s",
+    "peak_bytes",
 )
 
 
@@ -185,43 +236,82 @@ def _base_row(adapter: Adapter, call: Call, pass_: str, batch: int, classes: int
     }
 
 
-def _measured_row(plan: _Plan, call: Call, row: dict, m: harness.Measurement) -> dict:
-    gbps = row["bytes"] / m.median_s / 1e9 if m.median_s > 0 else None
+def _measured_row(plan: _Plan, call: Call, row: dict, pool: _Pool) -> dict:
+    """The row of a key from its pooled samples (every round so far)."""
+    q25, median, q75 = np.percentile(pool.times_s, [25, 50, 75])
+    median = float(median)
+    gbps = row["bytes"] / median / 1e9 if median > 0 else None
+    summary = harness.spread_note(median, float(q75 - q25))
     return {
         **row,
         "verdict": "ok",
-        "message": m.summary(),
-        "median_s": m.median_s,
-        "iqr_s": m.iqr_s,
-        "min_s": m.min_s,
-        "repeats": m.repeats,
-        "calls_per_repeat": m.calls_per_repeat,
-        "compile_s": m.compile_s if call.mode == "compiled" else None,
+        "message": "; ".join([*pool.notes, summary] if summary else pool.notes),
+        "median_s": median,
+        "iqr_s": float(q75 - q25),
+        "min_s": min(pool.times_s),
+        "repeats": len(pool.times_s),
+        "calls_per_repeat": pool.calls_per_repeat,
+        "compile_s": max(0.0, pool.first_call_s - median) if call.mode == "compiled" else None,
         "gbps": gbps,
         "roofline_fraction": gbps / plan.bandwidth_gbps if gbps and plan.bandwidth_gbps else None,
         "overhead_s": plan.overhead_s(call),
+        "times_s": list(pool.times_s),
+        "rounds": pool.rounds,
+        "threads": contention.framework_threads(),
+        "cpu_s": pool.usage.cpu_s,
+        "wall_s": pool.usage.wall_s,
+        "involuntary_switches": pool.usage.involuntary_switches,
+        "contended": pool.contended,
+        "retries": pool.retries,
+        "calibration_s": list(pool.calibration_s),
     }
 
 
-def _evaluate_row(plan: _Plan, call: Call, row: dict) -> dict[str, Any]:
+def _memory_request(plan: _Plan, call: Call, row: dict) -> dict[str, Any]:
+    return {
+        "backend": plan.adapter.name,
+        "implementation": call.implementation.name,
+        "dtype": call.dtype,
+        "device": call.device,
+        "mode": call.mode,
+        "quantity": call.quantity,
+        "batch": row["batch"],
+        "classes": row["n_classes"],
+        "seed": plan.inputs.seed,
+    }
+
+
+def _evaluate_row(plan: _Plan, call: Call, row: dict, final_round: bool) -> dict[str, Any]:
     """The row for one task; never raises for framework errors (they become ``error`` rows)."""
     reason = plan.adapter.unsupported_reason(call)
     if reason is not None:
         return {**row, "verdict": "unsupported", "message": reason}
     shape = (row["batch"], row["n_classes"])
     try:
-        measurement = _prepare_and_measure(
+        calibration_before = harness.calibration_s()
+        measurement, peak = _prepare_and_measure(
             plan.adapter, plan.inputs, call, shape, plan.measure_options
         )
+        calibration_after = harness.calibration_s()
     except Exception as exc:  # a framework failure is a result, not a crash
         return {**row, "verdict": "error", "message": f"{type(exc).__name__}: {exc}"}
-    return _measured_row(plan, call, row, measurement)
+    pool = plan.pools.setdefault(key_of("timing", row), _Pool())
+    pool.add(measurement, (calibration_before, calibration_after))
+    measured = _measured_row(plan, call, row, pool)
+    if plan.memory and final_round and call.device == "cpu":
+        peak, why_not = memory.cpu_peak_bytes(_memory_request(plan, call, row))
+        if why_not:
+            measured["message"] = "; ".join(filter(None, [measured["message"], why_not]))
+    measured["peak_bytes"] = peak
+    return measured
 
 
-def _evaluate(plan: _Plan, call: Call, row: dict, last_of_shape: bool) -> dict[str, Any]:
+def _evaluate(
+    plan: _Plan, call: Call, row: dict, last_of_shape: bool, final_round: bool
+) -> dict[str, Any]:
     """``_evaluate_row``, then free the shape's inputs after its last task."""
     try:
-        return _evaluate_row(plan, call, row)
+        return _evaluate_row(plan, call, row, final_round)
     finally:
         # Device tensors caught in reference cycles go now, not mid-timing: the young
         # generations after each big task (a full collection costs ~1 s with TensorFlow
@@ -241,28 +331,43 @@ def plan_timing(
     min_repeat_s: float = harness.DEFAULT_MIN_REPEAT_S,
     repeats: int = harness.DEFAULT_REPEATS,
     max_total_s: float = harness.DEFAULT_MAX_TOTAL_S,
+    max_retries: int = harness.DEFAULT_MAX_RETRIES,
+    rounds: int = 1,
+    memory: bool = False,
 ) -> list[TimingTask]:
     """Every timing task ``selection`` asks of ``adapter``, shape by shape (inputs are reused).
 
     Passes: ``forward`` for every implementation, ``forward+backward`` (quantity ``grad``) for
     those declaring ``gradient=True``. Unsupported combinations still get a task whose row says
-    why, so reports show the gap instead of silently omitting it.
+    why, so reports show the gap instead of silently omitting it. ``rounds`` repeats the whole
+    grid (interleaved: round 2 starts after round 1 has visited every task); ``memory`` adds
+    the CPU peak memory of each op, measured once, in the last round.
     """
-    options = {"min_repeat_s": min_repeat_s, "repeats": repeats, "max_total_s": max_total_s}
-    plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options)
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    options = {
+        "min_repeat_s": min_repeat_s,
+        "repeats": repeats,
+        "max_total_s": max_total_s,
+        "max_retries": max_retries,
+    }
+    plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, memory=memory)
     pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
     wanted = [impl for impl in adapter.implementations() if selection.wants_implementation(impl)]
     # The linear op takes hidden states and a weight, not logits: tests/bench/linear_ce_benchmark.py
     # times it (with its peak memory); this suite's inputs are logits.
     wanted = [impl for impl in wanted if impl.op != "linear_cross_entropy"]
     tasks: list[TimingTask] = []
-    for batch, classes in selection.shapes:
-        calls = [call for impl in wanted for call in selection.calls(impl, impl.quantities)]
-        for index, call in enumerate(calls):
-            row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
-            key = key_of("timing", row)
-            label = " ".join(str(part) for part in key)
-            last = index == len(calls) - 1
-            evaluate = functools.partial(_evaluate, plan, call, row, last)
-            tasks.append(TimingTask(key=key, label=label, template=row, evaluate=evaluate))
+    for round_ in range(1, rounds + 1):
+        for batch, classes in selection.shapes:
+            calls = [call for impl in wanted for call in selection.calls(impl, impl.quantities)]
+            for index, call in enumerate(calls):
+                row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
+                key = key_of("timing", row)
+                label = " ".join(str(part) for part in key)
+                if rounds > 1:
+                    label = f"[{round_}/{rounds}] {label}"
+                last = index == len(calls) - 1
+                evaluate = functools.partial(_evaluate, plan, call, row, last, round_ == rounds)
+                tasks.append(TimingTask(key=key, label=label, template=row, evaluate=evaluate))
     return tasks

@@ -1,0 +1,152 @@
+"""Can a timing comparison gate a change? The acceptance figures of the timing suite.
+
+Three measurements, to run on a quiet machine (nothing else running; the figures mean nothing
+while other processes load the cores):
+
+(a) **false alarms**: two back-to-back default timing runs of identical software, compared at
+    the default thresholds: the share of compared timings reported as regressions (target:
+    at most 1%);
+(b) **detection**: a copy of the second run doctored to be 1.5x slower on every sample (and
+    every summary derived from the samples), compared with the first: the share reported as
+    regressions (target: at least 95%); also reported: the first run against its own doctored
+    copy (``b_self_detected``), the test's power without run-to-run noise;
+(c) **contention**: a timing run beside a CPU-bound process pinned to one core: how many
+    measurements are flagged ``contended`` (target: the affected ones, i.e. most of them,
+    rather than none).
+
+Run from the repository root, e.g. ``python tests/bench/timing_gate_benchmark.py --out
+/tmp/gate`` (about three default timing runs' time). ``--base`` and ``--new`` reuse existing
+runs for (a) and (b); ``--backend`` narrows every run; ``--skip-busy`` leaves out (c).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# This checkout's code, not an installed copy: the script runs as a file, not as a module.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from suites import store  # noqa: E402
+from suites.report.compare import compare_runs  # noqa: E402
+
+DOCTOR_FACTOR = 1.5
+_SCALED = ("median_s", "iqr_s", "min_s", "overhead_s")  # seconds: scaled with the samples
+
+
+def xentbench(*args: str) -> float:
+    """Run the CLI from this checkout; its wall time in seconds (raises on failure)."""
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "suites.cli", *args], check=True, cwd=REPO_ROOT)
+    return time.monotonic() - started
+
+
+def timing_run(out: Path, backends: list[str], extra: list[str]) -> float:
+    if out.exists():
+        shutil.rmtree(out)
+    backend_args = ["--backend", *backends] if backends else []
+    return xentbench("run", "--suite", "timing", "--out", str(out), *backend_args, *extra)
+
+
+def doctor(run_dir: Path, out: Path, factor: float) -> Path:
+    """A copy of ``run_dir`` whose every timing sample (and summary) is ``factor`` x slower."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy(run_dir / "run.json", out / "run.json")
+    rows = store.load([run_dir], "timing")
+    for backend, frame in rows.groupby("backend"):
+        writer = store.RowWriter(out, "timing", backend)
+        for row in frame.to_dict("records"):
+            for column in _SCALED:
+                if row.get(column) is not None:
+                    row[column] = row[column] * factor
+            for column in ("gbps", "roofline_fraction"):
+                if row.get(column) is not None:
+                    row[column] = row[column] / factor
+            if row.get("times_s") is not None:
+                row["times_s"] = [t * factor for t in row["times_s"]]
+            writer.write(row)
+        writer.close()
+    store.update_run_info(out, {"run_id": f"{run_dir.name}-x{factor:g}"})
+    return out
+
+
+def share_of_regressions(base: Path, new: Path) -> tuple[int, int]:
+    """(time regressions, timings ok in both runs) at the default thresholds."""
+    comparison = compare_runs(base, new)
+    regressions = comparison.regressions
+    slower = int((regressions["kind"] == "time").sum()) if len(regressions) else 0
+    both = store.load([base], "timing").merge(
+        store.load([new], "timing"), on=list(store.KEYS["timing"]), suffixes=("_b", "_n")
+    )
+    compared = int(((both["verdict_b"] == "ok") & (both["verdict_n"] == "ok")).sum())
+    return slower, compared
+
+
+def busy_core_run(out: Path, backends: list[str], extra: list[str]) -> dict:
+    """A timing run beside a spinning process pinned to one core: flagged / timed."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(spinner.pid, {min(os.sched_getaffinity(0))})
+        seconds = timing_run(out, backends, extra)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    rows = store.load([out], "timing")
+    ok = rows[rows["verdict"] == "ok"]
+    return {
+        "flagged": int(ok["contended"].eq(True).sum()),
+        "timed": len(ok),
+        "retried": int((ok["retries"] > 0).sum()),
+        "seconds": round(seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/xentbench-timing-gate"))
+    parser.add_argument("--backend", nargs="+", default=[], help="default: every backend")
+    parser.add_argument("--base", type=Path, help="an existing run for (a) and (b)")
+    parser.add_argument("--new", type=Path, help="an existing second run for (a)")
+    parser.add_argument("--skip-busy", action="store_true", help="leave out (c)")
+    parser.add_argument(
+        "--busy-backend", nargs="+", default=["torch"], help="backends for (c) (default torch)"
+    )
+    parser.add_argument("run_args", nargs="*", help="more `xentbench run` arguments, after --")
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    results: dict = {"load_average_before": [round(v, 2) for v in load_before]}
+    base = args.base or args.out / "a"
+    new = args.new or args.out / "b"
+    if args.base is None:
+        results["seconds_run_a"] = round(timing_run(base, args.backend, args.run_args), 1)
+    if args.new is None:
+        results["seconds_run_b"] = round(timing_run(new, args.backend, args.run_args), 1)
+    false_alarms, compared = share_of_regressions(base, new)
+    results["a_false_regressions"] = f"{false_alarms} of {compared}"
+    results["a_share"] = false_alarms / compared if compared else None
+    doctored = doctor(new, args.out / "b-doctored", DOCTOR_FACTOR)
+    detected, compared = share_of_regressions(base, doctored)
+    results["b_detected_regressions"] = f"{detected} of {compared}"
+    results["b_share"] = detected / compared if compared else None
+    # The same with the first run as its own base: the test's power without run-to-run noise.
+    detected, compared = share_of_regressions(base, doctor(base, args.out / "a-doctored", 1.5))
+    results["b_self_detected"] = f"{detected} of {compared}"
+    if not args.skip_busy:
+        results["c_busy_core"] = busy_core_run(args.out / "busy", args.busy_backend, args.run_args)
+    results["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
+    results["targets"] = {"a_share": "<= 0.01", "b_share": ">= 0.95", "c": "flagged > 0"}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
