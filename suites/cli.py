@@ -57,6 +57,8 @@ class _Parser(argparse.ArgumentParser):
         command = self.prog.removeprefix("xentbench").strip()
         print(f"{f'xentbench {command}'.strip()}: error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -257,6 +257,8 @@ def _wait_all(futures) -> list[BackendOutcome]:
     while pending:
         _, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
     return [future.result() for future in futures]
+
+
 def _record_load(job: WorkerJob, when: str) -> None:
     """Timing only: the 1/5/15-minute load averages in run.json, before and after the backend."""
     if job.suite == "timing" and hasattr(os, "getloadavg"):
