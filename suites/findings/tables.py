@@ -18,7 +18,7 @@ from suites.findings.group import Finding, exploded, group_findings, run_seeds
 from suites.judge.verdicts import FAILURES
 
 # Classes listed finding by finding; the others are summarised per catalogue entry.
-_LISTED = (UNMATCHED, "upstream", "documented")
+LISTED = (UNMATCHED, "upstream", "documented")
 
 
 @dataclass
@@ -137,8 +137,8 @@ def entry_rows(findings: list[Finding]) -> pd.DataFrame:
 
 def render_markdown(result: FindingsOfRuns) -> str:
     """The headline, the defect?/upstream/documented findings one by one, the rest per entry."""
-    listed = [f for f in result.findings if f.klass in _LISTED]
-    summarised = [f for f in result.findings if f.klass not in _LISTED]
+    listed = [f for f in result.findings if f.klass in LISTED]
+    summarised = [f for f in result.findings if f.klass not in LISTED]
     lines = [result.headline(), ""]
     if listed:
         lines += [finding_rows(listed).to_markdown(index=False, disable_numparse=True), ""]
@@ -161,3 +161,32 @@ def render_json(result: FindingsOfRuns) -> str:
         "findings": [f.as_record() for f in result.findings],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
+
+
+FINDING_CHANGE_COLUMNS = [
+    "id",
+    "class",
+    "implementation",
+    "quantity",
+    "failure_mode",
+    "evaluations",
+]
+
+
+def finding_changes(base: FindingsOfRuns, new: FindingsOfRuns) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(findings new in ``new``, findings of ``base`` gone from ``new``), matched by id."""
+
+    def frame(findings: list[Finding]) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                [f.id, f.klass, f.implementation, f.quantity, f.failure_mode, f.evaluations]
+                for f in findings
+            ],
+            columns=FINDING_CHANGE_COLUMNS,
+        )
+
+    base_ids = {f.id for f in base.findings}
+    new_ids = {f.id for f in new.findings}
+    appeared = [f for f in new.findings if f.id not in base_ids]
+    vanished = [f for f in base.findings if f.id not in new_ids]
+    return frame(appeared), frame(vanished)

@@ -23,6 +23,7 @@ from suites.report.accuracy import (
     invariant_sections,
     verdict_counts,
 )
+from suites.report.findings import findings_section
 from suites.report.format import clean, format_seconds
 from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
 from suites.report.timing import fastest_table, timing_sections, with_ratio_to_fastest
@@ -192,6 +193,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     timing_plots = plots.timing_plots(timing, out_dir, _bandwidth(infos))
     written.update({p.name: p for p in [*accuracy_plots, *timing_plots]})
     sections = [
+        *([findings_section(accuracy, run_dirs)] if not accuracy.empty else []),
         summary_section(accuracy, timing),
         *accuracy_sections(accuracy, accuracy_plots),
         *failure_sections(accuracy),

@@ -15,19 +15,22 @@ Both runs are read from the results store and joined on ``store.KEYS[suite]``. T
   A speed-up is the same rule the other way.
 
 Keys present in one run only are listed as ``added`` or ``removed``, never as regressions.
+Findings (``suites.findings``) are matched by their stable id: ``new findings`` appear only in
+the new run, ``vanished findings`` only in the base run (listed, not counted as regressions).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from suites import store
+from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
 from suites.judge import verdicts
 from suites.report.format import format_seconds, format_ulps
 
@@ -73,6 +76,12 @@ class Comparison:
     changes: pd.DataFrame
     added: pd.DataFrame
     removed: pd.DataFrame
+    new_findings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=FINDING_CHANGE_COLUMNS)
+    )
+    vanished_findings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=FINDING_CHANGE_COLUMNS)
+    )
 
     @property
     def note(self) -> str:
@@ -96,6 +105,8 @@ class Comparison:
             "changes": self.changes,
             "added": self.added,
             "removed": self.removed,
+            "new_findings": self.new_findings,
+            "vanished_findings": self.vanished_findings,
         }
 
     def _as_dict(self) -> dict:
@@ -127,7 +138,11 @@ class Comparison:
             f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; median time "
             f"more than {self.time_threshold:.0%} higher with median±IQR intervals apart.",
         ]
-        titles = {"changes": "coverage changes (to or from unsupported)"}
+        titles = {
+            "changes": "coverage changes (to or from unsupported)",
+            "new_findings": "new findings",
+            "vanished_findings": "vanished findings",
+        }
         for name, frame in self._sections().items():
             lines += ["", f"## {titles.get(name, name).capitalize()}: {len(frame)}", ""]
             if frame.empty:
@@ -169,6 +184,9 @@ def compare_runs(
         found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
         found.append(_time_changes(both, time_threshold) if suite == "timing" else None)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
+    new_findings, vanished_findings = finding_changes(
+        findings_of_runs([Path(base_dir)]), findings_of_runs([Path(new_dir)])
+    )
     return Comparison(
         base=_run_summary(base_dir),
         new=_run_summary(new_dir),
@@ -179,6 +197,8 @@ def compare_runs(
         changes=by_direction["change"],
         added=_concat(added, KEY_COLUMNS),
         removed=_concat(removed, KEY_COLUMNS),
+        new_findings=new_findings,
+        vanished_findings=vanished_findings,
     )
 
 
