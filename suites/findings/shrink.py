@@ -24,6 +24,8 @@ from suites.judge import invariants, measure, shift
 from suites.judge.call import judge
 
 Test = Callable[[list[int]], bool]
+# Inputs up to this many logits get their values simplified one by one.
+MAX_SIMPLIFIED = 256
 
 
 @dataclass
@@ -80,26 +82,29 @@ def observe(adapter: Adapter, call: Call, logits: np.ndarray, labels) -> list[st
     return row_modes(row)
 
 
-def ddmin(items: list[int], test: Test) -> list[int]:
-    """A 1-minimal sublist of ``items`` on which ``test`` holds (``test(items)`` must hold)."""
+def ddmin(items: list[int], test: Test, stop: Callable[[], bool] = lambda: False) -> list[int]:
+    """A 1-minimal sublist of ``items`` on which ``test`` holds (``test(items)`` must hold);
+    the smallest found so far once ``stop()`` says the budget is spent."""
     granularity = 2
-    while len(items) >= 2:
+    while len(items) >= 2 and not stop():
         size = math.ceil(len(items) / granularity)
         subsets = [items[i : i + size] for i in range(0, len(items), size)]
+        reduced = next((subset for subset in subsets if not stop() and test(subset)), None)
+        if reduced is not None:
+            items, granularity = reduced, 2
+            continue
         for subset in subsets:
-            if test(subset):
-                items, granularity = subset, 2
+            if stop():
+                return items
+            dropped = set(subset)
+            complement = [i for i in items if i not in dropped]
+            if test(complement):
+                items, granularity = complement, max(granularity - 1, 2)
                 break
         else:
-            for subset in subsets:
-                complement = [i for i in items if i not in subset]
-                if test(complement):
-                    items, granularity = complement, max(granularity - 1, 2)
-                    break
-            else:
-                if granularity >= len(items):
-                    return items
-                granularity = min(len(items), 2 * granularity)
+            if granularity >= len(items):
+                return items
+            granularity = min(len(items), 2 * granularity)
     return items
 
 
@@ -146,7 +151,7 @@ class Shrinker:
         self.deadline = time.monotonic() + max_s
 
     def keeps_mode(self, logits, labels) -> bool:
-        if self.tries >= self.max_tries or time.monotonic() > self.deadline:
+        if self.exhausted():
             return False
         self.tries += 1
         try:
@@ -159,6 +164,7 @@ class Shrinker:
         rows = ddmin(
             list(range(logits.shape[0])),
             lambda keep: self.keeps_mode(logits[keep], None if labels is None else labels[keep]),
+            self.exhausted,
         )
         logits, labels = logits[rows], None if labels is None else labels[rows]
 
@@ -166,20 +172,29 @@ class Shrinker:
             taken = _take_classes(self.op, logits, labels, columns)
             return taken is not None and self.keeps_mode(*taken)
 
-        columns = ddmin(list(range(logits.shape[-1])), classes_keep)
+        columns = ddmin(list(range(logits.shape[-1])), classes_keep, self.exhausted)
         logits, labels = _take_classes(self.op, logits, labels, columns)
         logits = self._simplify_values(logits, labels)
         return Shrunk(logits, labels, self.tries, original)
 
+    def exhausted(self) -> bool:
+        return self.tries >= self.max_tries or time.monotonic() > self.deadline
+
     def _simplify_values(self, logits: np.ndarray, labels) -> np.ndarray:
+        """Each logit in turn replaced by the simplest stand-in that keeps the mode (inputs of
+        at most ``MAX_SIMPLIFIED`` logits: beyond, the values are not what a reader reads)."""
         logits = logits.copy()
+        if logits.size > MAX_SIMPLIFIED:
+            return logits
         for index in np.ndindex(logits.shape):
-            for candidate in _simpler_values(float(logits[index]), logits.dtype):
-                trial = logits.copy()
-                trial[index] = candidate
-                if self.keeps_mode(trial, labels):
-                    logits = trial
+            original = logits[index]
+            for candidate in _simpler_values(float(original), logits.dtype):
+                if self.exhausted():
+                    return logits
+                logits[index] = candidate
+                if self.keeps_mode(logits, labels):
                     break
+                logits[index] = original
         return logits
 
 
