@@ -135,18 +135,25 @@ def entry_rows(findings: list[Finding]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A pipe table without padding (cells are already formatted strings)."""
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def render_markdown(result: FindingsOfRuns) -> str:
     """The headline, the defect?/upstream/documented findings one by one, the rest per entry."""
     listed = [f for f in result.findings if f.klass in LISTED]
     summarised = [f for f in result.findings if f.klass not in LISTED]
     lines = [result.headline(), ""]
     if listed:
-        lines += [finding_rows(listed).to_markdown(index=False, disable_numparse=True), ""]
+        lines += [_markdown_table(finding_rows(listed)), ""]
     if summarised:
         lines += [
             "Convention and baseline findings, per catalogue entry (`--format json` lists each):",
             "",
-            entry_rows(summarised).to_markdown(index=False, disable_numparse=True),
+            _markdown_table(entry_rows(summarised)),
             "",
         ]
     return "\n".join(lines)
