@@ -217,8 +217,15 @@ def test_findings_keep_their_ids_across_runs_and_compare_reports_new_ones(
     assert comparison["vanished_findings"] == []
 
 
-def test_findings_json_has_the_documented_fields(flawed_backend, tmp_path, capsys):
+def test_findings_json_has_the_documented_fields_and_the_report_opens_with_them(
+    flawed_backend, tmp_path, capsys
+):
     _run(tmp_path / "run", seed=0)
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Findings" and "overflowing:softmax" in report.split(headings[1])[0]
+    capsys.readouterr()
     assert main(["findings", str(tmp_path / "run"), "--format", "json"]) == 0
     record = json.loads(capsys.readouterr().out)["findings"][0]
     for field in (

@@ -67,11 +67,11 @@ def _evidence(finding: Finding) -> str:
     evidence = finding.evidence
     if finding.klass == "defect?":
         return "Class defect?: nothing in suites/findings/known.toml explains it."
-    parts = [f"Class {finding.klass} ({finding.entry})"]
-    for key in ("url", "state", "quote", "reason"):
-        if evidence.get(key):
-            parts.append(f"{key}: {evidence[key]}")
-    return ".\n".join(parts) + "."
+    parts = [f"Class {finding.klass} (catalogue entry {finding.entry})."]
+    parts += [
+        f"{key}: {evidence[key]}" for key in ("url", "state", "quote", "reason") if key in evidence
+    ]
+    return "\n".join(parts)
 
 
 def _facts(finding: Finding, call: Call, shrunk: Shrunk, framework: str) -> dict[str, Any]:
