@@ -1,4 +1,4 @@
-"""The ``xentbench`` command line: list, run, check, report, compare.
+"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro.
 
 Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
 makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
@@ -195,6 +195,7 @@ def _parser() -> argparse.ArgumentParser:
         help="divide time ratios by the calibration kernel's ratio (a uniformly slower machine)",
     )
     compare.add_argument("--format", choices=("table", "json"), default="table")
+    _findings_parsers(commands)
     return parser
 
 
@@ -247,6 +248,29 @@ def _check_options(args) -> dict:
                 raise UsageError(f"cannot read --{flag.replace('_', '-')} array: {exc}") from None
         options[name] = value
     return options
+
+
+def _findings_parsers(commands) -> None:
+    """``findings`` (grouped, classified failures) and ``repro`` (a standalone script each)."""
+    findings = commands.add_parser(
+        "findings", help="failing evaluations grouped into classified findings"
+    )
+    findings.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    findings.add_argument("--format", choices=("md", "json"), default="md")
+    findings.add_argument("--out", type=Path, help="write here instead of standard output")
+    repro = commands.add_parser(
+        "repro", help="write a shrunk, standalone reproducer script for a finding"
+    )
+    repro.add_argument("finding_id", metavar="FINDING_ID", help="an id from 'findings', or 'all'")
+    repro.add_argument(
+        "--run",
+        nargs="+",
+        type=Path,
+        default=[Path("reports/sample")],
+        metavar="RUN_DIR",
+        help="run directories the finding comes from (default reports/sample)",
+    )
+    repro.add_argument("--out", type=Path, default=Path("repro"), help="directory for the scripts")
 
 
 def _backends(requested: list[str] | None) -> tuple[str, ...]:
@@ -547,7 +571,44 @@ def _require_results(run_dir: Path) -> Path:
     return run_dir
 
 
+def _findings(args, console) -> int:
+    from suites.findings.tables import findings_of_runs, render_json, render_markdown
+
+    result = findings_of_runs([_existing_dir(path) for path in args.run_dirs])
+    text = render_json(result) if args.format == "json" else render_markdown(result)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+        print(f"{args.format}: {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _repro(args, console) -> int:
+    from suites.findings.repro import build_reproducer, write_reproducer
+    from suites.findings.tables import findings_of_runs
+
+    findings = findings_of_runs([_existing_dir(path) for path in args.run]).findings
+    chosen = [f for f in findings if args.finding_id in ("all", f.id)]
+    if not chosen:
+        known = ", ".join(f.id for f in findings[:10]) or "none"
+        raise UsageError(
+            f"no finding {args.finding_id!r} in {', '.join(map(str, args.run))}; "
+            f"valid: all, {known}{' ...' if len(findings) > 10 else ''}"
+        )
+    for finding in chosen:
+        reproducer = build_reproducer(finding)
+        path = write_reproducer(reproducer, args.out)
+        shrunk = "x".join(map(str, reproducer.shape))
+        original = "x".join(map(str, reproducer.original_shape))
+        print(f"{finding.id} {finding.failure_mode} [{finding.klass}]: {path}", end=" ")
+        print(f"(input {original} -> {shrunk})")
+    return 0
+
+
 COMMANDS = {"list": _list, "run": _run, "check": _check, "report": _report, "compare": _compare}
+COMMANDS.update(findings=_findings, repro=_repro)
 
 if __name__ == "__main__":
     sys.exit(main())

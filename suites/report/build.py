@@ -29,6 +29,7 @@ from suites.report.accuracy import (
     is_baseline,
     verdict_counts,
 )
+from suites.report.findings import findings_section
 from suites.report.format import clean, format_seconds
 from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
 from suites.report.timing import csv_frame as timing_csv_frame
@@ -235,6 +236,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
     timing_plots = plots.timing_plots(timing, out_dir, _bandwidth(infos))
     written.update({p.name: p for p in [*accuracy_plots, *timing_plots]})
     sections = [
+        *([findings_section(accuracy, run_dirs)] if not accuracy.empty else []),
         summary_section(accuracy, timing),
         *accuracy_sections(accuracy, accuracy_plots),
         *failure_sections(_without_baselines(accuracy)),

@@ -25,13 +25,15 @@ Both runs are read from the results store and joined on ``store.KEYS[suite]``. T
 Keys present in one run only are listed as ``added`` or ``removed``. A removed key is an
 evaluation that vanished from the new run: as a CI gate, that fails like a regression
 (``Comparison.failed``), since a run that stopped evaluating something proves nothing about it.
+Findings (``suites.findings``) are matched by their stable id: ``new findings`` appear only in
+the new run, ``vanished findings`` only in the base run (listed, not counted as regressions).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,7 @@ import pandas as pd
 from scipy import stats
 
 from suites import store
+from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
 from suites.judge import verdicts
 from suites.report.format import format_seconds, format_ulps
 
@@ -95,6 +98,12 @@ class Comparison:
     def failed(self) -> bool:
         """Whether the new run fails the gate: a regression, or an evaluation that vanished."""
         return bool(len(self.regressions) or len(self.removed))
+    new_findings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=FINDING_CHANGE_COLUMNS)
+    )
+    vanished_findings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=FINDING_CHANGE_COLUMNS)
+    )
 
     @property
     def note(self) -> str:
@@ -118,6 +127,8 @@ class Comparison:
             "changes": self.changes,
             "added": self.added,
             "removed": self.removed,
+            "new_findings": self.new_findings,
+            "vanished_findings": self.vanished_findings,
         }
 
     def _as_dict(self) -> dict:
@@ -157,6 +168,8 @@ class Comparison:
         titles = {
             "changes": "coverage changes (to or from unsupported)",
             "removed": "removed (vanished from the new run: they fail the comparison)",
+            "new_findings": "new findings",
+            "vanished_findings": "vanished findings",
         }
         for name, frame in self._sections().items():
             lines += ["", f"## {titles.get(name, name).capitalize()}: {len(frame)}", ""]
@@ -208,6 +221,9 @@ def compare_runs(
         found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
         found.append(_time_changes(both, **time_rule) if suite == "timing" else None)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
+    new_findings, vanished_findings = finding_changes(
+        findings_of_runs([Path(base_dir)]), findings_of_runs([Path(new_dir)])
+    )
     return Comparison(
         base=_run_summary(base_dir),
         new=_run_summary(new_dir),
@@ -220,6 +236,8 @@ def compare_runs(
         removed=_concat(removed, KEY_COLUMNS),
         significance=significance,
         normalise=normalise,
+        new_findings=new_findings,
+        vanished_findings=vanished_findings,
     )
 
 

@@ -1,0 +1,1 @@
+"""Findings: failing evaluations grouped into root causes, classified, and reproduced."""

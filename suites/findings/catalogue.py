@@ -1,0 +1,108 @@
+"""The catalogue of known behaviour (``known.toml``) and the classification of findings by it.
+
+Each entry names the findings it explains (implementation, quantity and failure-mode globs, and
+optionally case globs that *every* case of the finding must match) and carries its evidence:
+
+- ``documented``: the framework documents the behaviour or the precondition the input
+  violates: ``url`` and the ``quote``d sentence;
+- ``upstream``: a public issue or pull request: ``url`` and its ``state`` when checked;
+- ``convention``: special-value semantics where libraries may reasonably differ: ``reason``;
+- ``baseline``: a deliberately naive formula measured for contrast: ``reason``.
+
+The first matching entry classifies a finding; a finding no entry matches is ``defect?``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from suites.findings.group import Finding
+
+CATALOGUE = Path(__file__).with_name("known.toml")
+UNMATCHED = "defect?"
+# Classes in the order a report lists them: the unexplained first.
+CLASSES: tuple[str, ...] = (UNMATCHED, "upstream", "documented", "convention", "baseline")
+_REQUIRED = {
+    "documented": ("url", "quote"),
+    "upstream": ("url", "state"),
+    "convention": ("reason",),
+    "baseline": ("reason",),
+}
+_MATCH_FIELDS = ("implementations", "quantities", "failure_modes", "cases")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One known behaviour: what it matches and its evidence."""
+
+    id: str
+    klass: str
+    implementations: tuple[str, ...]
+    quantities: tuple[str, ...]
+    failure_modes: tuple[str, ...]
+    cases: tuple[str, ...]
+    evidence: dict[str, str]
+
+    def matches(self, finding: Finding) -> bool:
+        def any_glob(value: str, globs: tuple[str, ...]) -> bool:
+            return not globs or any(fnmatchcase(value, g) for g in globs)
+
+        return (
+            any_glob(finding.implementation, self.implementations)
+            and any_glob(finding.quantity, self.quantities)
+            and any_glob(finding.failure_mode, self.failure_modes)
+            and all(any_glob(case, self.cases) for case in finding.cases)
+        )
+
+
+def _entry(raw: dict[str, Any], where: Path) -> Entry:
+    name = raw.get("id", "?")
+    klass = raw.get("class")
+    if klass not in _REQUIRED:
+        valid = ", ".join(_REQUIRED)
+        raise ValueError(f"{where}: entry {name!r} has class {klass!r}; valid: {valid}")
+    missing = [key for key in ("id", *_REQUIRED[klass]) if not str(raw.get(key, "")).strip()]
+    if missing:
+        raise ValueError(f"{where}: {klass} entry {name!r} lacks {', '.join(missing)}")
+    if not raw.get("implementations"):
+        raise ValueError(f"{where}: entry {name!r} names no implementations")
+    evidence = {k: str(raw[k]) for k in ("url", "quote", "state", "reason") if raw.get(k)}
+    return Entry(
+        id=name,
+        klass=klass,
+        evidence=evidence,
+        **{key: tuple(raw.get(key, ())) for key in _MATCH_FIELDS},
+    )
+
+
+@cache
+def load_catalogue(path: Path = CATALOGUE) -> tuple[Entry, ...]:
+    """The entries of the catalogue, in file order; a malformed entry raises ValueError."""
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    entries = tuple(_entry(raw, path) for raw in data.get("known", []))
+    ids = [e.id for e in entries]
+    repeated = sorted({i for i in ids if ids.count(i) > 1})
+    if repeated:
+        raise ValueError(f"{path}: entry ids repeated: {', '.join(repeated)}")
+    return entries
+
+
+def classify(findings: list[Finding], entries: tuple[Entry, ...] | None = None) -> list[Finding]:
+    """Give each finding the class and evidence of its first matching entry (else defect?),
+    and return them ordered by class (defect? first), then implementation."""
+    entries = load_catalogue() if entries is None else entries
+    for finding in findings:
+        entry = next((e for e in entries if e.matches(finding)), None)
+        finding.klass = entry.klass if entry else UNMATCHED
+        finding.evidence = dict(entry.evidence) if entry else {}
+        finding.entry = entry.id if entry else ""
+    return sorted(
+        findings,
+        key=lambda f: (CLASSES.index(f.klass), f.implementation, f.quantity, f.failure_mode),
+    )

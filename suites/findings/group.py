@@ -1,0 +1,194 @@
+"""Grouping stored evaluations into findings: one per (implementation, quantity, failure mode).
+
+A finding's id is derived from that triple alone, so the same problem keeps its id from run to
+run (``compare`` reports new and vanished findings by id). Each finding keeps the evaluation
+it would reproduce from: the smallest input showing the mode (16-bit dtypes last, because a
+reproducer reads more easily in float32), the case and call needed to draw it again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from suites import store
+from suites.findings.modes import row_modes
+
+# Dtypes in the order a reproducer prefers them (plain NumPy dtypes first).
+_DTYPE_PREFERENCE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
+
+
+def finding_id(implementation: str, quantity: str, failure_mode: str) -> str:
+    """The stable id of a (implementation, quantity, failure mode) problem."""
+    digest = hashlib.sha256(f"{implementation}|{quantity}|{failure_mode}".encode()).hexdigest()
+    return f"xf-{digest[:8]}"
+
+
+@dataclass
+class Sample:
+    """One stored evaluation of a finding: enough to draw its input again and call it."""
+
+    case_id: str
+    dtype: str
+    device: str
+    mode: str
+    seed: int
+    run_dir: str
+
+
+@dataclass
+class Finding:
+    """One problem: an implementation's quantity failing one way, over many evaluations."""
+
+    id: str
+    implementation: str
+    backend: str
+    op: str
+    quantity: str
+    failure_mode: str
+    evaluations: int
+    dtypes: list[str]
+    modes: list[str]
+    devices: list[str]
+    families: list[str]
+    cases: list[str]
+    worst_ratio: float
+    worst_ulp_error: float
+    worst_abs_error: float
+    versions: list[str]
+    sample: Sample
+    klass: str = "defect?"
+    evidence: dict[str, Any] = field(default_factory=dict)
+    entry: str = ""  # the id of the catalogue entry that classified it
+
+    @property
+    def evidence_url(self) -> str:
+        return str(self.evidence.get("url", ""))
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON record (``xentbench findings --format json``)."""
+        return {
+            "id": self.id,
+            "implementation": self.implementation,
+            "backend": self.backend,
+            "op": self.op,
+            "quantity": self.quantity,
+            "failure_mode": self.failure_mode,
+            "class": self.klass,
+            "evidence_url": self.evidence_url,
+            "evidence": self.evidence,
+            "catalogue_entry": self.entry,
+            "dtypes": self.dtypes,
+            "modes": self.modes,
+            "devices": self.devices,
+            "families": self.families,
+            "cases": self.cases,
+            "evaluations": self.evaluations,
+            "worst_ratio": _json_float(self.worst_ratio),
+            "worst_ulp_error": _json_float(self.worst_ulp_error),
+            "worst_abs_error": _json_float(self.worst_abs_error),
+            "versions": self.versions,
+            "sample": vars(self.sample),
+        }
+
+
+def _json_float(value: float) -> float | str | None:
+    """JSON has no inf or NaN: inf is written "inf", NaN (not measurable) null."""
+    if math.isnan(value):
+        return None
+    return "inf" if math.isinf(value) else value
+
+
+def _ratio(row: pd.Series, mode: str) -> float:
+    """error / allowance for the finding's worst-error column: the stored ``worst_ratio``, or for
+    runs stored before that column, inf for a wrong kind and max ULPs over the budget there."""
+    if pd.notna(row.get("worst_ratio")):
+        return float(row["worst_ratio"])
+    if mode == "over-budget" and pd.notna(row.get("budget_ulps")) and row["budget_ulps"] > 0:
+        return float(row["max_ulp_error"]) / float(row["budget_ulps"])
+    if mode == "shift-variant" and pd.notna(row.get("budget_ulps")) and row["budget_ulps"] > 0:
+        return float(row["shift_max_ulp_error"]) / float(row["budget_ulps"])
+    return math.inf if row.get("verdict") == "wrong" else math.nan
+
+
+def _abs_error(row: pd.Series) -> float:
+    got, expected = row.get("got"), row.get("expected")
+    if pd.notna(got) and pd.notna(expected) and math.isfinite(got) and math.isfinite(expected):
+        return abs(float(got) - float(expected))
+    return math.nan
+
+
+def _nanmax(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return max(values) if values else math.nan
+
+
+def exploded(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (evaluation, failure mode): evaluations without a mode are dropped."""
+    if rows.empty:
+        return rows.assign(failure_mode=pd.Series(dtype=object))
+    modes = [row_modes(r) for r in rows.to_dict("records")]
+    frame = rows.assign(failure_mode=modes).explode("failure_mode")
+    return frame[frame["failure_mode"].notna()].reset_index(drop=True)
+
+
+def _sample(group: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> Sample:
+    order = group.assign(
+        _dtype=group["dtype"].map(_DTYPE_PREFERENCE).fillna(9),
+        _size=group["n_elements"].fillna(1 << 40),
+    ).sort_values(["_size", "_dtype", "case_id", "mode", "device"])
+    best = order.iloc[0]
+    seed, run_dir = seeds.get(best["run_id"], (0, ""))
+    return Sample(best["case_id"], best["dtype"], best["device"], best["mode"], seed, run_dir)
+
+
+def _finding(key: tuple[str, str, str], group: pd.DataFrame, seeds) -> Finding:
+    implementation, quantity, mode = key
+    ratios = [_ratio(row, mode) for _, row in group.iterrows()]
+    ulps = group["shift_max_ulp_error"] if mode == "shift-variant" else group["max_ulp_error"]
+    return Finding(
+        id=finding_id(implementation, quantity, mode),
+        implementation=implementation,
+        backend=str(group["backend"].iloc[0]),
+        op=str(group["op"].iloc[0]),
+        quantity=quantity,
+        failure_mode=mode,
+        evaluations=len(group),
+        dtypes=sorted(set(group["dtype"]), key=lambda d: _DTYPE_PREFERENCE.get(d, 9)),
+        modes=sorted(set(group["mode"])),
+        devices=sorted(set(group["device"])),
+        families=sorted(set(group["family"])),
+        cases=sorted(set(group["case_id"])),
+        worst_ratio=_nanmax(ratios),
+        worst_ulp_error=_nanmax([float(u) for u in ulps if pd.notna(u)]),
+        worst_abs_error=_nanmax([_abs_error(row) for _, row in group.iterrows()]),
+        versions=sorted({str(v) for v in group["backend_version"] if pd.notna(v)}),
+        sample=_sample(group, seeds),
+    )
+
+
+def run_seeds(run_dirs: list[Path]) -> dict[str, tuple[int, str]]:
+    """run id -> (seed, run directory), from each run's run.json."""
+    seeds = {}
+    for run_dir in run_dirs:
+        info = store.read_run_info(Path(run_dir))
+        seeds[str(info.get("run_id", Path(run_dir).name))] = (
+            int(info.get("seed") or 0),
+            str(run_dir),
+        )
+    return seeds
+
+
+def group_findings(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> list[Finding]:
+    """Findings of the stored accuracy rows, unclassified, in a stable order."""
+    frame = exploded(rows)
+    if frame.empty:
+        return []
+    keys = ["implementation", "quantity", "failure_mode"]
+    found = [_finding(key, group, seeds) for key, group in frame.groupby(keys, sort=True)]
+    return found

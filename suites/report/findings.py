@@ -1,0 +1,30 @@
+"""The report's opening section: the findings behind the failing evaluations
+(``suites.findings``), the unexplained first; the per-evaluation sections follow for detail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from suites.findings.group import run_seeds
+from suites.findings.tables import LISTED, entry_rows, finding_rows, findings_of_rows
+from suites.report.render import Section, Table
+
+
+def findings_section(accuracy: pd.DataFrame, run_dirs: list[Path]) -> Section:
+    """Findings per class, the defect?/upstream/documented ones listed, the rest per entry."""
+    result = findings_of_rows(accuracy, run_seeds(run_dirs))
+    blocks: list = [result.headline()]
+    listed = [f for f in result.findings if f.klass in LISTED]
+    summarised = [f for f in result.findings if f.klass not in LISTED]
+    if listed:
+        blocks.append(Table(finding_rows(listed)))
+    if summarised:
+        blocks += ["Convention and baseline findings, per catalogue entry:"]
+        blocks.append(Table(entry_rows(summarised)))
+    blocks.append(
+        "`xentbench findings RUN --format json` lists every finding; "
+        "`xentbench repro FINDING_ID --run RUN` writes its standalone reproducer."
+    )
+    return Section("Findings", blocks)

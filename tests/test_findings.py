@@ -1,0 +1,280 @@
+"""Findings: failure modes, grouping and stable ids, classification by the catalogue,
+shrinking, and standalone reproducers, exercised through the public CLI with a flawed plugin."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plugin_helpers import register_plugins
+
+from adapters import registry
+from adapters.base import Call
+from suites.cli import main
+from suites.findings import catalogue
+from suites.findings.group import Finding, Sample, finding_id
+from suites.findings.modes import row_modes, verdict_mode
+from suites.findings.repro import build_reproducer, write_reproducer
+from suites.findings.shrink import ddmin, observe, shrink
+from suites.findings.tables import findings_of_runs
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+FLAWED = {"overflowing": "flawed.overflowing_softmax:OverflowingSoftmax"}
+
+
+@pytest.fixture
+def flawed_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    site = tmp_path / "site"
+    site.mkdir()
+    register_plugins(site, monkeypatch, FLAWED, "xentbench-flawed-overflowing")
+    monkeypatch.delenv("XENTBENCH_FLAW_FIXED", raising=False)
+    return site
+
+
+def _run(out: Path, seed: int, backend: str = "overflowing") -> None:
+    argv = ["run", "--suite", "accuracy", "--backend", backend, "--dtype", "float32"]
+    argv += ["--cases", "softmax/extreme/magnitude-*", "softmax/benign/normal-4x16", "--jobs", "1"]
+    assert main([*argv, "--seed", str(seed), "--out", str(out)]) == 0
+
+
+# ------------------------------------------------------------------ failure modes
+
+
+@pytest.mark.parametrize(
+    ("row", "mode"),
+    [
+        (
+            {"verdict": "wrong", "got": math.nan, "expected": 0.5, "dtype": "float32"},
+            "nan-for-finite",
+        ),
+        (
+            {"verdict": "wrong", "got": math.nan, "expected": -math.inf, "dtype": "float32"},
+            "nan-for-infinite",
+        ),
+        (
+            {"verdict": "wrong", "got": math.inf, "expected": 1e38, "dtype": "float32"},
+            "inf-for-finite",
+        ),
+        (
+            {"verdict": "wrong", "got": 3.0, "expected": math.inf, "dtype": "float32"},
+            "finite-for-nonfinite",
+        ),
+        (
+            {"verdict": "wrong", "got": 3.0, "expected": math.nan, "dtype": "float32"},
+            "finite-for-nonfinite",
+        ),
+        (
+            {"verdict": "wrong", "message": "returned a result for invalid input: x"},
+            "answers-invalid-input",
+        ),
+        ({"verdict": "error", "message": "raised ValueError: x"}, "raises-on-valid-input"),
+        ({"verdict": "inaccurate"}, "over-budget"),
+        ({"verdict": "pass"}, None),
+    ],
+)
+def test_a_failing_row_has_the_failure_mode_its_worst_element_shows(row, mode):
+    assert verdict_mode(row) == mode
+
+
+def test_a_truth_beyond_the_dtype_range_is_compared_as_the_infinity_it_rounds_to():
+    row = {"verdict": "wrong", "got": math.nan, "expected": 1e300, "dtype": "float32"}
+    assert verdict_mode(row) == "nan-for-infinite"
+
+
+def test_a_passing_row_yields_one_mode_per_broken_invariant():
+    row = {"verdict": "pass", "invariant_failures": "sums_to_one,shift_invariance"}
+    assert row_modes(row) == ["invariant:sums_to_one", "shift-variant"]
+    assert row_modes({"verdict": "pass", "invariant_failures": math.nan}) == []
+
+
+# ------------------------------------------------------------------ catalogue
+
+
+def _finding(implementation="torch:torch.softmax", mode="nan-for-finite", cases=None):
+    cases = cases or ["softmax/special/plus-inf"]
+    sample = Sample(cases[0], "float32", "cpu", "eager", 0, "")
+    return Finding(
+        finding_id(implementation, "value", mode), implementation, "torch", "softmax", "value",
+        mode, 1, ["float32"], ["eager"], ["cpu"], ["special"], cases, math.inf, math.nan,
+        math.nan, ["1"], sample,
+    )  # fmt: skip
+
+
+def _catalogue(tmp_path: Path, text: str) -> tuple[catalogue.Entry, ...]:
+    path = tmp_path / "known.toml"
+    path.write_text(textwrap.dedent(text))
+    return catalogue.load_catalogue(path)
+
+
+def test_a_finding_takes_the_class_and_evidence_of_the_first_entry_matching_all_its_cases(
+    tmp_path,
+):
+    entries = _catalogue(
+        tmp_path,
+        """
+        [[known]]
+        id = "doc"
+        class = "documented"
+        implementations = ["torch:*"]
+        failure_modes = ["nan-for-finite"]
+        cases = ["*/special/plus-inf"]
+        url = "https://example.org/doc"
+        quote = "A +inf logit gives NaN."
+
+        [[known]]
+        id = "conv"
+        class = "convention"
+        implementations = ["*"]
+        reason = "special values"
+        """,
+    )
+    special = _finding()
+    mixed = _finding(cases=["softmax/special/plus-inf", "softmax/extreme/near-max"])
+    other_mode = _finding(mode="over-budget")
+    unmatched = _finding(implementation="jax:jax.nn.softmax", mode="over-budget")
+    ordered = catalogue.classify([unmatched, special, mixed, other_mode], entries[:1])
+    assert [f.klass for f in ordered] == ["defect?", "defect?", "defect?", "documented"]
+    assert special.evidence == {
+        "url": "https://example.org/doc",
+        "quote": "A +inf logit gives NaN.",
+    }
+    assert mixed.klass == "defect?"  # one of its cases is not explained by the entry
+    catalogue.classify([mixed, unmatched], entries)
+    assert (mixed.klass, mixed.entry, unmatched.klass) == ("convention", "conv", "convention")
+
+
+@pytest.mark.parametrize(
+    ("klass", "fields", "missing"),
+    [
+        ("documented", 'url = "https://x"', "quote"),
+        ("upstream", 'url = "https://x"', "state"),
+        ("convention", "", "reason"),
+    ],
+)
+def test_an_entry_without_its_evidence_is_refused(tmp_path, klass, fields, missing):
+    text = f'[[known]]\nid = "e"\nclass = "{klass}"\nimplementations = ["*"]\n{fields}\n'
+    with pytest.raises(ValueError, match=missing):
+        _catalogue(tmp_path, text)
+
+
+def test_the_repository_catalogue_cites_a_url_for_every_documented_and_upstream_entry():
+    entries = catalogue.load_catalogue()
+    cited = [e for e in entries if e.klass in ("documented", "upstream")]
+    assert cited and all(e.evidence["url"].startswith("https://") for e in cited)
+    assert all(e.evidence.get("quote") for e in cited if e.klass == "documented")
+    assert all(e.evidence.get("state") for e in cited if e.klass == "upstream")
+
+
+# ------------------------------------------------------------------ shrinking
+
+
+def test_ddmin_finds_the_two_items_a_failure_needs():
+    assert ddmin(list(range(10)), lambda kept: 3 in kept and 7 in kept) == [3, 7]
+
+
+def test_shrinking_keeps_the_failure_mode_and_drops_rows_and_classes(flawed_backend):
+    adapter = registry.load("overflowing")
+    call = Call(adapter.implementation("overflowing:softmax"), "float32")
+    logits = np.random.default_rng(0).uniform(-1, 1, (4, 16)).astype(np.float32)
+    logits[2, 5] = 200.0  # exp overflows here: inf / inf
+    assert "nan-for-finite" in observe(adapter, call, logits, None)
+    shrunk = shrink(adapter, call, "nan-for-finite", logits, None)
+    assert shrunk.logits.shape == (1, 1)
+    assert "nan-for-finite" in observe(adapter, call, shrunk.logits, None)
+    assert float(shrunk.logits[0, 0]) >= 128  # simplified to a power of two that still overflows
+
+
+# ------------------------------------------------------------------ through the CLI
+
+
+def test_findings_keep_their_ids_across_runs_and_compare_reports_new_ones(
+    flawed_backend, tmp_path, capsys, monkeypatch
+):
+    first, second, clean = tmp_path / "first", tmp_path / "second", tmp_path / "clean"
+    _run(first, seed=0)
+    _run(second, seed=1)
+    found = findings_of_runs([first]).findings
+    assert found and {f.id for f in found} == {f.id for f in findings_of_runs([second]).findings}
+    nan = next(f for f in found if f.failure_mode == "nan-for-finite")
+    assert (nan.implementation, nan.klass) == ("overflowing:softmax", "defect?")
+    assert nan.id == finding_id("overflowing:softmax", "value", "nan-for-finite")
+    monkeypatch.setenv("XENTBENCH_FLAW_FIXED", "1")  # the runner's workers inherit it
+    _run(clean, seed=0)
+    monkeypatch.delenv("XENTBENCH_FLAW_FIXED")
+    capsys.readouterr()
+    main(["compare", str(clean), str(first), "--format", "json"])
+    comparison = json.loads(capsys.readouterr().out)
+    assert nan.id in {row["id"] for row in comparison["new_findings"]}
+    assert comparison["vanished_findings"] == []
+
+
+def test_findings_json_has_the_documented_fields_and_the_report_opens_with_them(
+    flawed_backend, tmp_path, capsys
+):
+    _run(tmp_path / "run", seed=0)
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert headings[0] == "## Findings" and "overflowing:softmax" in report.split(headings[1])[0]
+    capsys.readouterr()
+    assert main(["findings", str(tmp_path / "run"), "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)["findings"][0]
+    for field in (
+        "id", "implementation", "op", "quantity", "failure_mode", "class", "evidence_url",
+        "dtypes", "cases", "evaluations", "worst_ratio", "worst_ulp_error", "versions",
+    ):  # fmt: skip
+        assert field in record
+
+
+def test_a_reproducer_fails_while_the_flaw_lives_and_passes_once_fixed(
+    flawed_backend, tmp_path, capsys
+):
+    run, out = tmp_path / "run", tmp_path / "repro"
+    _run(run, seed=0)
+    nan_id = finding_id("overflowing:softmax", "value", "nan-for-finite")
+    assert main(["repro", nan_id, "--run", str(run), "--out", str(out)]) == 0
+    script = out / f"{nan_id}.py"
+    text = script.read_text()
+    assert "float.fromhex" in text and "suites" not in text.split('"""', 2)[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(flawed_backend), str(REPO)]),
+    }
+    present = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True)
+    assert present.returncode == 1, present.stdout + present.stderr
+    assert "got nan" in present.stdout and "nan-for-finite" in present.stdout
+    fixed = {**env, "XENTBENCH_FLAW_FIXED": "1"}
+    gone = subprocess.run([sys.executable, str(script)], env=fixed, capture_output=True, text=True)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+
+
+def test_an_unknown_finding_id_is_a_usage_error(flawed_backend, tmp_path, capsys):
+    _run(tmp_path / "run", seed=0)
+    assert main(["repro", "xf-nothere", "--run", str(tmp_path / "run")]) == 2
+    assert "no finding 'xf-nothere'" in capsys.readouterr().err
+
+
+def test_a_builtin_reproducer_imports_only_the_framework_and_numpy(tmp_path):
+    finding = _finding("numpy:stable.softmax", cases=["softmax/special/plus-inf"])
+    finding.backend = "numpy"
+    reproducer = build_reproducer(finding)
+    assert reproducer.shape[0] == 1 and reproducer.size <= 4
+    script = write_reproducer(reproducer, tmp_path)
+    imported = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module.split(".")[0])
+    assert imported <= {"sys", "numpy", "scipy", "ml_dtypes"}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 1, result.stdout + result.stderr
