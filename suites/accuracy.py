@@ -83,6 +83,7 @@ class AccuracyTask:
             "case_id": self.case.id,
             "family": self.case.family,
             "n_classes": self.case.classes,
+            "source": "catalog",
         }
 
     def evaluate(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class Task(Protocol):
     label: str
     template: dict[str, Any]
 
-    def evaluate(self) -> dict[str, Any]: ...
+    def evaluate(self) -> dict[str, Any] | list[dict[str, Any]]: ...  # a hunt keeps several
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,19 @@ class WorkerJob:
     host: str
     bandwidth_gbps: float = 0.0
     python: str = ""  # the interpreter to run it with (a backend's own environment); "" = ours
+    hunt: Any = None  # suites.hunt.search.HuntSpec when suite == "hunt"
+
+    @property
+    def store_suite(self) -> str:
+        """The results suite its rows belong to: a hunt writes accuracy rows."""
+        return "accuracy" if self.suite == "hunt" else self.suite
 
 
 def plan(job: WorkerJob, adapter) -> list[Task]:
+    if job.suite == "hunt":
+        from suites.hunt.task import plan_hunt
+
+        return plan_hunt(adapter, job.selection, job.hunt, job.run_dir)
     if job.suite == "accuracy":
         from suites.accuracy import plan_accuracy
 
@@ -70,10 +80,10 @@ def work(job: WorkerJob, connection) -> None:
         return
     version = str(adapter.version())  # plain: the parent may not have the framework to unpickle
     tasks = plan(job, adapter)
-    done = stored_keys(Path(job.run_dir), job.suite, job.backend)
+    done = stored_keys(Path(job.run_dir), job.store_suite, job.backend)
     todo = [task for task in tasks if task.key not in done]
     connection.send(("plan", {"total": len(tasks), "todo": len(todo), "version": version}))
-    writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
+    writer = RowWriter(Path(job.run_dir), job.store_suite, job.backend)
     extra = provenance(job, version)
     for task in todo:
         connection.send(("start", (task.key, task.label, {**task.template, **extra})))
@@ -84,11 +94,19 @@ def work(job: WorkerJob, connection) -> None:
             # the task), and the parent reports it and fails the run.
             connection.send(("harness_error", f"{task.label}: {_describe(exc)}"))
             continue
-        row = {**row, **extra}
-        writer.write(row)
-        connection.send(("done", row["verdict"]))
+        rows = row if isinstance(row, list) else [row]
+        for one in rows:
+            writer.write({**one, **extra})
+        worst = max((one["verdict"] for one in rows), key=_severity, default="pass")
+        connection.send(("done", worst))
     writer.close()
     connection.send(("end", None))
+
+
+def _severity(verdict: str) -> int:
+    from suites.judge.verdicts import SEVERITY
+
+    return SEVERITY.get(verdict, -1)
 
 
 def _describe(exc: BaseException) -> str:
