@@ -63,7 +63,11 @@ def summary_table(run_dir: Path) -> Table:
             row.quantity,
             row.verdict,
             f"{row.worst_ratio:.3g}",
-            (row.worst_input or row.message or "")[:70],
+            _text(row.worst_input)[:70],
             row.case_id,
         )
     return table
+
+
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""

@@ -60,7 +60,7 @@ def shift_exact(rng, c, op, dtype):
     if largest == 0.0:
         return scale_power_of_two(rng, c, op, dtype)
     k = math.frexp(abs(largest))[1] - 1
-    chosen = k if rng.random() < 0.5 else int(rng.integers(max(k - 24, -20), k + 1))
+    chosen = k if rng.random() < 0.5 else int(rng.integers(min(k, max(k - 24, -20)), k + 1))
     shift = math.copysign(math.ldexp(1.0, chosen), largest)
     if not _is_exact_shift(c.logits, shift, dtype):
         shift = largest

@@ -38,6 +38,7 @@ class Score:
     candidate: Candidate
     verdict: str
     ratio: float
+    signature: str = ""  # for a broken one, how: "finite->nan masked", "raised", ...
 
     @property
     def broken(self) -> bool:
@@ -127,7 +128,27 @@ def score_batch(
 
 def _score_one(adapter, call, candidate: Candidate, clock: Clock) -> Score:
     judged = judge_alone(adapter, call, [candidate], clock)[0]
-    return Score(candidate, judged["verdict"], float(judged.get("worst_ratio", math.nan)))
+    verdict = judged["verdict"]
+    ratio = float(judged.get("worst_ratio", math.nan))
+    if verdict == "error":
+        how = "raised"
+    elif not candidate.valid():
+        how = "invalid input"
+    else:
+        how = _how(judged, candidate)
+    return Score(candidate, verdict, ratio, how)
+
+
+def _kind(value) -> str:
+    if value is None or value != value:
+        return "nan"
+    return "finite" if math.isfinite(value) else ("+inf" if value > 0 else "-inf")
+
+
+def _how(columns: dict, candidate: Candidate) -> str:
+    """A broken result's failure mode: the kinds expected and got, and whether masks are in."""
+    masked = " masked" if np.isneginf(candidate.logits).any() else ""
+    return f"{_kind(columns.get('expected'))}->{_kind(columns.get('got'))}{masked}"
 
 
 def _row_of(worst_index: str) -> int | None:
@@ -138,7 +159,7 @@ def _peel(call, chunk, judged, got, logits, labels, truth, clock) -> list[Score]
     """Per-row worst ratios of the PEEL worst rows, worst first; the rest unmeasured (NaN)."""
     started = time.perf_counter()
     op, quantity, dtype = call.implementation.op, call.quantity, call.dtype
-    ratios: dict[int, tuple[str, float]] = {}
+    ratios: dict[int, tuple[str, float, str]] = {}
     fixed = np.array(got, copy=True)
     perfect = truth.rounded(dtype).astype(fixed.dtype)
     columns = judged
@@ -148,7 +169,8 @@ def _peel(call, chunk, judged, got, logits, labels, truth, clock) -> list[Score]
         if row is None or ratio != ratio:
             break
         owner = min(row, len(chunk) - 1)  # padding repeats the last candidate
-        ratios.setdefault(owner, (_row_verdict(ratio), ratio))
+        how = _how(columns, chunk[owner]) if math.isinf(ratio) else ""
+        ratios.setdefault(owner, (_row_verdict(ratio), ratio, how))
         rows = [owner] if owner < len(chunk) - 1 else list(range(owner, len(fixed)))
         fixed[rows] = perfect[rows]
         columns = measure.evaluate(op, quantity, dtype, logits, labels, fixed, truth).as_row()

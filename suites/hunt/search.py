@@ -5,8 +5,9 @@ A population starts from the structured seeds (``suites.hunt.seeds``) and, unles
 ``from_scratch``, the catalog's own rows; each generation mutates (``suites.hunt.mutate``) the
 best candidates so far (rank-weighted, now and then a seed again for diversity) and the oracle
 (``suites.hunt.oracle``) scores the children. The search keeps two results: the broken input
-(wrong kind of number, a raise on valid input, a number for invalid input; the smallest found)
-and the input of largest finite ratio. It is deterministic for a seed as long as ``max_evals``,
+(wrong kind of number, a raise on valid input, a number for invalid input), the smallest found
+of each failure mode (the kinds expected and got, masks or not), and the input of largest finite
+ratio. It is deterministic for a seed as long as ``max_evals``,
 not the time budget, ends it.
 """
 
@@ -26,6 +27,7 @@ from suites.hunt.oracle import BATCH, Clock, Score, score_batch
 from suites.hunt.seeds import large_row_seeds, seed_candidates
 
 ELITE = 12
+WARMUP_CAP = 2.0  # first calls at new shapes may add up to this many budgets
 RESEED = 0.1  # chance that a parent is drawn from the seeds, not the elite
 
 
@@ -44,10 +46,15 @@ class HuntSpec:
 class Found:
     """What one target's search found, and when."""
 
-    broken: Score | None = None
+    broken: dict[str, Score] = field(default_factory=dict)  # the smallest of each failure mode
     worst: Score | None = None
     first_failure: str = ""  # "0.42 s, 96 candidates"
     clock: Clock = field(default_factory=Clock)
+    when: dict[int, str] = field(default_factory=dict)  # id(kept score) -> when it was found
+
+    def now(self) -> str:
+        elapsed = time.perf_counter() - self.clock.started
+        return f"{elapsed:.2f} s, {self.clock.candidates} candidates"
 
 
 def target_seed(seed: int, call: Call) -> np.random.Generator:
@@ -70,13 +77,20 @@ def hunt(
     deadline = found.clock.started + spec.budget_s
     seeds = [*seed_candidates(op, dtype, rng), *extra_seeds, *large_row_seeds(op, dtype, rng)]
     elite: list[Score] = []
+    shapes: set[int] = set()
+    warmup = [0.0]  # seconds spent on first calls at a new shape (compilation), not searching
 
     def over() -> bool:
-        return found.clock.candidates >= spec.max_evals or time.perf_counter() >= deadline
+        late = time.perf_counter() >= deadline + min(warmup[0], WARMUP_CAP * spec.budget_s)
+        return found.clock.candidates >= spec.max_evals or late
 
     def take(batch: list[Candidate]) -> None:
+        started = time.perf_counter()
         for score in score_batch(adapter, call, batch, found.clock):
             _keep(found, elite, score)
+        if batch[0].classes not in shapes:
+            shapes.add(batch[0].classes)
+            warmup[0] += time.perf_counter() - started
 
     for group in _by_size(seeds):
         for start in range(0, len(group), BATCH):
@@ -109,18 +123,21 @@ def _parent(rng: np.random.Generator, elite: list[Score], seeds: list[Candidate]
 
 
 def _keep(found: Found, elite: list[Score], score: Score) -> None:
-    """Record a scored candidate: the smallest broken one, the worst finite one, the elite."""
+    """Record a scored candidate: the smallest broken one of each failure mode, the worst
+    finite one, the elite."""
     if score.failing and not found.first_failure:
-        elapsed = time.perf_counter() - found.clock.started
-        found.first_failure = f"{elapsed:.2f} s, {found.clock.candidates} candidates"
+        found.first_failure = found.now()
     if score.broken:
-        if found.broken is None or score.candidate.classes < found.broken.candidate.classes:
-            found.broken = score
+        known = found.broken.get(score.signature)
+        if known is None or score.candidate.classes < known.candidate.classes:
+            found.broken[score.signature] = score
+            found.when[id(score)] = found.now()
         return
     if score.ratio != score.ratio:  # not measured
         return
     if found.worst is None or score.ratio > found.worst.ratio:
         found.worst = score
+        found.when[id(score)] = found.now()
     elite.append(score)
     elite.sort(key=lambda s: -s.ratio)
     del elite[ELITE:]

@@ -69,7 +69,7 @@ class HuntTask:
         op = self.call.implementation.op
         extra = [] if self.spec.from_scratch else catalog_seeds(op, self.call.dtype, self.seed)
         found = hunt(self.adapter, self.call, self.spec, self.seed, extra)
-        kept = [score for score in (found.broken, found.worst) if score is not None]
+        kept = [*found.broken.values(), *([found.worst] if found.worst else [])]
         return [self._row(score, found) for score in kept]
 
     def _row(self, score: Score, found: Found) -> dict[str, Any]:
@@ -85,6 +85,7 @@ class HuntTask:
             judged.get("message") or "",
             f"hunted: {score.candidate.origin}",
             _batch_note(score, judged),
+            f"found after {found.when.get(id(score), '?')}",
             f"first failure after {found.first_failure}" if found.first_failure else "",
             found.clock.split(),
         ]
