@@ -20,9 +20,17 @@ import numpy as np
 
 from adapters.base import LABELLED_OPS, OPS
 from reference.dtypes import DTYPES, finfo, numpy_dtype
-from suites.catalog.generators import GENERATORS, LABELS, Draw
+from suites.catalog.generators import GENERATORS, LABELS, Draw, saved_labels
 
-FAMILIES: tuple[str, ...] = ("benign", "extreme", "special", "soft_labels", "size", "sigmoid")
+FAMILIES: tuple[str, ...] = (
+    "benign",
+    "extreme",
+    "special",
+    "soft_labels",
+    "size",
+    "sigmoid",
+    "hunted",
+)
 SOFTMAX_FAMILY: tuple[str, ...] = OPS[:5]
 LABELLED_SOFTMAX: tuple[str, ...] = ("softmax_cross_entropy", "sparse_softmax_cross_entropy")
 NOT_FLOAT16: tuple[str, ...] = ("bfloat16", "float32", "float64")
@@ -65,7 +73,7 @@ class Case:
             yield f"unknown generator {self.generator!r}; valid: {', '.join(GENERATORS)}"
         if not self.dtypes or set(self.dtypes) - set(DTYPES):
             yield f"dtypes {self.dtypes} must be a non-empty subset of {DTYPES}"
-        if self.op in LABELS and self.labels not in LABELS[self.op]:
+        if self.op in LABELS and self.labels not in (*LABELS[self.op], "saved"):
             yield f"unknown {self.op} labels {self.labels!r}; valid: {', '.join(LABELS[self.op])}"
         if self.invalid and self.op != "sparse_softmax_cross_entropy":
             yield "only sparse labels can be invalid"
@@ -93,7 +101,10 @@ class Case:
         logits = GENERATORS[self.generator](draw, **dict(self.params))
         if self.op not in LABELS:
             return logits.astype(target), None
-        labels = LABELS[self.op][self.labels](rng, logits)
+        if self.labels == "saved":  # a promoted hunted input: its labels file, as saved
+            labels = saved_labels(**dict(self.params))
+        else:
+            labels = LABELS[self.op][self.labels](rng, logits)
         labels = labels.astype(np.int64 if labels.dtype.kind in "iu" else target)
         return logits.astype(target), labels
 
@@ -296,6 +307,9 @@ SIGMOID = (
     S("infinite", "infinite", "±inf: loss 0 or +inf", labels="mixed", ops=SIGMOID_OP),
     S("nan", "nan", "NaN gives NaN there and nowhere else", ops=SIGMOID_OP),
 )
+# Hunted failures promoted into the catalog: one line each, as ``xentbench report``'s Hunt
+# section prints it, with the input's .npy files copied into suites/catalog/saved/.
+HUNTED: tuple[Scenario, ...] = ()
 TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("benign", BENIGN),
     ("extreme", EXTREME),
@@ -303,6 +317,7 @@ TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("soft_labels", LABEL_CASES),
     ("size", SIZES),
     ("sigmoid", SIGMOID),
+    ("hunted", HUNTED),
 )
 
 

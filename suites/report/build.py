@@ -24,6 +24,7 @@ from suites.report.accuracy import (
     verdict_counts,
 )
 from suites.report.format import clean, format_seconds
+from suites.report.hunt import hunt_sections
 from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
 from suites.report.timing import fastest_table, timing_sections, with_ratio_to_fastest
 
@@ -196,6 +197,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
         *accuracy_sections(accuracy, accuracy_plots),
         *failure_sections(accuracy),
         *invariant_sections(accuracy),
+        *hunt_sections(accuracy),
         *timing_sections(timing, timing_plots),
     ]
     contents = " · ".join(f"[{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2)
