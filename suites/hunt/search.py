@@ -85,12 +85,12 @@ def hunt(
         return found.clock.candidates >= spec.max_evals or late
 
     def take(batch: list[Candidate]) -> None:
-        started = time.perf_counter()
+        calls_before = found.clock.call_s
         for score in score_batch(adapter, call, batch, found.clock):
             _keep(found, elite, score)
-        if batch[0].classes not in shapes:
+        if batch[0].classes not in shapes:  # the framework's first call at this shape
             shapes.add(batch[0].classes)
-            warmup[0] += time.perf_counter() - started
+            warmup[0] += found.clock.call_s - calls_before
 
     for group in _by_size(seeds):
         for start in range(0, len(group), BATCH):
