@@ -52,7 +52,6 @@ def search_exact(op: str, quantity: str, logits, labels, dtype: str) -> Exact:
         with np.errstate(all="ignore"):
             outputs = fast.softmax_family(op, quantity, x[index], None if y is None else y[index])
         hi[index], lo[index] = outputs.hi, outputs.lo
-        band = np.isnan(outputs.tail_hint).any(axis=1)
         finite = np.where(np.isfinite(x[index]), x[index], 0.0)
         huge = (np.abs(finite) >= fast.MAX_MAGNITUDE).any(axis=1)
         if dtype == "float64" and (op == "softmax" or quantity == "grad"):
@@ -68,8 +67,8 @@ def search_exact(op: str, quantity: str, logits, labels, dtype: str) -> Exact:
 
 def _band_probabilities(op: str, x: np.ndarray, y, hi: np.ndarray) -> np.ndarray:
     """``hi`` with the probabilities e^d / S of the terms -746 <= d < -650 (which the
-    double-double path leaves at 0; below -746 they round to 0) filled in: exp of the TwoSum-exact d, ~3 ULPs of float64,
-    against an allowance of hundreds of ULPs there (u p |d|, ``suites.judge.budget``)."""
+    double-double path leaves at 0; below -746 they round to 0) filled in: exp of the
+    TwoSum-exact d, within a few ULPs of float64 (the allowance there: u p |d|, hundreds)."""
     if not len(x):
         return hi
     masked = np.isneginf(x)
