@@ -10,6 +10,10 @@ from suites.catalog.selection import Selection
 from suites.hunt.search import HuntSpec
 from suites.run import run_info
 
+# Backends whose hunts take longest go first (JAX eager compiles each new shape), so the others
+# share the second worker meanwhile; any other backend follows in its given order.
+LONGEST_FIRST = ("jax", "tensorflow", "torch", "numpy", "onnxruntime")
+
 # Seconds a hunt task may stay silent beyond its budget (judging and saving what it kept,
 # a first call that compiles) before the runner calls it hung.
 GRACE_S = 120.0
@@ -34,7 +38,7 @@ def run_hunt(args, backends, pythons, selection: Selection, console, stdout) -> 
             python=pythons.get(backend, ""),
             hunt=spec,
         )
-        for backend in backends
+        for backend in sorted(backends, key=_longest_first)
     ]
     console.print(f"run directory: {run_dir}")
     outcomes = run_all(jobs, 2 * args.budget_s + GRACE_S, console, args.jobs)
@@ -44,6 +48,10 @@ def run_hunt(args, backends, pythons, selection: Selection, console, stdout) -> 
         console.print("[red]some hunts failed inside xentbench itself[/] (see above)")
         return 1
     return 0
+
+
+def _longest_first(backend: str) -> int:
+    return LONGEST_FIRST.index(backend) if backend in LONGEST_FIRST else len(LONGEST_FIRST)
 
 
 def summary_table(run_dir: Path) -> Table:

@@ -17,6 +17,7 @@ import math
 import time
 import zlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,7 +69,7 @@ def hunt(
     call: Call,
     spec: HuntSpec,
     seed: int,
-    extra_seeds: list[Candidate] = (),
+    extra_seeds: tuple[Candidate, ...] = (),
 ) -> Found:
     """Search ``call``'s inputs within ``spec``'s budget; what it found."""
     op, dtype = call.implementation.op, call.dtype
@@ -143,8 +144,10 @@ def _keep(found: Found, elite: list[Score], score: Score) -> None:
     del elite[ELITE:]
 
 
-def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> list[Candidate]:
-    """Rows of the catalog's cases for ``op`` and ``dtype`` (finite or masked, C in range)."""
+@lru_cache(maxsize=16)
+def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> tuple[Candidate, ...]:
+    """Rows of the catalog's cases for ``op`` and ``dtype`` (finite or masked, C in range);
+    computed once per op and dtype, shared by the targets of a worker."""
     from suites.catalog import cases
 
     found = []
@@ -159,7 +162,7 @@ def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> lis
             label = None if labels is None else labels[row]
             label = int(label) if label is not None and np.ndim(label) == 0 else label
             found.append(make(x[row], label, f"catalog {case.id}[{row}]", op, dtype))
-    return found
+    return tuple(found)
 
 
 def elapsed_text(seconds: float) -> str:

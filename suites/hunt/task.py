@@ -67,7 +67,7 @@ class HuntTask:
     def evaluate(self) -> list[dict[str, Any]]:
         """The rows of what the hunt kept: the broken input and the worst finite one."""
         op = self.call.implementation.op
-        extra = [] if self.spec.from_scratch else catalog_seeds(op, self.call.dtype, self.seed)
+        extra = () if self.spec.from_scratch else catalog_seeds(op, self.call.dtype, self.seed)
         found = hunt(self.adapter, self.call, self.spec, self.seed, extra)
         kept = [*found.broken.values(), *([found.worst] if found.worst else [])]
         return [self._row(score, found) for score in kept]
