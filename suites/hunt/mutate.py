@@ -20,7 +20,7 @@ from suites.hunt.candidates import SIGMOID, SIZES, SOFT, SPARSE, Candidate, make
 from suites.hunt.seeds import LABELS, Limits
 from suites.judge.shift import exact_shifts
 
-MAX_GROWN = 1024  # longer rows (4096) are seeds only: each costs as much as 64 short ones
+MAX_GROWN = 1024
 Mutation = Callable[[np.random.Generator, Candidate, str, str], Candidate]
 
 

@@ -27,7 +27,7 @@ from suites.judge.call import judge
 
 BATCH = 16
 PEEL = 3
-PAD_UP_TO = 256  # batches of shorter rows are padded to BATCH rows: one shape, one compile
+PAD_UP_TO = 1024  # batches of rows this short are padded to BATCH rows: one shape, one compile
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from suites.hunt.oracle import BATCH, Clock, Score, score_batch
 from suites.hunt.seeds import large_row_seeds, seed_candidates
 
 ELITE = 12
-WARMUP_CAP = 2.0  # first calls at new shapes may add up to this many budgets
+WARMUP_CAP = 1.0  # first calls at new shapes may add up to this many budgets
 RESEED = 0.1  # chance that a parent is drawn from the seeds, not the elite
 
 

@@ -162,6 +162,7 @@ LABELS: dict[str, dict[str, Callable]] = {
 }
 
 SEED_SIZES: tuple[int, ...] = (16, 3, 256)
+LONG = 1024
 
 
 def seed_candidates(op: str, dtype: str, rng: np.random.Generator) -> list[Candidate]:
@@ -180,12 +181,12 @@ def seed_candidates(op: str, dtype: str, rng: np.random.Generator) -> list[Candi
 
 
 def large_row_seeds(op: str, dtype: str, rng: np.random.Generator) -> list[Candidate]:
-    """A few long rows (C = 4096): long reductions, evaluated once."""
+    """A few long rows (C = 1024): long reductions."""
     limits = Limits.of(dtype)
     labels = LABELS.get(op, {"none": lambda rng, x: None})
     label_name, label = next(iter(labels.items()))
     found = []
     for name in ("normal-3", "spread-1", "negative-only", "quantised-eighths"):
-        x = LOGITS[name](rng, 4096, limits)
-        found.append(make(x, label(rng, x), f"{name}+{label_name} C=4096", op, dtype))
+        x = LOGITS[name](rng, LONG, limits)
+        found.append(make(x, label(rng, x), f"{name}+{label_name} C={LONG}", op, dtype))
     return found
