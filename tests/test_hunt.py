@@ -18,6 +18,7 @@ from suites import store
 from suites.catalog import cases, generators
 from suites.cli import main
 from suites.hunt.search import HuntSpec, hunt
+from suites.hunt.task import load_input
 from suites.judge.verdicts import FAILURES
 
 FLAWED = {
@@ -99,6 +100,8 @@ def test_hunted_rows_are_stored_with_their_inputs_and_exact_values(hunted_run):
     truth = exact("softmax", logits)  # computed again, independently of the stored file
     np.testing.assert_array_equal(saved["hi"], truth.hi)
     assert row["expected"] in truth.hi
+    again, labels = load_input(hunted_run, row["case_id"], "float32")
+    assert labels is None and again.tobytes() == logits.tobytes()
 
 
 def test_report_shows_the_hunt_section(hunted_run, tmp_path):

@@ -3,7 +3,9 @@
 Candidates of one size are stacked into a batch of ``BATCH`` rows (padded by repeating the
 last), so one framework call, one exact evaluation and one judgement cover them all: the
 reference costs ~0.8 ms per call whatever the rows (measured; its disk cache ~0.3 ms a hit, so
-the hunt calls ``reference.exact`` directly and caches nothing). The batch is judged by
+the hunt caches nothing), and the search ranks candidates with its double-double path without
+the proofs of rounding (``suites.hunt.fastref``), sparing the definition's ~1-50 ms per hard
+row; ``proven`` judgements (the stored rows) use ``reference.exact``. The batch is judged by
 ``suites.judge.call.judge``; the rows behind the worst ratios are then peeled off one at a time
 (each replaced by the correctly rounded truth and the batch re-measured by
 ``suites.judge.measure.evaluate``), giving the ``worst_ratio`` of the ``PEEL`` worst rows.

@@ -4,11 +4,10 @@ towards the largest ``worst_ratio`` (error / allowance) or a wrong verdict, with
 A population starts from the structured seeds (``suites.hunt.seeds``) and, unless the hunt is
 ``from_scratch``, the catalog's own rows; each generation mutates (``suites.hunt.mutate``) the
 best candidates so far (rank-weighted, now and then a seed again for diversity) and the oracle
-(``suites.hunt.oracle``) scores the children. The search keeps two results: the broken input
-(wrong kind of number, a raise on valid input, a number for invalid input), the smallest found
-of each failure mode (the kinds expected and got, masks or not), and the input of largest finite
-ratio. It is deterministic for a seed as long as ``max_evals``,
-not the time budget, ends it.
+(``suites.hunt.oracle``) scores the children. The search keeps the broken inputs (a wrong kind
+of number, a raise on valid input, a number for invalid input), the smallest found of each
+failure mode (the kinds expected and got, masks or not), and the input of largest finite ratio.
+It is deterministic for a seed as long as ``max_evals``, not the time budget, ends it.
 """
 
 from __future__ import annotations

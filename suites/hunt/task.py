@@ -119,6 +119,19 @@ def input_paths(run_dir: Path, name: str) -> dict[str, Path]:
     }
 
 
+def load_input(run_dir: Path, case_id: str, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The inputs of a hunted row (case id ``hunt/<op>/<hash>``) in ``dtype``, as evaluated:
+    for reproducers and re-checks, like ``Case.inputs`` for a catalog case."""
+    from reference.dtypes import numpy_dtype
+
+    paths = input_paths(run_dir, case_id.rsplit("/", 1)[-1])
+    logits = np.load(paths["logits"], allow_pickle=False).astype(numpy_dtype(dtype))
+    if not paths["labels"].exists():
+        return logits, None
+    labels = np.load(paths["labels"], allow_pickle=False)
+    return logits, labels if labels.dtype.kind in "iu" else labels.astype(numpy_dtype(dtype))
+
+
 def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
     """The input (.npy, the dtype's own numbers) and its exact value (hi, lo) or its error."""
     paths = input_paths(run_dir, name)
