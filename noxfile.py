@@ -1,4 +1,4 @@
-"""nox sessions: tests, lint, accuracy(backend), timing(backend), report (the main job).
+"""nox sessions: tests, lint, accuracy(backend), timing(backend), report (the main job), hunt.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -179,3 +179,24 @@ def report(session: nox.Session) -> None:
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, left_out)
+
+
+@nox.session(venv_backend="none")
+def hunt(session: nox.Session) -> None:
+    """The default hunt over every backend, each in its own environment, then the report.
+
+    ``xentbench hunt`` in RUN_DIR, driven from the NumPy environment with each backend's
+    workers on that backend's interpreter, two at a time; posargs go to ``xentbench hunt``
+    (e.g. ``nox -s hunt -- --from-scratch --budget-s 5``).
+    """
+    longest_first = ["jax", "tensorflow", "torch", "numpy", "onnxruntime"]
+    envs = backend_environments(session, ["numpy", *longest_first])
+    if "numpy" not in envs:
+        session.error("the numpy environment, which drives every run, failed to install")
+    ready = [backend for backend in longest_first if backend in envs]
+    pythons = [f"{b}={(envs[b] / 'bin' / 'python').absolute()}" for b in ready]
+    xentbench = str(envs["numpy"] / "bin" / "xentbench")
+    command = [xentbench, "hunt", "--backend", *ready, "--python", *pythons, "--jobs", "2"]
+    session.run(*command, "--out", str(RUN_DIR), *session.posargs, external=True)
+    session.run(xentbench, "report", str(RUN_DIR), external=True)
+    fail_if_left_out(session, [backend for backend in longest_first if backend not in envs])

@@ -98,6 +98,7 @@ class AccuracyTask:
             "family": self.case.family,
             "n_classes": self.case.classes,
             "options": canonical(self.call.options),
+            "source": "catalog",
         }
 
     def evaluate(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro.
+"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt.
 
 Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
 makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
@@ -168,6 +168,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--out", type=Path, help="default: the first run directory")
 
+    _hunt_parser(commands)
+
     compare = commands.add_parser("compare", help="regressions between two runs (exit 1 if any)")
     compare.add_argument("base", type=Path)
     compare.add_argument("new", type=Path)
@@ -271,6 +273,43 @@ def _findings_parsers(commands) -> None:
         help="run directories the finding comes from (default reports/sample)",
     )
     repro.add_argument("--out", type=Path, default=Path("repro"), help="directory for the scripts")
+
+
+def _hunt_parser(commands) -> None:
+    hunt = commands.add_parser(
+        "hunt", help="search for the inputs that break each implementation (exact oracle)"
+    )
+    hunt.add_argument("--backend", nargs="+", metavar="B", help="default: every registered backend")
+    hunt.add_argument(
+        "--implementation",
+        nargs="+",
+        default=["*"],
+        metavar="NAME",
+        help="implementation names or patterns, e.g. 'torch:*'",
+    )
+    hunt.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
+    hunt.add_argument("--dtype", nargs="+", choices=DTYPES, metavar="D", help="default: all four")
+    hunt.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
+    hunt.add_argument("--mode", nargs="+", choices=MODES, default=["eager"], metavar="M")
+    hunt.add_argument("--quantity", nargs="+", choices=("value", "grad"), default=["value", "grad"])
+    hunt.add_argument(
+        "--budget-s", type=float, default=3.0, help="seconds of search per target (default 3)"
+    )
+    hunt.add_argument(
+        "--max-evals",
+        type=int,
+        default=4000,
+        help="candidates per target; the search is deterministic for a seed when this ends it",
+    )
+    hunt.add_argument("--seed", type=int, default=0)
+    hunt.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from structured seeds only, no catalog rows",
+    )
+    hunt.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    hunt.add_argument("--python", nargs="+", default=[], metavar="B=PYTHON")
+    hunt.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
 
 
 def _backends(requested: list[str] | None) -> tuple[str, ...]:
@@ -536,6 +575,39 @@ def _report(args, console) -> int:
     return 0
 
 
+def _hunt(args, console) -> int:
+    from suites.hunt.cli import run_hunt
+
+    if args.budget_s <= 0 or args.max_evals < 1:
+        raise UsageError(
+            f"invalid budget: --budget-s {args.budget_s:g} and --max-evals {args.max_evals} "
+            "must be positive"
+        )
+    backends = _backends(args.backend)
+    pythons = _interpreters(args.python, backends)
+    _check_implementations(args.implementation, backends)
+    selection = Selection(
+        ops=tuple(args.op or OPS),
+        dtypes=tuple(args.dtype or DTYPES),
+        devices=tuple(args.device),
+        modes=tuple(args.mode),
+        implementations=tuple(args.implementation),
+        seed=args.seed,
+    )
+    return run_hunt(args, backends, pythons, selection, console, _stdout())
+
+
+def _check_implementations(names: list[str], backends: tuple[str, ...]) -> None:
+    """An implementation name without a pattern must start with a selected backend."""
+    for name in names:
+        if any(ch in name for ch in "*?[") or name.split(":", 1)[0] in backends:
+            continue
+        raise UsageError(
+            f"unknown implementation {name!r}; names read '<backend>:<api>' with backend one of: "
+            f"{', '.join(backends)} (see xentbench list)"
+        )
+
+
 def _compare(args, console) -> int:
     from suites.report.compare import compare_runs
 
@@ -607,8 +679,16 @@ def _repro(args, console) -> int:
     return 0
 
 
-COMMANDS = {"list": _list, "run": _run, "check": _check, "report": _report, "compare": _compare}
-COMMANDS.update(findings=_findings, repro=_repro)
+COMMANDS = {
+    "list": _list,
+    "run": _run,
+    "check": _check,
+    "report": _report,
+    "compare": _compare,
+    "findings": _findings,
+    "repro": _repro,
+    "hunt": _hunt,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -96,6 +96,9 @@ ACCURACY_SCHEMA = pa.schema(
         ("shift_verdict", pa.string()),
         ("shift_max_ulp_error", pa.float64()),
         ("elapsed_s", pa.float64()),
+        # Where the evaluated input came from: "catalog" (a case) or "hunt" (found by
+        # ``xentbench hunt``, case id ``hunt/<op>/<hash>``); null in runs before the column.
+        ("source", pa.string()),
     ]
 )
 

@@ -23,7 +23,7 @@ from reference.dtypes import DTYPES, finfo, numpy_dtype
 from reference.evaluate import quantities as reference_quantities
 from reference.options import ACCEPTED, OPTION_NAMES
 from suites.catalog import option_cases
-from suites.catalog.generators import GENERATORS, LABELS, Draw
+from suites.catalog.generators import GENERATORS, LABELS, Draw, saved_labels
 from suites.catalog.linear import IGNORE_INDEX, LINEAR_GENERATORS, LinearDraw
 
 FAMILIES: tuple[str, ...] = (
@@ -35,6 +35,7 @@ FAMILIES: tuple[str, ...] = (
     "sigmoid",
     "options",
     "linear",
+    "hunted",
 )
 LINEAR_OP = "linear_cross_entropy"
 SOFTMAX_FAMILY: tuple[str, ...] = OPS[:5]
@@ -96,7 +97,7 @@ class Case:
             yield "linear_cross_entropy cases, and only they, need hidden > 0"
         if not self.dtypes or set(self.dtypes) - set(DTYPES):
             yield f"dtypes {self.dtypes} must be a non-empty subset of {DTYPES}"
-        if self.op in LABELS and self.labels not in LABELS[self.op]:
+        if self.op in LABELS and self.labels not in (*LABELS[self.op], "saved"):
             yield f"unknown {self.op} labels {self.labels!r}; valid: {', '.join(LABELS[self.op])}"
         if self.invalid and self.op != "sparse_softmax_cross_entropy":
             yield "only sparse labels can be invalid"
@@ -160,7 +161,11 @@ class Case:
             float(limits.smallest_subnormal),
         )
         logits = GENERATORS[self.generator](draw, **dict(self.params))
-        labels = LABELS[self.op][self.labels](rng, logits) if self.op in LABELS else None
+        labels = None
+        if self.op in LABELS and self.labels == "saved":  # a promoted hunted input's labels
+            labels = saved_labels(**dict(self.params))
+        elif self.op in LABELS:
+            labels = LABELS[self.op][self.labels](rng, logits)
         if self.ignored:
             labels = option_cases.ignore_labels(rng, labels, self.ignored)
         if self.depth:  # rows (b, d) -> [batch, classes, depth]
@@ -686,6 +691,9 @@ LINEAR = tuple(
         ("hidden-4096", "normal", {}, 4, 4096, 256, {}, "d = 4096: long dot products"),
     )
 )
+# Hunted failures promoted into the catalog: one line each, as ``xentbench report``'s Hunt
+# section prints it, with the input's .npy files copied into suites/catalog/saved/.
+HUNTED: tuple[Scenario, ...] = ()
 TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("benign", BENIGN),
     ("extreme", EXTREME),
@@ -695,6 +703,7 @@ TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("sigmoid", SIGMOID),
     ("options", OPTION_CASES),
     ("linear", LINEAR),
+    ("hunted", HUNTED),
 )
 
 

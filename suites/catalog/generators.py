@@ -12,8 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
+
+# Committed inputs (a hunted failure promoted into the catalog): ``saved`` reads them.
+SAVED_DIR = Path(__file__).resolve().parent / "saved"
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,21 @@ def _infinite(draw: Draw) -> np.ndarray:
     return np.where(draw.rng.random(draw.shape) < 0.5, infinity, _normal(draw))
 
 
+def _saved(draw: Draw, logits: str, labels: str = "") -> np.ndarray:
+    """The logits of a committed ``.npy`` in ``SAVED_DIR`` (``labels`` names its labels file,
+    read by ``saved_labels``): a hunted input promoted into the catalog."""
+    values = np.load(SAVED_DIR / logits, allow_pickle=False).astype(np.float64)
+    if values.shape != draw.shape:
+        raise ValueError(f"{logits} holds shape {values.shape}; the case declares {draw.shape}")
+    return values
+
+
+def saved_labels(labels: str, **_: object) -> np.ndarray:
+    """The labels of a committed ``.npy`` in ``SAVED_DIR`` (int64 ids or float labels)."""
+    values = np.load(SAVED_DIR / labels, allow_pickle=False)
+    return values.astype(np.int64 if values.dtype.kind in "iu" else np.float64)
+
+
 GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "normal": _normal,
     "uniform": _uniform,
@@ -144,6 +163,7 @@ GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "mixed_inf": _mixed_inf,
     "nan": _nan,
     "infinite": _infinite,
+    "saved": _saved,
 }
 # Generators that put non-finite values in the logits on purpose; no other may.
 NONFINITE_GENERATORS: frozenset[str] = frozenset(

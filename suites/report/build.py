@@ -31,6 +31,7 @@ from suites.report.accuracy import (
 )
 from suites.report.findings import findings_section
 from suites.report.format import clean, format_seconds
+from suites.report.hunt import hunt_sections
 from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
 from suites.report.timing import csv_frame as timing_csv_frame
 from suites.report.timing import fastest_table, timing_sections
@@ -242,6 +243,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
         *failure_sections(_without_baselines(accuracy)),
         *(baseline_sections(accuracy) if not accuracy.empty else []),
         *invariant_sections(accuracy),
+        *hunt_sections(accuracy),
         *timing_sections(timing, timing_plots),
     ]
     contents = " · ".join(f"[{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2)

@@ -198,7 +198,7 @@ def _record_crash(job, outcome, in_flight, worker, timeout_s, *, timed_out: bool
     outcome.crashes.append(f"{label}: {reason}")
     outcome.skipped.add(key)
     outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
-    writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
+    writer = RowWriter(Path(job.run_dir), job.store_suite, job.backend)
     row = {**template, "verdict": "error", "message": reason, "harness_error": reason}
     writer.write(row)
     writer.flush()
@@ -232,7 +232,7 @@ def run_all(
             except Exception as exc:  # a harness bug: fail this backend, let the others finish
                 outcome = BackendOutcome(job.backend, job.suite)
                 outcome.harness_errors.append(f"runner: {type(exc).__name__}: {exc}")
-            RowWriter(Path(job.run_dir), job.suite, job.backend).close()
+            RowWriter(Path(job.run_dir), job.store_suite, job.backend).close()
             _record_load(job, "after")
             outcome.verdicts = dict(sorted(outcome.verdicts.items()))
             progress.console.log(_summary(outcome, time.monotonic() - started))

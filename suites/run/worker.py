@@ -34,7 +34,7 @@ class Task(Protocol):
     label: str
     template: dict[str, Any]
 
-    def evaluate(self) -> dict[str, Any]: ...
+    def evaluate(self) -> dict[str, Any] | list[dict[str, Any]]: ...  # a hunt keeps several
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,12 @@ class WorkerJob:
     # Keyword options of ``plan_timing`` (rounds, memory): timing jobs only.
     timing_options: dict[str, Any] = field(default_factory=dict)
     skip: frozenset = frozenset()  # keys this run already gave up on (crashed or timed out)
+    hunt: Any = None  # suites.hunt.search.HuntSpec when suite == "hunt"
+
+    @property
+    def store_suite(self) -> str:
+        """The results suite its rows belong to: a hunt writes accuracy rows."""
+        return "accuracy" if self.suite == "hunt" else self.suite
 
 
 class Stopped(BaseException):
@@ -59,6 +65,10 @@ class Stopped(BaseException):
 
 
 def plan(job: WorkerJob, adapter) -> list[Task]:
+    if job.suite == "hunt":
+        from suites.hunt.task import plan_hunt
+
+        return plan_hunt(adapter, job.selection, job.hunt, job.run_dir)
     if job.suite == "accuracy":
         from suites.accuracy import plan_accuracy
 
@@ -90,12 +100,12 @@ def work(job: WorkerJob, connection) -> None:
         connection.send(("refused", refused))
         return
     tasks = plan(job, adapter)
-    done = stored_keys(Path(job.run_dir), job.suite, job.backend) | job.skip
+    done = stored_keys(Path(job.run_dir), job.store_suite, job.backend) | job.skip
     todo = [task for task in tasks if task.key not in done]
     names = sorted(str(impl.name) for impl in adapter.implementations())
     plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}
     connection.send(("plan", plan_info))
-    writer = RowWriter(Path(job.run_dir), job.suite, job.backend)
+    writer = RowWriter(Path(job.run_dir), job.store_suite, job.backend)
     try:
         _work_through(todo, writer, provenance(job, version), connection)
     except Stopped:
@@ -115,20 +125,28 @@ def _work_through(todo: list[Task], writer: RowWriter, extra: dict, connection) 
             # the task), and the parent reports it and fails the run.
             connection.send(("harness_error", f"{task.label}: {_describe(exc)}"))
             continue
-        row = {**row, **extra}
-        writer.write(row)
-        connection.send(("done", row["verdict"]))
+        rows = row if isinstance(row, list) else [row]  # a hunt task gives several rows
+        for one in rows:
+            writer.write({**one, **extra})
+        worst = max((one["verdict"] for one in rows), key=_severity, default="pass")
+        connection.send(("done", worst))
 
 
 def _version_conflict(job: WorkerJob, version: str) -> str | None:
     """Why this backend's stored rows cannot be mixed with this run's (another version)."""
-    stored = stored_versions(Path(job.run_dir), job.suite, job.backend) - {version}
+    stored = stored_versions(Path(job.run_dir), job.store_suite, job.backend) - {version}
     if not stored:
         return None
     return (
         f"{job.run_dir} holds {job.suite} rows of {job.backend} {', '.join(sorted(stored))}, "
         f"this run has {version}; use a new --out, or --new to start this directory anew"
     )
+
+
+def _severity(verdict: str) -> int:
+    from suites.judge.verdicts import SEVERITY
+
+    return SEVERITY.get(verdict, -1)
 
 
 def _describe(exc: BaseException) -> str:

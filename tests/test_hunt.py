@@ -1,0 +1,141 @@
+"""The hunt: deterministic for a seed, finds deliberately flawed plugins with no catalog to
+help, leaves a careful one alone, and its rows, files and report section are usable."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plugin_helpers import register_plugins
+
+from adapters.base import Call
+from adapters.numpy_adapter import NumpyAdapter
+from reference import exact
+from suites import store
+from suites.catalog import cases, generators
+from suites.cli import main
+from suites.hunt.search import HuntSpec, hunt
+from suites.hunt.task import load_input
+from suites.judge.verdicts import FAILURES
+
+FLAWED = {
+    "flawed-hunt": "flawed.hunt:FlawedHuntAdapter",
+    "careful-hunt": "flawed.hunt:CarefulHuntAdapter",
+}
+
+
+def _kept(found):
+    scores = [*found.broken.values(), found.worst]
+    return [(s.candidate.origin, s.verdict, s.ratio, s.candidate.logits.tobytes()) for s in scores]
+
+
+def test_hunt_is_deterministic_for_a_seed():
+    adapter = NumpyAdapter()
+    call = Call(adapter.implementation("numpy:naive.log_softmax"), "float32")
+    spec = HuntSpec(budget_s=600.0, max_evals=400, from_scratch=True)
+    first, second = hunt(adapter, call, spec, seed=3), hunt(adapter, call, spec, seed=3)
+    assert first.clock.candidates == second.clock.candidates >= 400
+    assert _kept(first) == _kept(second)
+    other = hunt(adapter, call, spec, seed=4)
+    assert _kept(other) != _kept(first)
+
+
+@pytest.fixture(scope="module")
+def hunted_run(tmp_path_factory) -> Path:
+    """A from-scratch hunt of the flawed and careful plugins, through the public CLI."""
+    site = tmp_path_factory.mktemp("site")
+    run_dir = tmp_path_factory.mktemp("hunt") / "run"
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        register_plugins(site, monkeypatch, FLAWED, "xentbench-flawed-hunt")
+        argv = ["hunt", "--backend", *FLAWED, "--from-scratch", "--dtype", "float32"]
+        status = main([*argv, "--budget-s", "2", "--out", str(run_dir)])
+    assert status == 0
+    return run_dir
+
+
+def _rows(run_dir: Path):
+    return store.load([run_dir], "accuracy")
+
+
+@pytest.mark.parametrize(
+    ("implementation", "verdict", "evidence"),
+    [
+        ("flawed-hunt:float32-exp-softmax", "wrong", "max(x)=8"),  # overflow just past 88.7
+        ("flawed-hunt:rounded-lse-log_softmax", "inaccurate", "C="),
+        ("flawed-hunt:wrapping-sparse", "wrong", "invalid input"),
+    ],
+)
+def test_hunt_flags_each_flawed_implementation(hunted_run, implementation, verdict, evidence):
+    rows = _rows(hunted_run)
+    found = rows[(rows["implementation"] == implementation) & (rows["verdict"] == verdict)]
+    assert not found.empty, rows[rows["implementation"] == implementation][["verdict", "message"]]
+    text = " ".join(found["worst_input"].fillna("") + " " + found["message"].fillna(""))
+    assert evidence in text
+
+
+def test_hunt_does_not_flag_a_careful_implementation(hunted_run):
+    rows = _rows(hunted_run)
+    careful = rows[rows["backend"] == "careful-hunt"]
+    assert set(careful["implementation"]) == {
+        "careful-hunt:softmax",
+        "careful-hunt:log_softmax",
+        "careful-hunt:sparse",
+    }
+    assert not careful["verdict"].isin(FAILURES).any(), careful[["verdict", "message"]]
+    assert (careful["worst_ratio"].dropna() <= 1).all()
+
+
+def test_hunted_rows_are_stored_with_their_inputs_and_exact_values(hunted_run):
+    rows = _rows(hunted_run)
+    assert (rows["source"] == "hunt").all()
+    assert rows["case_id"].map(lambda c: bool(re.fullmatch(r"hunt/[a-z_]+/[0-9a-f]{12}", c))).all()
+    row = rows[rows["implementation"] == "flawed-hunt:float32-exp-softmax"].iloc[0]
+    name = row["case_id"].rsplit("/", 1)[1]
+    logits = np.load(hunted_run / "hunt" / f"{name}-logits.npy")
+    assert logits.shape == (1, row["n_classes"]) and logits.dtype == np.float32
+    saved = np.load(hunted_run / "hunt" / f"{name}-exact.npz")
+    truth = exact("softmax", logits)  # computed again, independently of the stored file
+    np.testing.assert_array_equal(saved["hi"], truth.hi)
+    assert row["expected"] in truth.hi
+    again, labels = load_input(hunted_run, row["case_id"], "float32")
+    assert labels is None and again.tobytes() == logits.tobytes()
+
+
+def test_report_shows_the_hunt_section(hunted_run, tmp_path):
+    assert main(["report", str(hunted_run), "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    section = text[text.index("## Hunt") :]
+    assert "flawed-hunt:float32-exp-softmax" in section
+    assert "catalog does not contain" in section
+    assert 'S("' in section  # the promotion line
+
+
+def test_a_hunted_input_is_promoted_by_one_declarative_line(hunted_run, tmp_path, monkeypatch):
+    rows = _rows(hunted_run)
+    row = rows[rows["implementation"] == "flawed-hunt:wrapping-sparse"].iloc[0]
+    name = row["case_id"].rsplit("/", 1)[1]
+    for kind in ("logits", "labels"):
+        shutil.copy(hunted_run / "hunt" / f"{name}-{kind}.npy", tmp_path)
+    monkeypatch.setattr(generators, "SAVED_DIR", tmp_path)
+    case = cases.S(
+        name,
+        "saved",
+        "hunted",
+        {"logits": f"{name}-logits.npy", "labels": f"{name}-labels.npy"},
+        labels="saved",
+        ops=("sparse_softmax_cross_entropy",),
+        dtypes=("float32",),
+        batch=1,
+        classes=int(row["n_classes"]),
+    ).cases("hunted")[0]
+    logits, labels = case.inputs("float32", seed=0)
+    np.testing.assert_array_equal(logits, np.load(tmp_path / f"{name}-logits.npy"))
+    np.testing.assert_array_equal(labels, np.load(tmp_path / f"{name}-labels.npy"))
+
+
+def test_hunt_rejects_an_unknown_implementation(capsys):
+    assert main(["hunt", "--implementation", "nosuch:softmax"]) == 2
+    assert "unknown implementation 'nosuch:softmax'" in capsys.readouterr().err
