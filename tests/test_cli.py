@@ -61,10 +61,22 @@ def test_check_reports_verdicts_as_json_for_values_and_gradients(capsys, tmp_pat
     by_name = {r["implementation"]: r for r in records}
     required = {"backend", "implementation", "op", "quantity", "dtype", "device", "max_ulp_error"}
     assert all(required <= set(r) | {"max_rel_error"} for r in records)
-    assert by_name["numpy:stable.sparse_softmax_cross_entropy"]["verdict"] == "pass"
+    stable = by_name["numpy:stable.sparse_softmax_cross_entropy"]
+    assert stable["verdict"] == "pass" and stable["tier"] in ("correctly rounded", "faithful")
+    # the verdict's measure and, at the same element, its ULP error and budget
+    assert stable["worst_ratio"] <= 1
+    assert stable["worst_ratio"] == pytest.approx(stable["ulp_error"] / stable["budget_ulps"])
     # exp(1e4) overflows float32: the hand-written formula cannot be right here.
     assert by_name["numpy:naive.sparse_softmax_cross_entropy"]["verdict"] == "wrong"
     assert {r["dtype"] for r in records} == {"float32"}
+
+
+def test_check_table_shows_the_error_measure_columns(capsys, tmp_path):
+    logits = tmp_path / "logits.npy"
+    np.save(logits, np.array([[0.5, 0.25, 0.0]], dtype=np.float32))
+    assert main(["check", "--op", "softmax", "--logits", str(logits), "--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert all(column in out for column in ("tier", "error/allowance", "ULPs (budget)"))
 
 
 def test_check_out_of_range_label_silent_number_is_wrong(capsys, tmp_path):

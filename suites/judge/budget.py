@@ -1,6 +1,7 @@
-"""The error budget: the absolute error scale of the shifted log-sum-exp and softmax algorithms
-per output element, from published rounding error bounds (``BUDGET_RULE``), and the budget in
-ULPs of the output dtype that ``suites.judge.verdicts`` judges each element against.
+"""The error budget: what a good implementation achieves (``BUDGET_RULE``). Per output element,
+the allowance ``ulp_out(t) + K*A(u_acc)`` from the shifted algorithms' rounding error bounds
+with float32 internals for the 16-bit dtypes, the ULP ruler that figures use, and the worked
+examples every report prints.
 """
 
 from __future__ import annotations
