@@ -44,8 +44,10 @@ REDUCING = {
 
 
 def output_shape(op: str, quantity: str, logits_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape of an op's output: the class axis reduced away, or the logits' own shape."""
-    return tuple(logits_shape[:-1] if (op, quantity) in REDUCING else logits_shape)
+    """The shape of an op's output: the class axis reduced away, or the logits' own shape (a
+    ``jvp`` has the value's shape; options may reduce further, see ``reference.options``)."""
+    reducing = (op, "value" if quantity == "jvp" else quantity) in REDUCING
+    return tuple(logits_shape[:-1] if reducing else logits_shape)
 
 
 @dataclass(frozen=True)
