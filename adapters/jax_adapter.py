@@ -212,6 +212,8 @@ class JaxAdapter(TableAdapter):
         options = dict(call.options)
         direction = options.pop("cotangent", None)
         direction = options.pop("tangent", direction)
+        if call.quantity == "jvp" and direction is None:  # no tangent given: along ones
+            direction = np.ones_like(logits)
         function = self._function(call, options, direction is not None)
         logits_array = jax.device_put(logits, device)
         labels_array = None if labels is None else jax.device_put(labels, device)

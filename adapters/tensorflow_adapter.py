@@ -237,6 +237,8 @@ class TensorflowAdapter(TableAdapter):
             }
         direction = options.pop("cotangent", None)
         direction = options.pop("tangent", direction)
+        if call.quantity == "jvp" and direction is None:  # no tangent given: along ones
+            direction = tf.ones_like(logits_tensor)
         function = self._function(call, options, direction is not None)
         extra = () if direction is None else (direction,)
         synchronise = call.device == "cuda"  # CPU ops return finished tensors

@@ -89,6 +89,7 @@ def _keras_class(cls, **fixed) -> Function:
             from_logits=True,
             reduction=_KERAS_REDUCTION[reduction],
             axis=int(class_axis),
+            dtype=x.dtype.name,  # the loss object's default float32 would cast the inputs
             **fixed,
             **options,
         )

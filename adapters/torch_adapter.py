@@ -186,6 +186,8 @@ class TorchAdapter(TableAdapter):
         function = self.function(call)
         if options:
             function = _bound(function, options)
+        if call.quantity == "jvp":  # compiled whole, as dynamo traces torch.func transforms
+            function = _jvp(function)
         if call.mode == "eager":
             return function
         key = (call.implementation.name, call.dtype, call.device, call.quantity)
@@ -205,14 +207,13 @@ class TorchAdapter(TableAdapter):
             for name, value in call.options.items()
         }
         cotangent, tangent = options.pop("cotangent", None), options.pop("tangent", None)
+        if call.quantity == "jvp" and tangent is None:  # no tangent given: along ones
+            tangent = torch.ones_like(x)
         function = self._function(call, options)
         synchronize = _synchronize(device)
 
         def run() -> torch.Tensor:
-            if call.quantity == "jvp":
-                _, output = torch.func.jvp(lambda z: function(z, y), (x,), (tangent,))
-            else:
-                output = function(x, y)
+            output = function(x, y, tangent) if call.quantity == "jvp" else function(x, y)
             if want_grad and cotangent is None:
                 (output,) = torch.autograd.grad(output.sum(), x)
             elif want_grad:
@@ -221,6 +222,15 @@ class TorchAdapter(TableAdapter):
             return output
 
         return PreparedCall(run=run, to_numpy=_to_numpy)
+
+
+def _jvp(function: Function) -> Callable:
+    """``torch.func.jvp`` of ``function`` in the logits, along a tangent."""
+
+    def jvp(logits: torch.Tensor, labels: torch.Tensor | None, tangent: torch.Tensor):
+        return torch.func.jvp(lambda z: function(z, labels), (logits,), (tangent,))[1]
+
+    return jvp
 
 
 def _bound(function: Function, options: dict) -> Function:

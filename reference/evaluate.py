@@ -59,7 +59,8 @@ def quantities(op: str) -> tuple[str, ...]:
 def output_shape(
     op: str, quantity: str, logits_shape: tuple[int, ...], options: dict | None = None
 ) -> tuple[int, ...]:
-    """The shape of an op's output: the class axis reduced away, or the logits' own shape.
+    """The shape of an op's output: the class axis reduced away, or the logits' own shape (a
+    ``jvp`` has the value's shape; options may reduce further, see ``reference.options``).
 
     For the linear op, ``logits_shape`` is the hidden's [N, d] and the weight in ``options``
     gives C: grad_weight is [C, d] and grad_bias [C].
@@ -67,7 +68,8 @@ def output_shape(
     if op == LINEAR_OP and quantity in ("grad_weight", "grad_bias"):
         classes = np.shape((options or {})["weight"])[0]
         return (classes, logits_shape[-1]) if quantity == "grad_weight" else (classes,)
-    return tuple(logits_shape[:-1] if (op, quantity) in REDUCING else logits_shape)
+    reducing = (op, "value" if quantity == "jvp" else quantity) in REDUCING
+    return tuple(logits_shape[:-1] if reducing else logits_shape)
 
 
 @dataclass(frozen=True)
