@@ -21,9 +21,10 @@ the true-class gradient -R/S as ``reference.fast`` does. (3) The gradients G W, 
 by the same splitting applied to G = G_hi + G_lo (six and three slices), with the dropped
 remainder and G's own error bound carried through |.| products. Every output is ``hi + lo``
 with an error bound; ``rounding.decided`` proves the float64 rounding where the bound allows
-(nearly everywhere); elsewhere (an element within ~2^-100 relative of a rounding boundary, or
-an exact zero reached by cancellation) the enclosure's centre is returned and
-``LinearExact.proven`` says so.
+(nearly everywhere); the rest is recomputed in Arb ball arithmetic from balls around the
+logits (``Refinement``, for gradients cancelling by 2^20 or more). What is still undecided (an
+element within ~2^-100 relative of a rounding boundary, or an exact zero reached by
+cancellation) keeps the enclosure's centre, and ``LinearExact.proven`` says so.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ from reference import dd
 from reference.rounding import decided, narrow_midpoint, round_ball
 
 QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
+# Bump when this module's numbers may change: it is part of the linear op's cache key
+# (reference.cache), so results of an older version of this module are never served.
+VERSION = "1"
 OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
 LOW = -650.0  # dd.exp's range; e^d below it is bounded by E_LOW, not evaluated
 E_LOW = 2.0**-937  # > e^-649
@@ -309,11 +313,15 @@ def linear_exact(
             result = terms.loss
         elif quantity == "grad_hidden":
             result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
+            padding = ~active[:, None]  # G's row is exactly 0 there, and so is dX's
+            result = Enclosure(*(np.where(padding, 0.0, a) for a in result.__dict__.values()))
         elif quantity == "grad_weight":
             result = product([g.hi.T, g.lo.T], x, g.err.T)
         else:
             result = product([g.hi.T, g.lo.T], np.ones((len(x), 1)), g.err.T)
             result = Enclosure(*(a[:, 0] for a in (result.hi, result.lo, result.err)))
+        if quantity != "value" and not active.any():  # only padding rows: G is exactly 0
+            result = Enclosure(*(np.zeros_like(a) for a in result.__dict__.values()))
     proven = decided(result.hi, result.lo, result.err)
     proven &= ~((np.abs(result.lo) <= result.err) & narrow_midpoint(result.hi))
     proven |= (result.hi == 0) & (result.err == 0)
