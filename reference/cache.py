@@ -109,6 +109,7 @@ def cached_exact(
     stored = _read(path)
     if stored is not None and stored.hi.shape == _expected_shape(op, quantity, logits, options):
         return stored
-    result = evaluate.exact(op, logits, labels, quantity, options)  # ValueError: uncached
+    extra = {} if options is None else {"options": options}  # ops without options: as before
+    result = evaluate.exact(op, logits, labels, quantity, **extra)  # ValueError: uncached
     _write(path, result)
     return result
