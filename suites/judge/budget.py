@@ -202,8 +202,9 @@ def budget_ulps(
     logits: np.ndarray,
     labels: np.ndarray | None,
     exact: Exact,
+    options: dict | None = None,
 ) -> np.ndarray:
     """The budget per element in ULPs of the output dtype; NaN where the truth is not finite."""
     dtype = numpy_dtype(dtype)
-    scale = error_scale(op, quantity, dtype, logits, labels, exact)
+    scale = error_scale(op, quantity, dtype, logits, labels, exact, options)
     return in_ulps(ulp_at(truth_in(exact, dtype), dtype), scale)

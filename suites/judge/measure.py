@@ -101,7 +101,8 @@ def evaluate(
 ) -> Evaluation:
     """Measure ``got`` against ``exact`` in ULPs of ``dtype``, apply the budget, give a verdict.
 
-    A result of another dtype is converted to float64 and measured in ULPs of the requested
+    ``options`` are the call's (the linear op's weight and bias feed its budget). A result of
+    another dtype is converted to float64 and measured in ULPs of the requested
     dtype; the message says what was returned.
     """
     got = np.asarray(got)
