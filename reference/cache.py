@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference import evaluate
+from reference import evaluate, linear
 
 # Bump whenever the reference's numbers may change (a fix in rounding, edges, the fast path),
 # so results cached by an older reference are never served again.
@@ -53,6 +53,8 @@ def cache_key(
     """The sha256 hex digest naming one reference result (options, when given, included)."""
     digest = hashlib.sha256()
     digest.update(f"xentbench-reference:{REFERENCE_VERSION};{op};{quantity};".encode())
+    if op == evaluate.LINEAR_OP:  # the linear reference has its own version
+        digest.update(f"linear:{linear.VERSION};".encode())
     _hash_array(digest, "logits", np.asarray(logits))
     _hash_array(digest, "labels", None if labels is None else np.asarray(labels))
     for name, value in sorted((options or {}).items()):

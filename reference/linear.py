@@ -21,9 +21,10 @@ the true-class gradient -R/S as ``reference.fast`` does. (3) The gradients G W, 
 by the same splitting applied to G = G_hi + G_lo (six and three slices), with the dropped
 remainder and G's own error bound carried through |.| products. Every output is ``hi + lo``
 with an error bound; ``rounding.decided`` proves the float64 rounding where the bound allows
-(nearly everywhere); elsewhere (an element within ~2^-100 relative of a rounding boundary, or
-an exact zero reached by cancellation) the enclosure's centre is returned and
-``LinearExact.proven`` says so.
+(nearly everywhere); the rest is recomputed in Arb ball arithmetic from balls around the
+logits (``Refinement``, for gradients cancelling by 2^20 or more). What is still undecided (an
+element within ~2^-100 relative of a rounding boundary, or an exact zero reached by
+cancellation) keeps the enclosure's centre, and ``LinearExact.proven`` says so.
 """
 
 from __future__ import annotations
@@ -33,11 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+from flint import arb, ctx
 
 from reference import dd
-from reference.rounding import decided, narrow_midpoint
+from reference.rounding import decided, narrow_midpoint, round_ball
 
 QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
+# Bump when this module's numbers may change: it is part of the linear op's cache key
+# (reference.cache), so results of an older version of this module are never served.
+VERSION = "1"
 OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
 LOW = -650.0  # dd.exp's range; e^d below it is bounded by E_LOW, not evaluated
 E_LOW = 2.0**-937  # > e^-649
@@ -301,18 +306,92 @@ def linear_exact(
     if quantity == "grad_bias" and b is None:
         raise ValueError("grad_bias needs options['bias']")
     with np.errstate(all="ignore"):
-        terms = softmax_terms(exact_logits(x, w, b), labels, active)
+        logits = exact_logits(x, w, b)
+        terms = softmax_terms(logits, labels, active)
         g = terms.grad_logits
         if quantity == "value":
             result = terms.loss
         elif quantity == "grad_hidden":
             result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
+            padding = ~active[:, None]  # G's row is exactly 0 there, and so is dX's
+            result = Enclosure(*(np.where(padding, 0.0, a) for a in result.__dict__.values()))
         elif quantity == "grad_weight":
             result = product([g.hi.T, g.lo.T], x, g.err.T)
         else:
             result = product([g.hi.T, g.lo.T], np.ones((len(x), 1)), g.err.T)
             result = Enclosure(*(a[:, 0] for a in (result.hi, result.lo, result.err)))
+        if quantity != "value" and not active.any():  # only padding rows: G is exactly 0
+            result = Enclosure(*(np.zeros_like(a) for a in result.__dict__.values()))
     proven = decided(result.hi, result.lo, result.err)
     proven &= ~((np.abs(result.lo) <= result.err) & narrow_midpoint(result.hi))
     proven |= (result.hi == 0) & (result.err == 0)
-    return LinearExact(result.hi + 0.0, np.where(result.hi == 0, 0.0, result.lo), proven)
+    hi, lo = result.hi + 0.0, np.where(result.hi == 0, 0.0, result.lo)
+    if not proven.all():
+        Refinement(logits, x, w, labels, active).apply(quantity, hi, lo, proven)
+    return LinearExact(hi, lo, proven)
+
+
+class Refinement:
+    """Unproven outputs again in ball arithmetic (Arb), from the logits' enclosure.
+
+    The double-double G carries ~2^-87 relative error, too much where dX or dW cancel by 2^20
+    or more; balls around the logits (radius ~2^-106 |z|) at 256 bits give G to ~2^-104, enough
+    for most. A row's balls (all C classes) are computed once. Elements still undecided, and
+    refinements beyond MAX_REFINED elements, stay unproven.
+    """
+
+    MAX_REFINED = 256
+    PRECISION = 256
+
+    def __init__(self, z: Enclosure, x, w, labels, active) -> None:
+        self.z, self.x, self.w, self.labels, self.active = z, x, w, labels, active
+        self.rows: dict[int, list] = {}
+
+    def grad_row(self, i: int) -> list:
+        """G_i as balls: exp(z_ij - logsumexp(z_i)) - [j = y_i]; zeros on a padding row."""
+        if i not in self.rows:
+            if not self.active[i]:
+                self.rows[i] = [arb(0)] * self.z.hi.shape[1]
+                return self.rows[i]
+            z = self._logit_balls(i)
+            top = max(range(len(z)), key=lambda j: self.z.hi[i, j])
+            exps = [(v - z[top]).exp() for v in z]
+            total = arb(0)
+            for e in exps:
+                total += e
+            grad = [e / total for e in exps]
+            grad[self.labels[i]] -= 1
+            self.rows[i] = grad
+        return self.rows[i]
+
+    def _logit_balls(self, i: int) -> list:
+        parts = zip(self.z.hi[i], self.z.lo[i], self.z.err[i], strict=True)
+        return [arb(float(h)) + arb(float(lo)) + arb(0, float(e)) for h, lo, e in parts]
+
+    def ball(self, quantity: str, index: tuple[int, ...]):
+        if quantity == "value":
+            i = index[0]
+            if not self.active[i]:
+                return arb(0)
+            g_y = self.grad_row(i)[self.labels[i]]
+            return -(g_y + 1).log()  # loss = -log p_y
+        if quantity == "grad_hidden":
+            i, k = index
+            terms = zip(self.grad_row(i), self.w[:, k], strict=True)
+            return sum((g * float(v) for g, v in terms), arb(0))
+        j = index[0]
+        column = [self.grad_row(i)[j] for i in range(len(self.x))]
+        if quantity == "grad_bias":
+            return sum(column, arb(0))
+        return sum((g * float(v) for g, v in zip(column, self.x[:, index[1]], strict=True)), arb(0))
+
+    def apply(self, quantity: str, hi, lo, proven) -> None:
+        """Refine ``hi``, ``lo`` and ``proven`` in place where the balls decide the rounding."""
+        pending = np.argwhere(~proven)
+        if len(pending) > self.MAX_REFINED:
+            return
+        with ctx.workprec(self.PRECISION):
+            for index in map(tuple, pending):
+                pair = round_ball(self.ball(quantity, index))
+                if pair is not None:
+                    hi[index], lo[index], proven[index] = pair[0], pair[1], True

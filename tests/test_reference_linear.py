@@ -138,3 +138,16 @@ def test_exact_entry_point_shapes_and_invalid_input():
         exact("linear_cross_entropy", x, labels, "grad_bias", weight=w)
     with pytest.raises(ValueError, match="weight"):
         exact("linear_cross_entropy", x, labels, "value")
+
+
+@pytest.mark.parametrize("name", ["normal", "bias", "confident", "offset-1000", "padding-75pct"])
+def test_reference_proves_every_output_of_the_linear_cases(name):
+    from suites.catalog.cases import find
+
+    case = find(f"linear_cross_entropy/linear/{name}")
+    for dtype in ("float32", "bfloat16"):
+        hidden, labels = case.inputs(dtype, seed=0)
+        options = case.call_options(dtype, 0, "value")
+        for quantity in QUANTITIES[: 4 if case.bias else 3]:
+            result = linear.linear_exact(quantity, hidden, labels, options)
+            assert result.proven.all(), (dtype, quantity, int((~result.proven).sum()))

@@ -117,7 +117,8 @@ def evaluate(
     """Measure ``got`` against ``exact``: error / allowance per element (``BUDGET_RULE``), the
     verdict from its maximum, and the worst element's figures.
 
-    A result of another dtype is converted to float64 and measured in ULPs of the requested
+    ``options`` are the call's (the linear op's weight and bias feed its budget). A result of
+    another dtype is converted to float64 and measured in ULPs of the requested
     dtype; the message says what was returned.
     """
     got = np.asarray(got)

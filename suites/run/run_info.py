@@ -71,6 +71,7 @@ def pinned(seed: int) -> dict[str, Any]:
 def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
     """Record the machine and the command in ``run.json`` (creating the run) and return it."""
     from suites.judge.budget import BUDGET_RULE, worked_examples_text
+    from suites.judge.linear_budget import LINEAR_BUDGET_RULE
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,7 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
             "(python-flint) where the bound cannot decide the rounding",
             "precision": "correctly rounded float64 plus residual",
         },
-        "ulp_budget_rule": BUDGET_RULE,
+        "ulp_budget_rule": f"{BUDGET_RULE} {LINEAR_BUDGET_RULE}",
         "budget_worked_examples": worked_examples_text(),
     }
     if timing:
