@@ -254,7 +254,7 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
     )
     rows = evaluate_all(FakeAdapter(), selection)
     by_key = {store.key_of("timing", row): row for row in rows}
-    runner_columns = {"run_id", "host", "backend_version"}
+    runner_columns = {"run_id", "host", "backend_version", "harness_error"}
     assert all(set(row) == set(store.TIMING_SCHEMA.names) - runner_columns for row in rows)
     half = by_key[("fake:softmax", "2x3", "float16", "cpu", "eager", "forward")]
     assert half["verdict"] == "unsupported" and "float16" in half["message"]
