@@ -161,7 +161,8 @@ def test_inputs_are_deterministic_and_change_with_the_seed(case):
     for dtype in case.dtypes:
         first, again, other = (case.inputs(dtype, seed) for seed in (0, 0, 1))
         assert [_bits(a) for a in first] == [_bits(a) for a in again]
-        assert [_bits(a) for a in first] != [_bits(a) for a in other]
+        if case.generator != "saved":  # a promoted hunted input is the same for every seed
+            assert [_bits(a) for a in first] != [_bits(a) for a in other]
 
 
 @pytest.mark.parametrize("case", PLAIN, ids=lambda case: case.id)

@@ -693,7 +693,18 @@ LINEAR = tuple(
 )
 # Hunted failures promoted into the catalog: one line each, as ``xentbench report``'s Hunt
 # section prints it, with the input's .npy files copied into suites/catalog/saved/.
-HUNTED: tuple[Scenario, ...] = ()
+HUNTED: tuple[Scenario, ...] = (
+    S(
+        "subnormal-probability",
+        "saved",
+        "hunted (jax.nn.softmax): p = e^-87.4, a float32 subnormal, flushed to 0",
+        {"logits": "19431f42124a-logits.npy"},
+        ops=("softmax", "logsumexp"),
+        dtypes=("float32",),
+        batch=1,
+        classes=2,
+    ),
+)
 TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("benign", BENIGN),
     ("extreme", EXTREME),
