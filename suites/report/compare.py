@@ -98,6 +98,7 @@ class Comparison:
     def failed(self) -> bool:
         """Whether the new run fails the gate: a regression, or an evaluation that vanished."""
         return bool(len(self.regressions) or len(self.removed))
+
     new_findings: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=FINDING_CHANGE_COLUMNS)
     )
