@@ -66,8 +66,10 @@ def test_every_flawed_implementation_is_flagged_and_no_careful_one_on_finite_inp
     for backend, verdict in EXPECTED.items():
         assert verdict in verdicts[backend], (backend, verdicts[backend])
     careful = rows[rows["backend"].isin(list(CAREFUL))]
-    assert len(careful) > 1000
-    flagged = careful[careful["verdict"] != "pass"]
+    assert (careful["verdict"] == "pass").sum() > 1000
+    # flagged = judged inaccurate or wrong; an `error` row is the harness's (a task killed at
+    # its timeout on an oversubscribed machine), not a verdict on the numbers
+    flagged = careful[careful["verdict"].isin(["inaccurate", "wrong"])]
     on_finite = flagged[flagged.apply(_finite_inputs, axis=1)]
     assert on_finite.empty, on_finite[["implementation", "case_id", "dtype", "worst_ratio"]]
 
