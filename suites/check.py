@@ -75,9 +75,9 @@ def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
     grad for the ops with a plain gradient), as before options existed."""
     if request.quantities:
         return request.quantities
-    if impl.op in GRADIENT_OPS:
-        return ("value", "grad")
-    return ("value",)
+    return tuple(
+        q for q in impl.quantities if q == "value" or (q, impl.op in GRADIENT_OPS) == ("grad", True)
+    )
 
 
 def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]:
