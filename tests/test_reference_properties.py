@@ -317,7 +317,8 @@ INVALID = {  # (op, quantity, logits, labels, what the message must say)
     "empty-class-axis": ("softmax", "value", np.zeros((2, 0)), None, r"non-empty.*\(2, 0\)"),
     "unknown-op": ("softmaxx", "value", X23, None, "unknown op 'softmaxx'"),
     "unknown-quantity": ("logsumexp", "hessian", X23, None, "no quantity 'hessian'"),
-    "grad-of-softmax": ("softmax", "grad", X23, None, "softmax has no quantity 'grad'"),
+    # softmax and log_softmax have a grad now: the VJP with a cotangent (reference.options)
+    "jvp-of-sigmoid": (SIGMOID_CE, "jvp", X23, X23, "takes no options"),
 }
 
 
