@@ -42,7 +42,7 @@ from reference.rounding import decided, narrow_midpoint, round_ball
 QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
 # Bump when this module's numbers may change: it is part of the linear op's cache key
 # (reference.cache), so results of an older version of this module are never served.
-VERSION = "1"
+VERSION = "2"
 OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
 LOW = -650.0  # dd.exp's range; e^d below it is bounded by E_LOW, not evaluated
 E_LOW = 2.0**-937  # > e^-649
@@ -335,12 +335,14 @@ class Refinement:
     """Unproven outputs again in ball arithmetic (Arb), from the logits' enclosure.
 
     The double-double G carries ~2^-87 relative error, too much where dX or dW cancel by 2^20
-    or more; balls around the logits (radius ~2^-106 |z|) at 256 bits give G to ~2^-104, enough
-    for most. A row's balls (all C classes) are computed once. Elements still undecided, and
-    refinements beyond MAX_REFINED elements, stay unproven.
+    or more, and probabilities below e^-650 are only bounded there; balls around the logits
+    (radius ~2^-106 |z|) at 256 bits give G to ~2^-104, enough for most. A row's balls (all C
+    classes) are computed once; an element then costs N ball operations (loss, dW, db) or C
+    (dX, hence at most MAX_REFINED_DX of them). Elements still undecided stay unproven.
     """
 
-    MAX_REFINED = 256
+    MAX_REFINED_DX = 256
+    MAX_REFINED = 20_000
     PRECISION = 256
 
     def __init__(self, z: Enclosure, x, w, labels, active) -> None:
@@ -388,7 +390,8 @@ class Refinement:
     def apply(self, quantity: str, hi, lo, proven) -> None:
         """Refine ``hi``, ``lo`` and ``proven`` in place where the balls decide the rounding."""
         pending = np.argwhere(~proven)
-        if len(pending) > self.MAX_REFINED:
+        limit = self.MAX_REFINED_DX if quantity == "grad_hidden" else self.MAX_REFINED
+        if len(pending) > limit:
             return
         with ctx.workprec(self.PRECISION):
             for index in map(tuple, pending):

@@ -7,13 +7,14 @@ products of G = softmax - onehot with W (length C) and X (length N). With u the 
 roundoff, lambda and sigma as in ``budget.BUDGET_RULE``, and |.| products in float64:
   logits   A_z = u((lambda sqrt(d) + 1) sum_k |x_k w_jk| + |b_j| + |z_j|)
   value    A = u(|d_y| + sigma) + sum_j p_j A_z_j + A_z_y
-  G        A_G = u(p_j(|d_j| + sigma) + [j = y]) + p_j (A_z_j + sum_l p_l A_z_l)
+  G        A_G = u(p_j(|d_j| + sigma) + [j = y]) + p_j (A_z_j + sum_l p_l A_z_l) + eta
   dX       A = A_G |W| + u(lambda sqrt(C) + 1) |G| |W|
   dW       A = A_G^T |X| + u(lambda sqrt(N) + 1) |G|^T |X|
   db       A = sum_i A_G + u(lambda sqrt(N) + 1) sum_i |G|
 (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed., section 3.1 for the dot
 products, with the probabilistic sqrt(n) of Higham & Mary 2019; first-order perturbation of
-softmax: dp_j = p_j (dz_j - sum_l p_l dz_l).) Padding rows (label ignore_index) have no error.
+softmax: dp_j = p_j (dz_j - sum_l p_l dz_l); eta, the dtype's smallest subnormal, is gradual
+underflow's absolute error on a probability, Higham section 2.1.) Padding rows have no error.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ import math
 
 import numpy as np
 
-from reference.dtypes import unit_roundoff
+from reference.dtypes import finfo, unit_roundoff
 from suites.judge.budget import LAMBDA, sigma
 
 LINEAR_BUDGET_RULE = (
     "linear_cross_entropy: the logits carry A_z = u((lambda sqrt(d) + 1) sum_k |x_k w_jk| + "
     "|b_j| + |z_j|) (a dot product of length d, rounded to the dtype); the loss gets the "
     "sparse cross-entropy's allowance plus sum_j p_j A_z_j + A_z_y; G = softmax - onehot gets "
-    "u(p_j(|d_j| + sigma) + [j = y]) + p_j(A_z_j + sum_l p_l A_z_l); the gradients G W, "
+    "u(p_j(|d_j| + sigma) + [j = y]) + p_j(A_z_j + sum_l p_l A_z_l) + eta (the smallest "
+    "subnormal: underflow); the gradients G W, "
     "G^T X and G^T 1 get A_G carried through |W|, |X| and 1 plus a product of length C or N: "
     "u(lambda sqrt(n) + 1) |G| |W| (or |X|, 1)."
 )
@@ -43,7 +45,7 @@ def linear_error_scale(
     quantity: str, dtype, hidden: np.ndarray, labels: np.ndarray, options: dict
 ) -> np.ndarray:
     """A per output element of a linear_cross_entropy quantity (module docstring)."""
-    u = unit_roundoff(dtype)
+    u, eta = unit_roundoff(dtype), float(finfo(dtype).smallest_subnormal)
     x = np.asarray(hidden).astype(np.float64)
     w = np.asarray(options["weight"]).astype(np.float64)
     b = options.get("bias")
@@ -65,7 +67,7 @@ def linear_error_scale(
         if quantity == "value":
             value = u * (np.abs(d[rows, labels]) + sigma(w.shape[0])) + spread[:, 0]
             return np.where(active, value + a_z[rows, labels], 0.0)
-        a_g = u * (p * (np.abs(d) + sigma(w.shape[0])) + onehot) + p * (a_z + spread)
+        a_g = u * (p * (np.abs(d) + sigma(w.shape[0])) + onehot) + p * (a_z + spread) + eta
         g = np.abs(p - onehot)
         a_g, g = a_g * active[:, None], g * active[:, None]
         if quantity == "grad_hidden":
