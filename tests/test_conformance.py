@@ -208,7 +208,7 @@ def _exact_result(op: str, dtype: str, quantity: str, with_bias: bool) -> np.nda
     options = None
     if op == LINEAR_OP:
         options = {k: v for k, v in _linear_arrays(dtype).items() if with_bias or k != "bias"}
-    return reference.exact(op, logits, labels, quantity, options).hi
+    return reference.exact(op, logits, labels, quantity, **(options or {})).hi
 
 
 def expected_shape(call: Call) -> tuple[int, ...]:
