@@ -16,7 +16,7 @@ from reference.options import canonical
 from suites.catalog import cases
 from suites.catalog.selection import Selection
 from suites.judge import invariants, measure, shift
-from suites.judge.call import judge
+from suites.judge.call import call_columns, judge
 from suites.store import key_of
 
 
@@ -84,16 +84,8 @@ class AccuracyTask:
 
     @property
     def template(self) -> dict[str, Any]:
-        c = self.call
         return {
-            "backend": self.adapter.name,
-            "implementation": c.implementation.name,
-            "baseline": c.implementation.baseline,
-            "op": c.implementation.op,
-            "dtype": c.dtype,
-            "device": c.device,
-            "mode": c.mode,
-            "quantity": c.quantity,
+            **call_columns(self.adapter, self.call),
             "case_id": self.case.id,
             "family": self.case.family,
             "n_classes": self.case.classes,

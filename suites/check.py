@@ -11,7 +11,7 @@ from adapters import registry
 from adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
 from reference.cache import cached_exact
 from reference.options import ARRAY_OPTIONS, canonical, validate
-from suites.judge.call import judge
+from suites.judge.call import call_columns, judge
 
 
 @dataclass(frozen=True)
@@ -100,13 +100,7 @@ def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]
 def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
     impl = call.implementation
     record = {
-        "backend": adapter.name,
-        "implementation": impl.name,
-        "op": impl.op,
-        "quantity": call.quantity,
-        "dtype": call.dtype,
-        "device": call.device,
-        "mode": call.mode,
+        **call_columns(adapter, call),
         **dict.fromkeys(_MEASURED[1:-1]),
         "options": canonical(call.options),
     }

@@ -23,6 +23,7 @@ from suites.catalog.selection import Selection
 from suites.hunt.candidates import input_hash
 from suites.hunt.oracle import Clock, Score, judge_alone
 from suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
+from suites.judge.call import call_columns
 from suites.judge.verdicts import SEVERITY
 from suites.store import key_of
 
@@ -41,16 +42,9 @@ class HuntTask:
 
     @property
     def template(self) -> dict[str, Any]:
-        c = self.call
         return {
-            "backend": self.adapter.name,
-            "implementation": c.implementation.name,
-            "op": c.implementation.op,
-            "dtype": c.dtype,
-            "device": c.device,
-            "mode": c.mode,
-            "quantity": c.quantity,
-            "case_id": f"hunt/{c.implementation.op}/target",
+            **call_columns(self.adapter, self.call),
+            "case_id": f"hunt/{self.call.implementation.op}/target",
             "family": FAMILY,
             "source": "hunt",
         }

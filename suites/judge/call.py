@@ -18,6 +18,22 @@ from suites.judge import measure
 from suites.judge.verdicts import verdict_for_exception, verdict_for_invalid_result
 
 
+def call_columns(adapter: Adapter, call: Call) -> dict[str, Any]:
+    """The columns that say which call a row or record is about (one definition for the
+    accuracy suite, the hunt and ``check``)."""
+    impl = call.implementation
+    return {
+        "backend": adapter.name,
+        "implementation": impl.name,
+        "baseline": impl.baseline,
+        "op": impl.op,
+        "dtype": call.dtype,
+        "device": call.device,
+        "mode": call.mode,
+        "quantity": call.quantity,
+    }
+
+
 def judge(
     adapter: Adapter, call: Call, logits: np.ndarray, labels, exact: Exact | ValueError
 ) -> tuple[dict[str, Any], np.ndarray | None]:
