@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from adapters import registry
 from adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
 from suites import store
 from suites.catalog.selection import Selection
@@ -375,3 +376,17 @@ def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_pat
     loaded = store.load([tmp_path], "timing")
     assert loaded["median_s"].tolist() == [1e-3]
     assert loaded["times_s"].isna().all() and loaded["contended"].isna().all()
+
+
+def test_timing_plans_only_value_and_plain_gradients_of_every_builtin_backend():
+    """Forward-mode and VJP-only quantities (jvp, softmax's cotangent gradient) have no plain
+    timing; planning must skip them rather than fail (every built-in adapter declares some)."""
+    from adapters.base import GRADIENT_OPS
+
+    for name in ("torch", "jax"):
+        adapter = registry.load(name)
+        selection = Selection(shapes=((2, 8),), implementations=(f"{name}:*",))
+        tasks = plan_timing(adapter, selection, bandwidth_gbps=10.0)
+        quantities = {(task.template["op"], task.template["pass"]) for task in tasks}
+        assert all(p == "forward" or op in GRADIENT_OPS for op, p in quantities)
+        assert ("logsumexp", "forward+backward") in quantities

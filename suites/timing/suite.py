@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import LABELLED_OPS, Adapter, Call, numpy_dtype
+from adapters.base import GRADIENT_OPS, LABELLED_OPS, Adapter, Call, numpy_dtype
 from reference.evaluate import output_shape
 from suites.catalog.selection import Selection
 from suites.store import key_of
@@ -323,6 +323,14 @@ def _evaluate(
             gc.collect(1)
 
 
+def _timed(impl) -> tuple[str, ...]:
+    """The quantities a plain timing measures: the value and, for the ops whose gradient of the
+    summed output is defined without a cotangent, forward+backward (not jvp or VJPs)."""
+    return tuple(
+        q for q in impl.quantities if q == "value" or (q == "grad" and impl.op in GRADIENT_OPS)
+    )
+
+
 def plan_timing(
     adapter: Adapter,
     selection: Selection,
@@ -360,7 +368,7 @@ def plan_timing(
     tasks: list[TimingTask] = []
     for round_ in range(1, rounds + 1):
         for batch, classes in selection.shapes:
-            calls = [call for impl in wanted for call in selection.calls(impl, impl.quantities)]
+            calls = [call for impl in wanted for call in selection.calls(impl, _timed(impl))]
             for index, call in enumerate(calls):
                 row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
                 key = key_of("timing", row)
