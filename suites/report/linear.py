@@ -30,9 +30,8 @@ def linear_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
 
     rows = accuracy[accuracy["op"] == LINEAR_OP]
     keys = [*run_columns(rows), "implementation", *varying(rows, ("device", "mode"))]
-    cells = rows.groupby([*keys, "quantity"], dropna=False)[["verdict", "max_ulp_error"]].apply(
-        _matrix_cell
-    )
+    columns = ["verdict", "max_ulp_error", "worst_ratio"]
+    cells = rows.groupby([*keys, "quantity"], dropna=False)[columns].apply(_matrix_cell)
     table = cells.unstack("quantity").fillna("")
     table = table[[q for q in COLUMNS if q in table.columns]].rename(columns=COLUMNS)
     table.columns.name = None
