@@ -1,0 +1,270 @@
+"""The ``xentbench`` argument parser, one builder per command (``suites.cli`` runs them)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from adapters.base import DEVICES, DTYPES, MODES, OPS
+from suites.catalog.selection import DEFAULT_SHAPES
+from suites.store import SUITES
+
+DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        batch, classes = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid shape {text!r}; expected BATCHxCLASSES, e.g. 64x1000"
+        ) from None
+    if batch < 1 or classes < 1:
+        raise argparse.ArgumentTypeError(f"invalid shape {text!r}; both sizes must be >= 1")
+    return batch, classes
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error reported in one line (not the usage block, then the line)."""
+
+    def error(self, message: str):
+        command = self.prog.removeprefix("xentbench").strip()
+        print(f"{f'xentbench {command}'.strip()}: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}; expected an integer >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xentbench`` argument parser: one sub-parser per command."""
+    parser = _Parser(prog="xentbench", description=DESCRIPTION)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="backends, versions, availability, implementations")
+    listing.add_argument("--format", choices=("table", "json"), default="table")
+    _run_parser(commands)
+    _check_parser(commands)
+    report = commands.add_parser("report", help="build report.md/html, plots and CSV from runs")
+    report.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, help="default: the first run directory")
+    _hunt_parser(commands)
+    _compare_parser(commands)
+    _findings_parsers(commands)
+    return parser
+
+
+def _run_parser(commands) -> None:
+    run = commands.add_parser("run", help="run the accuracy and/or timing suites")
+    run.add_argument("--suite", choices=(*SUITES, "all"), default="all")
+    run.add_argument("--backend", nargs="+", metavar="B", help="default: every registered backend")
+    run.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
+    run.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=DTYPES,
+        metavar="D",
+        help="default: all four for accuracy, float32 for timing",
+    )
+    run.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
+    run.add_argument(
+        "--mode",
+        nargs="+",
+        choices=MODES,
+        metavar="M",
+        help="default: eager for accuracy, eager and compiled for timing",
+    )
+    run.add_argument(
+        "--impl",
+        nargs="+",
+        default=["*"],
+        metavar="GLOB",
+        help="implementation name patterns, e.g. 'torch:*'",
+    )
+    run.add_argument("--cases", nargs="+", default=["*"], metavar="GLOB", help="case id patterns")
+    run.add_argument(
+        "--shapes",
+        nargs="+",
+        type=_shape,
+        metavar="BxC",
+        help="timing shapes (default: " + " ".join(f"{b}x{c}" for b, c in DEFAULT_SHAPES) + ")",
+    )
+    _run_process_flags(run)
+
+
+def _run_process_flags(run: argparse.ArgumentParser) -> None:
+    """``run``'s seed, process, output and timing-mode flags."""
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per task before it is killed"
+    )
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="accuracy workers (backends) at a time; timing always runs one at a time",
+    )
+    run.add_argument(
+        "--python",
+        nargs="+",
+        default=[],
+        metavar="B=PYTHON",
+        help="run backend B's worker with this interpreter (its own virtual environment)",
+    )
+    run.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
+    run.add_argument(
+        "--new",
+        action="store_true",
+        help="start the run directory anew: its stored results move to previous-<time>/",
+    )
+    run.add_argument(
+        "--repeat-runs",
+        type=_positive_int,
+        default=1,
+        metavar="K",
+        help="timing: K interleaved rounds over the whole grid, samples pooled per timing",
+    )
+    run.add_argument(
+        "--memory",
+        action="store_true",
+        help="timing: also measure each op's CPU peak memory in a fresh process (slow)",
+    )
+    run.add_argument(
+        "--fail-on",
+        choices=("wrong", "inaccurate"),
+        help="exit 1 if any verdict at or beyond this level (error counts as beyond)",
+    )
+
+
+def _check_parser(commands) -> None:
+    check = commands.add_parser("check", help="run your own logits through every implementation")
+    check.add_argument("--op", required=True, choices=OPS)
+    check.add_argument(
+        "--logits", required=True, type=Path, help=".npy file, classes on the last axis"
+    )
+    check.add_argument("--labels", type=Path, help=".npy file (integers for the sparse op)")
+    check.add_argument("--backend", nargs="+", metavar="B")
+    check.add_argument("--dtype", nargs="+", choices=DTYPES, help="default: the logits' own dtype")
+    check.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
+    check.add_argument("--mode", nargs="+", choices=MODES, default=["eager"])
+    check.add_argument("--format", choices=("table", "json"), default="table")
+    _option_flags(check)
+
+
+def _compare_parser(commands) -> None:
+    compare = commands.add_parser("compare", help="regressions between two runs (exit 1 if any)")
+    compare.add_argument("base", type=Path)
+    compare.add_argument("new", type=Path)
+    compare.add_argument(
+        "--ulp-threshold",
+        type=float,
+        default=2.0,
+        help="max-ULP-error growth factor counted as a regression",
+    )
+    compare.add_argument(
+        "--time-threshold",
+        type=float,
+        default=0.10,
+        help="relative slowdown counted as a regression (beyond the spread)",
+    )
+    compare.add_argument(
+        "--significance",
+        type=float,
+        default=0.01,
+        help="Mann-Whitney U p-value below which a timing change beyond --time-threshold counts",
+    )
+    compare.add_argument(
+        "--normalise",
+        action="store_true",
+        help="divide time ratios by the calibration kernel's ratio (a uniformly slower machine)",
+    )
+    compare.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _option_flags(check: argparse.ArgumentParser) -> None:
+    """``xentbench check``'s call options (reference.options) and quantities."""
+    from reference.options import REDUCTIONS
+
+    check.add_argument("--reduction", choices=tuple(REDUCTIONS), help="see README: Options")
+    check.add_argument("--ignore-index", type=int, metavar="N")
+    check.add_argument("--label-smoothing", type=float, metavar="EPS")
+    check.add_argument("--weights", type=Path, metavar="W.npy", help="class weights [C]")
+    check.add_argument("--sample-weights", type=Path, metavar="S.npy", help="one per row")
+    check.add_argument("--class-axis", type=int, metavar="K", help="default: the last axis")
+    check.add_argument("--cotangent", type=Path, metavar="G.npy", help="for grad (a VJP)")
+    check.add_argument("--tangent", type=Path, metavar="T.npy", help="for jvp")
+    check.add_argument(
+        "--quantity",
+        nargs="+",
+        choices=("value", "grad", "jvp"),
+        metavar="Q",
+        help="value grad jvp (default: value, and grad where the op has a plain gradient)",
+    )
+
+
+def _findings_parsers(commands) -> None:
+    """``findings`` (grouped, classified failures) and ``repro`` (a standalone script each)."""
+    findings = commands.add_parser(
+        "findings", help="failing evaluations grouped into classified findings"
+    )
+    findings.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    findings.add_argument("--format", choices=("md", "json"), default="md")
+    findings.add_argument("--out", type=Path, help="write here instead of standard output")
+    repro = commands.add_parser(
+        "repro", help="write a shrunk, standalone reproducer script for a finding"
+    )
+    repro.add_argument("finding_id", metavar="FINDING_ID", help="an id from 'findings', or 'all'")
+    repro.add_argument(
+        "--run",
+        nargs="+",
+        type=Path,
+        default=[Path("reports/sample")],
+        metavar="RUN_DIR",
+        help="run directories the finding comes from (default reports/sample)",
+    )
+    repro.add_argument("--out", type=Path, default=Path("repro"), help="directory for the scripts")
+
+
+def _hunt_parser(commands) -> None:
+    hunt = commands.add_parser(
+        "hunt", help="search for the inputs that break each implementation (exact oracle)"
+    )
+    hunt.add_argument("--backend", nargs="+", metavar="B", help="default: every registered backend")
+    hunt.add_argument(
+        "--implementation",
+        nargs="+",
+        default=["*"],
+        metavar="NAME",
+        help="implementation names or patterns, e.g. 'torch:*'",
+    )
+    hunt.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
+    hunt.add_argument("--dtype", nargs="+", choices=DTYPES, metavar="D", help="default: all four")
+    hunt.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
+    hunt.add_argument("--mode", nargs="+", choices=MODES, default=["eager"], metavar="M")
+    hunt.add_argument("--quantity", nargs="+", choices=("value", "grad"), default=["value", "grad"])
+    hunt.add_argument(
+        "--budget-s", type=float, default=3.0, help="seconds of search per target (default 3)"
+    )
+    hunt.add_argument(
+        "--max-evals",
+        type=int,
+        default=4000,
+        help="candidates per target; the search is deterministic for a seed when this ends it",
+    )
+    hunt.add_argument("--seed", type=int, default=0)
+    hunt.add_argument(
+        "--from-scratch",
+        action="store_true",
+        help="start from structured seeds only, no catalog rows",
+    )
+    hunt.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    hunt.add_argument("--python", nargs="+", default=[], metavar="B=PYTHON")
+    hunt.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
