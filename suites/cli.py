@@ -414,7 +414,7 @@ def _findings(args, console) -> int:
 
 
 def _repro(args, console) -> int:
-    from suites.findings.repro import build_reproducer, write_reproducer
+    from suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
     from suites.findings.tables import findings_of_runs
 
     findings = findings_of_runs([_existing_dir(path) for path in args.run]).findings
@@ -425,13 +425,22 @@ def _repro(args, console) -> int:
             f"no finding {args.finding_id!r} in {', '.join(map(str, args.run))}; "
             f"valid: all, {known}{' ...' if len(findings) > 10 else ''}"
         )
+    skipped = []
     for finding in chosen:
-        reproducer = build_reproducer(finding)
+        try:
+            reproducer = build_reproducer(finding)
+        except NotReproducible as exc:
+            if len(chosen) == 1:
+                raise UsageError(str(exc)) from None
+            skipped.append(str(exc))
+            continue
         path = write_reproducer(reproducer, args.out)
         shrunk = "x".join(map(str, reproducer.shape))
         original = "x".join(map(str, reproducer.original_shape))
         print(f"{finding.id} {finding.failure_mode} [{finding.klass}]: {path}", end=" ")
         print(f"(input {original} -> {shrunk})")
+    for reason in skipped:
+        print(f"skipped {reason}")
     return 0
 
 

@@ -278,3 +278,17 @@ def test_a_builtin_reproducer_imports_only_the_framework_and_numpy(tmp_path):
     assert imported <= {"sys", "numpy", "scipy", "ml_dtypes"}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode == 1, result.stdout + result.stderr
+
+
+def test_findings_whose_calls_take_options_are_declined_not_crashed_on():
+    """Option, linear and hunted findings have no renderer yet: ``reproducible`` says why."""
+    from types import SimpleNamespace
+
+    from suites.findings.repro import NotReproducible, build_reproducer, reproducible
+
+    finding = SimpleNamespace(id="xf-0", quantity="grad", families=["options"])
+    assert "options" in reproducible(finding)
+    assert "jvp" in reproducible(SimpleNamespace(id="xf-1", quantity="jvp", families=["benign"]))
+    assert reproducible(SimpleNamespace(id="xf-2", quantity="value", families=["benign"])) is None
+    with pytest.raises(NotReproducible, match="xf-0"):
+        build_reproducer(finding)

@@ -107,8 +107,29 @@ def _facts(finding: Finding, call: Call, shrunk: Shrunk, framework: str) -> dict
     return {**facts, **arrays}
 
 
+class NotReproducible(ValueError):
+    """A finding the reproducer cannot express yet: its calls take options (the options and
+    linear families), a forward-mode tangent, or a hunted input kept only in its run."""
+
+
+def reproducible(finding: Finding) -> str | None:
+    """Why ``finding`` has no standalone reproducer yet, or None when it has one."""
+    if finding.quantity not in ("value", "grad"):
+        return f"quantity {finding.quantity} (its tangent or cotangent is not rendered yet)"
+    unsupported = sorted(set(finding.families) & {"options", "linear", "hunt", "hunted"})
+    if unsupported:
+        return (
+            f"family {', '.join(unsupported)} (call options and saved inputs are not rendered yet)"
+        )
+    return None
+
+
 def build_reproducer(finding: Finding, max_tries: int = 400, max_s: float = 120.0) -> Reproducer:
-    """Shrink the finding's sample input and render its script (the backend is loaded here)."""
+    """Shrink the finding's sample input and render its script (the backend is loaded here);
+    ``NotReproducible`` for a finding ``reproducible`` declines."""
+    reason = reproducible(finding)
+    if reason is not None:
+        raise NotReproducible(f"{finding.id}: no standalone reproducer for {reason}")
     adapter = registry.load(finding.backend)
     sample = finding.sample
     call = Call(
