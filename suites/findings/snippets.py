@@ -215,14 +215,20 @@ def run(x, y):
         return np.asarray({expr}).astype(np.float64)
 """
 _PLUGIN_SOURCE = """
-from importlib.metadata import entry_points
-
-from adapters.base import Call  # the xentbench adapter protocol the plugin implements
+try:
+    from adapters import registry
+    from adapters.base import Call  # the xentbench adapter protocol the plugin implements
+except ImportError as missing:  # cannot tell present from fixed: neither 0 nor 1
+    print(f"cannot run: {{missing}} (install xentbench and the plugin)", file=sys.stderr)
+    sys.exit(2)
 
 
 def run(x, y):
-    (entry,) = [e for e in entry_points(group="xentbench.adapters") if e.name == {backend!r}]
-    adapter = entry.load()()
+    try:  # a built-in backend or one registered in the xentbench.adapters entry-point group
+        adapter = registry.load({backend!r})
+    except Exception as missing:  # no such plugin, or its framework is not installed
+        print(f"cannot run: backend {backend!r} unavailable ({{missing!r}})", file=sys.stderr)
+        raise SystemExit(2) from None
     call = Call(adapter.implementation(IMPLEMENTATION), DTYPE, DEVICE, MODE, QUANTITY)
     if DTYPE == "bfloat16":
         import ml_dtypes
