@@ -281,14 +281,19 @@ def test_a_builtin_reproducer_imports_only_the_framework_and_numpy(tmp_path):
 
 
 def test_findings_whose_calls_take_options_are_declined_not_crashed_on():
-    """Option, linear and hunted findings have no renderer yet: ``reproducible`` says why."""
+    """Option, linear and hunted samples have no renderer yet: ``reproducible`` says why."""
     from types import SimpleNamespace
 
     from suites.findings.repro import NotReproducible, build_reproducer, reproducible
 
-    finding = SimpleNamespace(id="xf-0", quantity="grad", families=["options"])
-    assert "options" in reproducible(finding)
-    assert "jvp" in reproducible(SimpleNamespace(id="xf-1", quantity="jvp", families=["benign"]))
-    assert reproducible(SimpleNamespace(id="xf-2", quantity="value", families=["benign"])) is None
+    def finding(quantity: str, case_id: str) -> SimpleNamespace:
+        return SimpleNamespace(
+            id="xf-0", quantity=quantity, sample=SimpleNamespace(case_id=case_id)
+        )
+
+    assert "options" in reproducible(finding("grad", "softmax/options/cotangent-extreme"))
+    assert "hunt" in reproducible(finding("value", "hunt/softmax/0123456789ab"))
+    assert "jvp" in reproducible(finding("jvp", "softmax/benign/normal-4x16"))
+    assert reproducible(finding("value", "softmax/benign/normal-4x16")) is None
     with pytest.raises(NotReproducible, match="xf-0"):
-        build_reproducer(finding)
+        build_reproducer(finding("grad", "logsumexp/linear/x"))

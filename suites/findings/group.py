@@ -137,11 +137,20 @@ def exploded(rows: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["failure_mode"].notna()].reset_index(drop=True)
 
 
+# Families whose calls take options or saved inputs, which reproducers do not render yet
+# (``suites.findings.repro.reproducible``); a finding's sample comes from another family if any.
+UNRENDERED_FAMILIES = frozenset({"options", "linear", "hunted", "hunt"})
+
+
 def _sample(group: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> Sample:
     order = group.assign(
+        _rendered=~group["family"].isin(UNRENDERED_FAMILIES),  # a reproducer can show it
         _dtype=group["dtype"].map(_DTYPE_PREFERENCE).fillna(9),
         _size=group["n_elements"].fillna(1 << 40),
-    ).sort_values(["_size", "_dtype", "case_id", "mode", "device"])
+    ).sort_values(
+        ["_rendered", "_size", "_dtype", "case_id", "mode", "device"],
+        ascending=[False, True, True, True, True, True],
+    )
     best = order.iloc[0]
     seed, run_dir = seeds.get(best["run_id"], (0, ""))
     return Sample(best["case_id"], best["dtype"], best["device"], best["mode"], seed, run_dir)

@@ -21,7 +21,7 @@ from reference.dtypes import numpy_dtype
 from reference.evaluate import REDUCING, output_shape
 from suites.catalog import cases
 from suites.findings import snippets
-from suites.findings.group import Finding
+from suites.findings.group import UNRENDERED_FAMILIES, Finding
 from suites.findings.script import render
 from suites.findings.shrink import Shrunk, shrink
 from suites.judge import shift
@@ -116,7 +116,9 @@ def reproducible(finding: Finding) -> str | None:
     """Why ``finding`` has no standalone reproducer yet, or None when it has one."""
     if finding.quantity not in ("value", "grad"):
         return f"quantity {finding.quantity} (its tangent or cotangent is not rendered yet)"
-    unsupported = sorted(set(finding.families) & {"options", "linear", "hunt", "hunted"})
+    case_id = finding.sample.case_id
+    family = "hunt" if case_id.startswith("hunt/") else case_id.split("/")[1]
+    unsupported = [family] if family in UNRENDERED_FAMILIES else []
     if unsupported:
         return (
             f"family {', '.join(unsupported)} (call options and saved inputs are not rendered yet)"
