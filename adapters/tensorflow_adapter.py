@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from adapters import tensorflow_options
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
-from adapters.base import DEVICES, DTYPES, LINEAR_OP, MODES, Call, Implementation, PreparedCall
+from adapters.base import DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
 from reference.options import ARRAY_OPTIONS, canonical
 
 OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
@@ -51,11 +51,6 @@ _TRAILING_AXIS = (
 _SIGMOID_FIRST = (
     "tf.math.sigmoid applied to the logits first, as users do (timed and differentiated)"
 )
-
-# TF has no GPU float64 kernel for SparseSoftmaxCrossEntropyWithLogits
-# (tensorflow/core/kernels/sparse_xent_op.cc), and eager soft placement would silently run it on
-# the CPU; XLA lowers the op itself. Not yet verified on a GPU.
-_SPARSE_GAPS = (("cuda", "eager", "float64"),)
 
 
 def _keras_softmax_loss(loss: Callable[..., tf.Tensor], from_logits: bool) -> OpFunction:
@@ -77,15 +72,11 @@ def _keras_binary_loss(from_logits: bool) -> OpFunction:
 
 
 def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") -> Implementation:
-    return Implementation(
-        name=f"tensorflow:{name}",
-        op=op,
-        dtypes=DTYPES,
-        modes=MODES,
-        devices=DEVICES,
+    return tensorflow_options.tf_implementation(
+        name,
+        op,
         gradient=gradient,
         adaptation=adaptation,
-        gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
         baseline="from_logits=False" in name,  # probabilities where logits belong: a lesson
     )
 

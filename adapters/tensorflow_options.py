@@ -36,19 +36,33 @@ _KERAS_REDUCTION = {
     "sum_over_batch_size": "sum_over_batch_size",
     "mean_over_valid": "sum_over_batch_size",
 }
+# TF has no GPU float64 kernel for SparseSoftmaxCrossEntropyWithLogits
+# (tensorflow/core/kernels/sparse_xent_op.cc), and eager soft placement would silently run it on
+# the CPU; XLA lowers the op itself. Not yet verified on a GPU.
 _SPARSE_GAPS = (("cuda", "eager", "float64"),)
 
 
-def _implementation(name, op, options, values=(), adaptation="") -> Implementation:
+def tf_implementation(name: str, op: str, **fields) -> Implementation:
+    """A TensorFlow/Keras implementation: every dtype, mode and device, the sparse op's GPU
+    gap; ``fields`` add the rest (gradient, options, adaptation, ...). The plain table in
+    ``adapters.tensorflow_adapter`` builds its declarations here too."""
     return Implementation(
         name=f"tensorflow:{name}",
         op=op,
         dtypes=DTYPES,
         modes=MODES,
         devices=DEVICES,
+        gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
+        **fields,
+    )
+
+
+def _implementation(name, op, options, values=(), adaptation="") -> Implementation:
+    return tf_implementation(
+        name,
+        op,
         gradient=True,
         adaptation=adaptation,
-        gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
         options=options,
         forward=True,
         option_values=values,

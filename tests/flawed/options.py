@@ -16,6 +16,7 @@ import numpy as np
 
 from adapters.base import Adapter, Implementation, PreparedCall
 from reference.dtypes import numpy_dtype
+from reference.options import OPTION_NAMES
 
 ENTRY_POINTS = {
     "options_careful": "flawed.options:CarefulOptions",
@@ -23,16 +24,7 @@ ENTRY_POINTS = {
 }
 
 SPARSE = "sparse_softmax_cross_entropy"
-ALL_OPTIONS = (
-    "reduction",
-    "ignore_index",
-    "label_smoothing",
-    "class_weight",
-    "sample_weight",
-    "class_axis",
-    "cotangent",
-    "tangent",
-)
+ALL_OPTIONS = OPTION_NAMES  # the careful plugin takes every option the reference defines
 WIDE = np.longdouble
 
 
