@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from plugin_helpers import register_plugins
 
@@ -20,7 +21,7 @@ from adapters import registry
 from adapters.base import Call
 from suites.cli import main
 from suites.findings import catalogue
-from suites.findings.group import Finding, Sample, finding_id
+from suites.findings.group import Finding, Sample, finding_id, group_findings
 from suites.findings.modes import row_modes, verdict_mode
 from suites.findings.repro import build_reproducer, write_reproducer
 from suites.findings.shrink import ddmin, observe, shrink
@@ -150,6 +151,41 @@ def test_a_finding_takes_the_class_and_evidence_of_the_first_entry_matching_all_
     assert mixed.klass == "defect?"  # one of its cases is not explained by the entry
     catalogue.classify([mixed, unmatched], entries)
     assert (mixed.klass, mixed.entry, unmatched.klass) == ("convention", "conv", "convention")
+
+
+def _failing_row(case_id: str) -> dict:
+    """A stored accuracy row of a NaN gradient for a finite truth."""
+    return {
+        "run_id": "r", "implementation": "torch:torch.logsumexp", "backend": "torch",
+        "op": "logsumexp", "quantity": "grad", "case_id": case_id, "family": "x",
+        "dtype": "float32", "device": "cpu", "mode": "eager", "verdict": "wrong",
+        "got": math.nan, "expected": 0.5, "n_elements": 8, "backend_version": "1",
+        "max_ulp_error": math.nan, "shift_max_ulp_error": math.nan, "worst_ratio": math.inf,
+    }  # fmt: skip
+
+
+def test_evaluations_explained_by_different_entries_are_different_findings(tmp_path):
+    entries = _catalogue(
+        tmp_path,
+        """
+        [[known]]
+        id = "masked"
+        class = "upstream"
+        implementations = ["torch:*"]
+        cases = ["*/options/cotangent-zero-on-masked-rows"]
+        url = "https://example.org/issue"
+        state = "open"
+        """,
+    )
+    cases = ["logsumexp/options/cotangent-zero-on-masked-rows", "logsumexp/special/plus-inf"]
+    rows = pd.DataFrame([_failing_row(case) for case in cases])
+    found = catalogue.classify(
+        group_findings(rows, {}, lambda row: catalogue.cause_of(row, entries)), entries
+    )
+    assert [(f.klass, f.cases) for f in found] == [("defect?", cases[1:]), ("upstream", cases[:1])]
+    unexplained = found[0]
+    assert unexplained.id == finding_id("torch:torch.logsumexp", "grad", "nan-for-finite")
+    assert found[1].id != unexplained.id and found[1].evidence["url"] == "https://example.org/issue"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,10 @@ optionally case globs that *every* case of the finding must match) and carries i
 - ``convention``: special-value semantics where libraries may reasonably differ: ``reason``;
 - ``baseline``: a deliberately naive formula measured for contrast: ``reason``.
 
-The first matching entry classifies a finding; a finding no entry matches is ``defect?``.
+Entries are matched per evaluation (its implementation, quantity, failure mode and case): the
+first entry that explains it is its cause, and findings are grouped by cause
+(``suites.findings.group``), so each finding has one class; evaluations no entry explains form
+the ``defect?`` findings.
 """
 
 from __future__ import annotations
@@ -48,16 +51,32 @@ class Entry:
     cases: tuple[str, ...]
     evidence: dict[str, str]
 
-    def matches(self, finding: Finding) -> bool:
-        def any_glob(value: str, globs: tuple[str, ...]) -> bool:
-            return not globs or any(fnmatchcase(value, g) for g in globs)
-
+    def explains(self, implementation: str, quantity: str, failure_mode: str, case: str) -> bool:
+        """Whether this entry explains one evaluation failing this way."""
         return (
-            any_glob(finding.implementation, self.implementations)
-            and any_glob(finding.quantity, self.quantities)
-            and any_glob(finding.failure_mode, self.failure_modes)
-            and all(any_glob(case, self.cases) for case in finding.cases)
+            _any_glob(implementation, self.implementations)
+            and _any_glob(quantity, self.quantities)
+            and _any_glob(failure_mode, self.failure_modes)
+            and _any_glob(case, self.cases)
         )
+
+    def matches(self, finding: Finding) -> bool:
+        """Whether this entry explains every case of ``finding``."""
+        return all(
+            self.explains(finding.implementation, finding.quantity, finding.failure_mode, case)
+            for case in finding.cases
+        )
+
+
+def _any_glob(value: str, globs: tuple[str, ...]) -> bool:
+    return not globs or any(fnmatchcase(value, g) for g in globs)
+
+
+def cause_of(row: dict[str, Any], entries: tuple[Entry, ...] | None = None) -> str:
+    """The id of the first entry explaining one (evaluation, failure mode) row, else ""."""
+    entries = load_catalogue() if entries is None else entries
+    fields = (row["implementation"], row["quantity"], row["failure_mode"], row["case_id"])
+    return next((e.id for e in entries if e.explains(*fields)), "")
 
 
 def _entry(raw: dict[str, Any], where: Path) -> Entry:
@@ -94,11 +113,13 @@ def load_catalogue(path: Path = CATALOGUE) -> tuple[Entry, ...]:
 
 
 def classify(findings: list[Finding], entries: tuple[Entry, ...] | None = None) -> list[Finding]:
-    """Give each finding the class and evidence of its first matching entry (else defect?),
-    and return them ordered by class (defect? first), then implementation."""
+    """Give each finding the class and evidence of its cause (``finding.entry``, as grouping by
+    cause set it) or else of the first entry matching all its cases (else defect?), and return
+    them ordered by class (defect? first), then implementation."""
     entries = load_catalogue() if entries is None else entries
+    by_id = {e.id: e for e in entries}
     for finding in findings:
-        entry = next((e for e in entries if e.matches(finding)), None)
+        entry = by_id.get(finding.entry) or next((e for e in entries if e.matches(finding)), None)
         finding.klass = entry.klass if entry else UNMATCHED
         finding.evidence = dict(entry.evidence) if entry else {}
         finding.entry = entry.id if entry else ""

@@ -1,15 +1,20 @@
-"""Grouping stored evaluations into findings: one per (implementation, quantity, failure mode).
+"""Grouping stored evaluations into findings: one per (implementation, quantity, failure mode,
+cause), the cause being the catalogue entry that explains an evaluation ("" for none).
 
-A finding's id is derived from that triple alone, so the same problem keeps its id from run to
-run (``compare`` reports new and vanished findings by id). Each finding keeps the evaluation
-it would reproduce from: the smallest input showing the mode (16-bit dtypes last, because a
-reproducer reads more easily in float32), the case and call needed to draw it again.
+Splitting by cause keeps one explanation from hiding another: the NaN gradients of a special-value
+case (a convention) and those of a zero cotangent on a masked row (an upstream bug) are two
+findings, not one unexplained mixture. A finding's id is derived from those four alone, so the
+same problem keeps its id from run to run (``compare`` reports new and vanished findings by id).
+Each finding keeps the evaluation it would reproduce from: the smallest input showing the mode
+(16-bit dtypes last, because a reproducer reads more easily in float32), the case and call
+needed to draw it again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +28,11 @@ from suites.findings.modes import row_modes
 _DTYPE_PREFERENCE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 
 
-def finding_id(implementation: str, quantity: str, failure_mode: str) -> str:
-    """The stable id of a (implementation, quantity, failure mode) problem."""
-    digest = hashlib.sha256(f"{implementation}|{quantity}|{failure_mode}".encode()).hexdigest()
-    return f"xf-{digest[:8]}"
+def finding_id(implementation: str, quantity: str, failure_mode: str, cause: str = "") -> str:
+    """The stable id of a (implementation, quantity, failure mode, cause) problem; an unexplained
+    one (cause "") keeps the id of the triple."""
+    text = f"{implementation}|{quantity}|{failure_mode}" + (f"|{cause}" if cause else "")
+    return f"xf-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -156,12 +162,12 @@ def _sample(group: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> Sample:
     return Sample(best["case_id"], best["dtype"], best["device"], best["mode"], seed, run_dir)
 
 
-def _finding(key: tuple[str, str, str], group: pd.DataFrame, seeds) -> Finding:
-    implementation, quantity, mode = key
+def _finding(key: tuple[str, str, str, str], group: pd.DataFrame, seeds) -> Finding:
+    implementation, quantity, mode, cause = key
     ratios = [_ratio(row, mode) for _, row in group.iterrows()]
     ulps = group["shift_max_ulp_error"] if mode == "shift-variant" else group["max_ulp_error"]
     return Finding(
-        id=finding_id(implementation, quantity, mode),
+        id=finding_id(implementation, quantity, mode, cause),
         implementation=implementation,
         backend=str(group["backend"].iloc[0]),
         op=str(group["op"].iloc[0]),
@@ -178,6 +184,7 @@ def _finding(key: tuple[str, str, str], group: pd.DataFrame, seeds) -> Finding:
         worst_abs_error=_nanmax([_abs_error(row) for _, row in group.iterrows()]),
         versions=sorted({str(v) for v in group["backend_version"] if pd.notna(v)}),
         sample=_sample(group, seeds),
+        entry=cause,
     )
 
 
@@ -193,11 +200,18 @@ def run_seeds(run_dirs: list[Path]) -> dict[str, tuple[int, str]]:
     return seeds
 
 
-def group_findings(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> list[Finding]:
-    """Findings of the stored accuracy rows, unclassified, in a stable order."""
+def group_findings(
+    rows: pd.DataFrame,
+    seeds: dict[str, tuple[int, str]],
+    cause: Callable[[dict[str, Any]], str] | None = None,
+) -> list[Finding]:
+    """Findings of the stored accuracy rows in a stable order; ``cause`` names what explains one
+    (evaluation, failure mode) row (``suites.findings.catalogue.cause_of``), else all are "".
+    Classes and evidence are given by ``suites.findings.catalogue.classify``."""
     frame = exploded(rows)
     if frame.empty:
         return []
-    keys = ["implementation", "quantity", "failure_mode"]
-    found = [_finding(key, group, seeds) for key, group in frame.groupby(keys, sort=True)]
-    return found
+    causes = [cause(r) for r in frame.to_dict("records")] if cause else [""] * len(frame)
+    frame = frame.assign(cause=causes)
+    keys = ["implementation", "quantity", "failure_mode", "cause"]
+    return [_finding(key, group, seeds) for key, group in frame.groupby(keys, sort=True)]

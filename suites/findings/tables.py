@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from suites import store
-from suites.findings.catalogue import CLASSES, UNMATCHED, classify
+from suites.findings.catalogue import CLASSES, UNMATCHED, cause_of, classify
 from suites.findings.group import Finding, exploded, group_findings, run_seeds
 from suites.judge.verdicts import FAILURES
 
@@ -48,7 +48,7 @@ def findings_of_rows(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> F
     """Grouped and classified findings of accuracy rows (as ``suites.store.load`` returns)."""
     if rows.empty:
         return FindingsOfRuns([], [], 0, 0)
-    findings = classify(group_findings(rows, seeds))
+    findings = classify(group_findings(rows, seeds, cause_of))
     passing = rows[rows["verdict"] == "pass"]
     breaking = exploded(passing).drop_duplicates(subset=["run_id", *store.KEYS["accuracy"]])
     return FindingsOfRuns(
