@@ -17,8 +17,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from adapters._table import SOFT_CE, SPARSE_CE
-from adapters.base import DEVICES, DTYPES, MODES, Implementation
+from adapters._table import SOFT_CE, SPARSE_CE, everywhere
+from adapters.base import Implementation
 
 Function = Callable[..., tf.Tensor]
 
@@ -46,15 +46,8 @@ def tf_implementation(name: str, op: str, **fields) -> Implementation:
     """A TensorFlow/Keras implementation: every dtype, mode and device, the sparse op's GPU
     gap; ``fields`` add the rest (gradient, options, adaptation, ...). The plain table in
     ``adapters.tensorflow_adapter`` builds its declarations here too."""
-    return Implementation(
-        name=f"tensorflow:{name}",
-        op=op,
-        dtypes=DTYPES,
-        modes=MODES,
-        devices=DEVICES,
-        gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
-        **fields,
-    )
+    gaps = _SPARSE_GAPS if op == SPARSE_CE else ()
+    return everywhere("tensorflow", name, op, gaps=gaps, **fields)
 
 
 def _implementation(name, op, options, values=(), adaptation="") -> Implementation:
