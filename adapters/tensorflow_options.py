@@ -113,7 +113,13 @@ _USER = "reduced with tf.reduce_sum / tf.reduce_mean, as users write it"
 def option_entries() -> dict[str, tuple[Implementation, Function]]:
     """api -> (Implementation, function of (logits, labels, **options)); the tf.nn and Keras
     functional entries replace the plain adapter's ones of the same name."""
-    entries = [
+    entries = [*_nn_entries(), *_keras_entries()]
+    return {impl.api: (impl, function) for impl, function in entries}
+
+
+def _nn_entries() -> list[tuple[Implementation, Function]]:
+    """The tf.nn and tf.math functions with options."""
+    return [
         (_implementation("tf.nn.softmax", "softmax", _AXIS), _unlabelled(tf.nn.softmax)),
         (
             _implementation("tf.nn.log_softmax", "log_softmax", _AXIS),
@@ -143,6 +149,12 @@ def option_entries() -> dict[str, tuple[Implementation, Function]]:
             ),
             _sparse_nn,
         ),
+    ]
+
+
+def _keras_entries() -> list[tuple[Implementation, Function]]:
+    """The Keras loss functions and loss classes with options."""
+    return [
         (
             _implementation(
                 "keras.losses.categorical_crossentropy(from_logits=True)",
@@ -180,7 +192,6 @@ def option_entries() -> dict[str, tuple[Implementation, Function]]:
             _keras_class(keras.losses.SparseCategoricalCrossentropy),
         ),
     ]
-    return {impl.api: (impl, function) for impl, function in entries}
 
 
 def _unlabelled(op) -> Function:
