@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from adapters.base import Adapter, Call, Implementation
+from adapters.base import DEVICES, DTYPES, MODES, Adapter, Call, Implementation
 
 Function = Callable[[Any, Any], Any]
 
@@ -22,6 +22,13 @@ Function = Callable[[Any, Any], Any]
 SOFT_CE = "softmax_cross_entropy"
 SPARSE_CE = "sparse_softmax_cross_entropy"
 SIGMOID_CE = "sigmoid_cross_entropy"
+
+
+def everywhere(backend: str, name: str, op: str, **fields: Any) -> Implementation:
+    """``backend:name`` declared for every dtype, mode and device; ``fields`` add the rest."""
+    return Implementation(
+        name=f"{backend}:{name}", op=op, dtypes=DTYPES, modes=MODES, devices=DEVICES, **fields
+    )
 
 
 class TableAdapter(Adapter):

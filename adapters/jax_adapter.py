@@ -31,8 +31,8 @@ import jaxlib
 import numpy as np
 import optax
 
-from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
-from adapters.base import DEVICES, DTYPES, LINEAR_OP, MODES, Call, Implementation, PreparedCall
+from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter, everywhere
+from adapters.base import DEVICES, DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
 from reference.options import canonical
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
@@ -53,16 +53,8 @@ _USER_REDUCTION = (
 def _implementation(
     name: str, op: str, gradient: bool, options: tuple[str, ...] = (), **extra: Any
 ) -> Implementation:
-    return Implementation(
-        name=f"jax:{name}",
-        op=op,
-        dtypes=DTYPES,
-        modes=MODES,
-        devices=DEVICES,
-        gradient=gradient,
-        options=options,
-        forward=bool(options),
-        **extra,
+    return everywhere(
+        "jax", name, op, gradient=gradient, options=options, forward=bool(options), **extra
     )
 
 

@@ -17,8 +17,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from adapters._table import SOFT_CE, SPARSE_CE
-from adapters.base import DEVICES, DTYPES, MODES, Implementation
+from adapters._table import SOFT_CE, SPARSE_CE, everywhere
+from adapters.base import Implementation
 
 Function = Callable[..., tf.Tensor]
 
@@ -46,15 +46,8 @@ def tf_implementation(name: str, op: str, **fields) -> Implementation:
     """A TensorFlow/Keras implementation: every dtype, mode and device, the sparse op's GPU
     gap; ``fields`` add the rest (gradient, options, adaptation, ...). The plain table in
     ``adapters.tensorflow_adapter`` builds its declarations here too."""
-    return Implementation(
-        name=f"tensorflow:{name}",
-        op=op,
-        dtypes=DTYPES,
-        modes=MODES,
-        devices=DEVICES,
-        gaps=_SPARSE_GAPS if op == SPARSE_CE else (),
-        **fields,
-    )
+    gaps = _SPARSE_GAPS if op == SPARSE_CE else ()
+    return everywhere("tensorflow", name, op, gaps=gaps, **fields)
 
 
 def _implementation(name, op, options, values=(), adaptation="") -> Implementation:
@@ -120,7 +113,13 @@ _USER = "reduced with tf.reduce_sum / tf.reduce_mean, as users write it"
 def option_entries() -> dict[str, tuple[Implementation, Function]]:
     """api -> (Implementation, function of (logits, labels, **options)); the tf.nn and Keras
     functional entries replace the plain adapter's ones of the same name."""
-    entries = [
+    entries = [*_nn_entries(), *_keras_entries()]
+    return {impl.api: (impl, function) for impl, function in entries}
+
+
+def _nn_entries() -> list[tuple[Implementation, Function]]:
+    """The tf.nn and tf.math functions with options."""
+    return [
         (_implementation("tf.nn.softmax", "softmax", _AXIS), _unlabelled(tf.nn.softmax)),
         (
             _implementation("tf.nn.log_softmax", "log_softmax", _AXIS),
@@ -150,6 +149,12 @@ def option_entries() -> dict[str, tuple[Implementation, Function]]:
             ),
             _sparse_nn,
         ),
+    ]
+
+
+def _keras_entries() -> list[tuple[Implementation, Function]]:
+    """The Keras loss functions and loss classes with options."""
+    return [
         (
             _implementation(
                 "keras.losses.categorical_crossentropy(from_logits=True)",
@@ -187,7 +192,6 @@ def option_entries() -> dict[str, tuple[Implementation, Function]]:
             _keras_class(keras.losses.SparseCategoricalCrossentropy),
         ),
     ]
-    return {impl.api: (impl, function) for impl, function in entries}
 
 
 def _unlabelled(op) -> Function:

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from adapters import registry
 from adapters.base import DTYPES, OPS
@@ -36,36 +35,6 @@ def _stdout() -> Console:
 
 # Errors that are the input's, not xentbench's: one line, exit status 2.
 USER_ERRORS = (UsageError, IncompatibleRun, CorruptRun, UnsafePath, RunLocked)
-
-
-_OPTION_FLAGS = {
-    "reduction": "reduction",
-    "ignore_index": "ignore_index",
-    "label_smoothing": "label_smoothing",
-    "weights": "class_weight",
-    "sample_weights": "sample_weight",
-    "class_axis": "class_axis",
-    "cotangent": "cotangent",
-    "tangent": "tangent",
-}
-
-
-def _check_options(args) -> dict:
-    """The call options given on the command line, arrays loaded (float64, cast per dtype)."""
-    import numpy as np
-
-    options = {}
-    for flag, name in _OPTION_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is None:
-            continue
-        if isinstance(value, Path):
-            try:
-                value = np.load(value).astype(np.float64)
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"cannot read --{flag.replace('_', '-')} array: {exc}") from None
-        options[name] = value
-    return options
 
 
 def _backends(requested: list[str] | None) -> tuple[str, ...]:
@@ -255,67 +224,14 @@ def _gate(run_dir: Path, level: str, console) -> int:
 
 
 def _check(args, console) -> int:
-    from suites.check import CheckRequest, dtype_name, run_check
-    from suites.check_inputs import load_array, normalise
+    from suites.cli_check import check_records, check_table
 
-    logits = load_array(str(args.logits), "--logits")
-    labels = None if args.labels is None else load_array(str(args.labels), "--labels")
-    logits, labels = normalise(args.op, logits, labels)
-    try:
-        dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
-        request = CheckRequest(
-            args.op,
-            logits,
-            labels,
-            _backends(args.backend),
-            dtypes,
-            tuple(args.device),
-            tuple(args.mode),
-            options=_check_options(args),
-            quantities=tuple(args.quantity or ()),
-        )
-        records = run_check(request)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    records = check_records(args, _backends)
     if args.format == "json":
         print(json.dumps(records, indent=2, default=float))
     else:
-        _stdout().print(_check_table(records))
+        _stdout().print(check_table(records))
     return 0
-
-
-def _check_table(records) -> Table:
-    from suites.report.format import error_cells
-
-    table = Table(
-        "implementation",
-        "dtype",
-        "device",
-        "mode",
-        "quantity",
-        "verdict",
-        "tier",
-        "error/allowance",
-        "ULPs (budget)",
-        "abs error (allowance)",
-        "options",
-        "message",
-        title="xentbench check",
-    )
-    for record in records:
-        table.add_row(
-            record.get("implementation", record["backend"]),
-            record.get("dtype", ""),
-            record.get("device", ""),
-            record.get("mode", ""),
-            record.get("quantity", ""),
-            record["verdict"],
-            record.get("tier") or "",
-            *error_cells(record).values(),
-            record.get("options", ""),
-            (record.get("message") or "")[:60],
-        )
-    return table
 
 
 def _report(args, console) -> int:

@@ -65,29 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
 def _run_parser(commands) -> None:
     run = commands.add_parser("run", help="run the accuracy and/or timing suites")
     run.add_argument("--suite", choices=(*SUITES, "all"), default="all")
-    run.add_argument("--backend", nargs="+", metavar="B", help="default: every registered backend")
-    run.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
-    run.add_argument(
-        "--dtype",
-        nargs="+",
-        choices=DTYPES,
-        metavar="D",
-        help="default: all four for accuracy, float32 for timing",
+    _targets(
+        run,
+        ("--impl", "GLOB", "implementation name patterns, e.g. 'torch:*'"),
+        dtype_help="default: all four for accuracy, float32 for timing",
     )
-    run.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
     run.add_argument(
         "--mode",
         nargs="+",
         choices=MODES,
         metavar="M",
         help="default: eager for accuracy, eager and compiled for timing",
-    )
-    run.add_argument(
-        "--impl",
-        nargs="+",
-        default=["*"],
-        metavar="GLOB",
-        help="implementation name patterns, e.g. 'torch:*'",
     )
     run.add_argument("--cases", nargs="+", default=["*"], metavar="GLOB", help="case id patterns")
     run.add_argument(
@@ -98,6 +86,21 @@ def _run_parser(commands) -> None:
         help="timing shapes (default: " + " ".join(f"{b}x{c}" for b, c in DEFAULT_SHAPES) + ")",
     )
     _run_process_flags(run)
+
+
+def _targets(
+    parser: argparse.ArgumentParser, patterns: tuple[str, str, str], dtype_help: str
+) -> None:
+    """The flags that pick what runs: backends, implementation patterns (flag, metavar, help),
+    ops, dtypes and devices (``run`` and ``hunt``)."""
+    flag, metavar, patterns_help = patterns
+    parser.add_argument(
+        "--backend", nargs="+", metavar="B", help="default: every registered backend"
+    )
+    parser.add_argument(flag, nargs="+", default=["*"], metavar=metavar, help=patterns_help)
+    parser.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
+    parser.add_argument("--dtype", nargs="+", choices=DTYPES, metavar="D", help=dtype_help)
+    parser.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
 
 
 def _run_process_flags(run: argparse.ArgumentParser) -> None:
@@ -237,17 +240,11 @@ def _hunt_parser(commands) -> None:
     hunt = commands.add_parser(
         "hunt", help="search for the inputs that break each implementation (exact oracle)"
     )
-    hunt.add_argument("--backend", nargs="+", metavar="B", help="default: every registered backend")
-    hunt.add_argument(
-        "--implementation",
-        nargs="+",
-        default=["*"],
-        metavar="NAME",
-        help="implementation names or patterns, e.g. 'torch:*'",
+    _targets(
+        hunt,
+        ("--implementation", "NAME", "implementation names or patterns, e.g. 'torch:*'"),
+        dtype_help="default: all four",
     )
-    hunt.add_argument("--op", nargs="+", choices=OPS, metavar="OP")
-    hunt.add_argument("--dtype", nargs="+", choices=DTYPES, metavar="D", help="default: all four")
-    hunt.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
     hunt.add_argument("--mode", nargs="+", choices=MODES, default=["eager"], metavar="M")
     hunt.add_argument("--quantity", nargs="+", choices=("value", "grad"), default=["value", "grad"])
     hunt.add_argument(

@@ -13,18 +13,23 @@ from suites.report.accuracy import MAX_FAILURES_SHOWN
 from suites.report.build import build_report
 from suites.store import RowWriter, update_run_info
 
+# The columns naming a row's run and call, shared by the accuracy and timing rows.
+IDENTITY = {
+    "run_id": "run-a",
+    "host": "host-a",
+    "backend": "numpy",
+    "backend_version": "2.0.0",
+    "implementation": "numpy:softmax",
+    "op": "softmax",
+    "dtype": "float32",
+    "device": "cpu",
+    "mode": "eager",
+}
+
 
 def accuracy_row(**values) -> dict:
     row = {
-        "run_id": "run-a",
-        "host": "host-a",
-        "backend": "numpy",
-        "backend_version": "2.0.0",
-        "implementation": "numpy:softmax",
-        "op": "softmax",
-        "dtype": "float32",
-        "device": "cpu",
-        "mode": "eager",
+        **IDENTITY,
         "verdict": "pass",
         "message": "",
         "quantity": "value",
@@ -55,15 +60,7 @@ def accuracy_row(**values) -> dict:
 
 def timing_row(**values) -> dict:
     row = {
-        "run_id": "run-a",
-        "host": "host-a",
-        "backend": "numpy",
-        "backend_version": "2.0.0",
-        "implementation": "numpy:softmax",
-        "op": "softmax",
-        "dtype": "float32",
-        "device": "cpu",
-        "mode": "eager",
+        **IDENTITY,
         "verdict": "ok",
         "message": "",
         "pass": "forward",

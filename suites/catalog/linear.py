@@ -58,3 +58,61 @@ LINEAR_GENERATORS: dict[str, Callable[..., Arrays]] = {
     "confident": confident,
     "offset": offset,
 }
+
+# The linear family's table rows, expanded by ``suites.catalog.cases``:
+# (name, generator, its params, rows N, features d, classes C, extra Scenario fields, why)
+LINEAR_ROWS: tuple[tuple, ...] = (
+    ("normal", "normal", {}, 8, 32, 100, {}, "typical logits (std 3): the baseline"),
+    ("bias", "normal", {}, 8, 32, 100, {"bias": True}, "a bias [C] and its gradient"),
+    (
+        "confident",
+        "confident",
+        {"gap": 12.0},
+        4,
+        64,
+        256,
+        {},
+        "softmax_y ~ 1 - 0.002 rounds to 1 in bfloat16: p_y - 1 must not be formed there",
+    ),
+    (
+        "offset-1000",
+        "offset",
+        {"offset": 1000.0},
+        4,
+        32,
+        128,
+        {},
+        "a common logit offset of 1000: the loss must not move with it",
+    ),
+    (
+        "hundreds-128k",
+        "normal",
+        {"scale": 300.0},
+        2,
+        16,
+        131072,
+        {},
+        "|logit| in the hundreds over 128k classes: logits kept in 16 bits lose the softmax",
+    ),
+    (
+        "padding-75pct",
+        "normal",
+        {},
+        32,
+        32,
+        200,
+        {"padding": 0.75},
+        "3 rows in 4 padded (ignore_index -100): no loss, no gradient, no division by N",
+    ),
+    (
+        "chunk-boundaries",
+        "normal",
+        {},
+        37,
+        48,
+        1031,
+        {"bias": True},
+        "N = 37 and C = 1031 (prime): every chunk size leaves a ragged last chunk",
+    ),
+    ("hidden-4096", "normal", {}, 4, 4096, 256, {}, "d = 4096: long dot products"),
+)

@@ -9,18 +9,9 @@ Both runs are read from the results store and joined on ``store.KEYS[suite]``. T
   the new max error exceeds the base one by more than ``ulp_threshold`` times (a ratio) *and*
   by at least ``MIN_ULP_CHANGE`` ULP; the floor keeps sub-ULP rounding noise (0.3 -> 0.7)
   out. An improvement is the same rule the other way.
-- **time** (timing, ok in both runs): decided from the raw samples (every repeat's per-call
-  time) when both runs kept them: a slowdown when a two-sided Mann-Whitney U test
-  (``scipy.stats.mannwhitneyu``, as asv, Go's benchstat and Google Benchmark's compare.py use)
-  finds the two sets of samples different at ``significance`` *and* the effect, the ratio of
-  the medians, exceeds ``1 + time_threshold``; a speed-up is the same rule the other way. The
-  test alone would flag differences too small to matter (hundreds of samples make any shift
-  significant), the threshold alone would flag noise. With ``normalise``, the new samples are
-  first divided by the ratio of the calibration kernel's median times (a fixed NumPy op timed
-  in the same worker beside each measurement), so a uniformly slower machine does not read as
-  a regression. Runs from before raw samples (schema version 2) fall back to the old rule: the
-  ratio beyond the threshold *and* the intervals [median - IQR, median + IQR] apart.
-  Findings where either run was flagged contended say so in ``flags``.
+- **time** (timing, ok in both runs): a slowdown or speed-up beyond the noise, decided from
+  the raw samples by a U test and a threshold on the median ratio
+  (``suites.report.compare_timing``).
 
 Keys present in one run only are listed as ``added`` or ``removed``. A removed key is an
 evaluation that vanished from the new run: as a CI gate, that fails like a regression
@@ -38,38 +29,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from suites import store
 from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
 from suites.judge import verdicts
-from suites.report.format import format_seconds, format_ulps
+from suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
+from suites.report.compare_timing import time_changes
+from suites.report.format import format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10
 DEFAULT_SIGNIFICANCE = 0.01
-MIN_SAMPLES = 3  # fewer samples per run: the U test cannot reach any useful significance
 MIN_ULP_CHANGE = 1.0
 SEVERITY: dict[str, dict[str, int]] = {
     "accuracy": verdicts.SEVERITY,
     "timing": {"ok": 0, "error": 1},
 }
-# One layout for both suites: ``case`` is the case id or the shape, ``detail`` the quantity
-# or the pass, so accuracy and timing findings share one table.
-KEY_COLUMNS = ["suite", "implementation", "case", "dtype", "device", "mode", "detail"]
-# ``base``/``new`` are display text; ``base_value``/``new_value`` the numbers (JSON only).
-CHANGE_COLUMNS = [
-    *KEY_COLUMNS,
-    "kind",
-    "base",
-    "new",
-    "ratio",
-    "p_value",
-    "flags",
-    "version",
-    "base_value",
-    "new_value",
-]
 _KIND_ORDER = {"verdict": 0, "ulp": 1, "time": 2}
 _UNIFY = {
     "accuracy": {"case_id": "case", "quantity": "detail"},
@@ -220,7 +195,7 @@ def compare_runs(
         both = merged[merged["_merge"] == "both"]
         found.append(_verdict_changes(suite, both))
         found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
-        found.append(_time_changes(both, **time_rule) if suite == "timing" else None)
+        found.append(time_changes(both, **time_rule) if suite == "timing" else None)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
     new_findings, vanished_findings = finding_changes(
         findings_of_runs([Path(base_dir)]), findings_of_runs([Path(new_dir)])
@@ -282,31 +257,6 @@ def _run_summary(run_dir: Path) -> dict[str, str]:
     }
 
 
-def _finding(
-    rows: pd.DataFrame, kind: str, text, values, ratio, direction, p_value=math.nan, flags=""
-) -> pd.DataFrame:
-    """Findings in the shared layout; ``version`` shows an upgrade as ``old -> new``.
-
-    ``text`` and ``values`` are (base, new) pairs: display strings and the numbers behind them.
-    """
-    old_version = rows["backend_version_base"].fillna("")
-    new_version = rows["backend_version_new"].fillna("")
-    version = old_version.where(old_version == new_version, old_version + " -> " + new_version)
-    found = rows[KEY_COLUMNS].assign(
-        kind=kind,
-        base=text[0],
-        new=text[1],
-        ratio=ratio,
-        p_value=p_value,
-        flags=flags,
-        version=version,
-        base_value=values[0],
-        new_value=values[1],
-        direction=direction,
-    )
-    return found.reset_index(drop=True)
-
-
 def _verdict_changes(suite: str, both: pd.DataFrame) -> pd.DataFrame:
     changed = both[both["verdict_base"] != both["verdict_new"]]
     old = changed["verdict_base"].map(SEVERITY[suite])
@@ -315,7 +265,7 @@ def _verdict_changes(suite: str, both: pd.DataFrame) -> pd.DataFrame:
         [old.isna() | new.isna(), new > old], ["change", "regression"], default="improvement"
     )
     text = (changed["verdict_base"], changed["verdict_new"])
-    return _finding(changed, "verdict", text, (math.nan, math.nan), math.nan, direction)
+    return change_rows(changed, "verdict", text, (math.nan, math.nan), math.nan, direction)
 
 
 def _ulp_changes(both: pd.DataFrame, ulp_threshold: float) -> pd.DataFrame:
@@ -329,7 +279,7 @@ def _ulp_changes(both: pd.DataFrame, ulp_threshold: float) -> pd.DataFrame:
     direction = np.where(worse.loc[moved.index], "regression", "improvement")
     values = (moved["max_ulp_error_base"], moved["max_ulp_error_new"])
     text = tuple(_error_text(moved, side) for side in ("base", "new"))
-    return _finding(moved, "ulp", text, values, ratio, direction)
+    return change_rows(moved, "ulp", text, values, ratio, direction)
 
 
 def _error_text(rows: pd.DataFrame, side: str) -> pd.Series:
@@ -341,95 +291,3 @@ def _error_text(rows: pd.DataFrame, side: str) -> pd.Series:
         for u, r in zip(rows[f"max_ulp_error_{side}"], ratio, strict=True)
     ]
     return pd.Series(text, index=rows.index, dtype=object)
-
-
-def _array(value) -> np.ndarray:
-    """A stored list column's value as an array (empty for a missing one: older runs)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return np.empty(0)
-    return np.asarray(value, dtype=np.float64)
-
-
-def _samples(value) -> np.ndarray | None:
-    """A row's raw samples, or None when there are too few to test (or none: older runs)."""
-    samples = _array(value)
-    return samples if samples.size >= MIN_SAMPLES else None
-
-
-def _calibration_ratio(row) -> float:
-    """New over base median calibration-kernel time (1 when either run has none)."""
-    base, new = _array(row["calibration_s_base"]), _array(row["calibration_s_new"])
-    if not base.size or not new.size:
-        return 1.0
-    return float(np.median(new) / np.median(base))
-
-
-def _time_test(row, normalise: bool) -> tuple[float, float]:
-    """(effect, p-value) of one key: the median ratio and the two-sided U test's p-value.
-
-    Without raw samples in either run, the effect is the ratio of the stored medians and the
-    p-value NaN (the caller applies the interval rule instead).
-    """
-    base, new = _samples(row["times_s_base"]), _samples(row["times_s_new"])
-    if base is None or new is None:
-        return row["median_s_new"] / row["median_s_base"], math.nan
-    if normalise:
-        new = new / _calibration_ratio(row)
-    p_value = stats.mannwhitneyu(new, base, alternative="two-sided").pvalue
-    return float(np.median(new) / np.median(base)), float(p_value)
-
-
-def _contended_flags(ok: pd.DataFrame) -> pd.Series:
-    flags = {
-        side: ok[f"contended_{side}"].eq(True) if f"contended_{side}" in ok else False
-        for side in ("base", "new")
-    }
-    text = np.select(
-        [flags["base"] & flags["new"], flags["base"], flags["new"]],
-        ["contended (both runs)", "contended (base)", "contended (new)"],
-        default="",
-    )
-    return pd.Series(text, index=ok.index, dtype=object)
-
-
-def _time_changes(
-    both: pd.DataFrame, threshold: float, significance: float, normalise: bool
-) -> pd.DataFrame:
-    ok = both[(both["verdict_base"] == "ok") & (both["verdict_new"] == "ok")]
-    for column in ("times_s", "calibration_s", "contended"):  # runs from before schema 3
-        for side in ("base", "new"):
-            if f"{column}_{side}" not in ok:
-                ok = ok.assign(**{f"{column}_{side}": None})
-    tested = [_time_test(row, normalise) for _, row in ok.iterrows()]
-    effect = pd.Series([t[0] for t in tested], index=ok.index, dtype=float)
-    p_value = pd.Series([t[1] for t in tested], index=ok.index, dtype=float)
-    base_iqr, new_iqr = ok["iqr_s_base"].fillna(0.0), ok["iqr_s_new"].fillna(0.0)
-    base, new = ok["median_s_base"], ok["median_s_new"]
-    apart_up = new - new_iqr > base + base_iqr
-    apart_down = base - base_iqr > new + new_iqr
-    decided = p_value.lt(significance)
-    untested = p_value.isna()
-    slower = (effect > 1 + threshold) & (decided | (untested & apart_up))
-    faster = (effect * (1 + threshold) < 1) & (decided | (untested & apart_down))
-    moved = ok[slower | faster]
-    direction = np.where(slower.loc[moved.index], "regression", "improvement")
-    text = (
-        _time_text(moved["median_s_base"], moved["iqr_s_base"]),
-        _time_text(moved["median_s_new"], moved["iqr_s_new"]),
-    )
-    values = (moved["median_s_base"], moved["median_s_new"])
-    return _finding(
-        moved,
-        "time",
-        text,
-        values,
-        effect.loc[moved.index],
-        direction,
-        p_value.loc[moved.index],
-        _contended_flags(ok).loc[moved.index],
-    )
-
-
-def _time_text(median: pd.Series, iqr: pd.Series) -> pd.Series:
-    text = [f"{format_seconds(m)} ± {format_seconds(i)}" for m, i in zip(median, iqr, strict=True)]
-    return pd.Series(text, index=median.index, dtype=object)

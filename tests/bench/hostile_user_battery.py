@@ -219,21 +219,10 @@ def check_attempts(tmp: Path) -> None:
     ck("NaN sparse labels", SPARSE, good, save("nl.npy", np.array([0.0, np.nan])))
     ck("bool sparse labels", SPARSE, good, save("bl.npy", np.array([True, False])))
     ck("int8 sparse labels", SPARSE, good, save("i8.npy", np.array([0, 2], np.int8)), expected=0)
-    ck(
-        "int32 sparse labels, torch",
-        SPARSE,
-        good,
-        save("i32.npy", np.array([0, 2], np.int32)),
-        expected=0,
-        extra=("--backend", "numpy", "torch"),
-    )
-    ck(
-        "uint64 sparse labels",
-        SPARSE,
-        good,
-        save("u64.npy", np.array([0, 2], np.uint64)),
-        expected=0,
-    )
+    int32, uint64 = (save(f"{kind}.npy", np.array([0, 2], kind)) for kind in ("int32", "uint64"))
+    with_torch = ("--backend", "numpy", "torch")
+    ck("int32 sparse labels, torch", SPARSE, good, int32, expected=0, extra=with_torch)
+    ck("uint64 sparse labels", SPARSE, good, uint64, expected=0)
     ck("uint64 too big", SPARSE, good, save("u64b.npy", np.array([0, 2**64 - 1], np.uint64)))
     ck("label -1 (invalid input)", SPARSE, good, save("neg.npy", np.array([0, -1])), expected=0)
     ck("label = C (invalid input)", SPARSE, good, save("big.npy", np.array([0, 3])), expected=0)

@@ -19,25 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import ml_dtypes
 import numpy as np
 
-from adapters.base import Adapter, Call, Implementation, PreparedCall
+from adapters.base import (
+    DTYPES,
+    GRADIENT_OPS,
+    OPS,
+    Adapter,
+    Call,
+    Implementation,
+    PreparedCall,
+    numpy_dtype,
+)
 
-BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
-ALL_DTYPES = ("float16", "bfloat16", "float32", "float64")
+BFLOAT16 = numpy_dtype("bfloat16")
+ALL_DTYPES = DTYPES
 SOFTMAX_OPS = ("softmax", "log_softmax", "logsumexp", "sparse_softmax_cross_entropy")
-EVERY_OP = (
-    "softmax",
-    "log_softmax",
-    "logsumexp",
-    "softmax_cross_entropy",
-    "sparse_softmax_cross_entropy",
-    "sigmoid_cross_entropy",
-)
-GRADIENT_OPS = frozenset(
-    {"logsumexp", "softmax_cross_entropy", "sparse_softmax_cross_entropy", "sigmoid_cross_entropy"}
-)
+EVERY_OP = tuple(op for op in OPS if op != "linear_cross_entropy")  # the ops taking logits
 EXTENDED = np.dtype(np.longdouble)
 
 

@@ -1,0 +1,100 @@
+"""``xentbench check``: the call options and inputs given on the command line, run through
+``suites.check``, and the table of its records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from suites.check import CheckRequest, dtype_name, run_check
+from suites.check_inputs import load_array, normalise
+from suites.report.format import error_cells
+from suites.usage import UsageError
+
+_OPTION_FLAGS = {
+    "reduction": "reduction",
+    "ignore_index": "ignore_index",
+    "label_smoothing": "label_smoothing",
+    "weights": "class_weight",
+    "sample_weights": "sample_weight",
+    "class_axis": "class_axis",
+    "cotangent": "cotangent",
+    "tangent": "tangent",
+}
+
+
+def check_options(args) -> dict:
+    """The call options given on the command line, arrays loaded (float64, cast per dtype)."""
+    options = {}
+    for flag, name in _OPTION_FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if isinstance(value, Path):
+            try:
+                value = np.load(value).astype(np.float64)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"cannot read --{flag.replace('_', '-')} array: {exc}") from None
+        options[name] = value
+    return options
+
+
+def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...]]) -> list[dict]:
+    """The records of ``suites.check.run_check`` for the parsed ``check`` arguments
+    (``backends_of`` checks ``--backend``, after the inputs as before the split)."""
+    logits = load_array(str(args.logits), "--logits")
+    labels = None if args.labels is None else load_array(str(args.labels), "--labels")
+    logits, labels = normalise(args.op, logits, labels)
+    try:
+        dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
+        request = CheckRequest(
+            args.op,
+            logits,
+            labels,
+            backends_of(args.backend),
+            dtypes,
+            tuple(args.device),
+            tuple(args.mode),
+            options=check_options(args),
+            quantities=tuple(args.quantity or ()),
+        )
+        records = run_check(request)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return records
+
+
+def check_table(records) -> Table:
+    """The records as a rich table, one row per implementation, dtype, device, mode, quantity."""
+    table = Table(
+        "implementation",
+        "dtype",
+        "device",
+        "mode",
+        "quantity",
+        "verdict",
+        "tier",
+        "error/allowance",
+        "ULPs (budget)",
+        "abs error (allowance)",
+        "options",
+        "message",
+        title="xentbench check",
+    )
+    for record in records:
+        table.add_row(
+            record.get("implementation", record["backend"]),
+            record.get("dtype", ""),
+            record.get("device", ""),
+            record.get("mode", ""),
+            record.get("quantity", ""),
+            record["verdict"],
+            record.get("tier") or "",
+            *error_cells(record).values(),
+            record.get("options", ""),
+            (record.get("message") or "")[:60],
+        )
+    return table
