@@ -13,8 +13,9 @@ repeats give per-call times, summarised by median, interquartile range and minim
 after the first call is bounded by ``max_total_s``: a slow op gets fewer repeats (never fewer
 than ``MIN_REPEATS``) and the ``Measurement`` says so in ``note``.
 
-Contention: the process's CPU time and involuntary context switches are read around the
-repeats (``suites.timing.contention``). A contended sampling is thrown away and taken again,
+Contention: the CPU time of other processes on this process's cores, this process's own CPU
+time and its involuntary context switches are read around the repeats
+(``suites.timing.contention``). A contended sampling is thrown away and taken again,
 at most ``max_retries`` times after a short pause; if it is still contended it is kept, with
 ``contended`` set and the reason in ``note``, so a reader never mistakes it for the op's cost.
 """
