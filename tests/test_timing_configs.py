@@ -143,3 +143,23 @@ def test_torch_cross_entropy_is_timed_in_the_training_configuration():
         ("torch:F.nll_loss(F.log_softmax)", "forward"): "unsupported",
         ("torch:F.nll_loss(F.log_softmax)", "forward+backward"): "unsupported",
     }
+
+
+def test_the_report_shows_training_rows_as_their_own_rows(tmp_path):
+    from test_report import timing_row, write_run
+
+    from suites.report.build import build_report
+
+    torch = {"backend": "torch", "op": SPARSE, "implementation": "torch:F.cross_entropy"}
+    plain = timing_row(**torch, median_s=1e-3)
+    slower = timing_row(**{**torch, "implementation": "torch:F.nll_loss"}, median_s=2e-3)
+    training = timing_row(**torch, options=TRAINING_LABEL, median_s=3e-3)
+    run = write_run(tmp_path / "run", timing=[plain, slower, training])
+    markdown = build_report([run], tmp_path / "out")["report.md"].read_text(encoding="utf-8")
+    table = markdown.split(f"### Timing, {SPARSE}")[1].split("###")[0]
+    lines = [line.replace(" ", "") for line in table.splitlines() if "torch:F." in line]
+    assert "|forward||float32|64x1000|torch:F.cross_entropy|1ms|" in lines[0]
+    assert lines[0].endswith("|1.00|") and lines[1].endswith("|2.00|")
+    # The training row: its options in their own column, compared only with training rows.
+    assert f"|forward|{TRAINING_LABEL}|float32|64x1000|torch:F.cross_entropy|3ms|" in lines[2]
+    assert lines[2].endswith("|1.00|")
