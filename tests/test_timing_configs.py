@@ -163,3 +163,16 @@ def test_the_report_shows_training_rows_as_their_own_rows(tmp_path):
     # The training row: its options in their own column, compared only with training rows.
     assert f"|forward|{TRAINING_LABEL}|float32|64x1000|torch:F.cross_entropy|3ms|" in lines[2]
     assert lines[2].endswith("|1.00|")
+
+
+def test_baselines_are_timed_only_when_named():
+    """The default grid leaves out baselines (their time pays for the training rows)."""
+    adapter = OptionsAdapter()
+    naive = Implementation("opt:naive", "softmax", ("float32",), baseline=True)
+    adapter.impls = (*OptionsAdapter.impls, naive)
+    default = plan_timing(
+        adapter, Selection(dtypes=("float32",), shapes=((2, 3),)), bandwidth_gbps=1.0
+    )
+    assert "opt:naive" not in {task.key[0] for task in default}
+    named = Selection(dtypes=("float32",), shapes=((2, 3),), implementations=("opt:*",))
+    assert "opt:naive" in {task.key[0] for task in plan_timing(adapter, named, bandwidth_gbps=1.0)}

@@ -379,6 +379,11 @@ def plan_timing(
     # The linear op takes hidden states and a weight, not logits: tests/bench/linear_ce_benchmark.py
     # times it (with its peak memory); this suite's inputs are logits.
     wanted = [impl for impl in wanted if impl.op != "linear_cross_entropy"]
+    # Baselines (a naive formula, probabilities where logits belong) demonstrate accuracy
+    # lessons; their speed is nobody's choice, so they are timed only when --impl asks for
+    # implementations by name. This keeps the default grid's time with the training rows added.
+    if selection.implementations == ("*",):
+        wanted = [impl for impl in wanted if not impl.baseline]
     tasks: list[TimingTask] = []
     for round_ in range(1, rounds + 1):
         for batch, classes in selection.shapes:
