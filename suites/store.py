@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from suites.safe_paths import atomic_write, atomic_write_text, inside, open_no_follow, regular_files
@@ -35,8 +36,11 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # ULPs use the rule's ruler; tier and baseline added. Timing rows keep their raw samples and
 # what the process got (contention), the calibration kernel's times, the rounds pooled and the
 # peak memory.
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = frozenset({1, 2, 3})
+# 4: timing rows carry their call ``options`` (part of the timing key; older runs read "") and
+# ``others_cpu_s``; ``contended`` is decided by other processes' CPU time on the timed cores
+# and the CPU share, no longer by the involuntary switch rate (suites.timing.contention).
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 _VERSION_KEY = b"xentbench.schema_version"
 
 
@@ -106,6 +110,9 @@ TIMING_SCHEMA = pa.schema(
     [
         *_COMMON,
         ("pass", pa.string()),
+        # The call options (reference.options.canonical): "" for the plain call, else the
+        # realistic training configuration (suites.timing.configs).
+        ("options", pa.string()),
         ("shape", pa.string()),
         ("batch", pa.int64()),
         ("n_classes", pa.int64()),
@@ -128,6 +135,8 @@ TIMING_SCHEMA = pa.schema(
         ("cpu_s", pa.float64()),
         ("wall_s", pa.float64()),
         ("involuntary_switches", pa.int64()),
+        # CPU seconds other processes used on the timed cores meanwhile (null: not measurable).
+        ("others_cpu_s", pa.float64()),
         ("contended", pa.bool_()),
         ("retries", pa.int64()),
         # The calibration kernel's per-call time before and after each round's measurement.
@@ -142,7 +151,7 @@ SCHEMAS: dict[str, pa.Schema] = {"accuracy": ACCURACY_SCHEMA, "timing": TIMING_S
 # The evaluation key: one row per key per run; resume and compare join on it.
 KEYS: dict[str, tuple[str, ...]] = {
     "accuracy": ("implementation", "case_id", "dtype", "device", "mode", "quantity"),
-    "timing": ("implementation", "shape", "dtype", "device", "mode", "pass"),
+    "timing": ("implementation", "shape", "dtype", "device", "mode", "pass", "options"),
 }
 
 
@@ -182,11 +191,20 @@ def _read(path: Path, suite: str) -> pa.Table:
             "or start a new run directory"
         )
     try:
-        return pq.read_table(path, schema=SCHEMAS[suite])
+        return _plain_options(suite, pq.read_table(path, schema=SCHEMAS[suite]))
     except (pa.ArrowException, OSError) as exc:
         if isinstance(exc, FileNotFoundError):
             raise
         raise CorruptRun(f"{path} is not a readable {suite} results file ({exc})") from None
+
+
+def _plain_options(suite: str, table: pa.Table) -> pa.Table:
+    """Timing rows from before schema 4 (no ``options``) were plain calls: "" as today's."""
+    if suite != "timing":
+        return table
+    index = table.schema.get_field_index("options")
+    filled = pc.fill_null(table.column(index), "")
+    return table.set_column(index, table.schema.field(index), filled)
 
 
 def _stored(value: Any, type_: pa.DataType) -> Any:

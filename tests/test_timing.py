@@ -233,7 +233,7 @@ def test_plan_has_one_task_per_pass_dtype_and_shape():
     selection = Selection(dtypes=("float32", "float16"), shapes=((2, 3), (4, 5)))
     tasks = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, **FAST)
     expected = {
-        (impl, shape, dtype, "cpu", "eager", pass_)
+        (impl, shape, dtype, "cpu", "eager", pass_, "")
         for shape in ("2x3", "4x5")
         for dtype in ("float32", "float16")
         for impl, pass_ in (
@@ -257,14 +257,14 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
     by_key = {store.key_of("timing", row): row for row in rows}
     runner_columns = {"run_id", "host", "backend_version", "harness_error"}
     assert all(set(row) == set(store.TIMING_SCHEMA.names) - runner_columns for row in rows)
-    half = by_key[("fake:softmax", "2x3", "float16", "cpu", "eager", "forward")]
+    half = by_key[("fake:softmax", "2x3", "float16", "cpu", "eager", "forward", "")]
     assert half["verdict"] == "unsupported" and "float16" in half["message"]
-    no_compiled = by_key[("fake:softmax", "2x3", "float32", "cpu", "compiled", "forward")]
+    no_compiled = by_key[("fake:softmax", "2x3", "float32", "cpu", "compiled", "forward", "")]
     assert no_compiled["verdict"] == "unsupported" and "compiled" in no_compiled["message"]
-    broken = by_key[("fake:broken", "2x3", "float32", "cpu", "eager", "forward")]
+    broken = by_key[("fake:broken", "2x3", "float32", "cpu", "eager", "forward", "")]
     assert broken["verdict"] == "error" and broken["message"] == "RuntimeError: boom"
-    compiled = by_key[("fake:sparse", "2x3", "float32", "cpu", "compiled", "forward+backward")]
-    eager = by_key[("fake:sparse", "2x3", "float32", "cpu", "eager", "forward")]
+    compiled = by_key[("fake:sparse", "2x3", "float32", "cpu", "compiled", "forward+backward", "")]
+    eager = by_key[("fake:sparse", "2x3", "float32", "cpu", "eager", "forward", "")]
     assert compiled["verdict"] == eager["verdict"] == "ok"
     assert compiled["compile_s"] >= 0 and eager["compile_s"] is None
     writer = store.RowWriter(tmp_path, "timing", "fake")  # the rows fit the stored schema
@@ -277,8 +277,8 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
 def test_bytes_throughput_and_roofline_follow_the_memory_bound_model():
     selection = Selection(dtypes=("float32",), shapes=((4, 5),))
     rows = {store.key_of("timing", r): r for r in evaluate_all(FakeAdapter(), selection)}
-    softmax = rows[("fake:softmax", "4x5", "float32", "cpu", "eager", "forward")]
-    grad = rows[("fake:sparse", "4x5", "float32", "cpu", "eager", "forward+backward")]
+    softmax = rows[("fake:softmax", "4x5", "float32", "cpu", "eager", "forward", "")]
+    grad = rows[("fake:sparse", "4x5", "float32", "cpu", "eager", "forward+backward", "")]
     assert softmax["bytes"] == 80 + 80  # logits read, probabilities written
     assert grad["bytes"] == 80 + 4 * 8 + 16 + 80  # logits, int64 labels, losses, gradient
     for row in (softmax, grad):
@@ -337,7 +337,7 @@ def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_pat
         rows.append(task.evaluate())
         writer.write({**rows[-1], "run_id": "r", "host": "h", "backend_version": "0"})
     writer.close()
-    key = ("fake:softmax", "4x5", "float32", "cpu", "eager", "forward")
+    key = ("fake:softmax", "4x5", "float32", "cpu", "eager", "forward", "")
     per_round = [row for row in rows if store.key_of("timing", row) == key]
     assert [row["rounds"] for row in per_round] == [1, 2, 3]
     sizes = [len(row["times_s"]) for row in per_round]
@@ -368,6 +368,7 @@ def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_pat
 
     old_columns = [f for f in store.TIMING_SCHEMA if f.name not in ("times_s", "contended")]
     old_columns = [f for f in old_columns if f.name not in ("calibration_s", "peak_bytes")]
+    old_columns = [f for f in old_columns if f.name not in ("options", "others_cpu_s")]
     schema = pa.schema(old_columns).with_metadata({b"xentbench.schema_version": b"2"})
     row = {"implementation": "fake:softmax", "shape": "2x3", "dtype": "float32"}
     row |= {"device": "cpu", "mode": "eager", "pass": "forward", "verdict": "ok", "median_s": 1e-3}
@@ -376,6 +377,8 @@ def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_pat
     loaded = store.load([tmp_path], "timing")
     assert loaded["median_s"].tolist() == [1e-3]
     assert loaded["times_s"].isna().all() and loaded["contended"].isna().all()
+    assert loaded["options"].tolist() == [""]  # a plain call, keyed as today's plain rows
+    assert loaded["others_cpu_s"].isna().all()
 
 
 def test_timing_plans_only_value_and_plain_gradients_of_every_builtin_backend():

@@ -229,8 +229,13 @@ def timing_plots(
 
 
 def _timing_series(frame: pd.DataFrame) -> pd.Series:
-    """Series labels without the mode (drawn as the line style instead)."""
-    return series_labels(frame.drop(columns=["mode"], errors="ignore"))
+    """Series labels without the mode (drawn as the line style instead), with the call options
+    of rows timed in the training configuration (their own series beside the plain call)."""
+    labels = series_labels(frame.drop(columns=["mode"], errors="ignore"))
+    if "options" not in frame:
+        return labels
+    options = frame["options"].fillna("")
+    return labels.where(options.eq(""), labels + " [" + options + "]")
 
 
 _MODE_STYLE = {"eager": ("-", True), "compiled": ("--", False)}  # line style, filled marker

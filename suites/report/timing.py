@@ -36,7 +36,8 @@ def fastest_table(timing: pd.DataFrame) -> tuple[str, pd.DataFrame]:
         return "", pd.DataFrame()
     dtype = _headline_dtype(ok)
     ok = ok[ok["dtype"] == dtype].assign(label=_timing_labels(ok))
-    keys = [*run_columns(timing), *varying(ok, ("device",)), "op", "n_elements", "shape"]
+    keys = [*run_columns(timing), *varying(ok, ("device",)), "op", *_options(ok)]
+    keys += ["n_elements", "shape"]
     cells = ok.sort_values("median_s").groupby([*keys, "pass"], sort=False, dropna=False)
     cells = cells.apply(lambda g: _fastest_cell(g["label"].tolist(), g["median_s"].tolist()))
     table = cells.unstack("pass").fillna("—").reset_index()
@@ -50,6 +51,12 @@ def _fastest_cell(labels: list[str], medians: list[float]) -> str:
     return cell + (f" ({medians[1] / medians[0]:.2f}× ahead)" if len(medians) > 1 else "")
 
 
+def _options(frame: pd.DataFrame) -> list[str]:
+    """["options"] where some rows were timed with call options (the training configuration),
+    so those rows are their own rows; [] for runs with plain calls only (or before schema 4)."""
+    return ["options"] if "options" in frame and frame["options"].fillna("").ne("").any() else []
+
+
 def _timing_labels(frame: pd.DataFrame) -> pd.Series:
     """Implementation names, with the mode when several modes were timed."""
     if frame["mode"].nunique() > 1:
@@ -60,7 +67,7 @@ def _timing_labels(frame: pd.DataFrame) -> pd.Series:
 def with_ratio_to_fastest(timing: pd.DataFrame) -> pd.DataFrame:
     """Add ``ratio_to_fastest``: median over the best median for the same op/shape/pass/dtype."""
     ok = timing["verdict"].eq("ok") & (timing["median_s"] > 0)
-    keys = [*run_columns(timing), "op", "shape", "pass", "dtype"]
+    keys = [*run_columns(timing), "op", *_options(timing), "shape", "pass", "dtype"]
     best = (
         timing["median_s"]
         .where(ok)
@@ -80,9 +87,13 @@ def timing_sections(timing: pd.DataFrame, plot_paths: list[Path]) -> list[Sectio
         f"bandwidth; × fastest = median over the best median for that op, shape, pass and "
         f"dtype. {unsupported} unsupported combinations are not listed. "
         "A median marked “(contended)” was measured while other processes took the CPU "
-        "(less than half a core, or frequent preemption) even after retries: it is the "
+        "(other processes used more than a quarter of a core on the timed cores, or the "
+        "process got less than half a core) even after retries: it is the "
         "machine's number, not the op's. Peak B/elem: the peak bytes one call allocates "
-        "(``--memory`` on CPU) per logits element."
+        "(``--memory`` on CPU) per logits element. Rows with options were timed as LLM "
+        "training calls cross-entropy (mean over non-ignored rows, a quarter of the labels "
+        "ignored, label smoothing 0.1), only for implementations that declare those options; "
+        "× fastest compares them among themselves."
     )
     blocks = [intro]
     contended = int(timing.get("contended", pd.Series(dtype=object)).eq(True).sum())
@@ -104,11 +115,12 @@ def timing_sections(timing: pd.DataFrame, plot_paths: list[Path]) -> list[Sectio
 
 def _timing_table(rows: pd.DataFrame, timing: pd.DataFrame) -> pd.DataFrame:
     rows = rows.assign(_dtype=rank(rows["dtype"], DTYPES))
-    rows = rows.sort_values(["pass", "_dtype", "n_elements", "median_s"])
+    rows = rows.sort_values(["pass", *_options(rows), "_dtype", "n_elements", "median_s"])
     ok = rows["verdict"].eq("ok")
     table = {
         **{column: rows[column] for column in run_columns(timing)},
         "pass": rows["pass"],
+        **{column: rows[column].fillna("") for column in _options(rows)},
         "dtype": rows["dtype"],
         "shape": rows["shape"],
         "implementation": rows["implementation"],

@@ -13,10 +13,12 @@ repeats give per-call times, summarised by median, interquartile range and minim
 after the first call is bounded by ``max_total_s``: a slow op gets fewer repeats (never fewer
 than ``MIN_REPEATS``) and the ``Measurement`` says so in ``note``.
 
-Contention: the process's CPU time and involuntary context switches are read around the
-repeats (``suites.timing.contention``). A contended sampling is thrown away and taken again,
-at most ``max_retries`` times after a short pause; if it is still contended it is kept, with
-``contended`` set and the reason in ``note``, so a reader never mistakes it for the op's cost.
+Contention: the CPU time of other processes on this process's cores, this process's own CPU
+time and its involuntary context switches are read around the repeats
+(``suites.timing.contention``). A contended sampling is thrown away and taken again (its
+calls per repeat found again), at most ``max_retries`` times after a short pause; if it is
+still contended it is kept, with ``contended`` set and the reason in ``note``, so a reader
+never mistakes it for the op's cost.
 """
 
 from __future__ import annotations
@@ -136,8 +138,11 @@ def _retry_contended(
     sampled: tuple[list[float], contention.Usage],
     device: str,
     max_retries: int,
-) -> tuple[list[float], contention.Usage, str, int]:
-    """Sample again while contended, at most ``max_retries`` times: (times, usage, reason, n)."""
+    min_repeat_s: float,
+) -> tuple[list[float], int, contention.Usage, str, int]:
+    """Sample again while contended, at most ``max_retries`` times: (times, calls per repeat,
+    usage, reason, n). The call count is found again too: the contended one was sized by a
+    slowed-down op, so a clean retry would time repeats shorter than ``min_repeat_s``."""
     per_call, used = sampled
     reason = contention.contention_reason(used, device)
     retries = 0
@@ -145,10 +150,11 @@ def _retry_contended(
         time.sleep(RETRY_PAUSE_S * 2**retries)
         retries += 1
         before = contention.snapshot()
-        per_call = _sample(run, calls, len(per_call))
+        calls, repeat_s = _calibrate(run, min_repeat_s)
+        per_call = [repeat_s / calls, *_sample(run, calls, len(per_call) - 1)]
         used = contention.snapshot() - before
         reason = contention.contention_reason(used, device)
-    return per_call, used, reason, retries
+    return per_call, calls, used, reason, retries
 
 
 def measure(
@@ -185,8 +191,8 @@ def measure(
     # The last calibration repeat ran after warm-up with the final call count: a valid sample.
     per_call = [repeat_s / calls, *_sample(run, calls, total_repeats - 1)]
     used = contention.snapshot() - before
-    per_call, used, reason, retries = _retry_contended(
-        run, calls, (per_call, used), device, max_retries
+    per_call, calls, used, reason, retries = _retry_contended(
+        run, calls, (per_call, used), device, max_retries, min_repeat_s
     )
     notes = []
     if total_repeats < repeats:

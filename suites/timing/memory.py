@@ -77,18 +77,32 @@ def measure_in_this_process(request: dict[str, Any]) -> int:
     """Prepare, warm up and run the requested call once here; its peak resident growth."""
     from adapters import registry
     from adapters.base import Call
+    from suites.timing.configs import padded
     from suites.timing.suite import OVERHEAD_SHAPE, InputFactory
 
     adapter = registry.load(request["backend"])
     impl = adapter.implementation(request["implementation"])
-    call = Call(impl, request["dtype"], request["device"], request["mode"], request["quantity"])
-    tiny = InputFactory(request["seed"]).inputs(impl.op, *OVERHEAD_SHAPE, call.dtype)
-    warm = adapter.prepare(call, *tiny)
+    call = Call(
+        impl,
+        request["dtype"],
+        request["device"],
+        request["mode"],
+        request["quantity"],
+        options=request.get("options", {}),
+    )
+    tiny_logits, tiny_labels = InputFactory(request["seed"]).inputs(
+        impl.op, *OVERHEAD_SHAPE, call.dtype
+    )
+    if tiny_labels is not None:
+        tiny_labels = padded(tiny_labels, call.options, request["seed"])
+    warm = adapter.prepare(call, tiny_logits, tiny_labels)
     warm.run()
     warm.run()
     logits, labels = InputFactory(request["seed"]).inputs(
         impl.op, request["batch"], request["classes"], call.dtype
     )
+    if labels is not None:
+        labels = padded(labels, call.options, request["seed"])
     prepared = adapter.prepare(call, logits, labels)
     if call.mode == "compiled":
         prepared.run()  # compiles for this shape: not the steady state's memory

@@ -28,7 +28,7 @@ from adapters.base import GRADIENT_OPS, LABELLED_OPS, Adapter, Call, numpy_dtype
 from reference.evaluate import output_shape
 from suites.catalog.selection import Selection
 from suites.store import key_of
-from suites.timing import contention, harness, memory
+from suites.timing import configs, contention, harness, memory
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
 OVERHEAD_SHAPE = (1, 2)
@@ -46,20 +46,24 @@ def shape_name(batch: int, classes: int) -> str:
     return f"{batch}x{classes}"
 
 
-def moved_bytes(op: str, batch: int, classes: int, itemsize: int, pass_: str) -> int:
+def moved_bytes(
+    op: str, batch: int, classes: int, itemsize: int, pass_: str, reduced: bool = False
+) -> int:
     """Bytes a memory-bound implementation must move: inputs read plus outputs written.
 
     Logits are read once; labels are read once (int64 class ids for the sparse op, logits-shaped
     otherwise); the output is logits-shaped for softmax, log_softmax and the sigmoid loss and one
-    value per row for the reductions. ``forward+backward`` also writes the logits-shaped
-    gradient. This is the least traffic of a fused single pass, so ``roofline_fraction`` is the
-    share of the memory-bound optimum an implementation reaches (above 1 only for inputs that
-    fit in cache, where DRAM bandwidth is not the limit).
+    value per row for the reductions (one value in all when ``reduced``: a mean or sum over
+    the batch). ``forward+backward`` also writes the logits-shaped gradient. This is the least
+    traffic of a fused single pass, so ``roofline_fraction`` is the share of the memory-bound
+    optimum an implementation reaches (above 1 only for inputs that fit in cache, where DRAM
+    bandwidth is not the limit).
     """
     full = batch * classes * itemsize
     per_row = batch * itemsize
     labels = {"soft": full, "sigmoid": full, "sparse": batch * 8}.get(_LABEL_KIND.get(op), 0)
     output = full if output_shape(op, "value", (batch, classes)) == (batch, classes) else per_row
+    output = itemsize if reduced else output
     gradient = full if pass_ == "forward+backward" else 0
     return full + labels + output + gradient
 
@@ -130,6 +134,8 @@ def _prepare_and_measure(
     Returns the measurement and, on an accelerator, the peak bytes of one more call.
     """
     logits, labels = inputs.inputs(call.implementation.op, *shape, call.dtype)
+    if labels is not None:
+        labels = configs.padded(labels, call.options, inputs.seed)
     prepared = adapter.prepare(call, logits, labels)
     del logits, labels  # the adapter keeps what it needs; large copies go with the task
     measured = harness.measure(prepared.run, device=call.device, **options)
@@ -179,6 +185,7 @@ class _Plan:
     def overhead_s(self, call: Call) -> float | None:
         """Median on a [1, 2] input (the fixed per-call cost), once per signature; None on error."""
         signature = (call.implementation.name, call.dtype, call.device, call.mode, call.quantity)
+        signature += (configs.options_label(call),)
         if signature not in self.overheads:
             tiny_inputs = InputFactory(self.inputs.seed)  # leaves the shared masters alone
             try:
@@ -206,6 +213,7 @@ _MEASURED_COLUMNS = (
     "cpu_s",
     "wall_s",
     "involuntary_switches",
+    "others_cpu_s",
     "contended",
     "retries",
     "calibration_s",
@@ -225,13 +233,14 @@ def _base_row(adapter: Adapter, call: Call, pass_: str, batch: int, classes: int
         "device": call.device,
         "mode": call.mode,
         "pass": pass_,
+        "options": configs.options_label(call),
         "shape": shape_name(batch, classes),
         "batch": batch,
         "n_classes": classes,
         "n_elements": batch * classes,
         "verdict": None,
         "message": "",
-        "bytes": moved_bytes(impl.op, batch, classes, itemsize, pass_),
+        "bytes": moved_bytes(impl.op, batch, classes, itemsize, pass_, configs.reduces_rows(call)),
         **dict.fromkeys(_MEASURED_COLUMNS),
     }
 
@@ -261,6 +270,7 @@ def _measured_row(plan: _Plan, call: Call, row: dict, pool: _Pool) -> dict:
         "cpu_s": pool.usage.cpu_s,
         "wall_s": pool.usage.wall_s,
         "involuntary_switches": pool.usage.involuntary_switches,
+        "others_cpu_s": pool.usage.others_s,
         "contended": pool.contended,
         "retries": pool.retries,
         "calibration_s": list(pool.calibration_s),
@@ -278,6 +288,7 @@ def _memory_request(plan: _Plan, call: Call, row: dict) -> dict[str, Any]:
         "batch": row["batch"],
         "classes": row["n_classes"],
         "seed": plan.inputs.seed,
+        "options": call.options,  # scalars only (suites.timing.configs), so JSON carries them
     }
 
 
@@ -346,10 +357,13 @@ def plan_timing(
     """Every timing task ``selection`` asks of ``adapter``, shape by shape (inputs are reused).
 
     Passes: ``forward`` for every implementation, ``forward+backward`` (quantity ``grad``) for
-    those declaring ``gradient=True``. Unsupported combinations still get a task whose row says
-    why, so reports show the gap instead of silently omitting it. ``rounds`` repeats the whole
-    grid (interleaved: round 2 starts after round 1 has visited every task); ``memory`` adds
-    the CPU peak memory of each op, measured once, in the last round.
+    those declaring ``gradient=True``; each in the plain configuration and, for the sparse
+    cross-entropies that declare its options, the training one (``suites.timing.configs``:
+    mean over non-ignored rows, a quarter ignored, label smoothing 0.1). Unsupported
+    combinations still get a task whose row says why, so reports show the gap instead of
+    silently omitting it. ``rounds`` repeats the whole grid (interleaved: round 2 starts after
+    round 1 has visited every task); ``memory`` adds the CPU peak memory of each op, measured
+    once, in the last round.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
@@ -365,10 +379,16 @@ def plan_timing(
     # The linear op takes hidden states and a weight, not logits: tests/bench/linear_ce_benchmark.py
     # times it (with its peak memory); this suite's inputs are logits.
     wanted = [impl for impl in wanted if impl.op != "linear_cross_entropy"]
+    # Baselines (a naive formula, probabilities where logits belong) demonstrate accuracy
+    # lessons; their speed is nobody's choice, so they are timed only when --impl asks for
+    # implementations by name. This keeps the default grid's time with the training rows added.
+    if selection.implementations == ("*",):
+        wanted = [impl for impl in wanted if not impl.baseline]
     tasks: list[TimingTask] = []
     for round_ in range(1, rounds + 1):
         for batch, classes in selection.shapes:
             calls = [call for impl in wanted for call in selection.calls(impl, _timed(impl))]
+            calls += configs.training_calls(calls)
             for index, call in enumerate(calls):
                 row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
                 key = key_of("timing", row)

@@ -12,7 +12,8 @@ while other processes load the cores):
     copy (``b_self_detected``), the test's power without run-to-run noise;
 (c) **contention**: a timing run beside a CPU-bound process pinned to one core: how many
     measurements are flagged ``contended`` (target: the affected ones, i.e. most of them,
-    rather than none).
+    rather than none); and, the other way round, how many of runs (a)'s timings on the quiet
+    machine were flagged (``a_contended``: false alarms of the detector, target: about none).
 
 Run from the repository root, e.g. ``python tests/bench/timing_gate_benchmark.py --out
 /tmp/gate`` (about three default timing runs' time). ``--base`` and ``--new`` reuse existing
@@ -91,6 +92,12 @@ def share_of_regressions(base: Path, new: Path) -> tuple[int, int]:
     return slower, compared
 
 
+def contended_count(run_dir: Path) -> str:
+    """'flagged of timed' for one run: timings flagged contended among those measured."""
+    ok = store.load([run_dir], "timing").query("verdict == 'ok'")
+    return f"{int(ok['contended'].eq(True).sum())} of {len(ok)}"
+
+
 def busy_core_run(out: Path, backends: list[str], extra: list[str]) -> dict:
     """A timing run beside a spinning process pinned to one core: flagged / timed."""
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -134,6 +141,7 @@ def main() -> None:
     false_alarms, compared = share_of_regressions(base, new)
     results["a_false_regressions"] = f"{false_alarms} of {compared}"
     results["a_share"] = false_alarms / compared if compared else None
+    results["a_contended"] = {run.name: contended_count(run) for run in (base, new)}
     doctored = doctor(new, args.out / "b-doctored", DOCTOR_FACTOR)
     detected, compared = share_of_regressions(base, doctored)
     results["b_detected_regressions"] = f"{detected} of {compared}"
