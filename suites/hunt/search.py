@@ -40,6 +40,7 @@ class HuntSpec:
     max_evals: int = 4000
     from_scratch: bool = False
     quantities: tuple[str, ...] = ("value", "grad")
+    options: bool = True  # also hunt the option configurations (``suites.hunt.options``)
 
 
 @dataclass

@@ -145,13 +145,17 @@ def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
 
 
 def plan_hunt(adapter: Adapter, selection: Selection, spec: HuntSpec, run_dir: str) -> list:
-    """One task per target the selection wants, in the adapter's order."""
+    """One task per target the selection wants, in the adapter's order, and one options task
+    per target whose implementation takes a hunted option configuration."""
+    from suites.hunt.options_task import plan_options
+
     tasks = []
     for impl in adapter.implementations():
         if not selection.wants_implementation(impl):
             continue
         quantities = tuple(q for q in impl.quantities if q in spec.quantities)
-        for call in selection.calls(impl, quantities):
-            if adapter.unsupported_reason(call) is None:
-                tasks.append(HuntTask(adapter, call, spec, selection.seed, run_dir))
+        calls = [c for c in selection.calls(impl, quantities) if not adapter.unsupported_reason(c)]
+        tasks += [HuntTask(adapter, call, spec, selection.seed, run_dir) for call in calls]
+        if spec.options:
+            tasks += plan_options(adapter, calls, spec, selection.seed, run_dir)
     return tasks
