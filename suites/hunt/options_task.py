@@ -24,7 +24,7 @@ from adapters.base import Adapter, Call
 from reference.options import canonical
 from suites.hunt import options as family
 from suites.hunt.search import HuntSpec, target_seed
-from suites.hunt.task import input_hash, input_paths, save_input
+from suites.hunt.task import cpu_text, input_hash, input_paths, save_input
 from suites.judge.call import call_columns
 from suites.judge.verdicts import SEVERITY
 
@@ -36,6 +36,7 @@ class Kept:
     batch: family.Batch
     judged: dict[str, Any]
     when: str
+    truth: Any  # the exact value it was judged against (or the reference's ValueError)
 
     @property
     def rank(self) -> tuple[int, float]:
@@ -81,12 +82,12 @@ def _rank_weighted(rng: np.random.Generator, count: int) -> int:
 
 
 def _take(adapter, call, batch: family.Batch, found: OptionsFound, elite) -> None:
-    judged = family.judge_batch(adapter, call, batch)[0]
+    judged, _, _, _, truth = family.judge_batch(adapter, call, batch)
     found.candidates += 1
     severity = SEVERITY.get(judged["verdict"], 0)
     if severity >= SEVERITY["inaccurate"] and not found.first_failure:
         found.first_failure = found.now()
-    score = Kept(batch, judged, found.now())
+    score = Kept(batch, judged, found.now(), truth)
     known = found.kept.get(batch.config.name)
     if known is None or score.rank > known.rank:
         found.kept[batch.config.name] = score
@@ -131,13 +132,17 @@ class OptionsHuntTask:
         return f"hunt options {c.implementation.name} {c.dtype} {c.mode} {c.quantity}"
 
     def evaluate(self) -> list[dict[str, Any]]:
+        cpu = time.process_time()
         found = hunt_options(self.adapter, self.call, self.spec, self.seed)
-        return [self._row(kept, found) for kept in found.kept.values()]
+        search_cpu = time.process_time() - cpu
+        rows = [self._row(kept, found) for kept in found.kept.values()]
+        cpu_note = cpu_text(search_cpu, time.process_time() - cpu - search_cpu)
+        return [{**row, "message": f"{row['message']}; {cpu_note}"} for row in rows]
 
     def _row(self, kept: Kept, found: OptionsFound) -> dict[str, Any]:
         op, dtype = self.call.implementation.op, self.call.dtype
         logits, labels, options = family.as_call_inputs(kept.batch, op, dtype)
-        truth = family.truth_of(op, self.call.quantity, kept.batch, dtype)
+        truth = kept.truth  # judged once, against reference.exact itself: nothing to redo
         digest = hashlib.sha256(f"{input_hash(logits, labels)}|{canonical(options)}".encode())
         name = digest.hexdigest()[:12]
         save_input(Path(self.run_dir), name, logits, labels, truth)

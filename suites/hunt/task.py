@@ -12,6 +12,7 @@ and ``lo``), and written as an accuracy row with ``source = "hunt"`` and the sta
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,13 @@ class HuntTask:
         """The rows of what the hunt kept: the broken input and the worst finite one."""
         op = self.call.implementation.op
         extra = () if self.spec.from_scratch else catalog_seeds(op, self.call.dtype, self.seed)
+        cpu = time.process_time()
         found = hunt(self.adapter, self.call, self.spec, self.seed, extra)
+        search_cpu = time.process_time() - cpu
         kept = [*found.broken.values(), *([found.worst] if found.worst else [])]
-        return [self._row(score, found) for score in kept]
+        rows = [self._row(score, found) for score in kept]
+        cpu_note = cpu_text(search_cpu, time.process_time() - cpu - search_cpu)
+        return [{**row, "message": f"{row['message']}; {cpu_note}"} for row in rows]
 
     def _row(self, score: Score, found: Found) -> dict[str, Any]:
         judged, _, logits, labels, truth = judge_alone(
@@ -93,6 +98,12 @@ class HuntTask:
             "invariant_failures": "",
             "message": "; ".join(note for note in notes if note),
         }
+
+
+def cpu_text(search_s: float, final_s: float) -> str:
+    """The target's CPU seconds (this process): the search and the final judging of what it
+    kept; what the default budget's arithmetic (``suites.hunt.search.DEFAULT_BUDGET_S``) uses."""
+    return f"cpu: search {search_s:.2f} s, final judging {final_s:.2f} s"
 
 
 def _batch_note(score: Score, judged: dict[str, Any]) -> str:
