@@ -146,7 +146,8 @@ def _keep(found: Found, elite: list[Score], score: Score) -> None:
 
 @lru_cache(maxsize=16)
 def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> tuple[Candidate, ...]:
-    """Rows of the catalog's cases for ``op`` and ``dtype`` (finite or masked, C in range);
+    """Rows of the catalog's plain cases for ``op`` and ``dtype`` (finite or masked, C in
+    range; option cases are the options hunt's business);
     computed once per op and dtype, shared by the targets of a worker."""
     from suites.catalog import cases
 
@@ -156,6 +157,8 @@ def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> tup
             continue
         logits, labels = case.inputs(dtype, seed)
         x = logits.astype(np.float64)
+        if case.options or x.ndim != 2:  # rows of the plain ops only (not [N, C, d] layouts)
+            continue
         for row in range(min(rows_per_case, len(x))):
             if np.isnan(x[row]).any() or np.isposinf(x[row]).any():
                 continue
