@@ -21,7 +21,7 @@ import numpy as np
 
 from adapters.base import Adapter, Call
 from suites.catalog.selection import Selection
-from suites.hunt.candidates import input_hash
+from suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
 from suites.hunt.oracle import Clock, Score, judge_alone
 from suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
 from suites.judge.call import call_columns
@@ -29,6 +29,9 @@ from suites.judge.verdicts import SEVERITY
 from suites.store import key_of
 
 FAMILY = "hunt"
+# The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's
+# inputs are hidden states and weight matrices (``reference.linear``), not hunted.
+HUNTED_OPS = (SIGMOID, SOFT, SPARSE, "softmax", "log_softmax", "logsumexp")
 
 
 @dataclass
@@ -156,13 +159,13 @@ def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
 
 
 def plan_hunt(adapter: Adapter, selection: Selection, spec: HuntSpec, run_dir: str) -> list:
-    """One task per target the selection wants, in the adapter's order, and one options task
-    per target whose implementation takes a hunted option configuration."""
+    """One task per target the selection wants (ops in HUNTED_OPS), in the adapter's order,
+    and one options task per target whose implementation takes a hunted option configuration."""
     from suites.hunt.options_task import plan_options
 
     tasks = []
     for impl in adapter.implementations():
-        if not selection.wants_implementation(impl):
+        if impl.op not in HUNTED_OPS or not selection.wants_implementation(impl):
             continue
         quantities = tuple(q for q in impl.quantities if q in spec.quantities)
         calls = [c for c in selection.calls(impl, quantities) if not adapter.unsupported_reason(c)]
