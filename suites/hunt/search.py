@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from adapters.base import Adapter, Call
+from suites.hunt import DEFAULT_BUDGET_S
 from suites.hunt.candidates import SIZES, Candidate, make
 from suites.hunt.mutate import mutant
 from suites.hunt.oracle import BATCH, Clock, Score, score_batch
@@ -36,7 +37,7 @@ class HuntSpec:
     """How hard to hunt: seconds and candidates per target, and whether to start from the
     catalog's rows too (not ``from_scratch``)."""
 
-    budget_s: float = 3.0
+    budget_s: float = DEFAULT_BUDGET_S
     max_evals: int = 4000
     from_scratch: bool = False
     quantities: tuple[str, ...] = ("value", "grad")
