@@ -9,6 +9,7 @@ from pathlib import Path
 
 from adapters.base import DEVICES, DTYPES, MODES, OPS
 from suites.catalog.selection import DEFAULT_SHAPES
+from suites.hunt import DEFAULT_BUDGET_S
 from suites.store import SUITES
 
 DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
@@ -248,7 +249,10 @@ def _hunt_parser(commands) -> None:
     hunt.add_argument("--mode", nargs="+", choices=MODES, default=["eager"], metavar="M")
     hunt.add_argument("--quantity", nargs="+", choices=("value", "grad"), default=["value", "grad"])
     hunt.add_argument(
-        "--budget-s", type=float, default=3.0, help="seconds of search per target (default 3)"
+        "--budget-s",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help=f"seconds of search per target (default {DEFAULT_BUDGET_S:g}: ~7 min in all)",
     )
     hunt.add_argument(
         "--max-evals",

@@ -21,6 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from adapters.base import Adapter, Call
+from suites.hunt import DEFAULT_BUDGET_S
 from suites.hunt.candidates import SIZES, Candidate, make
 from suites.hunt.mutate import mutant
 from suites.hunt.oracle import BATCH, Clock, Score, score_batch
@@ -36,10 +37,11 @@ class HuntSpec:
     """How hard to hunt: seconds and candidates per target, and whether to start from the
     catalog's rows too (not ``from_scratch``)."""
 
-    budget_s: float = 3.0
+    budget_s: float = DEFAULT_BUDGET_S
     max_evals: int = 4000
     from_scratch: bool = False
     quantities: tuple[str, ...] = ("value", "grad")
+    options: bool = True  # also hunt the option configurations (``suites.hunt.options``)
 
 
 @dataclass
@@ -145,7 +147,8 @@ def _keep(found: Found, elite: list[Score], score: Score) -> None:
 
 @lru_cache(maxsize=16)
 def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> tuple[Candidate, ...]:
-    """Rows of the catalog's cases for ``op`` and ``dtype`` (finite or masked, C in range);
+    """Rows of the catalog's plain cases for ``op`` and ``dtype`` (finite or masked, C in
+    range; option cases are the options hunt's business);
     computed once per op and dtype, shared by the targets of a worker."""
     from suites.catalog import cases
 
@@ -155,6 +158,8 @@ def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> tup
             continue
         logits, labels = case.inputs(dtype, seed)
         x = logits.astype(np.float64)
+        if case.options or x.ndim != 2:  # rows of the plain ops only (not [N, C, d] layouts)
+            continue
         for row in range(min(rows_per_case, len(x))):
             if np.isnan(x[row]).any() or np.isposinf(x[row]).any():
                 continue

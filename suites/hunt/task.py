@@ -12,6 +12,7 @@ and ``lo``), and written as an accuracy row with ``source = "hunt"`` and the sta
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 from adapters.base import Adapter, Call
 from suites.catalog.selection import Selection
-from suites.hunt.candidates import input_hash
+from suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
 from suites.hunt.oracle import Clock, Score, judge_alone
 from suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
 from suites.judge.call import call_columns
@@ -28,6 +29,9 @@ from suites.judge.verdicts import SEVERITY
 from suites.store import key_of
 
 FAMILY = "hunt"
+# The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's
+# inputs are hidden states and weight matrices (``reference.linear``), not hunted.
+HUNTED_OPS = (SIGMOID, SOFT, SPARSE, "softmax", "log_softmax", "logsumexp")
 
 
 @dataclass
@@ -62,9 +66,13 @@ class HuntTask:
         """The rows of what the hunt kept: the broken input and the worst finite one."""
         op = self.call.implementation.op
         extra = () if self.spec.from_scratch else catalog_seeds(op, self.call.dtype, self.seed)
+        cpu = time.process_time()
         found = hunt(self.adapter, self.call, self.spec, self.seed, extra)
+        search_cpu = time.process_time() - cpu
         kept = [*found.broken.values(), *([found.worst] if found.worst else [])]
-        return [self._row(score, found) for score in kept]
+        rows = [self._row(score, found) for score in kept]
+        cpu_note = cpu_text(search_cpu, time.process_time() - cpu - search_cpu)
+        return [{**row, "message": f"{row['message']}; {cpu_note}"} for row in rows]
 
     def _row(self, score: Score, found: Found) -> dict[str, Any]:
         judged, _, logits, labels, truth = judge_alone(
@@ -93,6 +101,12 @@ class HuntTask:
             "invariant_failures": "",
             "message": "; ".join(note for note in notes if note),
         }
+
+
+def cpu_text(search_s: float, final_s: float) -> str:
+    """The target's CPU seconds (this process): the search and the final judging of what it
+    kept; what the default budget's arithmetic (``suites.hunt.search.DEFAULT_BUDGET_S``) uses."""
+    return f"cpu: search {search_s:.2f} s, final judging {final_s:.2f} s"
 
 
 def _batch_note(score: Score, judged: dict[str, Any]) -> str:
@@ -145,13 +159,17 @@ def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
 
 
 def plan_hunt(adapter: Adapter, selection: Selection, spec: HuntSpec, run_dir: str) -> list:
-    """One task per target the selection wants, in the adapter's order."""
+    """One task per target the selection wants (ops in HUNTED_OPS), in the adapter's order,
+    and one options task per target whose implementation takes a hunted option configuration."""
+    from suites.hunt.options_task import plan_options
+
     tasks = []
     for impl in adapter.implementations():
-        if not selection.wants_implementation(impl):
+        if impl.op not in HUNTED_OPS or not selection.wants_implementation(impl):
             continue
         quantities = tuple(q for q in impl.quantities if q in spec.quantities)
-        for call in selection.calls(impl, quantities):
-            if adapter.unsupported_reason(call) is None:
-                tasks.append(HuntTask(adapter, call, spec, selection.seed, run_dir))
+        calls = [c for c in selection.calls(impl, quantities) if not adapter.unsupported_reason(c)]
+        tasks += [HuntTask(adapter, call, spec, selection.seed, run_dir) for call in calls]
+        if spec.options:
+            tasks += plan_options(adapter, calls, spec, selection.seed, run_dir)
     return tasks
