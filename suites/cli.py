@@ -258,9 +258,16 @@ def _check(args, console) -> int:
     from suites.check import CheckRequest, dtype_name, run_check
     from suites.check_inputs import load_array, normalise
 
-    logits = load_array(str(args.logits), "--logits")
     labels = None if args.labels is None else load_array(str(args.labels), "--labels")
-    logits, labels = normalise(args.op, logits, labels)
+    if args.op == "linear_cross_entropy":
+        logits, labels, options = _linear_inputs(args, labels)
+    else:
+        _no_linear_flags(args)
+        if args.logits is None:
+            raise UsageError(f"{args.op} needs --logits (a .npy file); none given")
+        logits = load_array(str(args.logits), "--logits")
+        logits, labels = normalise(args.op, logits, labels)
+        options = _check_options(args)
     try:
         dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
         request = CheckRequest(
@@ -271,7 +278,7 @@ def _check(args, console) -> int:
             dtypes,
             tuple(args.device),
             tuple(args.mode),
-            options=_check_options(args),
+            options=options,
             quantities=tuple(args.quantity or ()),
         )
         records = run_check(request)
@@ -282,6 +289,33 @@ def _check(args, console) -> int:
     else:
         _stdout().print(_check_table(records))
     return 0
+
+
+def _linear_inputs(args, labels) -> tuple:
+    """check's arrays for linear_cross_entropy (suites.check_linear), or UsageError."""
+    from suites.check_inputs import load_array
+    from suites.check_linear import normalise_linear, refuse_other_options
+
+    if args.logits is not None:
+        raise UsageError(
+            "linear_cross_entropy takes no --logits; valid: --hidden X.npy --classifier W.npy"
+        )
+    refuse_other_options(_check_options(args))
+    arrays = {
+        flag: None
+        if getattr(args, flag) is None
+        else load_array(str(getattr(args, flag)), f"--{flag}")
+        for flag in ("hidden", "classifier", "bias")
+    }
+    return normalise_linear(*arrays.values(), labels, args.ignore_index)
+
+
+def _no_linear_flags(args) -> None:
+    for flag in ("hidden", "classifier", "bias"):
+        if getattr(args, flag, None) is not None:
+            raise UsageError(
+                f"--{flag} is for --op linear_cross_entropy only; {args.op} takes --logits"
+            )
 
 
 def _check_table(records) -> Table:
