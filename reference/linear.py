@@ -48,10 +48,15 @@ from reference.rounding import decided, narrow_midpoint, round_ball
 QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
 # Bump when this module's numbers may change: it is part of the linear op's cache key
 # (reference.cache), so results of an older version of this module are never served.
-VERSION = "2"
+VERSION = "3"
 OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
-LOW = -650.0  # dd.exp's range; e^d below it is bounded by E_LOW, not evaluated
-E_LOW = 2.0**-937  # > e^-649
+LOW = -650.0  # dd.exp's range: e^d for d in [DEEP, LOW) is e^(d + SHIFT) * e^-SHIFT
+DEEP = -746.0  # e^-746 < 2^-1074: below it e^d is bounded by E_LOW, not evaluated
+E_LOW = 2.0**-1074  # > e^-746
+SHIFT = 100.0  # d + 100 is exact for d in [DEEP, LOW): both lie in the binade [512, 1024)
+# e^-100 as a double-double (mpmath at 200 bits), within 2^-104 relative
+_E_SHIFT = (3.720075976020836e-44, -1.5705024907732008e-60)
+SUBNORMAL_ERROR = 2.0**-1068  # absolute: a few dd.mul results whose low part is subnormal
 EXACT_SLICES = 200  # slices of an exact operand: stops when the remainder is zero
 APPROX_SLICES = (6, 3)  # slices of G_hi and G_lo: remainder below 2^-100 of the row's max
 BLOCK_ELEMENTS = 1 << 23  # columns of the right operand per block: bounded temporaries
@@ -233,6 +238,13 @@ def softmax_terms(
     e = dd.exp((np.where(in_range, d[0], 0.0), np.where(in_range, d[1], 0.0)))
     e = (np.where(in_range, e[0], 0.0), np.where(in_range, e[1], 0.0))
     e_err = np.where(in_range, e[0] * (dd.EXP_ERROR + 2 * d_err), E_LOW)
+    deep = (d[0] < LOW) & (d[0] >= DEEP)
+    if deep.any():  # e^d = e^(d + 100) e^-100: normal down to e^-708, then subnormal
+        shifted = dd.exp((np.where(deep, d[0] + SHIFT, 0.0), np.where(deep, d[1], 0.0)))
+        scaled = dd.mul(shifted, _E_SHIFT)
+        e = (np.where(deep, scaled[0], e[0]), np.where(deep, scaled[1], e[1]))
+        relative = dd.EXP_ERROR + 2 * d_err + 2.0**-104 + dd.OP_ERROR
+        e_err = np.where(deep, scaled[0] * relative + SUBNORMAL_ERROR, e_err)
     if masked is not None:
         e_err[masked] = 0.0
     others = (e[0].copy(), e[1].copy())
@@ -249,6 +261,7 @@ def softmax_terms(
     inverse = dd.div(dd.const(np.ones(len(rows))), total)
     p = dd.mul(e, (inverse[0][:, None], inverse[1][:, None]))
     p_err = (e_err + p[0] * (tail_err[:, None] + 4 * dd.OP_ERROR)) / total[0][:, None]
+    p_err += np.where(np.abs(p[0]) < 2.0**-960, SUBNORMAL_ERROR, 0.0)  # p's low part subnormal
     # G_y = p_y - 1 = -R / S, R = sum_{j != y} e_j: T at the max, else 1 + (T - e_y).
     e_y = (e[0][rows, labels], e[1][rows, labels])
     rest = dd.add(dd.const(np.ones(len(rows))), dd.sub(tail, e_y))
@@ -398,7 +411,7 @@ class Refinement:
     """Unproven outputs again in ball arithmetic (Arb), from the logits' enclosure.
 
     The double-double G carries ~2^-87 relative error, too much where dX or dW cancel by 2^20
-    or more, and probabilities below e^-650 are only bounded there; balls around the logits
+    or more, and probabilities below e^-746 are only bounded there; balls around the logits
     (radius ~2^-106 |z|) at 256 bits give G to ~2^-104, enough for most. A row's balls (all C
     classes) are computed once; an element then costs N ball operations (loss, dW, db) or C
     (dX, hence at most MAX_REFINED_DX of them). Elements still undecided stay unproven.
