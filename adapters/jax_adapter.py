@@ -248,6 +248,7 @@ def _linear_entries() -> list[tuple[Implementation, OpFunction]]:
         name="jax:x@w.T+optax.softmax_cross_entropy_with_integer_labels",
         op=LINEAR_OP,
         dtypes=DTYPES,
+        modes=MODES,
         devices=DEVICES,
         gradient=True,
         options=("weight", "bias", "ignore_index"),
@@ -272,6 +273,8 @@ def _prepare_linear(call: Call, hidden: np.ndarray, labels: np.ndarray) -> Prepa
     else:
         total = lambda x, w, b: jnp.sum(_linear_loss(x, w, b, y, ignore))  # noqa: E731
         function = jax.grad(total, argnums=wanted)
+    if call.mode == "compiled":  # labels and ignore_index are constants of the traced program
+        function = jax.jit(function)
 
     def run() -> Any:
         return jax.block_until_ready(function(*arrays))

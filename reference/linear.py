@@ -25,6 +25,12 @@ with an error bound; ``rounding.decided`` proves the float64 rounding where the 
 logits (``Refinement``, for gradients cancelling by 2^20 or more). What is still undecided (an
 element within ~2^-100 relative of a rounding boundary, or an exact zero reached by
 cancellation) keeps the enclosure's centre, and ``LinearExact.proven`` says so.
+
+Non-finite inputs (``reference.linear_limits``): a logit is NaN when its dot product has a NaN
+term, an inf * 0 term or +inf and -inf terms, else +-inf when a term is infinite, else the exact
+dot product; rows then follow ``reference.edges`` (NaN row, +inf, masked -inf classes); an
+ignored row takes no part; in G W, G^T X, G^T 1 an exact-zero G_ij contributes 0 against any
+input (the limit), other non-finite terms follow IEEE. The finite part stays exact.
 """
 
 from __future__ import annotations
@@ -36,16 +42,21 @@ from dataclasses import dataclass
 import numpy as np
 from flint import arb, ctx
 
-from reference import dd
+from reference import dd, linear_limits
 from reference.rounding import decided, narrow_midpoint, round_ball
 
 QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
 # Bump when this module's numbers may change: it is part of the linear op's cache key
 # (reference.cache), so results of an older version of this module are never served.
-VERSION = "2"
+VERSION = "3"
 OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
-LOW = -650.0  # dd.exp's range; e^d below it is bounded by E_LOW, not evaluated
-E_LOW = 2.0**-937  # > e^-649
+LOW = -650.0  # dd.exp's range: e^d for d in [DEEP, LOW) is e^(d + SHIFT) * e^-SHIFT
+DEEP = -746.0  # e^-746 < 2^-1074: below it e^d is bounded by E_LOW, not evaluated
+E_LOW = 2.0**-1074  # > e^-746
+SHIFT = 100.0  # d + 100 is exact for d in [DEEP, LOW): both lie in the binade [512, 1024)
+# e^-100 as a double-double (mpmath at 200 bits), within 2^-104 relative
+_E_SHIFT = (3.720075976020836e-44, -1.5705024907732008e-60)
+SUBNORMAL_ERROR = 2.0**-1068  # absolute: a few dd.mul results whose low part is subnormal
 EXACT_SLICES = 200  # slices of an exact operand: stops when the remainder is zero
 APPROX_SLICES = (6, 3)  # slices of G_hi and G_lo: remainder below 2^-100 of the row's max
 BLOCK_ELEMENTS = 1 << 23  # columns of the right operand per block: bounded temporaries
@@ -207,12 +218,15 @@ class Terms:
     grad_logits: Enclosure  # [N, C]
 
 
-def softmax_terms(z: Enclosure, labels: np.ndarray, active: np.ndarray) -> Terms:
+def softmax_terms(
+    z: Enclosure, labels: np.ndarray, active: np.ndarray, masked: np.ndarray | None = None
+) -> Terms:
     """Loss and G per row (``reference.fast``'s formulas, with the logits' bound carried).
 
     d_j = z_j - z_m is enclosed within z.err_j + z.err_m + OP_ERROR |d_j| and d_m = 0 exactly,
     so a confident row's loss log1p(T) keeps its relative accuracy. e_j = exp(d_j) has relative
-    error EXP_ERROR + 2 err(d_j) (|e^delta - 1| <= 2|delta| for tiny delta).
+    error EXP_ERROR + 2 err(d_j) (|e^delta - 1| <= 2|delta| for tiny delta). ``masked``
+    entries (logit -inf, ``reference.linear_limits``; z.hi -inf there) have e_j = 0 exactly.
     """
     rows = np.arange(len(z.hi))
     top = np.argmax(z.hi, axis=1)
@@ -224,6 +238,15 @@ def softmax_terms(z: Enclosure, labels: np.ndarray, active: np.ndarray) -> Terms
     e = dd.exp((np.where(in_range, d[0], 0.0), np.where(in_range, d[1], 0.0)))
     e = (np.where(in_range, e[0], 0.0), np.where(in_range, e[1], 0.0))
     e_err = np.where(in_range, e[0] * (dd.EXP_ERROR + 2 * d_err), E_LOW)
+    deep = (d[0] < LOW) & (d[0] >= DEEP)
+    if deep.any():  # e^d = e^(d + 100) e^-100: normal down to e^-708, then subnormal
+        shifted = dd.exp((np.where(deep, d[0] + SHIFT, 0.0), np.where(deep, d[1], 0.0)))
+        scaled = dd.mul(shifted, _E_SHIFT)
+        e = (np.where(deep, scaled[0], e[0]), np.where(deep, scaled[1], e[1]))
+        relative = dd.EXP_ERROR + 2 * d_err + 2.0**-104 + dd.OP_ERROR
+        e_err = np.where(deep, scaled[0] * relative + SUBNORMAL_ERROR, e_err)
+    if masked is not None:
+        e_err[masked] = 0.0
     others = (e[0].copy(), e[1].copy())
     others[0][rows, top], others[1][rows, top], e_err[rows, top] = 0.0, 0.0, 0.0
     tail, factor = dd.sum_last_axis(others)
@@ -238,6 +261,7 @@ def softmax_terms(z: Enclosure, labels: np.ndarray, active: np.ndarray) -> Terms
     inverse = dd.div(dd.const(np.ones(len(rows))), total)
     p = dd.mul(e, (inverse[0][:, None], inverse[1][:, None]))
     p_err = (e_err + p[0] * (tail_err[:, None] + 4 * dd.OP_ERROR)) / total[0][:, None]
+    p_err += np.where(np.abs(p[0]) < 2.0**-960, SUBNORMAL_ERROR, 0.0)  # p's low part subnormal
     # G_y = p_y - 1 = -R / S, R = sum_{j != y} e_j: T at the max, else 1 + (T - e_y).
     e_y = (e[0][rows, labels], e[1][rows, labels])
     rest = dd.add(dd.const(np.ones(len(rows))), dd.sub(tail, e_y))
@@ -267,8 +291,6 @@ def _validate(hidden, labels, options: Mapping) -> tuple:
         raise ValueError(f"hidden [N, d] and weight [C, d] expected, got {x.shape}, {w.shape}")
     if b is not None and b.shape != (w.shape[0],):
         raise ValueError(f"bias shape {b.shape} does not match weight's classes {w.shape[0]}")
-    if not all(np.isfinite(a).all() for a in (x, w) + (() if b is None else (b,))):
-        raise ValueError("the linear_cross_entropy reference takes finite hidden, weight, bias")
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu" or labels.shape != (x.shape[0],):
         raise ValueError(f"labels must be integers of shape ({x.shape[0]},), got {labels.shape}")
@@ -305,37 +327,91 @@ def linear_exact(
     x, w, b, labels, active = _validate(hidden, labels, options)
     if quantity == "grad_bias" and b is None:
         raise ValueError("grad_bias needs options['bias']")
+    limits = linear_limits.logit_limits(x, w, b)
+    xf, wf = linear_limits.finite_part(x), linear_limits.finite_part(w)
+    bf = None if b is None else linear_limits.finite_part(b)
     with np.errstate(all="ignore"):
-        logits = exact_logits(x, w, b)
-        terms = softmax_terms(logits, labels, active)
-        g = terms.grad_logits
-        if quantity == "value":
-            result = terms.loss
-        elif quantity == "grad_hidden":
-            result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
-            padding = ~active[:, None]  # G's row is exactly 0 there, and so is dX's
-            result = Enclosure(*(np.where(padding, 0.0, a) for a in result.__dict__.values()))
-        elif quantity == "grad_weight":
-            result = product([g.hi.T, g.lo.T], x, g.err.T)
-        else:
-            result = product([g.hi.T, g.lo.T], np.ones((len(x), 1)), g.err.T)
-            result = Enclosure(*(a[:, 0] for a in (result.hi, result.lo, result.err)))
-        if quantity != "value" and not active.any():  # only padding rows: G is exactly 0
-            result = Enclosure(*(np.zeros_like(a) for a in result.__dict__.values()))
-    proven = decided(result.hi, result.lo, result.err)
-    proven &= ~((np.abs(result.lo) <= result.err) & narrow_midpoint(result.hi))
+        logits = exact_logits(xf, wf, bf)
+        terms, masked, fixed = _terms(logits, labels, active, limits)
+        result = _quantity(quantity, terms, xf, wf, active)
+        overlay = _overlay(quantity, terms.grad_logits.hi, x, w)
+        proven = decided(result.hi, result.lo, result.err)
+        proven &= ~((np.abs(result.lo) <= result.err) & narrow_midpoint(result.hi))
     proven |= (result.hi == 0) & (result.err == 0)
     hi, lo = result.hi + 0.0, np.where(result.hi == 0, 0.0, result.lo)
+    if overlay is not None:
+        hi = np.where(np.isfinite(overlay), hi, overlay)
+    limit = ~np.isfinite(hi)  # a limit of non-finite inputs: exact, no residual
+    lo, proven = np.where(limit, 0.0, lo), proven | limit
     if not proven.all():
-        Refinement(logits, x, w, labels, active).apply(quantity, hi, lo, proven)
+        refinement = Refinement(logits, xf, wf, labels, active, masked, fixed)
+        refinement.apply(quantity, hi, lo, proven)
     return LinearExact(hi, lo, proven)
+
+
+def _terms(z: Enclosure, labels, active, limits) -> tuple[Terms, np.ndarray | None, dict]:
+    """Loss and G, with rows of non-finite logits by their limits (``reference.linear_limits``):
+    -inf logits masked in the numeric path, rows ``reference.edges`` decides set exactly.
+    Also the masked entries and the exact G rows of edge rows (for ``Refinement``)."""
+    if limits is None:
+        return softmax_terms(z, labels, active), None, {}
+    edge = linear_limits.edge_mask(limits, active)
+    masked = (limits == -np.inf) & ~edge[:, None]
+    unused = masked | edge[:, None]
+    hi = np.where(masked, -np.inf, np.where(edge[:, None], 0.0, z.hi))
+    lo, err = (np.where(unused, 0.0, a) for a in (z.lo, z.err))
+    terms = softmax_terms(Enclosure(hi, lo, err), labels, active & ~edge, masked)
+    loss, g = terms.loss, terms.grad_logits
+    rows = np.arange(len(labels))
+    label_masked = active & ~edge & masked[rows, labels]  # p_y = 0: the loss is +inf
+    edge_loss, edge_grad = linear_limits.edge_terms(limits, labels)
+    loss_hi = np.where(edge, edge_loss, np.where(label_masked, np.inf, loss.hi))
+    exact = edge | label_masked
+    loss = Enclosure(loss_hi, *(np.where(exact, 0.0, a) for a in (loss.lo, loss.err)))
+    g_hi = np.where(edge[:, None], edge_grad, g.hi)
+    g = Enclosure(g_hi, *(np.where(edge[:, None], 0.0, a) for a in (g.lo, g.err)))
+    fixed = {int(i): edge_grad[i] for i in np.flatnonzero(edge)}
+    return Terms(loss, g), masked, fixed
+
+
+def _quantity(quantity: str, terms: Terms, x, w, active) -> Enclosure:
+    """The finite part of one quantity from the terms (non-finite G entries count as 0)."""
+    g = terms.grad_logits
+    if not np.isfinite(g.hi).all():
+        g = Enclosure(*(np.where(np.isfinite(g.hi), a, 0.0) for a in (g.hi, g.lo, g.err)))
+    if quantity == "value":
+        result = terms.loss
+    elif quantity == "grad_hidden":
+        result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
+        padding = ~active[:, None]  # G's row is exactly 0 there, and so is dX's
+        result = Enclosure(*(np.where(padding, 0.0, a) for a in result.__dict__.values()))
+    elif quantity == "grad_weight":
+        result = product([g.hi.T, g.lo.T], x, g.err.T)
+    else:
+        result = product([g.hi.T, g.lo.T], np.ones((len(x), 1)), g.err.T)
+        result = Enclosure(*(a[:, 0] for a in (result.hi, result.lo, result.err)))
+    if quantity != "value" and not active.any():  # only padding rows: G is exactly 0
+        result = Enclosure(*(np.zeros_like(a) for a in result.__dict__.values()))
+    return result
+
+
+def _overlay(quantity: str, g: np.ndarray, x: np.ndarray, w: np.ndarray) -> np.ndarray | None:
+    """The limits (NaN, +-inf; 0 elsewhere) a gradient takes from non-finite terms G_ij * v."""
+    if quantity == "grad_hidden":
+        return linear_limits.extended_products(g, w, annihilate=True)
+    if quantity == "grad_weight":
+        return linear_limits.extended_products(g.T, x, annihilate=True)
+    if quantity == "grad_bias":
+        overlay = linear_limits.extended_products(g.T, np.ones((len(x), 1)), annihilate=True)
+        return None if overlay is None else overlay[:, 0]
+    return None
 
 
 class Refinement:
     """Unproven outputs again in ball arithmetic (Arb), from the logits' enclosure.
 
     The double-double G carries ~2^-87 relative error, too much where dX or dW cancel by 2^20
-    or more, and probabilities below e^-650 are only bounded there; balls around the logits
+    or more, and probabilities below e^-746 are only bounded there; balls around the logits
     (radius ~2^-106 |z|) at 256 bits give G to ~2^-104, enough for most. A row's balls (all C
     classes) are computed once; an element then costs N ball operations (loss, dW, db) or C
     (dX, hence at most MAX_REFINED_DX of them). Elements still undecided stay unproven.
@@ -345,9 +421,14 @@ class Refinement:
     MAX_REFINED = 20_000
     PRECISION = 256
 
-    def __init__(self, z: Enclosure, x, w, labels, active) -> None:
+    def __init__(self, z: Enclosure, x, w, labels, active, masked=None, fixed=None) -> None:
         self.z, self.x, self.w, self.labels, self.active = z, x, w, labels, active
         self.rows: dict[int, list] = {}
+        # Rows of non-finite logits (reference.linear_limits): -inf entries have p = 0; edge
+        # rows' G is exact (a non-finite G entry only reaches outputs set to their limit).
+        self.masked = masked
+        for i, row in (fixed or {}).items():
+            self.rows[i] = [arb(float(v)) if math.isfinite(v) else arb(0) for v in row]
 
     def grad_row(self, i: int) -> list:
         """G_i as balls: exp(z_ij - logsumexp(z_i)) - [j = y_i]; zeros on a padding row."""
@@ -356,8 +437,15 @@ class Refinement:
                 self.rows[i] = [arb(0)] * self.z.hi.shape[1]
                 return self.rows[i]
             z = self._logit_balls(i)
-            top = max(range(len(z)), key=lambda j: self.z.hi[i, j])
+            live = (
+                self.z.hi[i]
+                if self.masked is None
+                else np.where(self.masked[i], -np.inf, self.z.hi[i])
+            )
+            top = int(np.argmax(live))
             exps = [(v - z[top]).exp() for v in z]
+            if self.masked is not None:
+                exps = [arb(0) if out else e for e, out in zip(exps, self.masked[i], strict=True)]
             total = arb(0)
             for e in exps:
                 total += e

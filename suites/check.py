@@ -11,6 +11,7 @@ from adapters import registry
 from adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
 from reference.cache import cached_exact
 from reference.options import ARRAY_OPTIONS, canonical, validate
+from suites import check_linear
 from suites.judge.call import call_columns, judge
 
 
@@ -39,7 +40,7 @@ def dtype_name(array: np.ndarray) -> str:
 def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     logits = request.logits.astype(numpy_dtype(dtype))
     labels = request.labels
-    if labels is not None and request.op != "sparse_softmax_cross_entropy":
+    if labels is not None and request.op not in ("sparse_softmax_cross_entropy", check_linear.OP):
         labels = labels.astype(numpy_dtype(dtype))
     return logits, labels
 
@@ -47,12 +48,9 @@ def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | N
 def run_check(request: CheckRequest) -> list[dict[str, Any]]:
     """One record per (implementation, dtype, device, mode, quantity) that applies; a
     ValueError names an option the op or a quantity cannot take."""
-    if request.op == "linear_cross_entropy":
-        raise ValueError(
-            "check takes logits; linear_cross_entropy takes hidden states and a weight: "
-            "evaluate it with 'xentbench run --op linear_cross_entropy'"
-        )
-    for quantity in request.quantities:
+    if request.op == check_linear.OP:
+        check_linear.check_quantities(request.quantities, "bias" in request.options)
+    for quantity in request.quantities if request.op != check_linear.OP else ():
         validate(request.op, quantity, _options(request, "float64", quantity))
     records = []
     for name in request.backends:
@@ -80,6 +78,8 @@ def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
     direction (value, and grad for the ops with a plain gradient), as before options existed."""
     if request.quantities:
         return request.quantities
+    if impl.op == check_linear.OP:
+        return check_linear.default_quantities(impl.quantities, "bias" in request.options)
     plain = ("value", "grad") if impl.op in GRADIENT_OPS else ("value",)
     return tuple(q for q in plain if q in impl.quantities)
 
@@ -87,6 +87,8 @@ def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
 def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]:
     """The request's options for one call: arrays in ``dtype``; the cotangent for grad only,
     the tangent for jvp only."""
+    if request.op == check_linear.OP:
+        return check_linear.cast_options(request.options, numpy_dtype(dtype))
     options = {}
     for name, value in request.options.items():
         if (name, quantity) in (("cotangent", "value"), ("cotangent", "jvp")):

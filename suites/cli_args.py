@@ -152,8 +152,19 @@ def _check_parser(commands) -> None:
     check = commands.add_parser("check", help="run your own logits through every implementation")
     check.add_argument("--op", required=True, choices=OPS)
     check.add_argument(
-        "--logits", required=True, type=Path, help=".npy file, classes on the last axis"
+        "--logits", type=Path, help=".npy file, classes on the last axis (every op but the linear)"
     )
+    check.add_argument(
+        "--hidden", type=Path, metavar="X.npy", help="linear_cross_entropy: hidden states [N, d]"
+    )
+    check.add_argument(
+        "--classifier",
+        type=Path,
+        metavar="W.npy",
+        help="linear_cross_entropy: the classifier matrix [C, d] (logits = X W^T + b; "
+        "--weights is the class weights of the other ops)",
+    )
+    check.add_argument("--bias", type=Path, metavar="B.npy", help="linear_cross_entropy: bias [C]")
     check.add_argument("--labels", type=Path, help=".npy file (integers for the sparse op)")
     check.add_argument("--backend", nargs="+", metavar="B")
     check.add_argument("--dtype", nargs="+", choices=DTYPES, help="default: the logits' own dtype")
@@ -208,9 +219,10 @@ def _option_flags(check: argparse.ArgumentParser) -> None:
     check.add_argument(
         "--quantity",
         nargs="+",
-        choices=("value", "grad", "jvp"),
+        choices=("value", "grad", "jvp", "grad_hidden", "grad_weight", "grad_bias"),
         metavar="Q",
-        help="value grad jvp (default: value, and grad where the op has a plain gradient)",
+        help="value grad jvp (default: value, and grad where the op has a plain gradient); "
+        "linear_cross_entropy: value grad_hidden grad_weight grad_bias (default: all it has)",
     )
 
 

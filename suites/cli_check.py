@@ -11,6 +11,7 @@ from rich.table import Table
 
 from suites.check import CheckRequest, dtype_name, run_check
 from suites.check_inputs import load_array, normalise
+from suites.check_linear import normalise_linear, refuse_other_options
 from suites.report.format import error_cells
 from suites.usage import UsageError
 
@@ -45,9 +46,16 @@ def check_options(args) -> dict:
 def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...]]) -> list[dict]:
     """The records of ``suites.check.run_check`` for the parsed ``check`` arguments
     (``backends_of`` checks ``--backend``, after the inputs as before the split)."""
-    logits = load_array(str(args.logits), "--logits")
     labels = None if args.labels is None else load_array(str(args.labels), "--labels")
-    logits, labels = normalise(args.op, logits, labels)
+    if args.op == "linear_cross_entropy":
+        logits, labels, options = _linear_inputs(args, labels)
+    else:
+        _no_linear_flags(args)
+        if args.logits is None:
+            raise UsageError(f"{args.op} needs --logits (a .npy file); none given")
+        logits = load_array(str(args.logits), "--logits")
+        logits, labels = normalise(args.op, logits, labels)
+        options = check_options(args)
     try:
         dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
         request = CheckRequest(
@@ -58,13 +66,37 @@ def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...
             dtypes,
             tuple(args.device),
             tuple(args.mode),
-            options=check_options(args),
+            options=options,
             quantities=tuple(args.quantity or ()),
         )
         records = run_check(request)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return records
+
+
+def _linear_inputs(args, labels) -> tuple:
+    """check's arrays for linear_cross_entropy (suites.check_linear), or UsageError."""
+    if args.logits is not None:
+        raise UsageError(
+            "linear_cross_entropy takes no --logits; valid: --hidden X.npy --classifier W.npy"
+        )
+    refuse_other_options(check_options(args))
+    arrays = {
+        flag: None
+        if getattr(args, flag) is None
+        else load_array(str(getattr(args, flag)), f"--{flag}")
+        for flag in ("hidden", "classifier", "bias")
+    }
+    return normalise_linear(*arrays.values(), labels, args.ignore_index)
+
+
+def _no_linear_flags(args) -> None:
+    for flag in ("hidden", "classifier", "bias"):
+        if getattr(args, flag, None) is not None:
+            raise UsageError(
+                f"--{flag} is for --op linear_cross_entropy only; {args.op} takes --logits"
+            )
 
 
 def check_table(records) -> Table:

@@ -53,11 +53,59 @@ def offset(draw: LinearDraw, offset: float = 1000.0, scale: float = 3.0) -> Arra
     return x, w, labels
 
 
+def non_finite(
+    draw: LinearDraw, value: float = float("nan"), row: int = 0, pad: bool = False
+) -> Arrays:
+    """``normal``, with hidden[row, 0] = ``value`` (NaN, +-inf: a corrupted or overflowed
+    activation), the row padded (label IGNORE_INDEX) if ``pad``; ``reference.linear_limits``
+    gives the limits (NaN row, +-inf logits, an ignored row taking no part)."""
+    x, w, labels = normal(draw)
+    x[row, 0] = value
+    if pad:
+        labels[row] = IGNORE_INDEX
+    return x, w, labels
+
+
 LINEAR_GENERATORS: dict[str, Callable[..., Arrays]] = {
     "normal": normal,
     "confident": confident,
     "offset": offset,
+    "non_finite": non_finite,
 }
+
+# Rows for non-finite inputs (hidden states holding NaN or inf), in LINEAR_ROWS's tuple form.
+NON_FINITE_LINEAR: tuple[tuple, ...] = (
+    (
+        "nan-hidden-row",
+        "non_finite",
+        {"value": float("nan")},
+        8,
+        32,
+        100,
+        {"bias": True},
+        "one hidden row holds NaN: its loss and dX row are NaN, so are all of dW and db",
+    ),
+    (
+        "inf-hidden",
+        "non_finite",
+        {"value": float("inf"), "row": 1},
+        8,
+        32,
+        100,
+        {},
+        "an overflowed activation (+inf): that row's logits are +-inf, its loss +inf or NaN",
+    ),
+    (
+        "nan-padding-row",
+        "non_finite",
+        {"value": float("nan"), "row": 0, "pad": True},
+        8,
+        32,
+        100,
+        {"padding": 0.5},
+        "NaN in hidden rows, some padded: an ignored row takes no part (loss 0, no gradient)",
+    ),
+)
 
 # The linear family's table rows, expanded by ``suites.catalog.cases``:
 # (name, generator, its params, rows N, features d, classes C, extra Scenario fields, why)
@@ -115,4 +163,5 @@ LINEAR_ROWS: tuple[tuple, ...] = (
         "N = 37 and C = 1031 (prime): every chunk size leaves a ragged last chunk",
     ),
     ("hidden-4096", "normal", {}, 4, 4096, 256, {}, "d = 4096: long dot products"),
+    *NON_FINITE_LINEAR,
 )

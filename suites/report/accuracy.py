@@ -109,7 +109,9 @@ def _matrix_cell(rows: pd.DataFrame) -> str:
     return cell + (f", {ratio:.3g}× allowance" if worst == "inaccurate" else "")
 
 
-def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Section]:
+def accuracy_sections(
+    accuracy: pd.DataFrame, plot_paths: list[Path], timing: pd.DataFrame | None = None
+) -> list[Section]:
     if accuracy.empty:
         return [Section("Accuracy", ["No accuracy results in these runs."])]
     intro = (
@@ -129,7 +131,7 @@ def accuracy_sections(accuracy: pd.DataFrame, plot_paths: list[Path]) -> list[Se
     for dtype in plots.ordered(accuracy["dtype"], DTYPES):
         matrix = accuracy_matrix(accuracy[accuracy["dtype"] == dtype])
         sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))
-    sections += linear_sections(accuracy)
+    sections += linear_sections(accuracy, timing)  # timing: the linear op's time and memory
     if plot_paths:
         sections.append(
             Section("Error ratio per implementation and case", images(plot_paths), level=3)

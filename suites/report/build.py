@@ -239,7 +239,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
     sections = [
         *([findings_section(accuracy, run_dirs)] if not accuracy.empty else []),
         summary_section(accuracy, timing),
-        *accuracy_sections(accuracy, accuracy_plots),
+        *accuracy_sections(accuracy, accuracy_plots, timing),
         *failure_sections(_without_baselines(accuracy)),
         *(baseline_sections(accuracy) if not accuracy.empty else []),
         *invariant_sections(accuracy),

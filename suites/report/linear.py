@@ -2,7 +2,9 @@
 
 The accuracy matrix folds quantities into one cell per case family; for the language-model head
 the three gradients fail separately (a true-class gradient rounded in bfloat16 spoils dX and dW
-while the loss passes), so this table gives each quantity its own column, one table per dtype.
+while the loss passes), so this table gives each quantity its own column, one table per dtype,
+with each implementation's time and peak memory beside them, from the run's timing rows of the
+op when there are any ("not timed" otherwise; peak memory needs ``--memory`` on a CPU).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import pandas as pd
 
 from adapters.base import DTYPES
 from suites.report import plots
-from suites.report.format import run_columns, varying
+from suites.report.format import format_seconds, run_columns, varying
 from suites.report.render import Section, Table
 
 LINEAR_OP = "linear_cross_entropy"
@@ -19,9 +21,47 @@ COLUMNS = {"value": "loss", "grad_hidden": "dX", "grad_weight": "dW", "grad_bias
 INTRO = (
     "Per implementation and dtype, each quantity over every linear case: loss (value), "
     "dX = dL/dhidden, dW = dL/dweight, db = dL/dbias; `pass 0.50` = all pass, largest error "
-    "0.50 ULP; `inaccurate 2/8` = 2 of 8 cases beyond budget. Time and peak memory: "
+    "0.50 ULP; `inaccurate 2/8` = 2 of 8 cases beyond budget. Time (median per call) and "
+    "peak memory (one call, beyond its inputs) come from the run's timing rows of the op, "
+    'forward / forward+backward, "not timed" where there are none; at LLM shapes: '
     "`tests/bench/linear_ce_benchmark.py` (one fresh process per measurement)."
 )
+PASS_ORDER = ("forward", "forward+backward")
+NOT_TIMED = "not timed"
+
+
+def _mib(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value / 2**20:.0f} MiB"
+
+
+def cost_cells(timing: pd.DataFrame | None, dtype: str) -> pd.DataFrame:
+    """Per implementation: "time" and "peak memory" cells (forward / forward+backward, with
+    the shape), from ok timing rows of the op in ``dtype``; empty when there are none."""
+    empty = pd.DataFrame(columns=["implementation", "time", "peak memory"])
+    if timing is None or timing.empty or "op" not in timing.columns:
+        return empty
+    rows = timing[(timing["op"] == LINEAR_OP) & (timing["dtype"] == dtype)]
+    rows = rows[rows["verdict"] == "ok"] if "verdict" in rows.columns else rows
+    if rows.empty:
+        return empty
+    records = []
+    for name, mine in rows.groupby("implementation"):
+        first = mine.sort_values("median_s").groupby("pass").first()
+        passes = [p for p in PASS_ORDER if p in first.index]
+        shape = f" ({first['shape'].iloc[0]})" if "shape" in first.columns else ""
+        time = " / ".join(format_seconds(first.loc[p, "median_s"]) for p in passes)
+        peak = first["peak_bytes"] if "peak_bytes" in first.columns else None
+        memory = " / ".join(_mib(peak.loc[p]) for p in passes) if peak is not None else "—"
+        records.append({"implementation": name, "time": time + shape, "peak memory": memory})
+    return pd.DataFrame(records)
+
+
+def with_costs(table: pd.DataFrame, timing: pd.DataFrame | None, dtype: str) -> pd.DataFrame:
+    """The verdict table with its time and peak-memory columns ("not timed" where absent)."""
+    merged = table.merge(cost_cells(timing, dtype), on="implementation", how="left")
+    merged["time"] = merged["time"].fillna(NOT_TIMED)
+    merged["peak memory"] = merged["peak memory"].fillna(NOT_TIMED)
+    return merged
 
 
 def linear_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -38,13 +78,13 @@ def linear_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index().sort_values("implementation")
 
 
-def linear_sections(accuracy: pd.DataFrame) -> list[Section]:
+def linear_sections(accuracy: pd.DataFrame, timing: pd.DataFrame | None = None) -> list[Section]:
     """One table per dtype, or nothing when no linear_cross_entropy row was evaluated."""
     rows = accuracy[accuracy["op"] == LINEAR_OP]
     if rows.empty:
         return []
     sections = [Section("Linear cross-entropy (loss, dX, dW, db)", [INTRO], level=3)]
     for dtype in plots.ordered(rows["dtype"], DTYPES):
-        table = linear_matrix(rows[rows["dtype"] == dtype])
+        table = with_costs(linear_matrix(rows[rows["dtype"] == dtype]), timing, dtype)
         sections.append(Section(f"Linear cross-entropy, {dtype}", [Table(table)], level=4))
     return sections

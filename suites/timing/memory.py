@@ -30,6 +30,7 @@ from typing import Any
 _KIB = 1024
 MEMORY_TIMEOUT_S = 300.0
 _ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
+ALLOCATOR_ENV = _ALLOCATOR_ENV  # for other fresh processes measured the same way
 MIN_RESOLVED_BYTES = 1 << 20
 
 
@@ -106,9 +107,16 @@ def measure_in_this_process(request: dict[str, Any]) -> int:
     prepared = adapter.prepare(call, logits, labels)
     if call.mode == "compiled":
         prepared.run()  # compiles for this shape: not the steady state's memory
+    return resident_peak_bytes(prepared.run)
+
+
+def resident_peak_bytes(run) -> int:
+    """Peak resident growth of one ``run()`` in this process: the high-water mark is reset,
+    then VmHWM after the call minus VmRSS just before it (run the process with
+    ``ALLOCATOR_ENV`` so freed memory is returned and a later call's allocations show)."""
     _reset_high_water_mark()
     baseline_kib = _status_kib("VmRSS")
-    output = prepared.run()
+    output = run()
     peak_kib = _status_kib("VmHWM")
     del output
     return (peak_kib - baseline_kib) * _KIB

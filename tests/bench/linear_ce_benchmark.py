@@ -4,9 +4,11 @@ For each (implementation, shape N x d x C, dtype, pass) a *fresh process* prepar
 through the adapter protocol (inputs converted and on the device), records the memory
 high-water mark, runs the call once (first call: compilation included), then times it with the
 suite's harness (``suites.timing.harness.measure``: warm-up, adaptive repetition, median, IQR).
-Peak memory is the high-water mark after the runs minus the one before them: on the CPU
-``ru_maxrss`` (a process-wide high-water mark that cannot be reset, hence one process per
-measurement), on CUDA ``torch.cuda.max_memory_allocated`` after a reset (torch backends only).
+Peak memory is that of one call after the first, measured as ``suites.timing.memory`` does:
+on the CPU the resident high-water mark is reset (``/proc/self/clear_refs``) just before the
+call and VmHWM after it minus VmRSS before it is the peak (the process runs with glibc told to
+return freed memory, ``memory.ALLOCATOR_ENV``; peaks under 1 MiB print as "<1"); on CUDA the
+allocator's peak after a reset (torch, TensorFlow). ``--json FILE`` also writes the rows.
 The forward pass is the ``value`` call; forward+backward is the ``grad_weight`` call (the loss
 and its gradient with respect to the classifier weight, which needs the whole logits gradient).
 
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -54,17 +57,21 @@ def _inputs(shape: tuple[int, int, int], dtype: str, seed: int = 0):
     return x, w, rng.integers(0, classes, size=rows)
 
 
-def _peak_bytes(device: str) -> int:
-    if device == "cuda":
-        import torch
+def _peak_bytes(backend: str, run, device: str) -> int | None:
+    """Peak bytes of one ``run()`` beyond what was allocated before it (suites.timing.memory:
+    the resident high-water mark reset just before the call on the CPU, the allocator's peak
+    on CUDA); None where the framework offers no resettable statistic."""
+    from suites.timing import memory
 
-        return int(torch.cuda.max_memory_allocated())
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    if device == "cpu":
+        return memory.resident_peak_bytes(run)
+    return memory.device_peak_bytes(backend, run, device)
 
 
 def measure_one(spec: dict) -> dict:
-    """In this (fresh) process: prepare, run once, time; the row as a dict."""
+    """In this (fresh) process: prepare, run once, measure one call's peak, time; one row."""
     from suites.timing.harness import measure
+    from suites.timing.memory import MIN_RESOLVED_BYTES
 
     backend, name = spec["implementation"].split(":", 1)[0], spec["implementation"]
     adapter = registry.load(backend)
@@ -76,20 +83,18 @@ def measure_one(spec: dict) -> dict:
         return {**spec, "message": f"unsupported: {reason}"}
     prepared = adapter.prepare(call, x, labels)
     del x, w  # the prepared call holds its own (device) copies
-    if spec["device"] == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    before = _peak_bytes(spec["device"])
+    started = time.perf_counter()
+    prepared.run()  # first call: lazy initialisation, compilation for this shape
+    first_call_s = time.perf_counter() - started
+    peak = _peak_bytes(backend, prepared.run, spec["device"])
     measurement = measure(prepared.run, max_total_s=spec["max_total_s"])
-    peak = _peak_bytes(spec["device"]) - before
+    resolved = peak is not None and (spec["device"] != "cpu" or peak >= MIN_RESOLVED_BYTES)
     return {
         **spec,
         "median_ms": measurement.median_s * 1e3,
         "iqr_ms": measurement.iqr_s * 1e3,
-        "first_call_ms": measurement.first_call_s * 1e3,
-        "peak_mib": peak / 2**20,
+        "first_call_ms": first_call_s * 1e3,
+        "peak_mib": peak / 2**20 if resolved else None,
         "message": measurement.summary(),
     }
 
@@ -105,9 +110,12 @@ def _implementations(patterns: list[str] | None) -> list[str]:
 
 
 def _run_child(spec: dict, timeout_s: float) -> dict:
+    from suites.timing.memory import ALLOCATOR_ENV
+
     command = [sys.executable, __file__, "--child", json.dumps(spec)]
+    env = {**os.environ, **ALLOCATOR_ENV}  # freed memory returned: each call's peak shows
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired:
         return {**spec, "message": f"timed out after {timeout_s:.0f} s"}
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
@@ -118,16 +126,17 @@ def _run_child(spec: dict, timeout_s: float) -> dict:
 
 def _print_table(rows: list[dict]) -> None:
     header = ("implementation", "N x d x C", "dtype", "pass", "median ms", "IQR ms", "peak MiB")
-    print(" | ".join(header))
-    print(" | ".join("---" for _ in header))
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join(" --- " for _ in header) + "|")
     for row in rows:
         shape = "x".join(str(v) for v in row["shape"])
         cells = [row["implementation"], shape, row["dtype"], row["pass"]]
         if "median_ms" in row:
-            cells += [f"{row['median_ms']:.2f}", f"{row['iqr_ms']:.2f}", f"{row['peak_mib']:.0f}"]
+            peak = "<1" if row["peak_mib"] is None else f"{row['peak_mib']:.0f}"
+            cells += [f"{row['median_ms']:.2f}", f"{row['iqr_ms']:.2f}", peak]
         else:
             cells += ["-", "-", row.get("message", "")]
-        print(" | ".join(cells))
+        print("| " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,64 @@
+"""The report's linear section: loss/dX/dW/db verdicts with each implementation's time and
+peak memory from the run's timing rows of the op, "not timed" where there are none."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from suites.report.linear import NOT_TIMED, linear_matrix, linear_sections, with_costs
+
+OP = "linear_cross_entropy"
+
+
+def _accuracy() -> pd.DataFrame:
+    rows = []
+    for impl in ("torch:plain", "torch:fused"):
+        for quantity in ("value", "grad_hidden", "grad_weight"):
+            rows.append(
+                {
+                    "run_id": "r",
+                    "host": "h",
+                    "op": OP,
+                    "implementation": impl,
+                    "dtype": "float32",
+                    "device": "cpu",
+                    "mode": "eager",
+                    "quantity": quantity,
+                    "verdict": "pass",
+                    "max_ulp_error": 0.5,
+                    "worst_ratio": 0.1,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _timing() -> pd.DataFrame:
+    base = {
+        "op": OP,
+        "implementation": "torch:plain",
+        "dtype": "float32",
+        "verdict": "ok",
+        "shape": "256x512x8192",
+    }
+    return pd.DataFrame(
+        [
+            {**base, "pass": "forward", "median_s": 0.012, "peak_bytes": 16 * 2**20},
+            {**base, "pass": "forward+backward", "median_s": 0.040, "peak_bytes": 48 * 2**20},
+            {**base, "dtype": "bfloat16", "pass": "forward", "median_s": 9.0, "peak_bytes": 1},
+        ]
+    )
+
+
+def test_time_and_peak_memory_sit_beside_the_verdicts():
+    table = with_costs(linear_matrix(_accuracy()), _timing(), "float32").set_index("implementation")
+    assert list(table.columns) == ["loss", "dX", "dW", "time", "peak memory"]
+    assert table.loc["torch:plain", "time"] == "12 ms / 40 ms (256x512x8192)"
+    assert table.loc["torch:plain", "peak memory"] == "16 MiB / 48 MiB"
+    assert table.loc["torch:fused", "time"] == NOT_TIMED
+    assert table.loc["torch:fused", "peak memory"] == NOT_TIMED
+
+
+def test_without_timing_rows_every_cell_says_not_timed():
+    sections = linear_sections(_accuracy(), None)
+    table = sections[1].blocks[0].frame
+    assert set(table["time"]) == {NOT_TIMED} and set(table["peak memory"]) == {NOT_TIMED}
