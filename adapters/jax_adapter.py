@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter, everywhere
-from adapters.base import DEVICES, DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
+from adapters.base import LINEAR_OP, Call, Implementation, PreparedCall
 from reference.options import canonical
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
@@ -244,12 +244,10 @@ def _linear_loss(x, w, b, y, ignore_index):
 
 
 def _linear_entries() -> list[tuple[Implementation, OpFunction]]:
-    impl = Implementation(
-        name="jax:x@w.T+optax.softmax_cross_entropy_with_integer_labels",
-        op=LINEAR_OP,
-        dtypes=DTYPES,
-        modes=MODES,
-        devices=DEVICES,
+    impl = everywhere(
+        "jax",
+        "x@w.T+optax.softmax_cross_entropy_with_integer_labels",
+        LINEAR_OP,
         gradient=True,
         options=("weight", "bias", "ignore_index"),
         adaptation=_LINEAR_ADAPTATION,
