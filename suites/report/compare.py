@@ -238,7 +238,12 @@ def _join(suite: str, base_dir: Path, new_dir: Path) -> pd.DataFrame:
         for run_dir in (base_dir, new_dir)
     )
     merged = base.merge(new, on=keys, how="outer", suffixes=("_base", "_new"), indicator=True)
-    return merged.rename(columns=_UNIFY[suite]).assign(suite=suite)
+    merged = merged.rename(columns=_UNIFY[suite]).assign(suite=suite)
+    if suite == "timing" and "options" in merged:  # a plain and a training row of one shape
+        options = merged["options"].fillna("").astype(str)
+        labelled = merged["detail"].astype(str) + " [" + options + "]"
+        merged["detail"] = merged["detail"].where(options.eq(""), labelled)
+    return merged
 
 
 def _concat(frames: list[pd.DataFrame | None], columns: list[str]) -> pd.DataFrame:

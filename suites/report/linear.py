@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from adapters.base import DTYPES
+from adapters.base import DTYPES, LINEAR_OP
 from suites.report import plots
 from suites.report.format import format_seconds, run_columns, varying
 from suites.report.render import Section, Table
 
-LINEAR_OP = "linear_cross_entropy"
 COLUMNS = {"value": "loss", "grad_hidden": "dX", "grad_weight": "dW", "grad_bias": "db"}
 INTRO = (
     "Per implementation and dtype, each quantity over every linear case: loss (value), "
