@@ -165,9 +165,10 @@ GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "infinite": _infinite,
     "saved": _saved,
 }
-# Generators that put non-finite values in the logits on purpose; no other may.
+# Generators that put non-finite values in the logits (or, for the linear op, the hidden states)
+# on purpose; no other may.
 NONFINITE_GENERATORS: frozenset[str] = frozenset(
-    {"masked", "all_masked", "plus_inf", "mixed_inf", "nan", "infinite"}
+    {"masked", "all_masked", "plus_inf", "mixed_inf", "nan", "infinite", "non_finite"}
 )
 
 # Label generators: (rng, float64 logits) -> labels --------------------------------------
