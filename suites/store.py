@@ -37,8 +37,9 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # what the process got (contention), the calibration kernel's times, the rounds pooled and the
 # peak memory.
 # 4: timing rows carry their call ``options`` (part of the timing key; older runs read "") and
-# ``others_cpu_s``; ``contended`` is decided by other processes' CPU time on the timed cores
-# and the CPU share, no longer by the involuntary switch rate (suites.timing.contention).
+# ``others_cpu_s`` and ``waited_s``; ``contended`` is decided by other processes' CPU time on
+# the timed cores, our threads' run-queue wait and the CPU share, no longer by the involuntary
+# switch rate (suites.timing.contention).
 SCHEMA_VERSION = 4
 READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 _VERSION_KEY = b"xentbench.schema_version"
@@ -137,6 +138,8 @@ TIMING_SCHEMA = pa.schema(
         ("involuntary_switches", pa.int64()),
         # CPU seconds other processes used on the timed cores meanwhile (null: not measurable).
         ("others_cpu_s", pa.float64()),
+        # Seconds our threads waited on the run queue for a CPU (null: no schedstat).
+        ("waited_s", pa.float64()),
         ("contended", pa.bool_()),
         ("retries", pa.int64()),
         # The calibration kernel's per-call time before and after each round's measurement.

@@ -14,6 +14,15 @@ time (a CPU-bound op keeps at least one thread computing all the time). CPU time
 with one core, not with wall time x threads: an op may use fewer threads than the framework's
 pool (small inputs run inline), so "threads" cores would flag every small op on an idle machine.
 
+The tick counts of ``/proc/stat`` (10 ms) blur short windows: most measurements last 30-60 ms,
+where the slack for the ticks is larger than a competitor's share. A third, precise sign fills
+that gap: the time our threads were runnable but *waiting for a CPU* (the run-queue delay in
+``/proc/self/task/*/schedstat``, nanoseconds; ~0 on an idle machine, ~half the window beside a
+competitor on our core). Our own threads can make each other wait (more runnable threads than
+cores), so a wait counts only while this process left part of its cores to others: waited more
+than ``MAX_OTHERS_SHARE`` of the window while using less than ``cores - MAX_OTHERS_SHARE``
+cores itself.
+
 Involuntary context switches (``ru_nivcsw``) are recorded but do not flag on their own: an
 OpenMP or Eigen thread pool preempts its own threads (more runnable threads than cores, spin
 then yield), so a multi-threaded op on an idle machine shows hundreds per second (293 of 620
@@ -56,15 +65,18 @@ class Usage:
     involuntary_switches: int
     cores_busy_s: float | None = None
     cores: int = 0  # how many CPUs ``cores_busy_s`` sums (the affinity set)
+    waited_s: float | None = None  # run-queue delay of our threads (None: no schedstat)
 
     def __sub__(self, start: Usage) -> Usage:
         busy = _combine(self.cores_busy_s, start.cores_busy_s, -1)
+        waited = _combine(self.waited_s, start.waited_s, -1)
         return Usage(
             self.wall_s - start.wall_s,
             self.cpu_s - start.cpu_s,
             self.involuntary_switches - start.involuntary_switches,
             busy,
             max(self.cores, start.cores),
+            None if waited is None else max(0.0, waited),  # a thread that exited drops out
         )
 
     def __add__(self, other: Usage) -> Usage:
@@ -78,6 +90,7 @@ class Usage:
             self.involuntary_switches + other.involuntary_switches,
             _combine(self.cores_busy_s, other.cores_busy_s, 1),
             max(self.cores, other.cores),
+            _combine(self.waited_s, other.waited_s, 1),
         )
 
     @property
@@ -141,6 +154,23 @@ def _cores_busy() -> tuple[float | None, int]:
     return busy, len(cpus) if cpus else text.count("\ncpu")
 
 
+def run_queue_wait(schedstats: list[str]) -> float | None:
+    """Seconds the threads waited for a CPU, from their ``schedstat`` texts ("<on-CPU ns>
+    <waiting ns> <timeslices>"); None when none could be read."""
+    waited = [int(text.split()[1]) for text in schedstats if len(text.split()) >= 2]
+    return sum(waited) / 1e9 if waited else None
+
+
+def _waited() -> float | None:
+    texts = []
+    for path in Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            texts.append(path.read_text())
+        except OSError:  # the thread exited meanwhile
+            continue
+    return run_queue_wait(texts)
+
+
 def snapshot() -> Usage:
     """The usage counters now (differences of two snapshots are what count)."""
     busy, cores = _cores_busy()
@@ -150,6 +180,7 @@ def snapshot() -> Usage:
         resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw,
         busy,
         cores,
+        _waited(),
     )
 
 
@@ -163,9 +194,22 @@ def contention_reason(used: Usage, device: str = "cpu") -> str:
     slack_s = (used.cores + 1) * _TICK_S
     if others is not None and others > MAX_OTHERS_SHARE * used.wall_s + slack_s:
         reasons.append(f"other processes used {others / used.wall_s:.2f} of a core")
+    elif _waited_for_others(used):
+        reasons.append(f"waited {used.waited_s / used.wall_s:.2f} of the time for a CPU")
     if device == "cpu" and used.cpu_share < MIN_CPU_SHARE:
         reasons.append(f"got {used.cpu_share:.0%} of a core")
     return ", ".join(reasons)
+
+
+def _waited_for_others(used: Usage) -> bool:
+    """Our threads waited for a CPU while we left part of our cores to someone else."""
+    if used.waited_s is None:
+        return False
+    cores = used.cores or len(_affinity() or ()) or 1
+    return (
+        used.waited_s > MAX_OTHERS_SHARE * used.wall_s
+        and used.cpu_s < (cores - MAX_OTHERS_SHARE) * used.wall_s
+    )
 
 
 def framework_threads() -> int:
