@@ -24,6 +24,7 @@ from suites.findings.group import Finding, Sample, finding_id
 from suites.findings.modes import row_modes, verdict_mode
 from suites.findings.repro import build_reproducer, write_reproducer
 from suites.findings.shrink import ddmin, observe, shrink
+from suites.findings.slicing import Input
 from suites.findings.tables import findings_of_runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,10 +187,10 @@ def test_shrinking_keeps_the_failure_mode_and_drops_rows_and_classes(flawed_back
     call = Call(adapter.implementation("overflowing:softmax"), "float32")
     logits = np.random.default_rng(0).uniform(-1, 1, (4, 16)).astype(np.float32)
     logits[2, 5] = 200.0  # exp overflows here: inf / inf
-    assert "nan-for-finite" in observe(adapter, call, logits, None)
-    shrunk = shrink(adapter, call, "nan-for-finite", logits, None)
+    assert "nan-for-finite" in observe(adapter, call, Input(logits, None))
+    shrunk = shrink(adapter, call, "nan-for-finite", Input(logits, None))
     assert shrunk.logits.shape == (1, 1)
-    assert "nan-for-finite" in observe(adapter, call, shrunk.logits, None)
+    assert "nan-for-finite" in observe(adapter, call, shrunk.item)
     assert float(shrunk.logits[0, 0]) >= 128  # simplified to a power of two that still overflows
 
 
