@@ -25,6 +25,7 @@ from suites.findings.group import Finding, Sample, finding_id, group_findings
 from suites.findings.modes import row_modes, verdict_mode
 from suites.findings.repro import build_reproducer, write_reproducer
 from suites.findings.shrink import ddmin, observe, shrink
+from suites.findings.slicing import Input
 from suites.findings.tables import findings_of_runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -222,10 +223,10 @@ def test_shrinking_keeps_the_failure_mode_and_drops_rows_and_classes(flawed_back
     call = Call(adapter.implementation("overflowing:softmax"), "float32")
     logits = np.random.default_rng(0).uniform(-1, 1, (4, 16)).astype(np.float32)
     logits[2, 5] = 200.0  # exp overflows here: inf / inf
-    assert "nan-for-finite" in observe(adapter, call, logits, None)
-    shrunk = shrink(adapter, call, "nan-for-finite", logits, None)
+    assert "nan-for-finite" in observe(adapter, call, Input(logits, None))
+    shrunk = shrink(adapter, call, "nan-for-finite", Input(logits, None))
     assert shrunk.logits.shape == (1, 1)
-    assert "nan-for-finite" in observe(adapter, call, shrunk.logits, None)
+    assert "nan-for-finite" in observe(adapter, call, shrunk.item)
     assert float(shrunk.logits[0, 0]) >= 128  # simplified to a power of two that still overflows
 
 
@@ -311,25 +312,41 @@ def test_a_builtin_reproducer_imports_only_the_framework_and_numpy(tmp_path):
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"sys", "numpy", "scipy", "ml_dtypes"}
+    assert imported <= {"__future__", "base64", "sys", "numpy", "scipy", "ml_dtypes"}
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
     assert result.returncode == 1, result.stdout + result.stderr
 
 
-def test_findings_whose_calls_take_options_are_declined_not_crashed_on():
-    """Option, linear and hunted samples have no renderer yet: ``reproducible`` says why."""
+def test_only_option_calls_no_snippet_renders_are_declined():
+    """Options, tangents, the linear op and hunted inputs are reproducible; NumPy and ONNX
+    Runtime calls with options (no snippet renders them) are declined with a reason."""
     from types import SimpleNamespace
 
     from suites.findings.repro import NotReproducible, build_reproducer, reproducible
 
-    def finding(quantity: str, case_id: str) -> SimpleNamespace:
+    def finding(implementation: str, quantity: str, case_id: str) -> SimpleNamespace:
         return SimpleNamespace(
-            id="xf-0", quantity=quantity, sample=SimpleNamespace(case_id=case_id)
+            id="xf-0",
+            implementation=implementation,
+            quantity=quantity,
+            sample=SimpleNamespace(case_id=case_id),
         )
 
-    assert "options" in reproducible(finding("grad", "softmax/options/cotangent-extreme"))
-    assert "hunt" in reproducible(finding("value", "hunt/softmax/0123456789ab"))
-    assert "jvp" in reproducible(finding("jvp", "softmax/benign/normal-4x16"))
-    assert reproducible(finding("value", "softmax/benign/normal-4x16")) is None
+    assert (
+        reproducible(finding("torch:torch.softmax", "grad", "softmax/options/cotangent-extreme"))
+        is None
+    )
+    assert (
+        reproducible(finding("jax:jax.nn.softmax", "jvp", "softmax/options/tangent-masked")) is None
+    )
+    assert reproducible(finding("flawed-hunt:x", "value", "hunt/softmax/0123456789ab")) is None
+    linear = "linear_cross_entropy/linear/normal"
+    assert reproducible(finding("tensorflow:tf.matmul+x", "grad_weight", linear)) is None
+    declined = finding(
+        "onnxruntime:SoftmaxCrossEntropyLoss",
+        "value",
+        "sparse_softmax_cross_entropy/options/ignore-90pct",
+    )
+    assert "onnxruntime" in reproducible(declined)
     with pytest.raises(NotReproducible, match="xf-0"):
-        build_reproducer(finding("grad", "logsumexp/linear/x"))
+        build_reproducer(declined)

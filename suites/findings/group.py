@@ -143,8 +143,8 @@ def exploded(rows: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["failure_mode"].notna()].reset_index(drop=True)
 
 
-# Families whose calls take options or saved inputs, which reproducers do not render yet
-# (``suites.findings.repro.reproducible``); a finding's sample comes from another family if any.
+# Families whose calls take options or saved inputs: their reproducers carry more (an OPTIONS
+# dict, a weight), so a finding's sample comes from another family if it has one.
 UNRENDERED_FAMILIES = frozenset({"options", "linear", "hunted", "hunt"})
 
 

@@ -18,15 +18,17 @@ from adapters import registry
 from adapters.base import Call
 from reference import exact as reference_exact
 from reference.dtypes import numpy_dtype
-from reference.evaluate import REDUCING, output_shape
+from reference.evaluate import GRADIENT_OPS, LINEAR_OP, REDUCING, output_shape
 from suites.catalog import cases
-from suites.findings import snippets
-from suites.findings.group import UNRENDERED_FAMILIES, Finding
+from suites.findings import option_snippets, snippets
+from suites.findings.group import Finding
 from suites.findings.script import render
 from suites.findings.shrink import Shrunk, shrink
+from suites.findings.slicing import Input
 from suites.judge import shift
-from suites.judge.budget import K, error_scale
+from suites.judge.budget import allowance, error_scale
 from suites.judge.invariants import sums_to_one_tolerance
+from suites.judge.reductions import option_scale
 from suites.judge.ulps import truth_in, ulp_at
 
 
@@ -42,25 +44,44 @@ class Reproducer:
 
     @property
     def size(self) -> int:
-        """Number of logits in the shrunk input."""
-        return int(np.prod(self.shape))
+        """Number of logits in the shrunk input (the linear op: rows x classes)."""
+        return int(np.prod(self.shape[:2]))
 
 
-def _exact_arrays(op: str, quantity: str, dtype: str, logits, labels) -> dict[str, np.ndarray]:
-    """hi, lo, the dtype's rounding, its ULP and the allowance per output element; NaN
-    throughout for invalid input (nothing to compare: raising is the right answer)."""
+def _exact_arrays(call: Call, item: Input, quantity: str) -> dict[str, np.ndarray]:
+    """hi, lo, the dtype's rounding, its ULP and the allowance per output element, the
+    allowance chosen as ``suites.judge.measure.evaluate`` chooses it; NaN throughout for
+    invalid input (nothing to compare: raising is the right answer)."""
+    op, dtype, options = call.implementation.op, call.dtype, item.options
+    logits, labels = item.logits, item.labels
     try:
-        exact = reference_exact(op, logits, labels, quantity)
+        exact = reference_exact(op, logits, labels, quantity, **options)
     except ValueError:
-        nan = np.full(output_shape(op, quantity, logits.shape), np.nan)
+        nan = np.full(_output_shape(op, quantity, item), np.nan)
         return {name: nan for name in ("hi", "lo", "truth", "ulp", "allowance")}
     requested = numpy_dtype(dtype)
     truth = truth_in(exact, requested)
-    ulp = ulp_at(truth, requested)
-    scale = error_scale(op, quantity, requested, logits, labels, exact)
-    with np.errstate(invalid="ignore", over="ignore"):
-        allowance = ulp + K * scale
-    return {"hi": exact.hi, "lo": exact.lo, "truth": truth, "ulp": ulp, "allowance": allowance}
+    scale = None
+    if op == LINEAR_OP:
+        scale = error_scale(op, quantity, requested, logits, labels, exact, options)
+    elif options or not (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)):
+        scale = option_scale(op, quantity, requested, logits, labels, exact, options)
+    allowed = allowance(op, quantity, requested, logits, labels, exact, scale=scale)
+    return {
+        "hi": exact.hi,
+        "lo": exact.lo,
+        "truth": truth,
+        "ulp": ulp_at(truth, requested),
+        "allowance": allowed.absolute,
+    }
+
+
+def _output_shape(op: str, quantity: str, item: Input) -> tuple[int, ...]:
+    if op == LINEAR_OP:
+        return (len(item.logits),) if quantity == "value" else (0,)
+    if item.options.get("reduction", "none") != "none" and quantity == "value":
+        return ()
+    return output_shape(op, quantity, item.logits.shape)
 
 
 def _evidence(finding: Finding) -> str:
@@ -75,8 +96,8 @@ def _evidence(finding: Finding) -> str:
 
 
 def _facts(finding: Finding, call: Call, shrunk: Shrunk, framework: str) -> dict[str, Any]:
-    op, sample = finding.op, finding.sample
-    logits = shrunk.logits
+    sample, item = finding.sample, shrunk.item
+    logits = item.logits
     facts: dict[str, Any] = {
         "id": finding.id,
         "implementation": finding.implementation,
@@ -88,12 +109,14 @@ def _facts(finding: Finding, call: Call, shrunk: Shrunk, framework: str) -> dict
         "case_id": sample.case_id,
         "seed": sample.seed,
         "original": "x".join(map(str, shrunk.original_shape)),
+        "shrunk": "x".join(map(str, item.shape)),
         "framework": framework,
         "dtype": call.dtype,
         "device": call.device,
         "mode": call.mode,
         "logits": logits.astype(np.float64),
-        "labels": None if shrunk.labels is None else np.asarray(shrunk.labels),
+        "labels": None if item.labels is None else np.asarray(item.labels),
+        "options": item.options,
         "shifted": None,
         "tolerance": sums_to_one_tolerance(call.dtype, logits.shape[-1]),
     }
@@ -103,27 +126,65 @@ def _facts(finding: Finding, call: Call, shrunk: Shrunk, framework: str) -> dict
     labels = facts["labels"]
     if labels is not None and labels.dtype.kind == "f":
         facts["labels"] = labels.astype(np.float64)
-    arrays = _exact_arrays(op, finding.quantity, call.dtype, logits, shrunk.labels)
-    return {**facts, **arrays}
+    return {**facts, **_exact_arrays(call, item, finding.quantity)}
 
 
 class NotReproducible(ValueError):
-    """A finding the reproducer cannot express yet: its calls take options (the options and
-    linear families), a forward-mode tangent, or a hunted input kept only in its run."""
+    """A finding the reproducer cannot express: its call takes options or a tangent that no
+    framework snippet renders (ONNX Runtime's and NumPy's option calls), or its hunted input is
+    no longer in its run directory."""
+
+
+def _hunted_input(sample) -> Input:
+    """A hunted sample's saved input (``<run>/hunt/<hash>-logits.npy``, ``-labels.npy``)."""
+    digest = sample.case_id.rsplit("/", 1)[-1]
+    folder = Path(sample.run_dir) / "hunt"
+    logits_path, labels_path = folder / f"{digest}-logits.npy", folder / f"{digest}-labels.npy"
+    if not logits_path.exists():
+        raise NotReproducible(f"hunted input {logits_path} is missing (run moved or pruned?)")
+    labels = np.load(labels_path, allow_pickle=False) if labels_path.exists() else None
+    return Input(np.load(logits_path, allow_pickle=False), labels)
+
+
+def sample_input(finding: Finding) -> tuple[Input, bool]:
+    """The sample's input with its call options, and whether the case is plain (no options:
+    invariants and the shift check are judged as the accuracy suite does)."""
+    sample = finding.sample
+    if sample.case_id.startswith("hunt/"):
+        return _hunted_input(sample), True
+    case = cases.find(sample.case_id)
+    logits, labels = case.inputs(sample.dtype, sample.seed)
+    options = case.call_options(sample.dtype, sample.seed, finding.quantity)
+    return Input(logits, labels, dict(options)), not case.options
+
+
+def _needs_option_snippet(finding: Finding, item: Input) -> bool:
+    return bool(item.options) or finding.quantity not in ("value", "grad")
 
 
 def reproducible(finding: Finding) -> str | None:
-    """Why ``finding`` has no standalone reproducer yet, or None when it has one."""
-    if finding.quantity not in ("value", "grad"):
-        return f"quantity {finding.quantity} (its tangent or cotangent is not rendered yet)"
-    case_id = finding.sample.case_id
-    family = "hunt" if case_id.startswith("hunt/") else case_id.split("/")[1]
-    unsupported = [family] if family in UNRENDERED_FAMILIES else []
-    if unsupported:
-        return (
-            f"family {', '.join(unsupported)} (call options and saved inputs are not rendered yet)"
-        )
+    """Why ``finding`` has no standalone reproducer, or None when it has one (decided from the
+    implementation and the sample's case, before anything is drawn)."""
+    case_id, backend = finding.sample.case_id, finding.implementation.partition(":")[0]
+    with_options = finding.quantity not in ("value", "grad") or (
+        not case_id.startswith("hunt/") and bool(_case_options(case_id))
+    )
+    if with_options and backend in _PLAIN_ONLY:
+        return f"{backend} calls with options or a tangent (no snippet renders them yet)"
     return None
+
+
+def _case_options(case_id: str) -> tuple:
+    try:
+        case = cases.find(case_id)
+    except (KeyError, ValueError):
+        return ()
+    return (*case.options, *(("weight",) if case.op == LINEAR_OP else ()))
+
+
+# Built-in backends whose reproducers render only plain calls (plugins go through the
+# registry, which passes options on).
+_PLAIN_ONLY = ("numpy", "onnxruntime")
 
 
 def build_reproducer(finding: Finding, max_tries: int = 400, max_s: float = 120.0) -> Reproducer:
@@ -134,19 +195,25 @@ def build_reproducer(finding: Finding, max_tries: int = 400, max_s: float = 120.
         raise NotReproducible(f"{finding.id}: no standalone reproducer for {reason}")
     adapter = registry.load(finding.backend)
     sample = finding.sample
+    item, plain = sample_input(finding)
     call = Call(
         adapter.implementation(finding.implementation),
         sample.dtype,
         sample.device,
         sample.mode,
         finding.quantity,
+        options=item.options,
     )
-    logits, labels = cases.find(sample.case_id).inputs(sample.dtype, sample.seed)
-    shrunk = shrink(adapter, call, finding.failure_mode, logits, labels, max_tries, max_s)
-    reducing = (finding.op, finding.quantity) in REDUCING
-    framework, source = snippets.run_source(finding.implementation, reducing)
+    shrunk = shrink(adapter, call, finding.failure_mode, item, max_tries, max_s, plain=plain)
+    rendered = None
+    if _needs_option_snippet(finding, item):
+        rendered = option_snippets.run_source(finding.implementation)
+    if rendered is None:
+        reducing = (finding.op, finding.quantity) in REDUCING
+        rendered = snippets.run_source(finding.implementation, reducing)
+    framework, source = rendered
     text = render(_facts(finding, call, shrunk, framework), source)
-    return Reproducer(finding, text, shrunk.logits.shape, shrunk.original_shape, shrunk.tries)
+    return Reproducer(finding, text, shrunk.item.shape, shrunk.original_shape, shrunk.tries)
 
 
 def write_reproducer(reproducer: Reproducer, out_dir: Path) -> Path:

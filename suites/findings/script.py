@@ -7,6 +7,7 @@ the allowance, then exits 1 while the finding's failure mode is present and 0 on
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,9 @@ to {shrunk} (rows x classes) while the failure mode persisted.
 Needs only {framework} and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
 
+from __future__ import annotations
+
+import base64
 import sys
 
 import numpy as np
@@ -36,17 +40,25 @@ def _floats(values, shape):
     return np.array([float.fromhex(v) for v in values], dtype=np.float64).reshape(shape)
 
 
+def _packed(text, dtype, shape):
+    """A large array, exactly: base64 of its raw little-endian bytes."""
+    raw = np.frombuffer(base64.b64decode(text), dtype=np.dtype(dtype))
+    return raw.reshape(shape).astype(np.float64 if raw.dtype.kind == "f" else np.int64)
+
+
 # The input, exactly (float hex of the {dtype} values).
-LOGITS = _floats({logits}, {shape})
+LOGITS = {logits}
 LABELS = {labels}
+# The call's options, as the adapter passes them (arrays exact in {dtype}, held as float64).
+OPTIONS = {options}
 SHIFTED_LOGITS = {shifted}
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
 # rounded to {dtype} (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats({hi}, {out_shape})
-EXPECTED_LO = _floats({lo}, {out_shape})
-TRUTH = _floats({truth}, {out_shape})
-ULP = _floats({ulp}, {out_shape})
-ALLOWANCE = _floats({allowance}, {out_shape})
+EXPECTED_HI = {hi}
+EXPECTED_LO = {lo}
+TRUTH = {truth}
+ULP = {ulp}
+ALLOWANCE = {allowance}
 SUMS_TO_ONE_TOLERANCE = {tolerance!r}
 '''
 
@@ -153,32 +165,77 @@ if __name__ == "__main__":
 '''
 
 
+# Arrays with more elements than this are embedded packed (base64 of the raw bytes).
+MAX_LITERAL = 1024
+
+
 def _hex_list(values: np.ndarray) -> str:
     return repr([float(v).hex() for v in np.asarray(values, dtype=np.float64).ravel()])
 
 
-def _labels_literal(labels: np.ndarray | None) -> str:
-    if labels is None:
+def _packed(values: np.ndarray) -> str:
+    """``_packed(...)`` of a large array: float64 values narrowed to float32 or float16 when
+    that is exact, so a float32 weight costs 4 bytes an element."""
+    values = np.asarray(values)
+    if values.dtype.kind in "iu":
+        narrow = values.astype("<i8")
+    else:
+        values = values.astype(np.float64)
+        narrow = next(
+            (values.astype(d) for d in ("<f2", "<f4") if _exact_in(values, d)), values.astype("<f8")
+        )
+    text = base64.b64encode(narrow.tobytes()).decode("ascii")
+    return f"_packed({text!r}, {narrow.dtype.str!r}, {tuple(values.shape)!r})"
+
+
+def _exact_in(values: np.ndarray, dtype: str) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.array_equal(values.astype(dtype).astype(np.float64), values, equal_nan=True))
+
+
+def array_literal(values: np.ndarray | None) -> str:
+    """Python source that rebuilds ``values`` exactly: ints, float hex, or packed bytes."""
+    if values is None:
         return "None"
-    if labels.dtype.kind in "iu":
-        return f"np.array({labels.astype(np.int64).tolist()!r}, dtype=np.int64)"
-    return f"_floats({_hex_list(labels)}, {tuple(labels.shape)!r})"
+    values = np.asarray(values)
+    if values.size > MAX_LITERAL:
+        return _packed(values)
+    if values.dtype.kind in "iu":
+        ints = values.astype(np.int64).tolist()
+        return f"np.array({ints!r}, dtype=np.int64).reshape({values.shape!r})"
+    return f"_floats({_hex_list(values)}, {tuple(values.shape)!r})"
+
+
+def _labels_literal(labels: np.ndarray | None) -> str:
+    return array_literal(labels)
+
+
+def options_literal(options: dict[str, Any]) -> str:
+    """The ``OPTIONS`` dict: scalars as they are, arrays as ``array_literal``."""
+    if not options:
+        return "{}"
+    items = []
+    for name, value in options.items():
+        if isinstance(value, np.ndarray):
+            items.append(f"    {name!r}: {array_literal(value)},")
+        elif isinstance(value, (np.integer, np.floating)):
+            items.append(f"    {name!r}: {value.item()!r},")
+        else:
+            items.append(f"    {name!r}: {value!r},")
+    return "{\n" + "\n".join(items) + "\n}"
 
 
 def render(facts: dict[str, Any], run_source: str) -> str:
     """The script for ``facts`` (finding fields, input and exact arrays) and a ``run`` source."""
     arrays = ("hi", "lo", "truth", "ulp", "allowance")
-    fields = {k: v for k, v in facts.items() if k not in (*arrays, "logits", "labels", "shifted")}
-    shifted = facts.get("shifted")
+    skip = (*arrays, "logits", "labels", "shifted", "options")
+    fields = {k: v for k, v in facts.items() if k not in skip}
     fields.update(
-        shape=tuple(facts["logits"].shape),
-        shrunk="x".join(map(str, facts["logits"].shape)),
-        out_shape=tuple(facts["hi"].shape),
-        logits=_hex_list(facts["logits"]),
+        logits=array_literal(facts["logits"]),
+        shrunk=facts.get("shrunk", "x".join(map(str, facts["logits"].shape))),
         labels=_labels_literal(facts["labels"]),
-        shifted="None"
-        if shifted is None
-        else f"_floats({_hex_list(shifted)}, {tuple(shifted.shape)!r})",
-        **{name: _hex_list(facts[name]) for name in arrays},
+        shifted=array_literal(facts.get("shifted")),
+        options=options_literal(facts.get("options") or {}),
+        **{name: array_literal(np.asarray(facts[name], dtype=np.float64)) for name in arrays},
     )
     return _HEADER.format(**fields) + run_source + _CHECK.format()

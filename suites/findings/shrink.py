@@ -13,13 +13,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from adapters.base import Adapter, Call
 from reference import exact as reference_exact
+from reference.evaluate import LINEAR_OP
+from suites.findings import slicing
 from suites.findings.modes import row_modes
+from suites.findings.slicing import Input
 from suites.judge import invariants, measure, shift
 from suites.judge.call import judge
 
@@ -32,15 +35,22 @@ MAX_SIMPLIFIED = 256
 class Shrunk:
     """The shrunk input, how many candidates were judged, and the original size."""
 
-    logits: np.ndarray
-    labels: np.ndarray | None
+    item: Input
     tries: int
     original_shape: tuple[int, ...]
 
+    @property
+    def logits(self) -> np.ndarray:
+        return self.item.logits
 
-def _exact(op: str, quantity: str, logits, labels):
+    @property
+    def labels(self) -> np.ndarray | None:
+        return self.item.labels
+
+
+def _exact(op: str, quantity: str, item: Input):
     try:
-        return reference_exact(op, logits, labels, quantity)
+        return reference_exact(op, item.logits, item.labels, quantity, **item.options)
     except ValueError as exc:  # invalid input: raising is the right answer
         return exc
 
@@ -64,13 +74,16 @@ def shift_broken(adapter: Adapter, call: Call, logits, labels, got, exact) -> bo
     return result.verdict != "pass" and not np.array_equal(*same, equal_nan=True)
 
 
-def observe(adapter: Adapter, call: Call, logits: np.ndarray, labels) -> list[str]:
-    """The failure modes of one call on one input, judged as the accuracy suite judges it."""
+def observe(adapter: Adapter, call: Call, item: Input, plain: bool = True) -> list[str]:
+    """The failure modes of one call on one input, judged as the accuracy suite judges it
+    (invariants and the shift check only for ``plain`` cases, those without call options)."""
     op, quantity = call.implementation.op, call.quantity
-    exact = _exact(op, quantity, logits, labels)
-    judged, got = judge(adapter, call, logits, labels, exact)
+    call = replace(call, options=item.options)
+    exact = _exact(op, quantity, item)
+    judged, got = judge(adapter, call, item.logits, item.labels, exact)
     row = {**judged, "dtype": call.dtype}
-    if got is not None and judged["verdict"] == "pass":
+    if got is not None and judged["verdict"] == "pass" and plain:
+        logits, labels = item.logits, item.labels
         failures = (
             invariants.invariant_failures(op, call.dtype, logits, labels, got)
             if quantity == "value"
@@ -108,25 +121,6 @@ def ddmin(items: list[int], test: Test, stop: Callable[[], bool] = lambda: False
     return items
 
 
-def _take_classes(op: str, logits, labels, columns: list[int]):
-    """The input restricted to ``columns`` (sparse labels renumbered), or None when a kept
-    row's label class would be dropped."""
-    x = logits[:, columns]
-    if labels is None:
-        return x, None
-    if op != "sparse_softmax_cross_entropy":
-        return x, labels[:, columns]
-    n_classes, renumbered = logits.shape[-1], []
-    for label in labels:
-        if 0 <= label < n_classes:
-            if label not in columns:
-                return None
-            renumbered.append(columns.index(label))
-        else:  # an invalid id stays invalid by the same amount
-            renumbered.append(label if label < 0 else len(columns) + (label - n_classes))
-    return x, np.asarray(renumbered, dtype=labels.dtype)
-
-
 def _simpler_values(value: float, dtype: np.dtype) -> list[float]:
     """Simpler stand-ins for one finite logit, simplest first, each exact in ``dtype``."""
     if not math.isfinite(value) or value == 0:
@@ -147,43 +141,51 @@ class Shrinker:
     def __init__(self, adapter: Adapter, call: Call, mode: str, max_tries: int, max_s: float):
         self.adapter, self.call, self.mode = adapter, call, mode
         self.op = call.implementation.op
+        self.plain = True
         self.tries, self.max_tries = 0, max_tries
         self.deadline = time.monotonic() + max_s
 
-    def keeps_mode(self, logits, labels) -> bool:
-        if self.exhausted():
+    def keeps_mode(self, item: Input | None) -> bool:
+        if item is None or self.exhausted():
             return False
         self.tries += 1
         try:
-            return self.mode in observe(self.adapter, self.call, logits, labels)
+            return self.mode in observe(self.adapter, self.call, item, self.plain)
         except Exception:  # a candidate the harness cannot judge is not kept
             return False
 
-    def shrink(self, logits: np.ndarray, labels) -> Shrunk:
-        original = logits.shape
+    def shrink(self, item: Input) -> Shrunk:
+        original, op = item.shape, self.op
         rows = ddmin(
-            list(range(logits.shape[0])),
-            lambda keep: self.keeps_mode(logits[keep], None if labels is None else labels[keep]),
+            list(range(item.logits.shape[0])),
+            lambda keep: self.keeps_mode(slicing.take_rows(op, item, keep)),
             self.exhausted,
         )
-        logits, labels = logits[rows], None if labels is None else labels[rows]
-
-        def classes_keep(columns: list[int]) -> bool:
-            taken = _take_classes(self.op, logits, labels, columns)
-            return taken is not None and self.keeps_mode(*taken)
-
-        columns = ddmin(list(range(logits.shape[-1])), classes_keep, self.exhausted)
-        logits, labels = _take_classes(self.op, logits, labels, columns)
-        logits = self._simplify_values(logits, labels)
-        return Shrunk(logits, labels, self.tries, original)
+        item = slicing.take_rows(op, item, rows)
+        columns = ddmin(
+            list(range(slicing.classes(op, item))),
+            lambda keep: self.keeps_mode(slicing.take_classes(op, item, keep)),
+            self.exhausted,
+        )
+        if len(columns) < slicing.classes(op, item):
+            item = slicing.take_classes(op, item, columns) or item
+        if op == LINEAR_OP:
+            hidden = ddmin(
+                list(range(item.logits.shape[-1])),
+                lambda keep: self.keeps_mode(slicing.take_hidden(op, item, keep)),
+                self.exhausted,
+            )
+            item = slicing.take_hidden(op, item, hidden)
+        item = slicing.with_logits(item, self._simplify_values(item))
+        return Shrunk(item, self.tries, original)
 
     def exhausted(self) -> bool:
         return self.tries >= self.max_tries or time.monotonic() > self.deadline
 
-    def _simplify_values(self, logits: np.ndarray, labels) -> np.ndarray:
+    def _simplify_values(self, item: Input) -> np.ndarray:
         """Each logit in turn replaced by the simplest stand-in that keeps the mode (inputs of
         at most ``MAX_SIMPLIFIED`` logits: beyond, the values are not what a reader reads)."""
-        logits = logits.copy()
+        logits = item.logits.copy()
         if logits.size > MAX_SIMPLIFIED:
             return logits
         for index in np.ndindex(logits.shape):
@@ -192,7 +194,7 @@ class Shrinker:
                 if self.exhausted():
                     return logits
                 logits[index] = candidate
-                if self.keeps_mode(logits, labels):
+                if self.keeps_mode(slicing.with_logits(item, logits)):
                     break
                 logits[index] = original
         return logits
@@ -202,11 +204,15 @@ def shrink(
     adapter: Adapter,
     call: Call,
     mode: str,
-    logits: np.ndarray,
-    labels,
+    item: Input,
     max_tries: int = 400,
     max_s: float = 120.0,
+    plain: bool = True,
 ) -> Shrunk:
-    """The smallest input found that keeps ``mode`` (the input itself if it cannot shrink)."""
-    logits = np.atleast_2d(logits)
-    return Shrinker(adapter, call, mode, max_tries, max_s).shrink(logits, labels)
+    """The smallest input found that keeps ``mode`` (the input itself if it cannot shrink);
+    ``plain``: the case has no call options (invariants and shift are judged too)."""
+    if item.logits.ndim < 2:
+        item = slicing.with_logits(item, np.atleast_2d(item.logits))
+    shrinker = Shrinker(adapter, call, mode, max_tries, max_s)
+    shrinker.plain = plain
+    return shrinker.shrink(item)

@@ -229,13 +229,19 @@ def run(x, y):
     except Exception as missing:  # no such plugin, or its framework is not installed
         print(f"cannot run: backend {backend!r} unavailable ({{missing!r}})", file=sys.stderr)
         raise SystemExit(2) from None
-    call = Call(adapter.implementation(IMPLEMENTATION), DTYPE, DEVICE, MODE, QUANTITY)
     if DTYPE == "bfloat16":
         import ml_dtypes
 
         dtype = ml_dtypes.bfloat16
     else:
         dtype = np.dtype(DTYPE)
+    options = {{  # arrays in the call's dtype, as xentbench passes them
+        k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for k, v in OPTIONS.items()
+    }}
+    implementation = adapter.implementation(IMPLEMENTATION)
+    extra = {{"options": options}} if options else {{}}
+    call = Call(implementation, DTYPE, DEVICE, MODE, QUANTITY, **extra)
     y = y if y is None or y.dtype.kind == "i" else y.astype(dtype)
     return np.asarray(adapter.prepare(call, x.astype(dtype), y)(), dtype=np.float64)
 """

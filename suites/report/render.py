@@ -96,11 +96,26 @@ def anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9_]+", "-", title.lower()).strip("-")
 
 
+# [text](target) with an #anchor or http(s) target, or a bare http(s) URL (escaped text: no
+# quote or angle bracket can occur inside, so the href attribute cannot be broken out of).
+_LINK = re.compile(r"\[([^\]]+)\]\((#[\w-]+|https?://[^\s()]+)\)|(https?://[^\s<>()\[\]]+)")
+
+
+def _link(match: re.Match) -> str:
+    text, target, bare = match.groups()
+    if bare is not None:
+        trailing = re.search(r"[.,;:!?]+$", bare)  # sentence punctuation after a bare URL
+        cut = trailing.start() if trailing else len(bare)
+        return f'<a href="{bare[:cut]}">{bare[:cut]}</a>{bare[cut:]}'
+    return f'<a href="{target}">{text}</a>'
+
+
 def _inline(text: str) -> str:
-    """Escape, then the inline markdown the report uses: `code`, **bold**, [link](#anchor)."""
+    """Escape, then the inline markdown the report uses: `code`, **bold**, [link](#anchor or
+    http(s) URL) and bare http(s) URLs as links."""
     text = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    return re.sub(r"\[([^\]]+)\]\((#[\w-]+)\)", r'<a href="\2">\1</a>', text)
+    return _LINK.sub(_link, text)
 
 
 def _html_block(block: Any) -> str:
