@@ -124,3 +124,17 @@ def test_a_hunted_finding_reproduces_from_its_saved_input(site, tmp_path):
         "registry.load('flawed-hunt')": "registry.load('careful-hunt')",
     }
     assert _exit_status(script, site, careful) == 0
+
+
+def test_a_hunted_options_finding_reproduces_with_its_saved_options(site, tmp_path):
+    run, implementation = tmp_path / "run", "options_flawed:mean-over-all-rows"
+    argv = ["hunt", "--backend", "options_flawed", "--impl", implementation, "--from-scratch"]
+    argv += ["--dtype", "float32", "--quantity", "value", "--budget-s", "1", "--out", str(run)]
+    assert main(argv) == 0
+    found = findings_of_runs([run]).findings
+    finding = next(f for f in found if f.failure_mode == "over-budget")  # the 90%-ignored mean
+    assert finding.sample.case_id.startswith("hunt/")
+    script = _script(run, finding.id, tmp_path / "repro")
+    assert "'reduction': 'mean'" in script.read_text()
+    assert _exit_status(script, site) == 1
+    assert _exit_status(script, site, _careful_options(implementation)) == 0

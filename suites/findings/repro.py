@@ -135,15 +135,25 @@ class NotReproducible(ValueError):
     no longer in its run directory."""
 
 
+def _hunted_options_path(sample) -> Path:
+    """Where the hunt saved a hunted option row's call options (``suites.hunt.options_task``)."""
+    return Path(sample.run_dir) / "hunt" / f"{sample.case_id.rsplit('/', 1)[-1]}-options.npz"
+
+
 def _hunted_input(sample) -> Input:
-    """A hunted sample's saved input (``<run>/hunt/<hash>-logits.npy``, ``-labels.npy``)."""
+    """A hunted sample's saved input (``<run>/hunt/<hash>-logits.npy``, ``-labels.npy`` and,
+    for the options family, ``-options.npz``: arrays in the dtype's values, scalars as 0-d)."""
     digest = sample.case_id.rsplit("/", 1)[-1]
     folder = Path(sample.run_dir) / "hunt"
     logits_path, labels_path = folder / f"{digest}-logits.npy", folder / f"{digest}-labels.npy"
     if not logits_path.exists():
         raise NotReproducible(f"hunted input {logits_path} is missing (run moved or pruned?)")
     labels = np.load(labels_path, allow_pickle=False) if labels_path.exists() else None
-    return Input(np.load(logits_path, allow_pickle=False), labels)
+    options = {}
+    if _hunted_options_path(sample).exists():
+        saved = np.load(_hunted_options_path(sample), allow_pickle=False)
+        options = {k: v.item() if v.ndim == 0 else v for k, v in saved.items()}
+    return Input(np.load(logits_path, allow_pickle=False), labels, options)
 
 
 def sample_input(finding: Finding) -> tuple[Input, bool]:
@@ -151,7 +161,8 @@ def sample_input(finding: Finding) -> tuple[Input, bool]:
     invariants and the shift check are judged as the accuracy suite does)."""
     sample = finding.sample
     if sample.case_id.startswith("hunt/"):
-        return _hunted_input(sample), True
+        hunted = _hunted_input(sample)
+        return hunted, not hunted.options
     case = cases.find(sample.case_id)
     logits, labels = case.inputs(sample.dtype, sample.seed)
     options = case.call_options(sample.dtype, sample.seed, finding.quantity)
@@ -166,8 +177,9 @@ def reproducible(finding: Finding) -> str | None:
     """Why ``finding`` has no standalone reproducer, or None when it has one (decided from the
     implementation and the sample's case, before anything is drawn)."""
     case_id, backend = finding.sample.case_id, finding.implementation.partition(":")[0]
+    hunted = case_id.startswith("hunt/")
     with_options = finding.quantity not in ("value", "grad") or (
-        not case_id.startswith("hunt/") and bool(_case_options(case_id))
+        _hunted_options_path(finding.sample).exists() if hunted else bool(_case_options(case_id))
     )
     if with_options and backend in _PLAIN_ONLY:
         return f"{backend} calls with options or a tangent (no snippet renders them yet)"
