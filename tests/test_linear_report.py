@@ -3,9 +3,18 @@ peak memory from the run's timing rows of the op, "not timed" where there are no
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 
-from suites.report.linear import NOT_TIMED, linear_matrix, linear_sections, with_costs
+from suites.report.linear import (
+    BENCHMARK_FILE,
+    NOT_TIMED,
+    benchmark_rows,
+    linear_matrix,
+    linear_sections,
+    with_costs,
+)
 
 OP = "linear_cross_entropy"
 
@@ -62,3 +71,18 @@ def test_without_timing_rows_every_cell_says_not_timed():
     sections = linear_sections(_accuracy(), None)
     table = sections[1].blocks[0].frame
     assert set(table["time"]) == {NOT_TIMED} and set(table["peak memory"]) == {NOT_TIMED}
+
+
+def test_the_linear_benchmark_output_in_a_run_directory_fills_the_cost_cells(tmp_path):
+    rows = [
+        {"implementation": "torch:fused", "shape": [1024, 1024, 32000], "dtype": "float32",
+         "pass": p, "median_ms": ms, "peak_mib": mib}
+        for p, ms, mib in (("forward", 290.0, 130.0), ("forward+backward", 650.0, 260.0))
+    ] + [{"implementation": "torch:fused", "shape": [1, 1, 1], "dtype": "float32",
+          "pass": "forward", "message": "timed out after 600 s"}]  # fmt: skip
+    (tmp_path / BENCHMARK_FILE).write_text(json.dumps(rows))
+    table = with_costs(linear_matrix(_accuracy()), benchmark_rows([tmp_path]), "float32")
+    fused = table.set_index("implementation").loc["torch:fused"]
+    assert fused["time"] == "290 ms / 650 ms (1024x1024x32000)"
+    assert fused["peak memory"] == "130 MiB / 260 MiB"
+    assert benchmark_rows([tmp_path / "elsewhere"]).empty

@@ -32,6 +32,7 @@ from suites.report.accuracy import (
 from suites.report.findings import findings_section
 from suites.report.format import clean, format_seconds
 from suites.report.hunt import hunt_sections
+from suites.report.linear import benchmark_rows
 from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
 from suites.report.timing import csv_frame as timing_csv_frame
 from suites.report.timing import fastest_table, timing_sections
@@ -239,7 +240,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
     sections = [
         *([findings_section(accuracy, run_dirs)] if not accuracy.empty else []),
         summary_section(accuracy, timing),
-        *accuracy_sections(accuracy, accuracy_plots, timing),
+        *accuracy_sections(accuracy, accuracy_plots, _with_benchmarks(timing, run_dirs)),
         *failure_sections(_without_baselines(accuracy)),
         *(baseline_sections(accuracy) if not accuracy.empty else []),
         *invariant_sections(accuracy),
@@ -261,6 +262,12 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
 
 def _without_baselines(accuracy: pd.DataFrame) -> pd.DataFrame:
     return accuracy if accuracy.empty else accuracy[~is_baseline(accuracy)]
+
+
+def _with_benchmarks(timing: pd.DataFrame, run_dirs: list[Path]) -> pd.DataFrame:
+    """The timing rows plus the linear benchmark's, for the linear section's cost columns."""
+    benchmark = benchmark_rows(run_dirs)
+    return timing if benchmark.empty else pd.concat([timing, benchmark], ignore_index=True)
 
 
 def _write_csvs(accuracy: pd.DataFrame, timing: pd.DataFrame, out_dir: Path) -> dict[str, Path]:

@@ -9,6 +9,9 @@ op when there are any ("not timed" otherwise; peak memory needs ``--memory`` on 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pandas as pd
 
 from adapters.base import DTYPES, LINEAR_OP
@@ -22,8 +25,9 @@ INTRO = (
     "dX = dL/dhidden, dW = dL/dweight, db = dL/dbias; `pass 0.50` = all pass, largest error "
     "0.50 ULP; `inaccurate 2/8` = 2 of 8 cases beyond budget. Time (median per call) and "
     "peak memory (one call, beyond its inputs) come from the run's timing rows of the op, "
-    'forward / forward+backward, "not timed" where there are none; at LLM shapes: '
-    "`tests/bench/linear_ce_benchmark.py` (one fresh process per measurement)."
+    'forward / forward+backward, "not timed" where there are none, and at language-model '
+    "shapes from `tests/bench/linear_ce_benchmark.py --json RUN/linear-benchmark.json` (one "
+    "fresh process per measurement) when the run directory holds its output."
 )
 PASS_ORDER = ("forward", "forward+backward")
 NOT_TIMED = "not timed"
@@ -34,8 +38,8 @@ def _mib(value) -> str:
 
 
 def cost_cells(timing: pd.DataFrame | None, dtype: str) -> pd.DataFrame:
-    """Per implementation: "time" and "peak memory" cells (forward / forward+backward, with
-    the shape), from ok timing rows of the op in ``dtype``; empty when there are none."""
+    """Per implementation: "time" and "peak memory" cells (forward / forward+backward, one
+    entry per shape), from ok timing rows of the op in ``dtype``; empty when there are none."""
     empty = pd.DataFrame(columns=["implementation", "time", "peak memory"])
     if timing is None or timing.empty or "op" not in timing.columns:
         return empty
@@ -45,13 +49,46 @@ def cost_cells(timing: pd.DataFrame | None, dtype: str) -> pd.DataFrame:
         return empty
     records = []
     for name, mine in rows.groupby("implementation"):
-        first = mine.sort_values("median_s").groupby("pass").first()
-        passes = [p for p in PASS_ORDER if p in first.index]
-        shape = f" ({first['shape'].iloc[0]})" if "shape" in first.columns else ""
-        time = " / ".join(format_seconds(first.loc[p, "median_s"]) for p in passes)
-        peak = first["peak_bytes"] if "peak_bytes" in first.columns else None
-        memory = " / ".join(_mib(peak.loc[p]) for p in passes) if peak is not None else "—"
-        records.append({"implementation": name, "time": time + shape, "peak memory": memory})
+        times, peaks = [], []
+        for shape, of_shape in mine.groupby("shape", sort=False):
+            first = of_shape.sort_values("median_s").groupby("pass").first()
+            passes = [p for p in PASS_ORDER if p in first.index]
+            times.append(" / ".join(format_seconds(first.loc[p, "median_s"]) for p in passes))
+            times[-1] += f" ({shape})"
+            peak = first["peak_bytes"] if "peak_bytes" in first.columns else None
+            peaks.append(" / ".join(_mib(peak.loc[p]) for p in passes) if peak is not None else "—")
+        cells = {"time": "; ".join(times), "peak memory": "; ".join(peaks)}
+        records.append({"implementation": name, **cells})
+    return pd.DataFrame(records)
+
+
+BENCHMARK_FILE = "linear-benchmark.json"
+
+
+def benchmark_rows(run_dirs: list[Path]) -> pd.DataFrame:
+    """Rows of ``tests/bench/linear_ce_benchmark.py --json RUN/linear-benchmark.json`` in a
+    run directory, as timing rows of the op (time and peak memory at language-model shapes)."""
+    records = []
+    for run_dir in run_dirs:
+        path = Path(run_dir) / BENCHMARK_FILE
+        if not path.is_file():
+            continue
+        for row in json.loads(path.read_text()):
+            if "median_ms" not in row:
+                continue
+            peak_mib = row.get("peak_mib")
+            records.append(
+                {
+                    "op": LINEAR_OP,
+                    "implementation": row["implementation"],
+                    "dtype": row["dtype"],
+                    "pass": row["pass"],
+                    "shape": "x".join(str(n) for n in row["shape"]),
+                    "median_s": row["median_ms"] / 1e3,
+                    "peak_bytes": None if peak_mib is None else peak_mib * 2**20,
+                    "verdict": "ok",
+                }
+            )
     return pd.DataFrame(records)
 
 
