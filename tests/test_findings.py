@@ -329,7 +329,7 @@ def test_only_option_calls_no_snippet_renders_are_declined():
             id="xf-0",
             implementation=implementation,
             quantity=quantity,
-            sample=SimpleNamespace(case_id=case_id),
+            sample=SimpleNamespace(case_id=case_id, run_dir=""),
         )
 
     assert (
