@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import gc
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,6 +44,10 @@ DEFAULT_REPEATS = 7
 DEFAULT_MAX_TOTAL_S = 0.2
 WARMUP_CALLS = 2
 MIN_REPEATS = 3
+# The shortest sampling window: contention is read from /proc/stat's 10 ms ticks, uncertain by
+# ~(cores + 1) ticks, which must stay well below a competitor's share (half a core) of the
+# window (suites.timing.contention). Fast ops take more repeats to fill it.
+MIN_WINDOW_S = 0.2
 HIGH_VARIANCE_RATIO = 0.1
 DEFAULT_MAX_RETRIES = 2
 RETRY_PAUSE_S = 0.05  # lets a competitor's burst pass (doubled before each further retry)
@@ -165,6 +170,7 @@ def measure(
     max_total_s: float = DEFAULT_MAX_TOTAL_S,
     max_retries: int = DEFAULT_MAX_RETRIES,
     device: str = "cpu",
+    min_window_s: float = MIN_WINDOW_S,
 ) -> Measurement:
     """Time ``run`` (which must include its own device synchronisation) per call.
 
@@ -187,7 +193,8 @@ def measure(
     calls, repeat_s = _calibrate(run, min_repeat_s)
     remaining = max_total_s - (time.perf_counter() - budget_start)
     affordable = 1 + int(max(remaining, 0.0) // repeat_s)
-    total_repeats = max(MIN_REPEATS, min(repeats, affordable))
+    # More repeats than asked where they fill less than the contention window (MIN_WINDOW_S).
+    total_repeats = max(MIN_REPEATS, min(repeats, affordable), math.ceil(min_window_s / repeat_s))
     # The last calibration repeat ran after warm-up with the final call count: a valid sample.
     per_call = [repeat_s / calls, *_sample(run, calls, total_repeats - 1)]
     used = contention.snapshot() - before
