@@ -25,13 +25,21 @@ def _fraction(value: float) -> Fraction | float:
     return Fraction(value) if math.isfinite(value) else value
 
 
+def _float(value) -> float:
+    """float(value), a rational beyond the float64 range rounding to +-inf (as RN does)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def _times(weight, value):
     """weight * value with 0 * (inf or NaN) = 0 (callers keep NaN-input rows apart)."""
     if weight == 0:
         return Fraction(0)
     if isinstance(weight, Fraction) and isinstance(value, Fraction):
         return weight * value
-    return float(weight) * float(value)
+    return _float(weight) * _float(value)
 
 
 def _total(values: list):
@@ -39,9 +47,9 @@ def _total(values: list):
     if _exact(values):
         return sum(values, Fraction(0))
     return (
-        math.fsum(float(v) for v in values)
-        if all(map(math.isfinite, values))
-        else sum(float(v) for v in values)
+        math.fsum(_float(v) for v in values)
+        if all(math.isfinite(_float(v)) for v in values)  # a Fraction past DBL_MAX is not
+        else sum(_float(v) for v in values)
     )
 
 
@@ -105,7 +113,7 @@ def _divide(total, divisor):
         return NAN
     if isinstance(total, Fraction) and isinstance(divisor, Fraction):
         return total / divisor
-    return float(total) / float(divisor)
+    return _float(total) / _float(divisor)
 
 
 def _grad_row(seed, c: list, p: list) -> list:
@@ -114,8 +122,8 @@ def _grad_row(seed, c: list, p: list) -> list:
         total_c, total_p = sum(c, Fraction(0)), sum(p, Fraction(0))
         pairs = zip(p, c, strict=True)
         return [seed * (pj * (total_c - cj) - cj * (total_p - pj)) for pj, cj in pairs]
-    total_c = math.fsum(float(v) for v in c)
-    return [float(seed) * (float(pj) * total_c - float(cj)) for pj, cj in zip(p, c, strict=True)]
+    total_c = math.fsum(_float(v) for v in c)
+    return [_float(seed) * (_float(pj) * total_c - _float(cj)) for pj, cj in zip(p, c, strict=True)]
 
 
 def cross_entropy(op, quantity, rows, options, cotangent, tangent) -> list:
@@ -177,7 +185,7 @@ def unlabelled(op: str, quantity: str, rows, direction: list[list]) -> list:
         elif _exact(p) and _exact(d):
             out.extend(_exact_row(op, quantity, p, d))
         else:
-            out.extend(_float_row(op, quantity, [float(v) for v in p], [float(v) for v in d]))
+            out.extend(_float_row(op, quantity, [_float(v) for v in p], [_float(v) for v in d]))
     return out
 
 

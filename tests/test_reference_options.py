@@ -201,3 +201,16 @@ def test_options_the_op_cannot_take_are_refused():
         exact(SPARSE, x, k, reduction="avg")
     with pytest.raises(ValueError, match="outside"):
         exact(SPARSE, x, np.full(6, -100), reduction="mean")  # -100 without ignore_index
+
+
+def test_a_weighted_sum_beyond_the_float64_range_beside_an_infinite_loss_is_inf():
+    # Row 0's loss is 1e308 and its weight 1e3: the exact term 1e311 is beyond DBL_MAX. Row 1's
+    # loss is +inf (a positive label on a -inf logit). The sum is +inf; testing the exact term
+    # for finiteness (math.isfinite converts it to a float) used to raise OverflowError.
+    logits = np.array([[1e308, 0.0], [0.0, -np.inf]])
+    labels = np.array([[0.0, 1.0], [0.0, 1.0]])
+    weights = np.array([1e3, 1.0])
+    total = exact(
+        "softmax_cross_entropy", logits, labels, "value", reduction="sum", sample_weight=weights
+    )
+    assert total.hi == math.inf
