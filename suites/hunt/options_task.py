@@ -24,8 +24,7 @@ from adapters.base import Adapter, Call
 from reference.options import canonical
 from suites.hunt import options as family
 from suites.hunt.search import HuntSpec, target_seed
-from suites.hunt.task import cpu_text, input_hash, input_paths, save_input
-from suites.judge.call import call_columns
+from suites.hunt.task import HuntTask, cpu_text, input_hash, input_paths, save_input
 from suites.judge.verdicts import SEVERITY
 
 
@@ -101,35 +100,12 @@ def _take(adapter, call, batch: family.Batch, found: OptionsFound, elite) -> Non
         elite.append((-math.inf, batch))
 
 
-@dataclass
-class OptionsHuntTask:
-    """Hunt the option configurations of one target; rows of what each kept."""
+class OptionsHuntTask(HuntTask):
+    """Hunt the option configurations of one target; rows of what each kept (the plain hunt
+    task's fields, template and key; case id ``hunt/<op>/options-target``)."""
 
-    adapter: Adapter
-    call: Call
-    spec: HuntSpec
-    seed: int
-    run_dir: str
-
-    @property
-    def template(self) -> dict[str, Any]:
-        return {
-            **call_columns(self.adapter, self.call),
-            "case_id": f"hunt/{self.call.implementation.op}/options-target",
-            "family": "hunt",
-            "source": "hunt",
-        }
-
-    @property
-    def key(self) -> tuple:
-        from suites.store import key_of
-
-        return key_of("accuracy", self.template)
-
-    @property
-    def label(self) -> str:
-        c = self.call
-        return f"hunt options {c.implementation.name} {c.dtype} {c.mode} {c.quantity}"
+    TARGET = "options-target"
+    LABEL = "hunt options"
 
     def evaluate(self) -> list[dict[str, Any]]:
         cpu = time.process_time()

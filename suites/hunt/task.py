@@ -44,11 +44,14 @@ class HuntTask:
     seed: int
     run_dir: str
 
+    TARGET = "target"  # the template's case id: hunt/<op>/<TARGET>
+    LABEL = "hunt"  # how the progress bar and harness errors name the task
+
     @property
     def template(self) -> dict[str, Any]:
         return {
             **call_columns(self.adapter, self.call),
-            "case_id": f"hunt/{self.call.implementation.op}/target",
+            "case_id": f"hunt/{self.call.implementation.op}/{self.TARGET}",
             "family": FAMILY,
             "source": "hunt",
         }
@@ -60,7 +63,7 @@ class HuntTask:
     @property
     def label(self) -> str:
         c = self.call
-        return f"hunt {c.implementation.name} {c.dtype} {c.mode} {c.quantity}"
+        return f"{self.LABEL} {c.implementation.name} {c.dtype} {c.mode} {c.quantity}"
 
     def evaluate(self) -> list[dict[str, Any]]:
         """The rows of what the hunt kept: the broken input and the worst finite one."""
