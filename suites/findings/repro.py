@@ -18,7 +18,7 @@ from adapters import registry
 from adapters.base import Call
 from reference import exact as reference_exact
 from reference.dtypes import numpy_dtype
-from reference.evaluate import GRADIENT_OPS, LINEAR_OP, REDUCING, output_shape
+from reference.evaluate import LINEAR_OP, REDUCING, output_shape
 from suites.catalog import cases
 from suites.findings import option_snippets, snippets
 from suites.findings.group import Finding
@@ -26,9 +26,8 @@ from suites.findings.script import render
 from suites.findings.shrink import Shrunk, shrink
 from suites.findings.slicing import Input
 from suites.judge import shift
-from suites.judge.budget import allowance, error_scale
 from suites.judge.invariants import sums_to_one_tolerance
-from suites.judge.reductions import option_scale
+from suites.judge.reductions import call_allowance
 from suites.judge.ulps import truth_in, ulp_at
 
 
@@ -61,12 +60,7 @@ def _exact_arrays(call: Call, item: Input, quantity: str) -> dict[str, np.ndarra
         return {name: nan for name in ("hi", "lo", "truth", "ulp", "allowance")}
     requested = numpy_dtype(dtype)
     truth = truth_in(exact, requested)
-    scale = None
-    if op == LINEAR_OP:
-        scale = error_scale(op, quantity, requested, logits, labels, exact, options)
-    elif options or not (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)):
-        scale = option_scale(op, quantity, requested, logits, labels, exact, options)
-    allowed = allowance(op, quantity, requested, logits, labels, exact, scale=scale)
+    allowed = call_allowance(op, quantity, requested, logits, labels, exact, options)
     return {
         "hi": exact.hi,
         "lo": exact.lo,

@@ -15,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from reference import GRADIENT_OPS, Exact
+from reference import Exact
 from reference.dtypes import numpy_dtype
-from suites.judge.budget import allowance, error_scale
-from suites.judge.reductions import option_scale
+from suites.judge.reductions import call_allowance
 from suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,
@@ -127,12 +126,7 @@ def evaluate(
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     absolute = absolute_errors(got64, exact)
-    scale = None  # the plain ops' rule; options and the linear op give their own
-    if op == "linear_cross_entropy":
-        scale = error_scale(op, quantity, requested, logits, labels, exact, options)
-    elif options or not (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)):
-        scale = option_scale(op, quantity, requested, logits, labels, exact, options or {})
-    allowed = allowance(op, quantity, requested, logits, labels, exact, scale=scale)
+    allowed = call_allowance(op, quantity, requested, logits, labels, exact, options)
     mismatch = nonfinite_mismatches(got64, truth)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         errors = absolute / allowed.ruler

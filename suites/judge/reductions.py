@@ -17,9 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from reference import Exact
+from reference import GRADIENT_OPS, Exact
 from reference import options as family
-from suites.judge.budget import LAMBDA, accumulation_roundoff, error_scale, sigma
+from suites.judge.budget import (
+    LAMBDA,
+    Allowance,
+    accumulation_roundoff,
+    allowance,
+    error_scale,
+    sigma,
+)
 
 OPTION_BUDGET_RULE = (
     "With options, the row loss is a soft cross-entropy with coefficients c = cw((1-eps)y + "
@@ -186,3 +193,16 @@ def _unlabelled(op, quantity, x, options, axis, u) -> np.ndarray:
         spread_total += spread * np.abs(g).sum(axis=1, keepdims=True)
         return u * (np.abs(g) + np.abs(g - p * total) + _w(p, spread_total))
     return u * (np.abs(g) + np.abs(g - mixed) + spread_g)  # log_softmax JVP: t_j - <p, t>
+
+
+def call_allowance(
+    op: str, quantity: str, dtype, logits: np.ndarray, labels, exact: Exact, options: dict | None
+) -> Allowance:
+    """The allowance of one call's outputs: the plain ops' rule, or the error scale the linear
+    op's budget (``suites.judge.linear_budget``) or the call's options give."""
+    scale = None
+    if op == "linear_cross_entropy":
+        scale = error_scale(op, quantity, dtype, logits, labels, exact, options)
+    elif options or not (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)):
+        scale = option_scale(op, quantity, dtype, logits, labels, exact, options or {})
+    return allowance(op, quantity, dtype, logits, labels, exact, scale=scale)
