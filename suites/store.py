@@ -402,3 +402,19 @@ def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(info, indent=2, sort_keys=True, default=str)
         atomic_write_text(Path(run_dir), path, text)
     return info
+
+
+def hunted_files(run_dir: Path, name: str) -> dict[str, Path]:
+    """Where the files of a hunted input live in a run directory (``name``: the hash of its case
+    id ``hunt/<op>/<name>``): logits, labels, exact value and, for option rows, options."""
+    folder = Path(run_dir) / "hunt"
+    kinds = (("logits", "npy"), ("labels", "npy"), ("exact", "npz"), ("options", "npz"))
+    return {kind: folder / f"{name}-{kind}.{ext}" for kind, ext in kinds}
+
+
+def load_hunted_options(run_dir: Path, name: str) -> dict[str, Any]:
+    """A hunted option row's call options as saved: arrays, and scalars as Python values."""
+    import numpy as np
+
+    with np.load(hunted_files(run_dir, name)["options"], allow_pickle=False) as saved:
+        return {key: value.item() if value.ndim == 0 else value for key, value in saved.items()}

@@ -8,19 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from flawed import options as flawed_options
 from plugin_helpers import register_plugins
 
 from reference import exact
 from reference.options import canonical
 from suites import store
 from suites.cli import main
-from suites.hunt.options_task import load_options
 from suites.judge.verdicts import FAILURES
 
-PLUGINS = {
-    "options_careful": "flawed.options:CarefulOptions",
-    "options_flawed": "flawed.options:FlawedOptions",
-}
+PLUGINS = flawed_options.ENTRY_POINTS
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,7 @@ def test_a_hunted_option_batch_is_saved_with_its_options(hunted_options):
     folder = hunted_options / "hunt"
     logits = np.load(folder / f"{name}-logits.npy")
     labels = np.load(folder / f"{name}-labels.npy")
-    options = load_options(hunted_options, row["case_id"])
+    options = store.load_hunted_options(hunted_options, name)
     assert canonical(options) == row["options"]
     truth = exact("sparse_softmax_cross_entropy", logits, labels, "value", **options)
     saved = np.load(folder / f"{name}-exact.npz", allow_pickle=False)

@@ -19,6 +19,7 @@ from adapters.base import Call
 from reference import exact as reference_exact
 from reference.dtypes import numpy_dtype
 from reference.evaluate import LINEAR_OP, REDUCING, output_shape
+from suites import store
 from suites.catalog import cases
 from suites.findings import option_snippets, snippets
 from suites.findings.group import Finding
@@ -129,25 +130,20 @@ class NotReproducible(ValueError):
     no longer in its run directory."""
 
 
-def _hunted_options_path(sample) -> Path:
-    """Where the hunt saved a hunted option row's call options (``suites.hunt.options_task``)."""
-    return Path(sample.run_dir) / "hunt" / f"{sample.case_id.rsplit('/', 1)[-1]}-options.npz"
+def _hunted_options(sample) -> Path:
+    return store.hunted_files(sample.run_dir, sample.case_id.rsplit("/", 1)[-1])["options"]
 
 
 def _hunted_input(sample) -> Input:
     """A hunted sample's saved input (``<run>/hunt/<hash>-logits.npy``, ``-labels.npy`` and,
     for the options family, ``-options.npz``: arrays in the dtype's values, scalars as 0-d)."""
     digest = sample.case_id.rsplit("/", 1)[-1]
-    folder = Path(sample.run_dir) / "hunt"
-    logits_path, labels_path = folder / f"{digest}-logits.npy", folder / f"{digest}-labels.npy"
-    if not logits_path.exists():
-        raise NotReproducible(f"hunted input {logits_path} is missing (run moved or pruned?)")
-    labels = np.load(labels_path, allow_pickle=False) if labels_path.exists() else None
-    options = {}
-    if _hunted_options_path(sample).exists():
-        saved = np.load(_hunted_options_path(sample), allow_pickle=False)
-        options = {k: v.item() if v.ndim == 0 else v for k, v in saved.items()}
-    return Input(np.load(logits_path, allow_pickle=False), labels, options)
+    files = store.hunted_files(sample.run_dir, digest)
+    if not files["logits"].exists():
+        raise NotReproducible(f"hunted input {files['logits']} is missing (run moved or pruned?)")
+    labels = np.load(files["labels"], allow_pickle=False) if files["labels"].exists() else None
+    options = store.load_hunted_options(sample.run_dir, digest) if files["options"].exists() else {}
+    return Input(np.load(files["logits"], allow_pickle=False), labels, options)
 
 
 def sample_input(finding: Finding) -> tuple[Input, bool]:
@@ -173,7 +169,7 @@ def reproducible(finding: Finding) -> str | None:
     case_id, backend = finding.sample.case_id, finding.implementation.partition(":")[0]
     hunted = case_id.startswith("hunt/")
     with_options = finding.quantity not in ("value", "grad") or (
-        _hunted_options_path(finding.sample).exists() if hunted else bool(_case_options(case_id))
+        _hunted_options(finding.sample).exists() if hunted else bool(_case_options(case_id))
     )
     if with_options and backend in _PLAIN_ONLY:
         return f"{backend} calls with options or a tangent (no snippet renders them yet)"

@@ -24,8 +24,9 @@ from adapters.base import Adapter, Call
 from reference.options import canonical
 from suites.hunt import options as family
 from suites.hunt.search import HuntSpec, target_seed
-from suites.hunt.task import HuntTask, cpu_text, input_hash, input_paths, save_input
+from suites.hunt.task import HuntTask, cpu_text, input_hash, save_input
 from suites.judge.verdicts import SEVERITY
+from suites.store import hunted_files
 
 
 @dataclass
@@ -148,20 +149,12 @@ class OptionsHuntTask(HuntTask):
 def save_options(run_dir: Path, name: str, options: dict[str, Any]) -> None:
     """The call options beside the input: arrays as the dtype's values (bfloat16 as float32),
     scalars as 0-d arrays."""
-    path = input_paths(run_dir, name)["logits"].with_name(f"{name}-options.npz")
+    path = hunted_files(run_dir, name)["options"]
     arrays = {}
     for key, value in options.items():
         value = np.asarray(value)
         arrays[key] = value.astype(np.float32) if value.dtype.name == "bfloat16" else value
     np.savez(path, **arrays)
-
-
-def load_options(run_dir: Path, case_id: str) -> dict[str, Any]:
-    """The call options of a hunted option row (case id ``hunt/<op>/<hash>``), as saved:
-    arrays as float64 values of the dtype, scalars as Python numbers and strings."""
-    path = input_paths(run_dir, case_id.rsplit("/", 1)[-1])["logits"]
-    saved = np.load(path.with_name(path.name.replace("-logits.npy", "-options.npz")))
-    return {name: value.item() if value.ndim == 0 else value for name, value in saved.items()}
 
 
 def plan_options(adapter: Adapter, calls: list[Call], spec: HuntSpec, seed: int, run_dir: str):

@@ -26,7 +26,7 @@ from suites.hunt.oracle import Clock, Score, judge_alone
 from suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
 from suites.judge.call import call_columns
 from suites.judge.verdicts import SEVERITY
-from suites.store import key_of
+from suites.store import hunted_files, key_of
 
 FAMILY = "hunt"
 # The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's
@@ -120,22 +120,12 @@ def _batch_note(score: Score, judged: dict[str, Any]) -> str:
     return ""
 
 
-def input_paths(run_dir: Path, name: str) -> dict[str, Path]:
-    """Where a hunted input's files live in a run directory."""
-    folder = Path(run_dir) / "hunt"
-    return {
-        "logits": folder / f"{name}-logits.npy",
-        "labels": folder / f"{name}-labels.npy",
-        "exact": folder / f"{name}-exact.npz",
-    }
-
-
 def load_input(run_dir: Path, case_id: str, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     """The inputs of a hunted row (case id ``hunt/<op>/<hash>``) in ``dtype``, as evaluated:
     for reproducers and re-checks, like ``Case.inputs`` for a catalog case."""
     from reference.dtypes import numpy_dtype
 
-    paths = input_paths(run_dir, case_id.rsplit("/", 1)[-1])
+    paths = hunted_files(run_dir, case_id.rsplit("/", 1)[-1])
     logits = np.load(paths["logits"], allow_pickle=False).astype(numpy_dtype(dtype))
     if not paths["labels"].exists():
         return logits, None
@@ -145,7 +135,7 @@ def load_input(run_dir: Path, case_id: str, dtype: str) -> tuple[np.ndarray, np.
 
 def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
     """The input (.npy, the dtype's own numbers) and its exact value (hi, lo) or its error."""
-    paths = input_paths(run_dir, name)
+    paths = hunted_files(run_dir, name)
     paths["logits"].parent.mkdir(parents=True, exist_ok=True)
     # np.save cannot name bfloat16 (it reads back as raw bytes): bfloat16 is kept as its exact
     # float32 values; every other dtype as itself.
