@@ -200,8 +200,8 @@ def test_a_timing_beside_a_busy_process_on_its_core_is_flagged():
         m = harness.measure(lambda: np.exp(values), max_retries=1)
     assert m.contended, m.usage
     assert m.retries == 1 and "contended" in m.note
-    if m.usage.others_s is not None:  # Linux: the competitor's time, or our wait, on the core
-        assert "other processes used" in m.note or "for a CPU" in m.note, m.note
+    if m.usage.others_s is not None:  # Linux: the competitor's time on the shared core
+        assert "other processes used" in m.note, m.note
 
 
 @pytest.mark.slow

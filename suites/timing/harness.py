@@ -144,6 +144,7 @@ def _retry_contended(
     device: str,
     max_retries: int,
     min_repeat_s: float,
+    min_window_s: float = 0.0,
 ) -> tuple[list[float], int, contention.Usage, str, int]:
     """Sample again while contended, at most ``max_retries`` times: (times, calls per repeat,
     usage, reason, n). The call count is found again too: the contended one was sized by a
@@ -156,7 +157,8 @@ def _retry_contended(
         retries += 1
         before = contention.snapshot()
         calls, repeat_s = _calibrate(run, min_repeat_s)
-        per_call = [repeat_s / calls, *_sample(run, calls, len(per_call) - 1)]
+        count = max(len(per_call), math.ceil(min_window_s / repeat_s)) - 1  # the window again
+        per_call = [repeat_s / calls, *_sample(run, calls, count)]
         used = contention.snapshot() - before
         reason = contention.contention_reason(used, device)
     return per_call, calls, used, reason, retries
@@ -199,7 +201,7 @@ def measure(
     per_call = [repeat_s / calls, *_sample(run, calls, total_repeats - 1)]
     used = contention.snapshot() - before
     per_call, calls, used, reason, retries = _retry_contended(
-        run, calls, (per_call, used), device, max_retries, min_repeat_s
+        run, calls, (per_call, used), device, max_retries, min_repeat_s, min_window_s
     )
     notes = []
     if total_repeats < repeats:
