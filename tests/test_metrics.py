@@ -18,7 +18,7 @@ from adapters.base import DTYPES, numpy_dtype
 from reference import Exact
 from reference.dtypes import BFLOAT16, unit_roundoff
 from suites.judge import measure, ulps, verdicts
-from suites.judge.budget import BUDGET_RULE, allowance, error_scale
+from suites.judge.budget import BUDGET_RULE, Output, allowance, error_scale
 from suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
 from suites.store import ACCURACY_SCHEMA
 
@@ -31,7 +31,7 @@ def ulp_errors(got, exact: Exact, dtype) -> np.ndarray:
 
 
 def budget_ulps(op, quantity, dtype, logits, labels, exact) -> np.ndarray:
-    return allowance(op, quantity, dtype, logits, labels, exact).in_ulps
+    return allowance(Output(op, quantity, dtype, logits, labels, exact)).in_ulps
 
 
 def exactly(values) -> Exact:
@@ -259,14 +259,16 @@ def test_budget_grows_with_sqrt_of_the_class_count():
     for n_classes in (10_000, 40_000):
         logits = np.zeros((1, n_classes), np.float32)
         exact = reference.exact("log_softmax", logits)
-        scales.append(error_scale("log_softmax", "value", "float32", logits, None, exact)[0, 0])
+        scales.append(
+            error_scale(Output("log_softmax", "value", "float32", logits, None, exact))[0, 0]
+        )
     assert 1.8 < scales[1] / scales[0] <= 2.0
 
 
 def test_budget_grows_with_distance_from_the_row_maximum():
     logits = np.array([[0.0, -10.0, -1000.0, -1.0]], np.float32)
     exact = reference.exact("log_softmax", logits)
-    scale = error_scale("log_softmax", "value", "float32", logits, None, exact)[0]
+    scale = error_scale(Output("log_softmax", "value", "float32", logits, None, exact))[0]
     assert scale[0] < scale[3] < scale[1] < scale[2]
 
 
@@ -289,7 +291,7 @@ CASES = [
 def test_allowance_is_finite_and_at_least_one_ulp_of_the_truth(op, quantity, dtype):
     logits, labels = random_case(op, dtype)
     exact = reference.exact(op, logits, labels, quantity)
-    allowed = allowance(op, quantity, dtype, logits, labels, exact)
+    allowed = allowance(Output(op, quantity, dtype, logits, labels, exact))
     assert allowed.absolute.shape == exact.hi.shape
     one_ulp = ulp_at(truth_in(exact, numpy_dtype(dtype)), numpy_dtype(dtype))
     assert np.isfinite(allowed.in_ulps).all() and (allowed.absolute >= one_ulp).all()

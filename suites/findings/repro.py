@@ -27,6 +27,7 @@ from suites.findings.script import render
 from suites.findings.shrink import Shrunk, shrink
 from suites.findings.slicing import Input
 from suites.judge import shift
+from suites.judge.budget import Output
 from suites.judge.invariants import sums_to_one_tolerance
 from suites.judge.reductions import call_allowance
 from suites.judge.ulps import truth_in, ulp_at
@@ -61,7 +62,7 @@ def _exact_arrays(call: Call, item: Input, quantity: str) -> dict[str, np.ndarra
         return {name: nan for name in ("hi", "lo", "truth", "ulp", "allowance")}
     requested = numpy_dtype(dtype)
     truth = truth_in(exact, requested)
-    allowed = call_allowance(op, quantity, requested, logits, labels, exact, options)
+    allowed = call_allowance(Output(op, quantity, requested, logits, labels, exact), options)
     return {
         "hi": exact.hi,
         "lo": exact.lo,

@@ -13,6 +13,7 @@ import numpy as np
 
 from reference import Exact
 from reference.dtypes import finfo, numpy_dtype, unit_roundoff
+from reference.evaluate import LINEAR_OP
 from suites.judge.ulps import spacing, truth_in, ulp_at
 
 # Higham & Mary (2019), Thm 2.4: a product of n factors (1 + delta_k) with independent,
@@ -181,15 +182,19 @@ def labels64(op: str, labels: np.ndarray | None) -> np.ndarray | None:
     return np.asarray(labels).astype(np.int64 if op.startswith("sparse") else np.float64)
 
 
-def error_scale(
-    op: str,
-    quantity: str,
-    dtype: str | np.dtype,
-    logits: np.ndarray,
-    labels: np.ndarray | None,
-    exact: Exact,
-    options: dict | None = None,
-) -> np.ndarray:
+@dataclass(frozen=True)
+class Output:
+    """One output to judge: the op and quantity asked, the dtype, the inputs, the exact truth."""
+
+    op: str
+    quantity: str
+    dtype: str | np.dtype
+    logits: np.ndarray  # the linear op's hidden states
+    labels: np.ndarray | None
+    exact: Exact
+
+
+def error_scale(output: Output, options: dict | None = None) -> np.ndarray:
     """A, the absolute error scale of the shifted algorithm per output element (BUDGET_RULE).
 
     The linear op's scale (``suites.judge.linear_budget``) needs the weight in ``options``.
@@ -198,19 +203,22 @@ def error_scale(
     logit) the formulas give inf or NaN; a finite limit is exact, so only the final rounding is
     allowed there: A = 0.
     """
-    if op == "linear_cross_entropy":
+    op, exact = output.op, output.exact
+    if op == LINEAR_OP:
         from suites.judge.linear_budget import linear_error_scale  # it imports this module
 
-        return linear_error_scale(quantity, dtype, logits, labels, options or {})
-    x = np.asarray(logits).astype(np.float64)
-    y = labels64(op, labels)
+        return linear_error_scale(
+            output.quantity, output.dtype, output.logits, output.labels, options or {}
+        )
+    x = np.asarray(output.logits).astype(np.float64)
+    y = labels64(op, output.labels)
     if op == "sigmoid_cross_entropy":
         terms, limit = _Terms(x, y, exact.hi), np.isinf(x)
     else:
         terms = _softmax_terms(x, y, exact.hi)
         limit = (x == np.inf).any(axis=-1, keepdims=exact.hi.ndim == x.ndim)
     with np.errstate(invalid="ignore", over="ignore"):
-        scale = _SCALES[(op, quantity)](terms, accumulation_roundoff(dtype))
+        scale = _SCALES[(op, output.quantity)](terms, accumulation_roundoff(output.dtype))
     return np.where(limit, 0.0, scale)
 
 
@@ -237,15 +245,15 @@ _ADDENDS = {
 }
 
 
-def _addends(op: str, quantity: str, logits: np.ndarray, labels, exact: Exact) -> np.ndarray:
+def _addends(output: Output) -> np.ndarray:
     """R per element (NaN where undefined, and for softmax-like outputs that never cancel)."""
-    rule = _ADDENDS.get((op, quantity))
+    rule, hi = _ADDENDS.get((output.op, output.quantity)), output.exact.hi
     if rule is None:
-        return np.full(exact.hi.shape, np.nan)
-    x, y = np.asarray(logits).astype(np.float64), labels64(op, labels)
-    terms = _Terms(x, y, exact.hi) if op == "sigmoid_cross_entropy" else None
+        return np.full(hi.shape, np.nan)
+    x, y = np.asarray(output.logits).astype(np.float64), labels64(output.op, output.labels)
+    terms = _Terms(x, y, hi) if output.op == "sigmoid_cross_entropy" else None
     with np.errstate(all="ignore"):
-        return rule(terms or _softmax_terms(x, y, exact.hi))
+        return rule(terms or _softmax_terms(x, y, hi))
 
 
 @dataclass(frozen=True)
@@ -261,25 +269,17 @@ class Allowance:
             return self.absolute / self.ruler
 
 
-def allowance(
-    op: str,
-    quantity: str,
-    dtype: str | np.dtype,
-    logits: np.ndarray,
-    labels: np.ndarray | None,
-    exact: Exact,
-    scale: np.ndarray | None = None,
-) -> Allowance:
+def allowance(output: Output, scale: np.ndarray | None = None) -> Allowance:
     """The allowance of every output element (BUDGET_RULE) and its ULP ruler; ``scale`` is A
     when another rule gives it (call options: ``suites.judge.reductions``)."""
-    dtype = numpy_dtype(dtype)
-    ulp = ulp_at(truth_in(exact, dtype), dtype)
+    dtype = numpy_dtype(output.dtype)
+    truth = truth_in(output.exact, dtype)
+    ulp = ulp_at(truth, dtype)
     # The addends' ruler is defined for the plain ops; under options the ULP at t rules.
-    addends = np.full(np.shape(exact.hi), np.nan)
+    addends = np.full(np.shape(output.exact.hi), np.nan)
     if scale is None:
-        scale = error_scale(op, quantity, dtype, logits, labels, exact)
-        addends = _addends(op, quantity, logits, labels, exact)
-    truth = truth_in(exact, dtype)
+        scale = error_scale(output)
+        addends = _addends(output)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         absolute = ulp + K * scale
         floor = spacing(addends, dtype) / 2

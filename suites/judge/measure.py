@@ -17,6 +17,7 @@ import numpy as np
 
 from reference import Exact
 from reference.dtypes import numpy_dtype
+from suites.judge.budget import Output
 from suites.judge.reductions import call_allowance
 from suites.judge.ulps import (
     absolute_errors,
@@ -126,7 +127,7 @@ def evaluate(
     requested = numpy_dtype(dtype)
     got64, truth = got.astype(np.float64), truth_in(exact, requested)
     absolute = absolute_errors(got64, exact)
-    allowed = call_allowance(op, quantity, requested, logits, labels, exact, options)
+    allowed = call_allowance(Output(op, quantity, requested, logits, labels, exact), options)
     mismatch = nonfinite_mismatches(got64, truth)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         errors = absolute / allowed.ruler

@@ -19,9 +19,11 @@ import numpy as np
 
 from reference import GRADIENT_OPS, Exact
 from reference import options as family
+from reference.evaluate import LINEAR_OP
 from suites.judge.budget import (
     LAMBDA,
     Allowance,
+    Output,
     accumulation_roundoff,
     allowance,
     error_scale,
@@ -92,22 +94,15 @@ def _divisor(op, reduction, c_kept, labels, options, sample) -> tuple[float, flo
     return float(terms.sum()), float(np.abs(terms).sum())
 
 
-def option_scale(
-    op: str,
-    quantity: str,
-    dtype,
-    logits: np.ndarray,
-    labels,
-    exact: Exact,
-    options: dict[str, Any],
-) -> np.ndarray:
-    """A, the absolute error scale per output element of ``op`` under ``options``."""
+def option_scale(output: Output, options: dict[str, Any]) -> np.ndarray:
+    """A, the absolute error scale per output element of ``output.op`` under ``options``."""
+    op, quantity, dtype, labels = output.op, output.quantity, output.dtype, output.labels
     u = accumulation_roundoff(dtype)
-    shape = np.shape(logits)
+    shape = np.shape(output.logits)
     axis = int(options.get("class_axis", -1)) % len(shape)
-    x = _rows(logits, shape, axis)
+    x = _rows(output.logits, shape, axis)
     lead = np.moveaxis(np.empty(shape, dtype=bool), axis, -1).shape[:-1]
-    result = np.abs(np.asarray(exact.hi, dtype=np.float64))
+    result = np.abs(np.asarray(output.exact.hi, dtype=np.float64))
     with np.errstate(all="ignore"):
         if op in family.CROSS_ENTROPIES:
             scale = _cross_entropy(op, quantity, dtype, x, labels, options, axis, result)
@@ -147,18 +142,18 @@ def _cross_entropy(op, quantity, dtype, x, labels, options, axis, result) -> np.
     dummy = Exact(np.zeros(len(x)), np.zeros(len(x)))  # error_scale reads only its shape here
     elements = Exact(np.zeros_like(x), np.zeros_like(x))
     if quantity == "grad":
-        base = error_scale("softmax_cross_entropy", "grad", dtype, x, c, elements)
+        base = error_scale(Output("softmax_cross_entropy", "grad", dtype, x, c, elements))
         cot = _direction(options, "cotangent", (len(x), 1), axis, True)
         cot = cot[0, 0] if reduction != "none" else cot[:, 0]
         seed = np.abs(weight * cot) / (abs(divisor) if reduction not in ("none", "sum") else 1.0)
         extra = 2 * u + (sum_error * divisor_terms / abs(divisor) if divisor_terms else 0.0)
         return _w(seed[:, None], base) + extra * result.reshape(base.shape)
     if quantity == "value":
-        per_row = error_scale("softmax_cross_entropy", "value", dtype, x, c, dummy)
+        per_row = error_scale(Output("softmax_cross_entropy", "value", dtype, x, c, dummy))
         magnitude = _w(c, np.abs(log_s - d)).sum(axis=1)
     else:  # jvp: sum_j t_j g_j with g = p S - c
         t = np.abs(_direction(options, "tangent", x.shape, axis, False))
-        grad = error_scale("softmax_cross_entropy", "grad", dtype, x, c, elements)
+        grad = error_scale(Output("softmax_cross_entropy", "grad", dtype, x, c, elements))
         g = np.abs(c.sum(axis=1, keepdims=True) * p - c)
         per_row = _w(t, grad).sum(axis=1) + sigma(x.shape[1]) * u * _w(t, g).sum(axis=1)
         magnitude = _w(t, g).sum(axis=1)
@@ -195,14 +190,12 @@ def _unlabelled(op, quantity, x, options, axis, u) -> np.ndarray:
     return u * (np.abs(g) + np.abs(g - mixed) + spread_g)  # log_softmax JVP: t_j - <p, t>
 
 
-def call_allowance(
-    op: str, quantity: str, dtype, logits: np.ndarray, labels, exact: Exact, options: dict | None
-) -> Allowance:
+def call_allowance(output: Output, options: dict | None) -> Allowance:
     """The allowance of one call's outputs: the plain ops' rule, or the error scale the linear
     op's budget (``suites.judge.linear_budget``) or the call's options give."""
-    scale = None
-    if op == "linear_cross_entropy":
-        scale = error_scale(op, quantity, dtype, logits, labels, exact, options)
+    op, quantity, scale = output.op, output.quantity, None
+    if op == LINEAR_OP:
+        scale = error_scale(output, options)
     elif options or not (quantity == "value" or (quantity == "grad" and op in GRADIENT_OPS)):
-        scale = option_scale(op, quantity, dtype, logits, labels, exact, options or {})
-    return allowance(op, quantity, dtype, logits, labels, exact, scale=scale)
+        scale = option_scale(output, options or {})
+    return allowance(output, scale=scale)
