@@ -11,6 +11,7 @@ from adapters.base import DEVICES, DTYPES, MODES, OPS
 from suites.catalog.selection import DEFAULT_SHAPES
 from suites.hunt import DEFAULT_BUDGET_S
 from suites.store import SUITES
+from suites.timing.suite import DEFAULT_ROUNDS
 
 DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
 
@@ -132,9 +133,10 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--repeat-runs",
         type=_positive_int,
-        default=1,
+        default=DEFAULT_ROUNDS,
         metavar="K",
-        help="timing: K interleaved rounds over the whole grid, samples pooled per timing",
+        help="timing: K interleaved rounds over the whole grid (default %(default)s); compare "
+        "decides a change from the rounds' medians",
     )
     run.add_argument(
         "--memory",

@@ -40,8 +40,10 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # ``others_cpu_s`` and ``waited_s``; ``contended`` is decided by other processes' CPU time on
 # the timed cores, our threads' run-queue wait and the CPU share, no longer by the involuntary
 # switch rate (suites.timing.contention).
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+# 5: timing rows keep each round's median (``round_medians_s``): compare decides a change from
+# the rounds, whose spread is the between-time noise that pooled samples hide.
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 _VERSION_KEY = b"xentbench.schema_version"
 
 
@@ -131,6 +133,8 @@ TIMING_SCHEMA = pa.schema(
         # Raw samples: the per-call time of every repeat, of every round (--repeat-runs) pooled.
         ("times_s", pa.list_(pa.float64())),
         ("rounds", pa.int64()),
+        # The median of each round's samples, in round order (--repeat-runs): compare's unit.
+        ("round_medians_s", pa.list_(pa.float64())),
         # What the process got while its kept repeats ran (suites.timing.contention).
         ("threads", pa.int64()),
         ("cpu_s", pa.float64()),
@@ -402,19 +406,3 @@ def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(info, indent=2, sort_keys=True, default=str)
         atomic_write_text(Path(run_dir), path, text)
     return info
-
-
-def hunted_files(run_dir: Path, name: str) -> dict[str, Path]:
-    """Where the files of a hunted input live in a run directory (``name``: the hash of its case
-    id ``hunt/<op>/<name>``): logits, labels, exact value and, for option rows, options."""
-    folder = Path(run_dir) / "hunt"
-    kinds = (("logits", "npy"), ("labels", "npy"), ("exact", "npz"), ("options", "npz"))
-    return {kind: folder / f"{name}-{kind}.{ext}" for kind, ext in kinds}
-
-
-def load_hunted_options(run_dir: Path, name: str) -> dict[str, Any]:
-    """A hunted option row's call options as saved: arrays, and scalars as Python values."""
-    import numpy as np
-
-    with np.load(hunted_files(run_dir, name)["options"], allow_pickle=False) as saved:
-        return {key: value.item() if value.ndim == 0 else value for key, value in saved.items()}

@@ -13,7 +13,7 @@ from plugin_helpers import register_plugins
 
 from reference import exact
 from reference.options import canonical
-from suites import store
+from suites import hunted, store
 from suites.cli import main
 from suites.judge.verdicts import FAILURES
 
@@ -68,7 +68,7 @@ def test_a_hunted_option_batch_is_saved_with_its_options(hunted_options):
     folder = hunted_options / "hunt"
     logits = np.load(folder / f"{name}-logits.npy")
     labels = np.load(folder / f"{name}-labels.npy")
-    options = store.load_hunted_options(hunted_options, name)
+    options = hunted.load_hunted_options(hunted_options, name)
     assert canonical(options) == row["options"]
     truth = exact("sparse_softmax_cross_entropy", logits, labels, "value", **options)
     saved = np.load(folder / f"{name}-exact.npz", allow_pickle=False)

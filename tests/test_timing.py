@@ -347,10 +347,17 @@ def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_pat
     assert sizes[0] >= 3 and sizes == sorted(sizes) and sizes[2] == per_round[2]["repeats"]
     assert per_round[1]["times_s"][: sizes[0]] == per_round[0]["times_s"]  # pooled, not replaced
     assert len(per_round[2]["calibration_s"]) == 6  # before and after, every round
+    # Each round's median, from that round's own samples (the pooled list's new slice).
+    for index, row in enumerate(per_round):
+        start = sizes[index - 1] if index else 0
+        own = row["times_s"][start : sizes[index]]
+        assert row["round_medians_s"][-1] == pytest.approx(statistics.median(own))
+        assert row["round_medians_s"][:index] == per_round[index - 1]["round_medians_s"][:index]
     stored = store.load([tmp_path], "timing")
     assert len(stored) == n  # one row per key: the last round's, with every sample
     row = stored.set_index(list(store.KEYS["timing"])).loc[key]
     assert list(row["times_s"]) == per_round[2]["times_s"] and row["rounds"] == 3
+    assert list(row["round_medians_s"]) == per_round[2]["round_medians_s"]
     assert row["median_s"] == pytest.approx(statistics.median(row["times_s"]))
 
 

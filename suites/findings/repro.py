@@ -19,7 +19,7 @@ from adapters.base import Call
 from reference import exact as reference_exact
 from reference.dtypes import numpy_dtype
 from reference.evaluate import LINEAR_OP, REDUCING, output_shape
-from suites import store
+from suites import hunted
 from suites.catalog import cases
 from suites.findings import option_snippets, snippets
 from suites.findings.group import Finding
@@ -132,18 +132,20 @@ class NotReproducible(ValueError):
 
 
 def _hunted_options(sample) -> Path:
-    return store.hunted_files(sample.run_dir, sample.case_id.rsplit("/", 1)[-1])["options"]
+    return hunted.hunted_files(sample.run_dir, sample.case_id.rsplit("/", 1)[-1])["options"]
 
 
 def _hunted_input(sample) -> Input:
     """A hunted sample's saved input (``<run>/hunt/<hash>-logits.npy``, ``-labels.npy`` and,
     for the options family, ``-options.npz``: arrays in the dtype's values, scalars as 0-d)."""
     digest = sample.case_id.rsplit("/", 1)[-1]
-    files = store.hunted_files(sample.run_dir, digest)
+    files = hunted.hunted_files(sample.run_dir, digest)
     if not files["logits"].exists():
         raise NotReproducible(f"hunted input {files['logits']} is missing (run moved or pruned?)")
     labels = np.load(files["labels"], allow_pickle=False) if files["labels"].exists() else None
-    options = store.load_hunted_options(sample.run_dir, digest) if files["options"].exists() else {}
+    options = (
+        hunted.load_hunted_options(sample.run_dir, digest) if files["options"].exists() else {}
+    )
     return Input(np.load(files["logits"], allow_pickle=False), labels, options)
 
 

@@ -25,8 +25,8 @@ from reference.options import canonical
 from suites.hunt import options as family
 from suites.hunt.search import HuntSpec, target_seed
 from suites.hunt.task import HuntTask, cpu_text, input_hash, save_input
+from suites.hunted import hunted_files
 from suites.judge.verdicts import SEVERITY
-from suites.store import hunted_files
 
 
 @dataclass

@@ -24,9 +24,10 @@ from suites.catalog.selection import Selection
 from suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
 from suites.hunt.oracle import Clock, Score, judge_alone
 from suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
+from suites.hunted import hunted_files
 from suites.judge.call import call_columns
 from suites.judge.verdicts import SEVERITY
-from suites.store import hunted_files, key_of
+from suites.store import key_of
 
 FAMILY = "hunt"
 # The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's

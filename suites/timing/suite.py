@@ -31,6 +31,11 @@ from suites.store import key_of
 from suites.timing import configs, contention, harness, memory
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
+# Rounds of a default timing run (--repeat-runs). On a shared machine an op's time drifts by
+# ~15% (log std) between samplings minutes apart while staying steady within one 0.2 s
+# sampling, so one sampling per op cannot tell a 1.5x slowdown from drift; the median of
+# rounds spread over the run can, and their spread is the noise compare tests against.
+DEFAULT_ROUNDS = 3
 OVERHEAD_SHAPE = (1, 2)
 LOGITS_SCALE = 4.0  # logits ~ normal(0, 4): both signs, several units apart, like real classifiers
 _FREE_EAGERLY_ELEMENTS = 1 << 20  # collect garbage after tasks at least this big
@@ -147,6 +152,7 @@ class _Pool:
     """The samples of one key over the rounds so far, and what the process got for them."""
 
     times_s: list[float] = field(default_factory=list)
+    round_medians_s: list[float] = field(default_factory=list)
     calibration_s: list[float] = field(default_factory=list)
     usage: contention.Usage = contention.NO_USAGE
     contended: bool = False
@@ -158,6 +164,7 @@ class _Pool:
 
     def add(self, m: harness.Measurement, calibration: tuple[float, float]) -> None:
         self.times_s += m.times_s
+        self.round_medians_s.append(m.median_s)
         self.calibration_s += calibration
         self.usage += m.usage
         self.contended |= m.contended
@@ -209,6 +216,7 @@ _MEASURED_COLUMNS = (
     "overhead_s",
     "times_s",
     "rounds",
+    "round_medians_s",
     "threads",
     "cpu_s",
     "wall_s",
@@ -267,6 +275,7 @@ def _measured_row(plan: _Plan, call: Call, row: dict, pool: _Pool) -> dict:
         "overhead_s": plan.overhead_s(call),
         "times_s": list(pool.times_s),
         "rounds": pool.rounds,
+        "round_medians_s": list(pool.round_medians_s),
         "threads": contention.framework_threads(),
         "cpu_s": pool.usage.cpu_s,
         "wall_s": pool.usage.wall_s,
