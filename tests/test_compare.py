@@ -314,3 +314,52 @@ def test_a_run_without_samples_is_compared_by_the_interval_rule(tmp_path):
 def test_bad_significance_is_refused(tmp_path):
     with pytest.raises(ValueError, match="significance"):
         compare(tmp_path, {"timing": []}, {"timing": []}, significance=1.5)
+
+
+# --- timing decided from round medians (schema 5, --repeat-runs) --------------------------
+
+
+def rounds_row(shape: str, round_medians, per_round: int = 9, **values):
+    """A timing row of several rounds, each a tight sampling around its own median."""
+    rounds = [noisy(median, n=per_round, spread=0.005) for median in round_medians]
+    samples = np.concatenate(rounds)
+    medians = [float(np.median(r)) for r in rounds]
+    return sampled_row(shape, samples, round_medians_s=medians, rounds=len(rounds), **values)
+
+
+def test_drift_between_rounds_is_noise_even_where_pooled_samples_differ(tmp_path):
+    # Each round is tight, so the pooled samples of the two runs differ "significantly" (the U
+    # test takes 27 correlated samples for independent ones), but the rounds drift by ~10%
+    # within each run: three rounds 20% slower are not evidence enough (Welch p ~ 0.04).
+    base = rounds_row("64x1000", [1.0e-3, 1.08e-3, 0.93e-3])
+    new = rounds_row("64x1000", [1.2e-3, 1.1e-3, 1.32e-3])
+    pooled = compare(
+        tmp_path / "pooled",
+        {"timing": [{**base, "round_medians_s": None}]},
+        {"timing": [{**new, "round_medians_s": None}]},
+    )
+    assert _keys(pooled.regressions) == {("64x1000", "time")}  # what the samples alone say
+    result = compare(tmp_path / "rounds", {"timing": [base]}, {"timing": [new]})
+    assert result.regressions.empty and result.improvements.empty
+
+
+def test_a_slowdown_in_every_round_is_a_regression_with_the_rounds_p_value(tmp_path):
+    base_rounds = [1.0e-3, 1.06e-3, 0.97e-3]
+    result = compare(
+        tmp_path,
+        {"timing": [rounds_row("64x1000", base_rounds)]},
+        {"timing": [rounds_row("64x1000", [1.5 * t for t in base_rounds])]},
+    )
+    assert _keys(result.regressions) == {("64x1000", "time")}
+    found = result.regressions.iloc[0]
+    assert found["ratio"] == pytest.approx(1.5, rel=0.02)
+    assert found["p_value"] < 0.01  # Welch's t on the log round medians
+    assert "Welch" in result.render("table")
+
+
+def test_rounds_in_only_one_run_fall_back_to_the_samples(tmp_path):
+    base = rounds_row("64x1000", [1.0e-3, 1.3e-3, 0.9e-3])
+    new = sampled_row("64x1000", noisy(2e-3, n=27, spread=0.005))
+    result = compare(tmp_path, {"timing": [base]}, {"timing": [new]})
+    assert _keys(result.regressions) == {("64x1000", "time")}
+    assert result.regressions.iloc[0]["p_value"] < 1e-6  # the U test on 27 + 27 samples

@@ -34,7 +34,7 @@ from suites import store
 from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
 from suites.judge import verdicts
 from suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
-from suites.report.compare_timing import time_changes
+from suites.report.compare_timing import rule_text, time_changes
 from suites.report.format import format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
@@ -135,11 +135,9 @@ class Comparison:
             "",
             *([f"Note: {self.note}", ""] if self.note else []),
             f"Regression rules: a verdict more severe; max ULP error more than "
-            f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; time: "
-            f"Mann-Whitney U p < {self.significance:g} on the raw samples and a median ratio "
-            f"above {1 + self.time_threshold:g}"
-            + (" after dividing by the calibration kernel's ratio" if self.normalise else "")
-            + " (runs without samples: median±IQR intervals apart).",
+            f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; "
+            + rule_text(self.time_threshold, self.significance, self.normalise)
+            + ".",
         ]
         titles = {
             "changes": "coverage changes (to or from unsupported)",

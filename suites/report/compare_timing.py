@@ -1,16 +1,24 @@
 """Timing changes between two runs: a slowdown or speed-up beyond the noise.
 
-Decided (timing rows ok in both runs) from the raw samples (every repeat's per-call
-time) when both runs kept them: a slowdown when a two-sided Mann-Whitney U test
-(``scipy.stats.mannwhitneyu``, as asv, Go's benchstat and Google Benchmark's compare.py use)
-finds the two sets of samples different at ``significance`` *and* the effect, the ratio of
-the medians, exceeds ``1 + time_threshold``; a speed-up is the same rule the other way. The
-test alone would flag differences too small to matter (hundreds of samples make any shift
-significant), the threshold alone would flag noise. With ``normalise``, the new samples are
-first divided by the ratio of the calibration kernel's median times (a fixed NumPy op timed
-in the same worker beside each measurement), so a uniformly slower machine does not read as
-a regression. Runs from before raw samples (schema version 2) fall back to the old rule: the
-ratio beyond the threshold *and* the intervals [median - IQR, median + IQR] apart.
+Decided (timing rows ok in both runs) at two levels of evidence:
+
+- **Rounds** (both runs kept at least ``MIN_ROUNDS`` round medians, ``--repeat-runs``, schema
+  5): the unit is a round's median, since on a shared machine an op's time drifts between
+  samplings minutes apart far more than within one (measured on the 2-core VM: ~15% log std
+  between samplings, ~8% within), so samples of one sampling are not independent evidence.
+  The effect is the ratio of the medians of the round medians; the test is Welch's t-test on
+  their logarithms (as pyperf compares its per-process values), two-sided.
+- **Samples** (either run has a single round): a two-sided Mann-Whitney U test
+  (``scipy.stats.mannwhitneyu``, as asv, Go's benchstat and Google Benchmark's compare.py use)
+  on the raw samples, effect the ratio of their medians.
+
+A slowdown needs the test's p-value below ``significance`` *and* the effect above
+``1 + time_threshold``; a speed-up is the same rule the other way. The test alone would flag
+differences too small to matter, the threshold alone would flag noise. With ``normalise``, the
+new times are first divided by the ratio of the calibration kernel's median times (a fixed
+NumPy op timed in the same worker beside each measurement), so a uniformly slower machine does
+not read as a regression. Runs from before raw samples (schema version 2) fall back to the old
+rule: the ratio beyond the threshold *and* the intervals [median - IQR, median + IQR] apart.
 Changes where either run was flagged contended say so in ``flags``.
 """
 
@@ -26,6 +34,7 @@ from suites.report.changes import change_rows
 from suites.report.format import format_seconds
 
 MIN_SAMPLES = 3  # fewer samples per run: the U test cannot reach any useful significance
+MIN_ROUNDS = 2  # fewer rounds per run: no between-round spread, so the samples decide
 
 
 def _array(value) -> np.ndarray:
@@ -49,19 +58,46 @@ def _calibration_ratio(row) -> float:
     return float(np.median(new) / np.median(base))
 
 
+def _rounds_test(base: np.ndarray, new: np.ndarray) -> tuple[float, float]:
+    """(effect, p-value) from round medians: their medians' ratio, Welch's t on their logs."""
+    log_base, log_new = np.log(base), np.log(new)
+    effect = float(np.exp(np.median(log_new) - np.median(log_base)))
+    if log_base.var() == 0 and log_new.var() == 0:  # no spread at all: the medians decide
+        return effect, 0.0 if effect != 1 else 1.0
+    return effect, float(stats.ttest_ind(log_new, log_base, equal_var=False).pvalue)
+
+
 def _time_test(row, normalise: bool) -> tuple[float, float]:
-    """(effect, p-value) of one key: the median ratio and the two-sided U test's p-value.
+    """(effect, p-value) of one key: from the rounds when both runs have them, else from the
+    raw samples (the two-sided U test).
 
     Without raw samples in either run, the effect is the ratio of the stored medians and the
     p-value NaN (the caller applies the interval rule instead).
     """
+    scale = _calibration_ratio(row) if normalise else 1.0
+    base_rounds, new_rounds = (
+        _array(row["round_medians_s_base"]),
+        _array(row["round_medians_s_new"]),
+    )
+    if min(base_rounds.size, new_rounds.size) >= MIN_ROUNDS:
+        return _rounds_test(base_rounds, new_rounds / scale)
     base, new = _samples(row["times_s_base"]), _samples(row["times_s_new"])
     if base is None or new is None:
         return row["median_s_new"] / row["median_s_base"], math.nan
-    if normalise:
-        new = new / _calibration_ratio(row)
+    new = new / scale
     p_value = stats.mannwhitneyu(new, base, alternative="two-sided").pvalue
     return float(np.median(new) / np.median(base)), float(p_value)
+
+
+def rule_text(threshold: float, significance: float, normalise: bool) -> str:
+    """The timing rule in one sentence, for the comparison's readers."""
+    calibrated = " after dividing by the calibration kernel's ratio" if normalise else ""
+    return (
+        f"time: p < {significance:g} and a median ratio above {1 + threshold:g}{calibrated}; "
+        "p from Welch's t-test on the log round medians where both runs have "
+        f"{MIN_ROUNDS}+ rounds (--repeat-runs), else from a Mann-Whitney U test on the raw "
+        "samples (runs without samples: median±IQR intervals apart)"
+    )
 
 
 def _contended_flags(ok: pd.DataFrame) -> pd.Series:
@@ -81,7 +117,8 @@ def time_changes(
     both: pd.DataFrame, threshold: float, significance: float, normalise: bool
 ) -> pd.DataFrame:
     ok = both[(both["verdict_base"] == "ok") & (both["verdict_new"] == "ok")]
-    for column in ("times_s", "calibration_s", "contended"):  # runs from before schema 3
+    # Columns of runs from before schema 3 (samples, calibration, contention) and 5 (rounds).
+    for column in ("times_s", "calibration_s", "contended", "round_medians_s"):
         for side in ("base", "new"):
             if f"{column}_{side}" not in ok:
                 ok = ok.assign(**{f"{column}_{side}": None})

@@ -72,8 +72,9 @@ def doctor(run_dir: Path, out: Path, factor: float) -> Path:
             for column in ("gbps", "roofline_fraction"):
                 if row.get(column) is not None:
                     row[column] = row[column] / factor
-            if row.get("times_s") is not None:
-                row["times_s"] = [t * factor for t in row["times_s"]]
+            for samples in ("times_s", "round_medians_s"):
+                if row.get(samples) is not None:
+                    row[samples] = [t * factor for t in row[samples]]
             writer.write(row)
         writer.close()
     store.update_run_info(out, {"run_id": f"{run_dir.name}-x{factor:g}"})
