@@ -214,7 +214,7 @@ def test_run_flags_contended_timings_and_warns(tmp_path, capsys):
     """
     run_dir = tmp_path / "run"
     argv = ["run", "--suite", "timing", "--backend", "numpy", "--impl", "numpy:stable.softmax"]
-    argv += ["--mode", "eager", "--shapes", "64x1000", "--out", str(run_dir)]
+    argv += ["--mode", "eager", "--shapes", "64x1000", "--repeat-runs", "1", "--out", str(run_dir)]
     with busy_core_shared_with_this_process():
         assert cli.main(argv) == 0
     rows = store.load([run_dir], "timing")
