@@ -181,3 +181,15 @@ def test_the_compiled_mode_of_the_torch_linear_implementations_is_planned():
     assert {task.call.implementation.name for task in tasks} == linear
     assert all(adapter.unsupported_reason(task.call) is None for task in tasks)
     assert {task.call.quantity for task in tasks} == {"value", "grad_hidden", "grad_weight"}
+
+
+def test_only_declared_modes_and_devices_are_measured():
+    bench = _benchmark()
+    impls = [
+        {"name": "a:both", "modes": ["eager", "compiled"], "devices": ["cpu", "cuda"]},
+        {"name": "a:eager", "modes": ["eager"], "devices": ["cpu"]},
+        {"name": "a:gpu", "modes": ["eager"], "devices": ["cuda"]},
+    ]
+    args = bench._parser().parse_args(["--modes", "eager", "compiled", "--dtypes", "float32"])
+    planned = {(s["implementation"], s["mode"]) for s in bench.specs(impls, args)}
+    assert planned == {("a:both", "eager"), ("a:both", "compiled"), ("a:eager", "eager")}

@@ -240,7 +240,8 @@ def table_lines(rows: list[dict]) -> list[str]:
 
 
 def specs(impls: list[dict], args: argparse.Namespace) -> list[dict]:
-    """One measurement per (implementation, declared mode asked for, shape, dtype, pass)."""
+    """One measurement per (implementation, declared mode asked for, shape, dtype, pass), for
+    implementations that declare the device."""
     return [
         {
             "implementation": impl["name"],
@@ -252,6 +253,7 @@ def specs(impls: list[dict], args: argparse.Namespace) -> list[dict]:
             "max_total_s": args.max_total_s,
         }
         for impl in impls
+        if args.device in impl["devices"]
         for mode in args.modes
         if mode in impl["modes"]
         for shape in args.shapes
