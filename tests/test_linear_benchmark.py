@@ -81,12 +81,29 @@ bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 with contextlib.redirect_stdout(io.StringIO()) as listed:
     bench.main(["--list", "torch"])
-loaded = [m for m in {FRAMEWORKS!r} if m in sys.modules]
+from adapters.registry import LOAD_FIRST  # imported before any backend, see there
+loaded = [m for m in {FRAMEWORKS!r} if m in sys.modules and m not in LOAD_FIRST]
 print(json.dumps({{"listed": json.loads(listed.getvalue()), "loaded": loaded}}))
 """
     result = _python(code, _flawed_site(tmp_path, monkeypatch))
     assert result["loaded"] == ["torch"]
     assert result["listed"]["backend"] == "torch" and result["listed"]["implementations"]
+
+
+def test_triton_after_tensorflow_does_not_abort_the_process(tmp_path):
+    """Loaded after TensorFlow, triton's LLVM aborts the process; the registry loads it first.
+    F.linear_cross_entropy's chunked path imports torch._dynamo, which imports triton."""
+    missing = [m for m in ("triton", "tensorflow", "torch") if importlib.util.find_spec(m) is None]
+    if missing:  # not imported here: this process must not meet the clash itself
+        pytest.skip(f"not installed: {', '.join(missing)}")
+    code = """
+import json
+from adapters import registry
+registry.load("tensorflow")
+import torch._dynamo
+print(json.dumps({"ok": True}))
+"""
+    assert _python(code, tmp_path)["ok"]
 
 
 def test_an_unregistered_backend_is_listed_as_unavailable():
