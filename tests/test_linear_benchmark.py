@@ -1,6 +1,6 @@
 """tests/bench/linear_ce_benchmark.py without timing anything: its parent lists every backend's
-linear implementations in child processes and imports no framework (triton's LLVM and jaxlib's
-clash in one process); its rows carry the first call's peak; older files without it still read.
+linear implementations in child processes and imports no framework (triton's LLVM, loaded after
+TensorFlow's, aborts a process); its rows carry the first call's peak; older files without it still read.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ converted and on the device), runs it once (first call: lazy initialisation and 
 measures one later call's peak memory, then times it with the suite's harness
 (``suites.timing.harness.measure``: warm-up, adaptive repetition, median, IQR). The parent
 imports no framework: it lists each backend's implementations in a child of its own
-(``--list BACKEND`` prints them as JSON), since one process cannot load some pairs of backends
-(triton's LLVM, which cut_cross_entropy imports, and jaxlib's: "LLVM ERROR: inconsistency in
-registered CommandLine options"). Children get the parent's ``sys.path`` (plugins registered on
-it are seen).
+(``--list BACKEND`` prints them as JSON), so that no process holds two backends and each is
+measured alone, whatever their libraries do to one another (triton, which cut_cross_entropy
+imports, loaded after TensorFlow aborts the process: "LLVM ERROR: inconsistency in registered
+CommandLine options"; ``adapters.registry`` now loads triton first, see ``LOAD_FIRST``).
+Children get the parent's ``sys.path`` (plugins registered on it are seen).
 
 Peak memory is measured as ``suites.timing.memory`` does: on the CPU the resident high-water
 mark is reset (``/proc/self/clear_refs``) just before a call and VmHWM after it minus VmRSS
@@ -137,8 +138,7 @@ def measure_one(spec: dict) -> dict:
 
 def list_backend(backend: str) -> dict:
     """In this (fresh) process: the backend's linear_cross_entropy implementations, or why it
-    is unavailable. Only that backend is imported (triton's LLVM and jaxlib's clash in one
-    process, so no process loads two backends)."""
+    is unavailable. Only that backend is imported (no process of the benchmark holds two)."""
     from adapters import registry
 
     if backend not in registry.backend_names():
