@@ -1,6 +1,7 @@
 """tests/bench/linear_ce_benchmark.py without timing anything: its parent lists every backend's
 linear implementations in child processes and imports no framework (triton's LLVM, loaded after
-TensorFlow's, aborts a process); its rows carry the first call's peak; older files without it still read.
+TensorFlow's, aborts a process); its rows carry the first call's peak; older files without it
+still read.
 """
 
 from __future__ import annotations
