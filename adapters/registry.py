@@ -8,7 +8,9 @@ never as an ImportError.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -62,11 +64,25 @@ def backend_names() -> tuple[str, ...]:
 
 _loaded: dict[str, Adapter] = {}
 
+# Libraries bundling their own LLVM whose command-line options clash with TensorFlow's: loaded
+# after TensorFlow, triton (which torch.compile, and F.linear_cross_entropy's chunked path,
+# import when installed) aborts the process ("LLVM ERROR: inconsistency in registered
+# CommandLine options"); loaded before it, both work. So they are imported before any backend.
+LOAD_FIRST = ("triton",)
+
+
+def _load_first() -> None:
+    for module in LOAD_FIRST:
+        if importlib.util.find_spec(module) is not None:
+            with contextlib.suppress(Exception):  # a broken install: the backend will say so
+                importlib.import_module(module)
+
 
 def load(name: str) -> Adapter:
     """The adapter for ``name``; raises ``BackendUnavailable`` with the reason if it cannot load."""
     if name in _loaded:
         return _loaded[name]
+    _load_first()
     targets = registered()
     if name not in targets:
         raise KeyError(f"unknown backend {name!r}; valid: {', '.join(targets)}")

@@ -283,7 +283,7 @@ def _linear_entries() -> list[tuple[Implementation, LinearFunction]]:
                 name=f"torch:{api}",
                 op=LINEAR_OP,
                 dtypes=DTYPES,
-                modes=("eager",),
+                modes=("eager", "compiled"),
                 devices=("cpu", "cuda"),
                 gradient=True,
                 options=LINEAR_OPTIONS,

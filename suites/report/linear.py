@@ -27,7 +27,9 @@ INTRO = (
     "peak memory (one call, beyond its inputs) come from the run's timing rows of the op, "
     'forward / forward+backward, "not timed" where there are none, and at language-model '
     "shapes from `tests/bench/linear_ce_benchmark.py --json RUN/linear-benchmark.json` (one "
-    "fresh process per measurement) when the run directory holds its output."
+    "fresh process per measurement) when the run directory holds its output; there the "
+    "first call's peak (compilation, and the pool a JAX or TensorFlow allocator keeps, which "
+    "hides later calls' memory) is given too."
 )
 PASS_ORDER = ("forward", "forward+backward")
 NOT_TIMED = "not timed"
@@ -37,28 +39,52 @@ def _mib(value) -> str:
     return "—" if value is None or pd.isna(value) else f"{value / 2**20:.0f} MiB"
 
 
+FIRST_CALL = "first_call_peak_bytes"
+
+
+def _has_first_call_peaks(rows: pd.DataFrame) -> bool:
+    return FIRST_CALL in rows.columns and rows[FIRST_CALL].notna().any()
+
+
+def _shape_cells(of_shape: pd.DataFrame) -> tuple[str, str, str]:
+    """Time, peak and first-call peak of one shape: forward / forward+backward, fastest row."""
+    first = of_shape.sort_values("median_s").groupby("pass").first()
+    passes = [p for p in PASS_ORDER if p in first.index]
+
+    def peaks(column: str) -> str:
+        if column not in first.columns:
+            return "—"
+        return " / ".join(_mib(first.loc[p, column]) for p in passes)
+
+    time = " / ".join(format_seconds(first.loc[p, "median_s"]) for p in passes)
+    return time, peaks("peak_bytes"), peaks(FIRST_CALL)
+
+
 def cost_cells(timing: pd.DataFrame | None, dtype: str) -> pd.DataFrame:
-    """Per implementation: "time" and "peak memory" cells (forward / forward+backward, one
-    entry per shape), from ok timing rows of the op in ``dtype``; empty when there are none."""
-    empty = pd.DataFrame(columns=["implementation", "time", "peak memory"])
+    """Per implementation and mode: "time" and "peak memory" cells (forward /
+    forward+backward, one entry per shape), and "first-call peak" where any row has one
+    (the linear benchmark's: the growth of a pooling allocator), from ok timing rows of the
+    op in ``dtype``; empty when there are none."""
+    empty = pd.DataFrame(columns=["implementation", "mode", "time", "peak memory"])
     if timing is None or timing.empty or "op" not in timing.columns:
         return empty
     rows = timing[(timing["op"] == LINEAR_OP) & (timing["dtype"] == dtype)]
     rows = rows[rows["verdict"] == "ok"] if "verdict" in rows.columns else rows
     if rows.empty:
         return empty
+    rows = rows.assign(mode=rows["mode"].fillna("eager") if "mode" in rows else "eager")
     records = []
-    for name, mine in rows.groupby("implementation"):
-        times, peaks = [], []
-        for shape, of_shape in mine.groupby("shape", sort=False):
-            first = of_shape.sort_values("median_s").groupby("pass").first()
-            passes = [p for p in PASS_ORDER if p in first.index]
-            times.append(" / ".join(format_seconds(first.loc[p, "median_s"]) for p in passes))
-            times[-1] += f" ({shape})"
-            peak = first["peak_bytes"] if "peak_bytes" in first.columns else None
-            peaks.append(" / ".join(_mib(peak.loc[p]) for p in passes) if peak is not None else "—")
-        cells = {"time": "; ".join(times), "peak memory": "; ".join(peaks)}
-        records.append({"implementation": name, **cells})
+    for (name, mode), mine in rows.groupby(["implementation", "mode"]):
+        cells = {shape: _shape_cells(of) for shape, of in mine.groupby("shape", sort=False)}
+        record = {
+            "implementation": name,
+            "mode": mode,
+            "time": "; ".join(f"{c[0]} ({shape})" for shape, c in cells.items()),
+            "peak memory": "; ".join(c[1] for c in cells.values()),
+        }
+        if _has_first_call_peaks(rows):
+            record["first-call peak"] = "; ".join(c[2] for c in cells.values())
+        records.append(record)
     return pd.DataFrame(records)
 
 
@@ -67,7 +93,8 @@ BENCHMARK_FILE = "linear-benchmark.json"
 
 def benchmark_rows(run_dirs: list[Path]) -> pd.DataFrame:
     """Rows of ``tests/bench/linear_ce_benchmark.py --json RUN/linear-benchmark.json`` in a
-    run directory, as timing rows of the op (time and peak memory at language-model shapes)."""
+    run directory, as timing rows of the op (time and peak memory at language-model shapes;
+    the first call's peak is missing, NaN, in files written before it was measured)."""
     records = []
     for run_dir in run_dirs:
         path = Path(run_dir) / BENCHMARK_FILE
@@ -76,27 +103,41 @@ def benchmark_rows(run_dirs: list[Path]) -> pd.DataFrame:
         for row in json.loads(path.read_text()):
             if "median_ms" not in row:
                 continue
-            peak_mib = row.get("peak_mib")
             records.append(
                 {
                     "op": LINEAR_OP,
                     "implementation": row["implementation"],
+                    "mode": row.get("mode", "eager"),
                     "dtype": row["dtype"],
                     "pass": row["pass"],
                     "shape": "x".join(str(n) for n in row["shape"]),
                     "median_s": row["median_ms"] / 1e3,
-                    "peak_bytes": None if peak_mib is None else peak_mib * 2**20,
+                    "peak_bytes": _bytes(row.get("peak_mib")),
+                    FIRST_CALL: _bytes(row.get("first_call_peak_mib")),
                     "verdict": "ok",
                 }
             )
     return pd.DataFrame(records)
 
 
-def with_costs(table: pd.DataFrame, timing: pd.DataFrame | None, dtype: str) -> pd.DataFrame:
-    """The verdict table with its time and peak-memory columns ("not timed" where absent)."""
-    merged = table.merge(cost_cells(timing, dtype), on="implementation", how="left")
-    merged["time"] = merged["time"].fillna(NOT_TIMED)
-    merged["peak memory"] = merged["peak memory"].fillna(NOT_TIMED)
+def _bytes(mib: float | None) -> float | None:
+    return None if mib is None else mib * 2**20
+
+
+def with_costs(
+    table: pd.DataFrame, timing: pd.DataFrame | None, dtype: str, mode: str = "eager"
+) -> pd.DataFrame:
+    """The verdict table with its time and peak-memory columns ("not timed" where absent),
+    matched by implementation and mode (``mode``: the table's one mode when it has no column)."""
+    costs = cost_cells(timing, dtype)
+    if "mode" in table.columns:
+        merged = table.merge(costs, on=["implementation", "mode"], how="left")
+    else:
+        mine = costs[costs["mode"] == mode].drop(columns="mode")
+        merged = table.merge(mine, on="implementation", how="left")
+    for column in ("time", "peak memory", "first-call peak"):
+        if column in merged.columns:
+            merged[column] = merged[column].fillna(NOT_TIMED)
     return merged
 
 
@@ -120,7 +161,9 @@ def linear_sections(accuracy: pd.DataFrame, timing: pd.DataFrame | None = None) 
     if rows.empty:
         return []
     sections = [Section("Linear cross-entropy (loss, dX, dW, db)", [INTRO], level=3)]
+    modes = rows["mode"].dropna().unique() if "mode" in rows.columns else []
+    mode = modes[0] if len(modes) == 1 else "eager"  # several: the table has a mode column
     for dtype in plots.ordered(rows["dtype"], DTYPES):
-        table = with_costs(linear_matrix(rows[rows["dtype"] == dtype]), timing, dtype)
+        table = with_costs(linear_matrix(rows[rows["dtype"] == dtype]), timing, dtype, mode)
         sections.append(Section(f"Linear cross-entropy, {dtype}", [Table(table)], level=4))
     return sections
