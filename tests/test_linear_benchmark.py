@@ -68,7 +68,7 @@ def test_the_parent_lists_implementations_in_children_and_imports_no_framework(
     result = _python(PARENT, _flawed_site(tmp_path, monkeypatch))
     assert result["loaded"] == []
     modes = {impl["name"]: impl["modes"] for impl in result["found"]}
-    assert modes["torch:F.linear+F.cross_entropy"] == ["eager", "compiled"]
+    assert modes["torch:F.linear+F.cross_entropy"] == ["eager"]
     assert modes["flawed-linear:careful"] == ["eager"]
     assert not any(name.startswith("torch:F.softmax") for name in modes)  # linear op only
 
@@ -179,26 +179,6 @@ def test_costs_match_the_verdict_rows_by_mode():
     assert merged.loc["compiled", "time"] == "1 ms (1x2x3)"
     alone = with_costs(table[["implementation"]].iloc[:1], timing, "float32", "compiled")
     assert alone.iloc[0]["time"] == "1 ms (1x2x3)"
-
-
-def test_the_compiled_mode_of_the_torch_linear_implementations_is_planned():
-    pytest.importorskip("torch")
-    from adapters import registry
-    from suites.accuracy import plan_accuracy
-    from suites.catalog.selection import Selection
-
-    adapter = registry.load("torch")
-    selection = Selection(
-        ops=(LINEAR_OP,),
-        dtypes=("float32",),
-        modes=("compiled",),
-        cases=("linear_cross_entropy/linear/normal",),
-    )
-    tasks = plan_accuracy(adapter, selection)
-    linear = {i.name for i in adapter.implementations() if i.op == LINEAR_OP}
-    assert {task.call.implementation.name for task in tasks} == linear
-    assert all(adapter.unsupported_reason(task.call) is None for task in tasks)
-    assert {task.call.quantity for task in tasks} == {"value", "grad_hidden", "grad_weight"}
 
 
 def test_only_declared_modes_and_devices_are_measured():
