@@ -7,6 +7,7 @@ start a CPU-bound process of their own and pin it and the timing to the same cor
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -78,6 +79,20 @@ def test_waiting_for_a_cpu_is_recorded_but_does_not_flag_alone():
 def test_a_fast_op_is_sampled_for_at_least_the_minimum_window():
     m = harness.measure(lambda: None, max_retries=0)
     assert m.usage.wall_s >= harness.MIN_WINDOW_S
+
+
+def test_the_window_is_filled_on_the_clock_when_the_sizing_repeat_was_preempted():
+    """The repeat count is sized from one repeat; a preempted one (here: slept in) looks long,
+    so too few repeats would follow: sampling goes on until the window has passed."""
+    calls = itertools.count()
+
+    def run() -> None:
+        if next(calls) == 1 + harness.WARMUP_CALLS:  # the first call of the sizing repeat
+            time.sleep(0.75 * harness.MIN_WINDOW_S)
+
+    m = harness.measure(run, max_retries=0)
+    assert m.usage.wall_s >= harness.MIN_WINDOW_S
+    assert m.repeats > harness.MIN_REPEATS  # the count alone would have stopped at 3
 
 
 def test_run_queue_wait_sums_the_threads_schedstat():

@@ -137,6 +137,26 @@ def _sample(run: Callable[[], Any], calls: int, count: int) -> list[float]:
     return [_time_calls(run, calls) / calls for _ in range(count)]
 
 
+def _fill_window(
+    run: Callable[[], Any],
+    calls: int,
+    per_call: list[float],
+    window_end: float,
+    min_repeat_s: float,
+) -> int:
+    """More repeats until ``perf_counter`` reaches ``window_end``; the calls per repeat now.
+
+    The repeat count was sized from one repeat, which a preemption makes look long, so the
+    window is checked on the clock; a repeat found shorter than ``min_repeat_s`` (the sizing
+    was fooled) doubles the calls of the next, as ``_calibrate`` would have."""
+    while time.perf_counter() < window_end:
+        elapsed = _time_calls(run, calls)
+        per_call.append(elapsed / calls)
+        if elapsed < min_repeat_s:
+            calls *= 2
+    return calls
+
+
 def _retry_contended(
     run: Callable[[], Any],
     calls: int,
@@ -155,10 +175,11 @@ def _retry_contended(
     while reason and retries < max_retries:
         time.sleep(RETRY_PAUSE_S * 2**retries)
         retries += 1
-        before = contention.snapshot()
+        before, window_start = contention.snapshot(), time.perf_counter()
         calls, repeat_s = _calibrate(run, min_repeat_s)
         count = max(len(per_call), math.ceil(min_window_s / repeat_s)) - 1  # the window again
         per_call = [repeat_s / calls, *_sample(run, calls, count)]
+        calls = _fill_window(run, calls, per_call, window_start + min_window_s, min_repeat_s)
         used = contention.snapshot() - before
         reason = contention.contention_reason(used, device)
     return per_call, calls, used, reason, retries
@@ -191,7 +212,7 @@ def measure(
     # done the warming, and the median of the repeats absorbs any one disturbed repeat.
     for _ in range(WARMUP_CALLS if first_call_s < max_total_s / 4 else 0):
         run()
-    before = contention.snapshot()
+    before, window_start = contention.snapshot(), time.perf_counter()
     calls, repeat_s = _calibrate(run, min_repeat_s)
     remaining = max_total_s - (time.perf_counter() - budget_start)
     affordable = 1 + int(max(remaining, 0.0) // repeat_s)
@@ -199,6 +220,7 @@ def measure(
     total_repeats = max(MIN_REPEATS, min(repeats, affordable), math.ceil(min_window_s / repeat_s))
     # The last calibration repeat ran after warm-up with the final call count: a valid sample.
     per_call = [repeat_s / calls, *_sample(run, calls, total_repeats - 1)]
+    calls = _fill_window(run, calls, per_call, window_start + min_window_s, min_repeat_s)
     used = contention.snapshot() - before
     per_call, calls, used, reason, retries = _retry_contended(
         run, calls, (per_call, used), device, max_retries, min_repeat_s, min_window_s
