@@ -5,7 +5,8 @@ while other processes load the cores):
 
 (a) **false alarms**: two back-to-back default timing runs of identical software, compared at
     the default thresholds: the share of compared timings reported as regressions (target:
-    at most 1%);
+    at most 1%); and where their noise sits per backend (``a_noise_log``: a shift common to
+    a worker process, to one round of it, and the noise of one sampling);
 (b) **detection**: a copy of the second run doctored to be 1.5x slower on every sample (and
     every summary derived from the samples), compared with the first: the share reported as
     regressions (target: at least 95%); also reported: the first run against its own doctored
@@ -93,6 +94,43 @@ def share_of_regressions(base: Path, new: Path) -> tuple[int, int]:
     return slower, compared
 
 
+def noise_sources(base: Path, new: Path) -> dict:
+    """Where the run-to-run noise sits, in natural-log units of time, per backend.
+
+    ``between_runs``: the mean log ratio new/base of the timings' medians of round medians (a
+    shift common to one worker process); ``within_run``: the largest mean shift of one round
+    from its timings' medians, over the rounds of either run (a shift common to one round of a
+    process); ``per_round``: the standard deviation of a round median about its timing's median
+    once those shifts are removed (the noise of one sampling)."""
+    import numpy as np
+
+    sides = [store.load([run], "timing").query("verdict == 'ok'") for run in (base, new)]
+    key = list(store.KEYS["timing"])
+    both = sides[0].merge(sides[1], on=key, suffixes=("_b", "_n"))
+    rounds = {side: both[f"round_medians_s_{side}"] for side in ("b", "n")}
+    if any(r.isna().any() for r in rounds.values()):
+        return {"note": "a run without round medians (schema < 5)"}
+    logs = {side: [np.log(np.asarray(v)) for v in r] for side, r in rounds.items()}
+    out: dict = {}
+    for backend, index in both.groupby("backend_b").indices.items():
+        shift = [np.median(logs["n"][i]) - np.median(logs["b"][i]) for i in index]
+        residual, round_shift = [], 0.0
+        for side in ("b", "n"):
+            rows = [logs[side][i] - np.median(logs[side][i]) for i in index]
+            if len({len(r) for r in rows}) != 1:
+                continue
+            deviations = np.stack(rows)
+            means = deviations.mean(axis=0)
+            round_shift = max(round_shift, float(np.abs(means).max()))
+            residual.append((deviations - means).ravel())
+        out[backend] = {
+            "between_runs": round(float(np.mean(shift)), 3),
+            "within_run": round(round_shift, 3),
+            "per_round": round(float(np.concatenate(residual).std()), 3) if residual else None,
+        }
+    return out
+
+
 def contended_count(run_dir: Path) -> str:
     """'flagged of timed' for one run: timings flagged contended among those measured."""
     ok = store.load([run_dir], "timing").query("verdict == 'ok'")
@@ -143,6 +181,7 @@ def main() -> None:
     results["a_false_regressions"] = f"{false_alarms} of {compared}"
     results["a_share"] = false_alarms / compared if compared else None
     results["a_contended"] = {run.name: contended_count(run) for run in (base, new)}
+    results["a_noise_log"] = noise_sources(base, new)
     doctored = doctor(new, args.out / "b-doctored", DOCTOR_FACTOR)
     detected, compared = share_of_regressions(base, doctored)
     results["b_detected_regressions"] = f"{detected} of {compared}"
