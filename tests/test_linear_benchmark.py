@@ -181,6 +181,23 @@ def test_costs_match_the_verdict_rows_by_mode():
     assert alone.iloc[0]["time"] == "1 ms (1x2x3)"
 
 
+def test_an_implementation_only_the_benchmark_timed_gets_a_row():
+    """A plugin timed by the benchmark but not part of the run (cut_cross_entropy is an
+    optional extra) still shows its time, its verdicts marked as not run."""
+    timing = pd.DataFrame(
+        [
+            {"op": LINEAR_OP, "implementation": name, "dtype": "float32", "mode": "eager",
+             "pass": "forward", "shape": "1x2x3", "median_s": 0.002, "verdict": "ok"}
+            for name in ("torch:f", "plugin:g")
+        ]
+    )  # fmt: skip
+    table = pd.DataFrame({"implementation": ["torch:f"], "loss": ["pass 0.50"]})
+    merged = with_costs(table, timing, "float32").set_index("implementation")
+    assert merged.loc["plugin:g", "time"] == "2 ms (1x2x3)"
+    assert merged.loc["plugin:g", "loss"] == "not in this run"
+    assert merged.loc["torch:f", "loss"] == "pass 0.50"
+
+
 def test_only_declared_modes_and_devices_are_measured():
     bench = _benchmark()
     impls = [

@@ -33,6 +33,7 @@ INTRO = (
 )
 PASS_ORDER = ("forward", "forward+backward")
 NOT_TIMED = "not timed"
+NOT_RUN = "not in this run"  # timed by the benchmark, not judged by the run (an optional plugin)
 
 
 def _mib(value) -> str:
@@ -128,17 +129,22 @@ def with_costs(
     table: pd.DataFrame, timing: pd.DataFrame | None, dtype: str, mode: str = "eager"
 ) -> pd.DataFrame:
     """The verdict table with its time and peak-memory columns ("not timed" where absent),
-    matched by implementation and mode (``mode``: the table's one mode when it has no column)."""
+    matched by implementation and mode (``mode``: the table's one mode when it has no column).
+    Implementations only the benchmark timed (a plugin outside the run) get rows too, their
+    verdict cells saying so, so every timed implementation is on the page."""
     costs = cost_cells(timing, dtype)
     if "mode" in table.columns:
-        merged = table.merge(costs, on=["implementation", "mode"], how="left")
+        merged = table.merge(costs, on=["implementation", "mode"], how="outer")
     else:
         mine = costs[costs["mode"] == mode].drop(columns="mode")
-        merged = table.merge(mine, on="implementation", how="left")
-    for column in ("time", "peak memory", "first-call peak"):
-        if column in merged.columns:
+        merged = table.merge(mine, on="implementation", how="outer")
+    cost_columns = ("time", "peak memory", "first-call peak")
+    for column in merged.columns:
+        if column in cost_columns:
             merged[column] = merged[column].fillna(NOT_TIMED)
-    return merged
+        elif column in COLUMNS.values():
+            merged[column] = merged[column].fillna(NOT_RUN)
+    return merged.fillna("")
 
 
 def linear_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
