@@ -1,0 +1,104 @@
+"""Which round-level rule can gate a timing change? Candidate rules scored on two real runs.
+
+Takes two timing runs of identical software with round medians (``--repeat-runs`` >= 2,
+schema 5), e.g. the two runs of ``tests/bench/timing_gate_benchmark.py``, and prints for each
+candidate rule the share of timings it reports as regressions (false alarms: the runs differ
+only by noise) and the share it reports once the second run is made 1.5x slower on every
+round (detection). The shipped rule is ``suites.report.compare_timing`` (Welch's t on the log
+round medians, p < 0.01, ratio > 1.1); the others show what more power would cost:
+
+- ``welch``: Welch's t-test on the log round medians, at several p and ratio thresholds;
+- ``moderated``: the t statistic with each timing's variance shrunk towards the median
+  variance of its (backend, shape) group, ``d0`` prior degrees of freedom (as limma moderates
+  per-gene variances: Smyth, Stat. Appl. Genet. Mol. Biol. 3(1), 2004).
+
+Run from the repository root, e.g.
+    python tests/bench/timing_gate_rules.py reports/sample /work/bench/gate2/b
+Nothing is timed; it reads the stored rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from suites import store  # noqa: E402
+
+SLOWDOWN = np.log(1.5)
+
+
+def paired_rounds(base: Path, new: Path) -> pd.DataFrame:
+    """Timings ok in both runs, with their log round medians per run."""
+    rows = [store.load([run], "timing").query("verdict == 'ok'") for run in (base, new)]
+    both = rows[0].merge(rows[1], on=list(store.KEYS["timing"]), suffixes=("_b", "_n"))
+    both = both.dropna(subset=["round_medians_s_b", "round_medians_s_n"])
+    both["log_b"] = [np.log(np.asarray(v)) for v in both["round_medians_s_b"]]
+    both["log_n"] = [np.log(np.asarray(v)) for v in both["round_medians_s_n"]]
+    return both.reset_index(drop=True)
+
+
+def welch(log_b: np.ndarray, log_n: np.ndarray, alpha: float, ratio: float) -> bool:
+    effect = np.median(log_n) - np.median(log_b)
+    p_value = stats.ttest_ind(log_n, log_b, equal_var=False).pvalue
+    return bool(effect > np.log(ratio) and p_value < alpha)
+
+
+def moderated(both: pd.DataFrame, d0: float):
+    """A rule whose variances borrow strength from the timings of the same (backend, shape)."""
+    pairs = list(zip(both["log_b"], both["log_n"], strict=True))
+    variance = np.array([(b.var(ddof=1) + n.var(ddof=1)) / 2 for b, n in pairs])
+    group = both["backend_b"].astype(str) + "|" + both["shape"].astype(str)
+    prior = pd.Series(variance).groupby(group.to_numpy()).transform("median").to_numpy()
+    own_df = np.array([len(b) + len(n) - 2 for b, n in pairs])
+
+    def rule(i: int, log_b: np.ndarray, log_n: np.ndarray, alpha: float, ratio: float) -> bool:
+        shrunk = (d0 * prior[i] + own_df[i] * variance[i]) / (d0 + own_df[i])
+        scale = np.sqrt(shrunk * (1 / len(log_b) + 1 / len(log_n)))
+        t = (log_n.mean() - log_b.mean()) / scale
+        p_value = 2 * stats.t.sf(abs(t), d0 + own_df[i])
+        return bool(np.median(log_n) - np.median(log_b) > np.log(ratio) and p_value < alpha)
+
+    return rule
+
+
+def score(both: pd.DataFrame, rule) -> tuple[float, float]:
+    """(false-alarm share, detection share of a 1.5x slowdown) of ``rule(i, base, new)``."""
+    rows = list(zip(both["log_b"], both["log_n"], strict=True))
+    false = np.mean([rule(i, b, n) for i, (b, n) in enumerate(rows)])
+    detected = np.mean([rule(i, b, n + SLOWDOWN) for i, (b, n) in enumerate(rows)])
+    return float(false), float(detected)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("base", type=Path)
+    parser.add_argument("new", type=Path)
+    args = parser.parse_args()
+    both = paired_rounds(args.base, args.new)
+    print(f"{len(both)} timings with round medians in both runs")
+    print("| rule | p below | ratio above | false alarms | 1.5x detected |")
+    print("| --- | --- | --- | --- | --- |")
+    for alpha in (0.01, 0.05):
+        for ratio in (1.1, 1.2):
+            false, found = score(both, lambda i, b, n, a=alpha, r=ratio: welch(b, n, a, r))
+            print(f"| welch | {alpha:g} | {ratio:g} | {false:.1%} | {found:.1%} |")
+    for d0 in (4, 8):
+        rule = moderated(both, d0)
+        for alpha in (0.01, 0.02):
+            for ratio in (1.1, 1.25):
+                false, found = score(
+                    both, lambda i, b, n, a=alpha, r=ratio, f=rule: f(i, b, n, a, r)
+                )
+                print(f"| moderated d0={d0} | {alpha:g} | {ratio:g} | {false:.1%} | {found:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
