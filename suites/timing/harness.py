@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import gc
 import itertools
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -177,8 +176,7 @@ def _retry_contended(
         retries += 1
         before, window_start = contention.snapshot(), time.perf_counter()
         calls, repeat_s = _calibrate(run, min_repeat_s)
-        count = max(len(per_call), math.ceil(min_window_s / repeat_s)) - 1  # the window again
-        per_call = [repeat_s / calls, *_sample(run, calls, count)]
+        per_call = [repeat_s / calls, *_sample(run, calls, len(per_call) - 1)]
         calls = _fill_window(run, calls, per_call, window_start + min_window_s, min_repeat_s)
         used = contention.snapshot() - before
         reason = contention.contention_reason(used, device)
@@ -216,19 +214,20 @@ def measure(
     calls, repeat_s = _calibrate(run, min_repeat_s)
     remaining = max_total_s - (time.perf_counter() - budget_start)
     affordable = 1 + int(max(remaining, 0.0) // repeat_s)
-    # More repeats than asked where they fill less than the contention window (MIN_WINDOW_S).
-    total_repeats = max(MIN_REPEATS, min(repeats, affordable), math.ceil(min_window_s / repeat_s))
+    total_repeats = max(MIN_REPEATS, min(repeats, affordable))
     # The last calibration repeat ran after warm-up with the final call count: a valid sample.
     per_call = [repeat_s / calls, *_sample(run, calls, total_repeats - 1)]
+    # More repeats than asked where they fill less than the contention window (MIN_WINDOW_S).
     calls = _fill_window(run, calls, per_call, window_start + min_window_s, min_repeat_s)
+    taken = len(per_call)
     used = contention.snapshot() - before
     per_call, calls, used, reason, retries = _retry_contended(
         run, calls, (per_call, used), device, max_retries, min_repeat_s, min_window_s
     )
     notes = []
-    if total_repeats < repeats:
+    if taken < repeats:
         notes.append(
-            f"repeats cut from {repeats} to {total_repeats}: one repeat takes "
+            f"repeats cut from {repeats} to {taken}: one repeat takes "
             f"{repeat_s:.3g} s against a {max_total_s:g} s budget"
         )
     if reason:
