@@ -103,20 +103,17 @@ def noise_sources(base: Path, new: Path) -> dict:
     process); ``per_round``: the standard deviation of a round median about its timing's median
     once those shifts are removed (the noise of one sampling)."""
     import numpy as np
+    from timing_gate_rules import paired_rounds  # this script's directory is on sys.path
 
-    sides = [store.load([run], "timing").query("verdict == 'ok'") for run in (base, new)]
-    key = list(store.KEYS["timing"])
-    both = sides[0].merge(sides[1], on=key, suffixes=("_b", "_n"))
-    rounds = {side: both[f"round_medians_s_{side}"] for side in ("b", "n")}
-    if any(r.isna().any() for r in rounds.values()):
-        return {"note": "a run without round medians (schema < 5)"}
-    logs = {side: [np.log(np.asarray(v)) for v in r] for side, r in rounds.items()}
+    both = paired_rounds(base, new)
+    if both.empty:
+        return {"note": "no timing with round medians in both runs (schema < 5)"}
     out: dict = {}
     for backend, index in both.groupby("backend_b").indices.items():
-        shift = [np.median(logs["n"][i]) - np.median(logs["b"][i]) for i in index]
+        shift = [np.median(both["log_n"][i]) - np.median(both["log_b"][i]) for i in index]
         residual, round_shift = [], 0.0
-        for side in ("b", "n"):
-            rows = [logs[side][i] - np.median(logs[side][i]) for i in index]
+        for side in ("log_b", "log_n"):
+            rows = [both[side][i] - np.median(both[side][i]) for i in index]
             if len({len(r) for r in rows}) != 1:
                 continue
             deviations = np.stack(rows)
