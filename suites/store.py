@@ -308,6 +308,14 @@ def stored_keys(run_dir: Path, suite: str, backend: str) -> set[tuple]:
     return {key for key, harness_error in latest.items() if not harness_error}
 
 
+def stored_rows(run_dir: Path, suite: str, backend: str) -> dict[tuple, dict[str, Any]]:
+    """The latest stored row of each key of this backend (a timing round pools with them)."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for table in _read_backend(run_dir, suite, backend):
+        latest.update((key_of(suite, row), row) for row in table.to_pylist())
+    return latest
+
+
 def stored_versions(run_dir: Path, suite: str, backend: str) -> set[str]:
     """The backend versions recorded in this backend's stored rows."""
     versions: set[str] = set()

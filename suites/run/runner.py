@@ -53,6 +53,7 @@ class BackendOutcome:
     names: list[str] = field(default_factory=list)  # the implementations the plan covered
     planned: int = 0
     skipped: set = field(default_factory=set)  # keys given up on in this run (crash, timeout)
+    round_: str = ""  # "2/5": one round of a timing run (``rounds_apart``)
 
 
 class _Worker:
@@ -129,8 +130,9 @@ def stop_workers() -> None:
 
 def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> BackendOutcome:
     """Run one backend's suite to completion, restarting its worker after crashes or hangs."""
-    outcome = BackendOutcome(job.backend, job.suite)
-    bar = progress.add_task(f"{job.suite} {job.backend}", total=None)
+    outcome = BackendOutcome(job.backend, job.suite, round_=_round_of(job))
+    name = _name(outcome)
+    bar = progress.add_task(name, total=None)
     for _ in range(MAX_RESTARTS):
         if _stop.is_set():
             break
@@ -141,8 +143,38 @@ def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> Backend
             worker.stop()
         if finished:
             break
-    progress.update(bar, description=f"{job.suite} {job.backend} [done]")
+    progress.update(bar, description=f"{name} [done]")
     return outcome
+
+
+def _round_of(job: WorkerJob) -> str:
+    only = job.timing_options.get("only_round")
+    return f"{only}/{job.timing_options['rounds']}" if only else ""
+
+
+def _name(outcome: BackendOutcome) -> str:
+    name = f"{outcome.suite} {outcome.backend}"
+    return f"{name} round {outcome.round_}" if outcome.round_ else name
+
+
+def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
+    """Timing jobs of K rounds as K jobs each, round-major: every round of every backend in a
+    fresh worker process, the backends taking turns.
+
+    A process's state (where its buffers landed, its allocator's and the machine's caches'
+    state) shifts an op's time as a whole (+9% and +11% on average for TensorFlow and JAX
+    between two runs here, while rounds in one process moved together), so rounds in one
+    process share a bias their spread cannot show. Rounds in separate processes, spread over
+    the run's whole time, put that shift into the spread that ``compare`` tests against (as
+    pyperf spawns a process per sample run for the same reason).
+    """
+    most = max((job.timing_options.get("rounds", 1) for job in jobs), default=1)
+    return [
+        dataclasses.replace(job, timing_options={**job.timing_options, "only_round": round_})
+        for round_ in range(1, most + 1)
+        for job in jobs
+        if round_ <= job.timing_options.get("rounds", 1)
+    ]
 
 
 def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
@@ -198,6 +230,8 @@ def _record_crash(job, outcome, in_flight, worker, timeout_s, *, timed_out: bool
     outcome.crashes.append(f"{label}: {reason}")
     outcome.skipped.add(key)
     outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
+    if template.get("verdict") == "ok":  # a later timing round: the stored earlier rounds stay
+        return
     writer = RowWriter(Path(job.run_dir), job.store_suite, job.backend)
     row = {**template, "verdict": "error", "message": reason, "harness_error": reason}
     writer.write(row)
@@ -210,8 +244,8 @@ def run_all(
     """Run the jobs (backend x suite), ``parallel`` workers at a time, with progress bars.
 
     Timing jobs run alone (after the others): a concurrent worker would steal the cores
-    being measured. On Ctrl-C the workers are stopped, every finished row is merged, and
-    ``KeyboardInterrupt`` propagates.
+    being measured; each round of them in its own worker (``rounds_apart``). On Ctrl-C the
+    workers are stopped, every finished row is merged, and ``KeyboardInterrupt`` propagates.
     """
     _stop.clear()
     columns = (
@@ -221,7 +255,7 @@ def run_all(
         TimeRemainingColumn(),
     )
     concurrent = [job for job in jobs if job.suite != "timing"]
-    alone = [job for job in jobs if job.suite == "timing"]
+    alone = rounds_apart([job for job in jobs if job.suite == "timing"])
     with Progress(*columns, console=console, transient=False) as progress:
 
         def one(job: WorkerJob) -> BackendOutcome:
@@ -263,11 +297,12 @@ def _record_load(job: WorkerJob, when: str) -> None:
     """Timing only: the 1/5/15-minute load averages in run.json, before and after the backend."""
     if job.suite == "timing" and hasattr(os, "getloadavg"):
         load = [round(value, 2) for value in os.getloadavg()]
-        update_run_info(Path(job.run_dir), {"timing_load": {f"{job.backend} {when}": load}})
+        name = f"{job.backend} round {_round_of(job)}" if _round_of(job) else job.backend
+        update_run_info(Path(job.run_dir), {"timing_load": {f"{name} {when}": load}})
 
 
 def _summary(outcome: BackendOutcome, elapsed_s: float) -> str:
-    name = f"{outcome.suite} {outcome.backend}"
+    name = _name(outcome)
     if outcome.unavailable:
         return f"{name}: unavailable: {outcome.unavailable}"
     if outcome.refused:

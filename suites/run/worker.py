@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from adapters import registry
 from suites.catalog.selection import Selection
-from suites.store import RowWriter, stored_keys, stored_versions
+from suites.store import RowWriter, stored_keys, stored_rows, stored_versions
 
 
 class Task(Protocol):
@@ -49,7 +49,7 @@ class WorkerJob:
     host: str
     bandwidth_gbps: float = 0.0
     python: str = ""  # the interpreter to run it with (a backend's own environment); "" = ours
-    # Keyword options of ``plan_timing`` (rounds, memory): timing jobs only.
+    # Keyword options of ``plan_timing`` (rounds, only_round, memory): timing jobs only.
     timing_options: dict[str, Any] = field(default_factory=dict)
     skip: frozenset = frozenset()  # keys this run already gave up on (crashed or timed out)
     hunt: Any = None  # suites.hunt.search.HuntSpec when suite == "hunt"
@@ -64,7 +64,7 @@ class Stopped(BaseException):
     """The parent asked this worker to stop (SIGTERM): keep finished rows, then exit."""
 
 
-def plan(job: WorkerJob, adapter) -> list[Task]:
+def plan(job: WorkerJob, adapter, stored: dict[tuple, dict] | None = None) -> list[Task]:
     if job.suite == "hunt":
         from suites.hunt.task import plan_hunt
 
@@ -76,8 +76,34 @@ def plan(job: WorkerJob, adapter) -> list[Task]:
     from suites.timing.suite import plan_timing
 
     return plan_timing(
-        adapter, job.selection, bandwidth_gbps=job.bandwidth_gbps, **job.timing_options
+        adapter,
+        job.selection,
+        bandwidth_gbps=job.bandwidth_gbps,
+        stored=stored,
+        **job.timing_options,
     )
+
+
+def _round_rows(job: WorkerJob) -> dict[tuple, dict] | None:
+    """A timing round's view of the store: the rows the earlier rounds left (None otherwise)."""
+    if job.suite != "timing" or job.timing_options.get("only_round") is None:
+        return None
+    return stored_rows(Path(job.run_dir), job.store_suite, job.backend)
+
+
+def _done(job: WorkerJob, stored: dict[tuple, dict] | None) -> set[tuple]:
+    """Keys this job skips: stored ones (resume), and those this run gave up on. In round r
+    of a timing run, a measured key is done once its row pools r rounds; one that errored or
+    is unsupported is done after its first round."""
+    done = stored_keys(Path(job.run_dir), job.store_suite, job.backend)
+    if stored is not None:
+        this_round = job.timing_options["only_round"]
+        done = {
+            key
+            for key in done
+            if stored[key].get("verdict") != "ok" or (stored[key].get("rounds") or 1) >= this_round
+        }
+    return done | job.skip
 
 
 def provenance(job: WorkerJob, version: str) -> dict[str, Any]:
@@ -99,8 +125,9 @@ def work(job: WorkerJob, connection) -> None:
     if refused:
         connection.send(("refused", refused))
         return
-    tasks = plan(job, adapter)
-    done = stored_keys(Path(job.run_dir), job.store_suite, job.backend) | job.skip
+    stored = _round_rows(job)
+    tasks = plan(job, adapter, stored)
+    done = _done(job, stored)
     todo = [task for task in tasks if task.key not in done]
     names = sorted(str(impl.name) for impl in adapter.implementations())
     plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}

@@ -8,10 +8,12 @@ and the implementation's fixed per-call overhead measured on a tiny input.
 
 Every row keeps its raw samples (``times_s``), what the process got while they were taken
 (``suites.timing.contention``) and the calibration kernel's time just before and after. With
-``rounds`` > 1 (``--repeat-runs``) the whole grid is planned ``rounds`` times over, round after
+``rounds`` > 1 (``--repeat-runs``) the whole grid is measured ``rounds`` times over, round after
 round, so a slow phase of a shared machine spreads over every implementation and shape instead
 of hitting one; each round's task returns the row of its key with the samples of the rounds
-so far pooled (the store keeps the last), so an interrupted run keeps what it measured.
+so far pooled (the store keeps the last), so an interrupted run keeps what it measured. The
+runner gives each round a worker process of its own (``only_round``, pooling with the stored
+rows of the earlier rounds); planned without it, the rounds run in one process.
 """
 
 from __future__ import annotations
@@ -31,11 +33,12 @@ from suites.store import key_of
 from suites.timing import configs, contention, harness, memory
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
-# Rounds of a default timing run (--repeat-runs). On a shared machine an op's time drifts by
-# ~15% (log std) between samplings minutes apart while staying steady within one 0.2 s
-# sampling, so one sampling per op cannot tell a 1.5x slowdown from drift; the median of
-# rounds spread over the run can, and their spread is the noise compare tests against.
-DEFAULT_ROUNDS = 3
+# Rounds of a default timing run (--repeat-runs), each in its own process. On a shared machine
+# an op's time drifts by ~15% (log std) between samplings minutes apart, and by ~10% more
+# between processes, while staying steady within one 0.2 s sampling, so one sampling per op
+# cannot tell a 1.5x slowdown from drift; the rounds' spread is the noise compare tests
+# against, and Welch's t at p < 0.01 needs n - 1 >= 4 degrees of freedom per run to reach it.
+DEFAULT_ROUNDS = 5
 OVERHEAD_SHAPE = (1, 2)
 LOGITS_SCALE = 4.0  # logits ~ normal(0, 4): both signs, several units apart, like real classifiers
 _FREE_EAGERLY_ELEMENTS = 1 << 20  # collect garbage after tasks at least this big
@@ -162,6 +165,36 @@ class _Pool:
     first_call_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
+    overhead_s: float | None = None  # an earlier round's (measured once per key and run)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> _Pool:
+        """The pool a stored row of earlier rounds (another worker process's) holds."""
+        others = row.get("others_cpu_s")
+        usage = contention.Usage(
+            row["wall_s"] or 0.0,
+            row["cpu_s"] or 0.0,
+            row["involuntary_switches"] or 0,
+            None if others is None else (row["cpu_s"] or 0.0) + others,
+            waited_s=row.get("waited_s"),
+        )
+        summary = harness.spread_note(row["median_s"], row["iqr_s"])
+        notes = [note for note in (row.get("message") or "").split("; ") if note]
+        compile_s = row.get("compile_s")
+        return cls(
+            times_s=list(row["times_s"]),
+            round_medians_s=list(row.get("round_medians_s") or [row["median_s"]]),
+            calibration_s=list(row.get("calibration_s") or []),
+            usage=usage,
+            contended=bool(row.get("contended")),
+            retries=row.get("retries") or 0,
+            rounds=row.get("rounds") or 1,
+            calls_per_repeat=row["calls_per_repeat"],
+            first_call_s=None if compile_s is None else compile_s + row["median_s"],
+            notes=[note for note in notes if note != summary],
+            overhead_s=row.get("overhead_s"),
+        )
+
     def add(self, m: harness.Measurement, calibration: tuple[float, float]) -> None:
         self.times_s += m.times_s
         self.round_medians_s.append(m.median_s)
@@ -272,7 +305,7 @@ def _measured_row(plan: _Plan, call: Call, row: dict, pool: _Pool) -> dict:
         "compile_s": max(0.0, pool.first_call_s - median) if call.mode == "compiled" else None,
         "gbps": gbps,
         "roofline_fraction": gbps / plan.bandwidth_gbps if gbps and plan.bandwidth_gbps else None,
-        "overhead_s": plan.overhead_s(call),
+        "overhead_s": pool.overhead_s if pool.overhead_s is not None else plan.overhead_s(call),
         "times_s": list(pool.times_s),
         "rounds": pool.rounds,
         "round_medians_s": list(pool.round_medians_s),
@@ -316,7 +349,13 @@ def _evaluate_row(plan: _Plan, call: Call, row: dict, final_round: bool) -> dict
         )
         calibration_after = harness.calibration_s()
     except Exception as exc:  # a framework failure is a result, not a crash
-        return {**row, "verdict": "error", "message": f"{type(exc).__name__}: {exc}"}
+        error = f"{type(exc).__name__}: {exc}"
+        earlier = plan.pools.get(key_of("timing", row))
+        if earlier is None:
+            return {**row, "verdict": "error", "message": error}
+        # Earlier rounds measured it: keep their samples, say what this round hit.
+        earlier.notes.append(f"round {earlier.rounds + 1}: {error}")
+        return {**_measured_row(plan, call, row, earlier), "peak_bytes": None}
     pool = plan.pools.setdefault(key_of("timing", row), _Pool())
     pool.add(measurement, (calibration_before, calibration_after))
     measured = _measured_row(plan, call, row, pool)
@@ -363,6 +402,8 @@ def plan_timing(
     max_total_s: float = harness.DEFAULT_MAX_TOTAL_S,
     max_retries: int = harness.DEFAULT_MAX_RETRIES,
     rounds: int = 1,
+    only_round: int | None = None,
+    stored: dict[tuple, dict[str, Any]] | None = None,
     memory: bool = False,
 ) -> list[TimingTask]:
     """Every timing task ``selection`` asks of ``adapter``, shape by shape (inputs are reused).
@@ -373,11 +414,15 @@ def plan_timing(
     mean over non-ignored rows, a quarter ignored, label smoothing 0.1). Unsupported
     combinations still get a task whose row says why, so reports show the gap instead of
     silently omitting it. ``rounds`` repeats the whole grid (interleaved: round 2 starts after
-    round 1 has visited every task); ``memory`` adds the CPU peak memory of each op, measured
-    once, in the last round.
+    round 1 has visited every task); ``only_round`` plans one of them, in a process of its own
+    (the runner's way: see ``suites.run.runner``), pooling with the ``stored`` rows of the
+    earlier rounds; ``memory`` adds the CPU peak memory of each op, measured once, in the last
+    round.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
+    if only_round is not None and not 1 <= only_round <= rounds:
+        raise ValueError(f"only_round must be in 1..{rounds}, got {only_round}")
     options = {
         "min_repeat_s": min_repeat_s,
         "repeats": repeats,
@@ -385,6 +430,8 @@ def plan_timing(
         "max_retries": max_retries,
     }
     plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, memory=memory)
+    earlier = {key: row for key, row in (stored or {}).items() if row.get("verdict") == "ok"}
+    plan.pools = {key: _Pool.from_row(row) for key, row in earlier.items()}
     pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
     wanted = [impl for impl in adapter.implementations() if selection.wants_implementation(impl)]
     # The linear op takes hidden states and a weight, not logits: tests/bench/linear_ce_benchmark.py
@@ -396,7 +443,7 @@ def plan_timing(
     if selection.implementations == ("*",):
         wanted = [impl for impl in wanted if not impl.baseline]
     tasks: list[TimingTask] = []
-    for round_ in range(1, rounds + 1):
+    for round_ in range(1, rounds + 1) if only_round is None else (only_round,):
         for batch, classes in selection.shapes:
             calls = [call for impl in wanted for call in selection.calls(impl, _timed(impl))]
             calls += configs.training_calls(calls)
@@ -408,5 +455,6 @@ def plan_timing(
                     label = f"[{round_}/{rounds}] {label}"
                 last = index == len(calls) - 1
                 evaluate = functools.partial(_evaluate, plan, call, row, last, round_ == rounds)
-                tasks.append(TimingTask(key=key, label=label, template=row, evaluate=evaluate))
+                template = earlier.get(key, row)  # a crash must not drop the earlier rounds
+                tasks.append(TimingTask(key=key, label=label, template=template, evaluate=evaluate))
     return tasks
