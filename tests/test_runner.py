@@ -181,3 +181,107 @@ def test_worker_messages_need_no_framework_to_read(tmp_path, monkeypatch):
     for message in connection.messages:
         opcodes = {op.name for op, _, _ in pickletools.genops(pickle.dumps(message))}
         assert not opcodes & {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ"}, message
+
+
+LATER_MODULE = '''
+import os
+from pathlib import Path
+
+import numpy as np
+import scipy.special
+
+from adapters.base import Adapter, Implementation, PreparedCall
+
+
+class LaterAdapter(Adapter):
+    """A softmax whose process dies when a mark left by another process exists: it measures
+    in the first round of a timing run and crashes in the second (its own worker)."""
+
+    name = "later"
+
+    def version(self):
+        return "0.0"
+
+    def implementations(self):
+        return (Implementation(name="later:softmax", op="softmax", dtypes=("float64",)),)
+
+    def prepare(self, call, logits, labels):
+        mark = Path(os.environ["LATER_MARK"])
+        if mark.exists() and mark.read_text() != str(os.getpid()):
+            os._exit(3)
+        mark.write_text(str(os.getpid()))
+        return PreparedCall(run=lambda: scipy.special.softmax(logits, axis=-1), to_numpy=np.asarray)
+'''
+
+
+def test_each_timing_round_runs_in_a_fresh_worker_and_a_crash_keeps_the_earlier_rounds(
+    tmp_path, monkeypatch
+):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "later_backend.py").write_text(textwrap.dedent(LATER_MODULE))
+    register_plugins(site, monkeypatch, {"later": "later_backend:LaterAdapter"}, "later")
+    mark = tmp_path / "mark"
+    monkeypatch.setenv("LATER_MARK", str(mark))
+    out = tmp_path / "run"
+    argv = ["run", "--suite", "timing", "--backend", "later", "--dtype", "float64"]
+    argv += ["--mode", "eager", "--shapes", "4x5", "--repeat-runs", "2", "--out", str(out)]
+    assert main(argv) == 0
+    # Round 1 measured in one process; round 2's process died on its first call.
+    row = load([out], "timing").query("verdict == 'ok'").iloc[0]
+    assert row["rounds"] == 1 and len(row["times_s"]) == row["repeats"] >= 3
+    info = read_run_info(out)
+    assert any("worker process died" in crash for crash in info["crashes"])
+    assert {"later round 1/2 before", "later round 2/2 after"} <= set(info["timing_load"])
+    # Resumed, only round 2 runs (in a fresh process again), pooling with round 1's samples.
+    mark.unlink()
+    assert main(argv) == 0
+    resumed = load([out], "timing").query("verdict == 'ok'").iloc[0]
+    assert resumed["rounds"] == 2 and len(resumed["round_medians_s"]) == 2
+    assert list(resumed["times_s"][: row["repeats"]]) == list(row["times_s"])
+
+
+def test_timing_rounds_are_spread_round_major_over_the_backends():
+    from suites.catalog.selection import Selection
+    from suites.run.runner import rounds_apart
+    from suites.run.worker import WorkerJob
+
+    def job(backend, rounds):
+        options = {"rounds": rounds, "memory": False}
+        return WorkerJob(backend, "timing", Selection(), "/tmp/x", "r", "h", timing_options=options)
+
+    jobs = rounds_apart([job("jax", 3), job("torch", 3), job("numpy", 1)])
+    order = [(j.backend, j.timing_options["only_round"]) for j in jobs]
+    expected = [("jax", 1), ("torch", 1), ("numpy", 1), ("jax", 2), ("torch", 2)]
+    assert order == [*expected, ("jax", 3), ("torch", 3)]
+    assert all(j.timing_options["rounds"] in (1, 3) for j in jobs)
+
+
+def test_a_timing_round_skips_the_keys_whose_rows_already_pool_it(tmp_path):
+    from suites.catalog.selection import Selection
+    from suites.run.worker import WorkerJob, _done
+    from suites.store import RowWriter, stored_rows
+
+    writer = RowWriter(tmp_path, "timing", "numpy")
+    base = {"shape": "4x5", "dtype": "float32", "device": "cpu", "mode": "eager"}
+    base |= {"pass": "forward", "options": "", "run_id": "r", "host": "h", "backend_version": "0"}
+    rows = {
+        "numpy:one_round": {"verdict": "ok", "rounds": 1},
+        "numpy:two_rounds": {"verdict": "ok", "rounds": 2},
+        "numpy:unsupported": {"verdict": "unsupported", "rounds": None},
+        "numpy:failed": {"verdict": "error", "rounds": None},
+    }
+    for name, fields in rows.items():
+        writer.write({**base, "implementation": name, "backend": "numpy", **fields})
+    writer.close()
+
+    def done_in(round_: int) -> set[str]:
+        options = {"rounds": 3, "only_round": round_}
+        job = WorkerJob(
+            "numpy", "timing", Selection(), str(tmp_path), "r", "h", timing_options=options
+        )
+        return {key[0] for key in _done(job, stored_rows(tmp_path, "timing", "numpy"))}
+
+    assert done_in(1) == set(rows)
+    assert done_in(2) == {"numpy:two_rounds", "numpy:unsupported", "numpy:failed"}
+    assert done_in(3) == {"numpy:unsupported", "numpy:failed"}

@@ -361,6 +361,77 @@ def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_pat
     assert row["median_s"] == pytest.approx(statistics.median(row["times_s"]))
 
 
+def _round(tmp_path, adapter: Adapter, selection: Selection, round_: int, rounds: int):
+    """One round as a fresh worker runs it: planned with the store's rows, rows stored."""
+    stored = store.stored_rows(tmp_path, "timing", "fake") if round_ > 1 else None
+    tasks = plan_timing(
+        adapter,
+        selection,
+        bandwidth_gbps=10.0,
+        rounds=rounds,
+        only_round=round_,
+        stored=stored,
+        **FAST,
+    )
+    writer = store.RowWriter(tmp_path, "timing", "fake")
+    rows = [task.evaluate() for task in tasks]
+    for row in rows:
+        writer.write({**row, "run_id": "r", "host": "h", "backend_version": "0"})
+    writer.close()
+    return tasks, {store.key_of("timing", row): row for row in rows}
+
+
+def test_a_round_in_a_fresh_process_pools_with_the_rows_the_earlier_rounds_stored(tmp_path):
+    selection = Selection(dtypes=("float32",), shapes=((2, 3), (4, 5)))
+    first_tasks, first = _round(tmp_path, FakeAdapter(), selection, 1, 2)
+    second_tasks, second = _round(tmp_path, FakeAdapter(), selection, 2, 2)
+    assert [task.key for task in second_tasks] == [task.key for task in first_tasks]
+    assert second_tasks[0].label.startswith("[2/2] ")
+    measured = [key for key, row in first.items() if row["verdict"] == "ok"]
+    assert measured and {second[key]["verdict"] for key in second} == {"ok", "error"}
+    for key in measured:
+        before, after = first[key], second[key]
+        assert after["rounds"] == 2 and len(after["round_medians_s"]) == 2
+        assert after["times_s"][: before["repeats"]] == list(before["times_s"])  # pooled
+        assert after["repeats"] == len(after["times_s"]) > before["repeats"]
+        assert after["round_medians_s"][0] == before["round_medians_s"][0]
+        assert len(after["calibration_s"]) == 4 and after["wall_s"] > before["wall_s"]
+        assert after["overhead_s"] == before["overhead_s"]  # measured once per key and run
+        if key[4] == "compiled":  # the first round's first call: its compilation
+            assert after["compile_s"] is not None
+    # A later round's crash must not take the earlier rounds with it: its template is them.
+    templates = {task.key: task.template for task in second_tasks}
+    assert all(templates[key]["verdict"] == "ok" for key in measured)
+    stored = store.load([tmp_path], "timing")
+    assert len(stored) == len(first) and set(stored["rounds"].dropna()) == {2}
+
+
+class _FailingLater(FakeAdapter):
+    """Measures in the first round, then every call fails (a device lost, memory gone)."""
+
+    def prepare(self, call, logits, labels) -> PreparedCall:
+        raise RuntimeError("out of memory")
+
+
+def test_a_round_that_errors_keeps_the_earlier_rounds_and_says_so(tmp_path):
+    selection = Selection(dtypes=("float32",), shapes=((4, 5),))
+    _, first = _round(tmp_path, FakeAdapter(), selection, 1, 2)
+    _, second = _round(tmp_path, _FailingLater(), selection, 2, 2)
+    for key, before in first.items():
+        if before["verdict"] != "ok":
+            continue
+        after = second[key]
+        assert after["verdict"] == "ok" and after["rounds"] == 1
+        assert after["times_s"] == list(before["times_s"])
+        assert "round 2: RuntimeError: out of memory" in after["message"]
+
+
+def test_a_round_is_planned_only_within_the_rounds():
+    selection = Selection(dtypes=("float32",), shapes=((4, 5),))
+    with pytest.raises(ValueError, match=r"only_round must be in 1\.\.3, got 4"):
+        plan_timing(FakeAdapter(), selection, bandwidth_gbps=1.0, rounds=3, only_round=4)
+
+
 def test_rows_record_what_the_process_got():
     rows = evaluate_all(FakeAdapter(), Selection(dtypes=("float32",), shapes=((4, 5),)))
     ok = [row for row in rows if row["verdict"] == "ok"]

@@ -13,7 +13,7 @@ round medians, p < 0.01, ratio > 1.1); the others show what more power would cos
   per-gene variances: Smyth, Stat. Appl. Genet. Mol. Biol. 3(1), 2004).
 
 Run from the repository root, e.g.
-    python tests/bench/timing_gate_rules.py reports/sample /work/bench/gate2/b
+    python tests/bench/timing_gate_rules.py reports/sample /work/bench/gate2/b [--rounds 3]
 Nothing is timed; it reads the stored rows.
 """
 
@@ -35,13 +35,14 @@ from suites import store  # noqa: E402
 SLOWDOWN = np.log(1.5)
 
 
-def paired_rounds(base: Path, new: Path) -> pd.DataFrame:
-    """Timings ok in both runs, with their log round medians per run."""
+def paired_rounds(base: Path, new: Path, rounds: int | None = None) -> pd.DataFrame:
+    """Timings ok in both runs, with their log round medians per run (the first ``rounds``
+    of each: how a run of fewer rounds would have fared)."""
     rows = [store.load([run], "timing").query("verdict == 'ok'") for run in (base, new)]
     both = rows[0].merge(rows[1], on=list(store.KEYS["timing"]), suffixes=("_b", "_n"))
     both = both.dropna(subset=["round_medians_s_b", "round_medians_s_n"])
-    both["log_b"] = [np.log(np.asarray(v)) for v in both["round_medians_s_b"]]
-    both["log_n"] = [np.log(np.asarray(v)) for v in both["round_medians_s_n"]]
+    both["log_b"] = [np.log(np.asarray(v)[:rounds]) for v in both["round_medians_s_b"]]
+    both["log_n"] = [np.log(np.asarray(v)[:rounds]) for v in both["round_medians_s_n"]]
     return both.reset_index(drop=True)
 
 
@@ -81,9 +82,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("base", type=Path)
     parser.add_argument("new", type=Path)
+    parser.add_argument("--rounds", type=int, help="score the first ROUNDS of each run only")
     args = parser.parse_args()
-    both = paired_rounds(args.base, args.new)
-    print(f"{len(both)} timings with round medians in both runs")
+    both = paired_rounds(args.base, args.new, args.rounds)
+    used = f"the first {args.rounds}" if args.rounds else "all"
+    print(f"{len(both)} timings with round medians in both runs ({used} rounds of each)")
     print("| rule | p below | ratio above | false alarms | 1.5x detected |")
     print("| --- | --- | --- | --- | --- |")
     for alpha in (0.01, 0.05):
