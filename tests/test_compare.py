@@ -363,3 +363,46 @@ def test_rounds_in_only_one_run_fall_back_to_the_samples(tmp_path):
     result = compare(tmp_path, {"timing": [base]}, {"timing": [new]})
     assert _keys(result.regressions) == {("64x1000", "time")}
     assert result.regressions.iloc[0]["p_value"] < 1e-6  # the U test on 27 + 27 samples
+
+
+def test_timing_by_backend_shows_a_shift_every_timing_shares_beside_the_background(tmp_path):
+    """A backend-wide ratio with the background load differing between the runs: the table
+    that tells a machine shift from a code change."""
+    shapes = ("1x1000", "64x1000", "8x256000")
+
+    def rows(median_s: float, others: float, waited: float) -> list[dict]:
+        rounds = [median_s * factor for factor in (1.0, 1.02, 0.98)]
+        return [
+            sampled_row(
+                shape,
+                noisy(median_s),
+                round_medians_s=rounds,
+                others_cpu_s=others,
+                waited_s=waited,
+                wall_s=0.5,
+            )
+            for shape in shapes
+        ]
+
+    result = compare(
+        tmp_path, {"timing": rows(1e-3, 0.02, 0.05)}, {"timing": rows(1.2e-3, 0.045, 0.1)}
+    )
+    table = result.timing_by_backend
+    assert table["backend"].tolist() == ["torch"] and table.loc[0, "timings"] == 3
+    assert table.loc[0, "median_ratio"] == pytest.approx(1.2, abs=1e-3)
+    assert table.loc[0, "middle_80pct"] == "1.20-1.20"
+    background = table.loc[0, ["others_base", "others_new", "waited_base", "waited_new"]]
+    assert background.tolist() == [0.04, 0.09, 0.1, 0.2]  # per wall second
+    assert "## Timing by backend" in result.render("table")
+    by_backend = json.loads(result.render("json"))["timing_by_backend"]
+    assert by_backend[0]["others_new"] == 0.09
+
+
+def test_timing_by_backend_is_empty_without_timings_ok_in_both_runs(tmp_path):
+    result = compare(
+        tmp_path,
+        {"timing": [timing_row("64x1000", 1.0e-3, 1e-5)]},
+        {"timing": [timing_row("64x1000", math.nan, math.nan, verdict="error")]},
+    )
+    assert result.timing_by_backend.empty
+    assert "Timing by backend" not in result.render("table")

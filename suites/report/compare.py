@@ -34,7 +34,7 @@ from suites import store
 from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
 from suites.judge import verdicts
 from suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
-from suites.report.compare_timing import rule_text, time_changes
+from suites.report.compare_timing import SHIFT_COLUMNS, backend_shifts, rule_text, time_changes
 from suites.report.format import format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
@@ -51,6 +51,13 @@ _UNIFY = {
     "timing": {"shape": "case", "pass": "detail"},
 }
 _MAX_LISTED = 50
+_SHIFT_TEXT = (
+    "How each backend's timings moved (new over base: the median ratio and the middle 80% of "
+    "them) beside the background of each run (others: other processes' CPU on our cores, "
+    "waited: our threads' run-queue wait, both per wall second). Nearly every timing of a "
+    "backend moving together while the background differs is the machine, not the code: "
+    "re-run both runs on a quiet machine before reading those changes."
+)
 
 
 @dataclass
@@ -79,6 +86,9 @@ class Comparison:
     )
     vanished_findings: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=FINDING_CHANGE_COLUMNS)
+    )
+    timing_by_backend: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=SHIFT_COLUMNS)
     )
 
     @property
@@ -121,7 +131,10 @@ class Comparison:
             },
             **{
                 name: json.loads(frame.to_json(orient="records", double_precision=15))
-                for name, frame in self._sections().items()
+                for name, frame in {
+                    **self._sections(),
+                    "timing_by_backend": self.timing_by_backend,
+                }.items()
             },
         }
 
@@ -145,6 +158,9 @@ class Comparison:
             "new_findings": "new findings",
             "vanished_findings": "vanished findings",
         }
+        if not self.timing_by_backend.empty:
+            lines += ["", "## Timing by backend", "", _SHIFT_TEXT, ""]
+            lines.append(self.timing_by_backend.to_markdown(index=False))
         for name, frame in self._sections().items():
             lines += ["", f"## {titles.get(name, name).capitalize()}: {len(frame)}", ""]
             if frame.empty:
@@ -185,7 +201,7 @@ def compare_runs(
             "a probability in (0, 1)"
         )
     time_rule = {"threshold": time_threshold, "significance": significance, "normalise": normalise}
-    found, added, removed = [], [], []
+    found, added, removed, shifts = [], [], [], None
     for suite in store.SUITES:
         merged = _join(suite, base_dir, new_dir)
         added.append(merged.loc[merged["_merge"] == "right_only", KEY_COLUMNS])
@@ -194,6 +210,8 @@ def compare_runs(
         found.append(_verdict_changes(suite, both))
         found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
         found.append(time_changes(both, **time_rule) if suite == "timing" else None)
+        if suite == "timing":
+            shifts = backend_shifts(both, normalise)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
     new_findings, vanished_findings = finding_changes(
         findings_of_runs([Path(base_dir)]), findings_of_runs([Path(new_dir)])
@@ -212,6 +230,7 @@ def compare_runs(
         normalise=normalise,
         new_findings=new_findings,
         vanished_findings=vanished_findings,
+        timing_by_backend=shifts,
     )
 
 

@@ -113,15 +113,21 @@ def _contended_flags(ok: pd.DataFrame) -> pd.Series:
     return pd.Series(text, index=ok.index, dtype=object)
 
 
-def time_changes(
-    both: pd.DataFrame, threshold: float, significance: float, normalise: bool
-) -> pd.DataFrame:
+def _comparable(both: pd.DataFrame) -> pd.DataFrame:
+    """The keys timed ok in both runs, with the columns older runs lack added as null."""
     ok = both[(both["verdict_base"] == "ok") & (both["verdict_new"] == "ok")]
     # Columns of runs from before schema 3 (samples, calibration, contention) and 5 (rounds).
     for column in ("times_s", "calibration_s", "contended", "round_medians_s"):
         for side in ("base", "new"):
             if f"{column}_{side}" not in ok:
                 ok = ok.assign(**{f"{column}_{side}": None})
+    return ok
+
+
+def time_changes(
+    both: pd.DataFrame, threshold: float, significance: float, normalise: bool
+) -> pd.DataFrame:
+    ok = _comparable(both)
     tested = [_time_test(row, normalise) for _, row in ok.iterrows()]
     effect = pd.Series([t[0] for t in tested], index=ok.index, dtype=float)
     p_value = pd.Series([t[1] for t in tested], index=ok.index, dtype=float)
@@ -155,3 +161,59 @@ def time_changes(
 def _time_text(median: pd.Series, iqr: pd.Series) -> pd.Series:
     text = [f"{format_seconds(m)} ± {format_seconds(i)}" for m, i in zip(median, iqr, strict=True)]
     return pd.Series(text, index=median.index, dtype=object)
+
+
+SHIFT_COLUMNS = [
+    "backend",
+    "timings",
+    "median_ratio",
+    "middle_80pct",
+    "others_base",
+    "others_new",
+    "waited_base",
+    "waited_new",
+]
+
+
+def backend_shifts(both: pd.DataFrame, normalise: bool) -> pd.DataFrame:
+    """Per backend: how its timings moved together, and the background beside each run.
+
+    ``median_ratio`` and ``middle_80pct`` are the median and the 10th-90th percentiles of the
+    per-timing ratios; ``others_*`` the median CPU that other processes took on our cores per
+    wall second (a share of one core), ``waited_*`` our threads' run-queue wait per wall
+    second. A ratio shared by nearly every timing of a backend, with the background differing
+    between the runs, points at the machine rather than the code: on the 2-core VM, others
+    going from 0.04 to 0.09 of a core moved the 2-thread frameworks' timings by 9-21% and
+    single-threaded NumPy's by 3% (``reports/bench/timing-rounds-apart.json``).
+    """
+    ok = _comparable(both)
+    if ok.empty:
+        return pd.DataFrame(columns=SHIFT_COLUMNS)
+    ratios = pd.Series([_time_test(row, normalise)[0] for _, row in ok.iterrows()], index=ok.index)
+    rows = []
+    for backend, index in ok.groupby("backend_base").groups.items():
+        logs = np.log(ratios.loc[index].to_numpy(dtype=float))
+        low, middle, high = np.exp(np.quantile(logs, [0.1, 0.5, 0.9]))
+        rows.append(
+            {
+                "backend": backend,
+                "timings": len(index),
+                "median_ratio": round(float(middle), 3),
+                "middle_80pct": f"{low:.2f}-{high:.2f}",
+                **{
+                    f"{name}_{side}": _per_wall_second(ok.loc[index], column, side)
+                    for name, column in (("others", "others_cpu_s"), ("waited", "waited_s"))
+                    for side in ("base", "new")
+                },
+            }
+        )
+    return pd.DataFrame(rows, columns=SHIFT_COLUMNS)
+
+
+def _per_wall_second(rows: pd.DataFrame, column: str, side: str) -> float | None:
+    """The median of ``column`` per wall second of the samplings; None where not recorded."""
+    name, wall = f"{column}_{side}", f"wall_s_{side}"
+    if name not in rows or wall not in rows:
+        return None
+    share = (rows[name].astype(float) / rows[wall].astype(float)).dropna()
+    return round(float(share.median()), 3) if len(share) else None
