@@ -265,11 +265,13 @@ def test_a_timing_round_skips_the_keys_whose_rows_already_pool_it(tmp_path):
     writer = RowWriter(tmp_path, "timing", "numpy")
     base = {"shape": "4x5", "dtype": "float32", "device": "cpu", "mode": "eager"}
     base |= {"pass": "forward", "options": "", "run_id": "r", "host": "h", "backend_version": "0"}
+    samples = {"times_s": [1e-3, 1.1e-3, 0.9e-3]}
     rows = {
-        "numpy:one_round": {"verdict": "ok", "rounds": 1},
-        "numpy:two_rounds": {"verdict": "ok", "rounds": 2},
+        "numpy:one_round": {"verdict": "ok", "rounds": 1, **samples},
+        "numpy:two_rounds": {"verdict": "ok", "rounds": 2, **samples},
         "numpy:unsupported": {"verdict": "unsupported", "rounds": None},
         "numpy:failed": {"verdict": "error", "rounds": None},
+        "numpy:no_samples": {"verdict": "ok", "rounds": None},  # an older run's: cannot pool
     }
     for name, fields in rows.items():
         writer.write({**base, "implementation": name, "backend": "numpy", **fields})
@@ -283,5 +285,6 @@ def test_a_timing_round_skips_the_keys_whose_rows_already_pool_it(tmp_path):
         return {key[0] for key in _done(job, stored_rows(tmp_path, "timing", "numpy"))}
 
     assert done_in(1) == set(rows)
-    assert done_in(2) == {"numpy:two_rounds", "numpy:unsupported", "numpy:failed"}
-    assert done_in(3) == {"numpy:unsupported", "numpy:failed"}
+    never_again = {"numpy:unsupported", "numpy:failed", "numpy:no_samples"}
+    assert done_in(2) == {"numpy:two_rounds", *never_again}
+    assert done_in(3) == never_again

@@ -94,15 +94,14 @@ def _round_rows(job: WorkerJob) -> dict[tuple, dict] | None:
 def _done(job: WorkerJob, stored: dict[tuple, dict] | None) -> set[tuple]:
     """Keys this job skips: stored ones (resume), and those this run gave up on. In round r
     of a timing run, a measured key is done once its row pools r rounds; one that errored or
-    is unsupported is done after its first round."""
+    is unsupported is done after its first round, and so is one stored without samples (an
+    older run's: nothing to pool with)."""
     done = stored_keys(Path(job.run_dir), job.store_suite, job.backend)
     if stored is not None:
+        from suites.timing.suite import pooled_rounds
+
         this_round = job.timing_options["only_round"]
-        done = {
-            key
-            for key in done
-            if stored[key].get("verdict") != "ok" or (stored[key].get("rounds") or 1) >= this_round
-        }
+        done = {key for key in done if pooled_rounds(stored[key]) >= this_round}
     return done | job.skip
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,8 @@ PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pas
 # an op's time drifts by ~15% (log std) between samplings minutes apart, and by ~10% more
 # between processes, while staying steady within one 0.2 s sampling, so one sampling per op
 # cannot tell a 1.5x slowdown from drift; the rounds' spread is the noise compare tests
-# against, and Welch's t at p < 0.01 needs n - 1 >= 4 degrees of freedom per run to reach it.
+# against. Measured on the 2-core VM, the first 3, 4 and 5 rounds of a run caught 82%, 94%
+# and 97% of a 1.5x slowdown (reports/bench/timing-rounds-apart/rules.md).
 DEFAULT_ROUNDS = 5
 OVERHEAD_SHAPE = (1, 2)
 LOGITS_SCALE = 4.0  # logits ~ normal(0, 4): both signs, several units apart, like real classifiers
@@ -384,6 +386,17 @@ def _evaluate(
             gc.collect(1)
 
 
+def _poolable(row: dict[str, Any]) -> bool:
+    """A stored row a later round can add to: measured, with its samples (schema 3 on)."""
+    return row.get("verdict") == "ok" and bool(row.get("times_s"))
+
+
+def pooled_rounds(row: dict[str, Any]) -> float:
+    """How many rounds a stored row holds for resuming: infinite where no round can add to
+    it (unsupported, an error, no samples), so every round counts it done."""
+    return (row.get("rounds") or 1) if _poolable(row) else math.inf
+
+
 def _timed(impl) -> tuple[str, ...]:
     """The quantities a plain timing measures: the value and, for the ops whose gradient of the
     summed output is defined without a cotangent, forward+backward (not jvp or VJPs)."""
@@ -430,7 +443,7 @@ def plan_timing(
         "max_retries": max_retries,
     }
     plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, memory=memory)
-    earlier = {key: row for key, row in (stored or {}).items() if row.get("verdict") == "ok"}
+    earlier = {key: row for key, row in (stored or {}).items() if _poolable(row)}
     plan.pools = {key: _Pool.from_row(row) for key, row in earlier.items()}
     pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
     wanted = [impl for impl in adapter.implementations() if selection.wants_implementation(impl)]
