@@ -254,6 +254,7 @@ def test_timing_rounds_are_spread_round_major_over_the_backends():
     order = [(j.backend, j.timing_options["only_round"]) for j in jobs]
     expected = [("jax", 1), ("torch", 1), ("numpy", 1), ("jax", 2), ("torch", 2)]
     assert order == [*expected, ("jax", 3), ("torch", 3)]
+    assert rounds_apart(list(reversed(jobs))) == list(reversed(jobs))  # already split: kept
     assert all(j.timing_options["rounds"] in (1, 3) for j in jobs)
 
 
@@ -288,3 +289,26 @@ def test_a_timing_round_skips_the_keys_whose_rows_already_pool_it(tmp_path):
     never_again = {"numpy:unsupported", "numpy:failed", "numpy:no_samples"}
     assert done_in(2) == {"numpy:two_rounds", *never_again}
     assert done_in(3) == never_again
+
+
+def test_the_rounds_of_a_backend_share_one_progress_bar():
+    import io
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from suites.catalog.selection import Selection
+    from suites.run.runner import _bar, rounds_apart
+    from suites.run.worker import WorkerJob
+
+    options = {"rounds": 3, "memory": False}
+    jobs = rounds_apart(
+        [
+            WorkerJob(backend, "timing", Selection(), "/tmp/x", "r", "h", timing_options=options)
+            for backend in ("jax", "torch")
+        ]
+    )
+    progress = Progress(console=Console(file=io.StringIO()))
+    bars = [_bar(progress, job, f"round {job.timing_options['only_round']}") for job in jobs]
+    assert len(progress.tasks) == 2 and bars == [bars[0], bars[1]] * 3
+    assert progress.tasks[0].description == "round 3"

@@ -25,7 +25,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from suites.run.worker import WorkerJob
 from suites.store import RowWriter, update_run_info
@@ -132,7 +139,7 @@ def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> Backend
     """Run one backend's suite to completion, restarting its worker after crashes or hangs."""
     outcome = BackendOutcome(job.backend, job.suite, round_=_round_of(job))
     name = _name(outcome)
-    bar = progress.add_task(name, total=None)
+    bar = _bar(progress, job, name)
     for _ in range(MAX_RESTARTS):
         if _stop.is_set():
             break
@@ -145,6 +152,17 @@ def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> Backend
             break
     progress.update(bar, description=f"{name} [done]")
     return outcome
+
+
+def _bar(progress: Progress, job: WorkerJob, name: str) -> TaskID:
+    """The backend's progress bar: the rounds of a timing run reuse the first round's (one bar
+    per backend, not one per round), reset for each round."""
+    key = (job.run_dir, job.suite, job.backend)
+    for task in progress.tasks:
+        if task.fields.get("key") == key:
+            progress.reset(task.id, total=None, description=name)
+            return task.id
+    return progress.add_task(name, total=None, key=key)
 
 
 def _round_of(job: WorkerJob) -> str:
@@ -168,6 +186,8 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
     the run's whole time, put that shift into the spread that ``compare`` tests against (as
     pyperf spawns a process per sample run for the same reason).
     """
+    if jobs and all(job.timing_options.get("only_round") for job in jobs):
+        return list(jobs)  # already one job per round, in the caller's order
     most = max((job.timing_options.get("rounds", 1) for job in jobs), default=1)
     return [
         dataclasses.replace(job, timing_options={**job.timing_options, "only_round": round_})
