@@ -132,15 +132,13 @@ def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
     params.check_same_run(run_dir, run_info.pinned(args.seed))
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
     jobs = [
-        WorkerJob(
+        WorkerJob.in_run(
+            run_dir,
+            info,
             backend,
             suite,
             _selection(args, suite),
-            str(run_dir),
-            info["run_id"],
-            info["host"],
-            info.get("memory_bandwidth_gbps", 0.0),
-            pythons.get(backend, ""),
+            python=pythons.get(backend, ""),
             timing_options={"rounds": args.repeat_runs, "memory": args.memory}
             if suite == "timing"
             else {},

@@ -28,15 +28,8 @@ def run_hunt(args, backends, pythons, selection: Selection, console, stdout) -> 
     run_dir = args.out or run_info.default_run_dir()
     info = run_info.start(run_dir, args.seed, timing=False)
     jobs = [
-        WorkerJob(
-            backend,
-            "hunt",
-            selection,
-            str(run_dir),
-            info["run_id"],
-            info["host"],
-            python=pythons.get(backend, ""),
-            hunt=spec,
+        WorkerJob.in_run(
+            run_dir, info, backend, "hunt", selection, python=pythons.get(backend, ""), hunt=spec
         )
         for backend in sorted(backends, key=_longest_first)
     ]

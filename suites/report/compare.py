@@ -34,7 +34,7 @@ from suites import store
 from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
 from suites.judge import verdicts
 from suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
-from suites.report.compare_timing import SHIFT_COLUMNS, backend_shifts, rule_text, time_changes
+from suites.report.compare_timing import SHIFT_COLUMNS, rule_text, time_changes
 from suites.report.format import format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
@@ -209,9 +209,9 @@ def compare_runs(
         both = merged[merged["_merge"] == "both"]
         found.append(_verdict_changes(suite, both))
         found.append(_ulp_changes(both, ulp_threshold) if suite == "accuracy" else None)
-        found.append(time_changes(both, **time_rule) if suite == "timing" else None)
         if suite == "timing":
-            shifts = backend_shifts(both, normalise)
+            changes, shifts = time_changes(both, **time_rule)
+            found.append(changes)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
     new_findings, vanished_findings = finding_changes(
         findings_of_runs([Path(base_dir)]), findings_of_runs([Path(new_dir)])

@@ -126,11 +126,21 @@ def _comparable(both: pd.DataFrame) -> pd.DataFrame:
 
 def time_changes(
     both: pd.DataFrame, threshold: float, significance: float, normalise: bool
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The timing changes beyond the noise, and each backend's shift (``backend_shifts``),
+    from one test of each key ok in both runs."""
     ok = _comparable(both)
     tested = [_time_test(row, normalise) for _, row in ok.iterrows()]
     effect = pd.Series([t[0] for t in tested], index=ok.index, dtype=float)
     p_value = pd.Series([t[1] for t in tested], index=ok.index, dtype=float)
+    changes = _beyond_noise(ok, effect, p_value, threshold, significance)
+    return changes, backend_shifts(ok, effect)
+
+
+def _beyond_noise(
+    ok: pd.DataFrame, effect: pd.Series, p_value: pd.Series, threshold: float, significance: float
+) -> pd.DataFrame:
+    """The keys whose effect clears the threshold with the test's (or the intervals') say-so."""
     base_iqr, new_iqr = ok["iqr_s_base"].fillna(0.0), ok["iqr_s_new"].fillna(0.0)
     base, new = ok["median_s_base"], ok["median_s_new"]
     apart_up = new - new_iqr > base + base_iqr
@@ -175,21 +185,20 @@ SHIFT_COLUMNS = [
 ]
 
 
-def backend_shifts(both: pd.DataFrame, normalise: bool) -> pd.DataFrame:
+def backend_shifts(ok: pd.DataFrame, ratios: pd.Series) -> pd.DataFrame:
     """Per backend: how its timings moved together, and the background beside each run.
 
     ``median_ratio`` and ``middle_80pct`` are the median and the 10th-90th percentiles of the
-    per-timing ratios; ``others_*`` the median CPU that other processes took on our cores per
+    per-timing ratios (``ratios``, new over base, indexed like ``ok``: the keys timed ok in
+    both runs); ``others_*`` the median CPU that other processes took on our cores per
     wall second (a share of one core), ``waited_*`` our threads' run-queue wait per wall
     second. A ratio shared by nearly every timing of a backend, with the background differing
     between the runs, points at the machine rather than the code: on the 2-core VM, others
     going from 0.04 to 0.09 of a core moved the 2-thread frameworks' timings by 9-21% and
-    single-threaded NumPy's by 3% (``reports/bench/timing-rounds-apart.json``).
+    single-threaded NumPy's by 3% (``reports/bench/timing-rounds-apart/gate.json``).
     """
-    ok = _comparable(both)
     if ok.empty:
         return pd.DataFrame(columns=SHIFT_COLUMNS)
-    ratios = pd.Series([_time_test(row, normalise)[0] for _, row in ok.iterrows()], index=ok.index)
     rows = []
     for backend, index in ok.groupby("backend_base").groups.items():
         logs = np.log(ratios.loc[index].to_numpy(dtype=float))

@@ -54,6 +54,29 @@ class WorkerJob:
     skip: frozenset = frozenset()  # keys this run already gave up on (crashed or timed out)
     hunt: Any = None  # suites.hunt.search.HuntSpec when suite == "hunt"
 
+    @classmethod
+    def in_run(
+        cls,
+        run_dir: Path,
+        info: dict[str, Any],
+        backend: str,
+        suite: str,
+        selection: Selection,
+        **fields: Any,
+    ) -> WorkerJob:
+        """A job writing into ``run_dir``, whose ``run.json`` is ``info`` (``run_info.start``:
+        run id, host, measured memory bandwidth); ``fields`` are the rest."""
+        return cls(
+            backend,
+            suite,
+            selection,
+            str(run_dir),
+            info["run_id"],
+            info["host"],
+            info.get("memory_bandwidth_gbps", 0.0),
+            **fields,
+        )
+
     @property
     def store_suite(self) -> str:
         """The results suite its rows belong to: a hunt writes accuracy rows."""
@@ -96,12 +119,17 @@ def _done(job: WorkerJob, stored: dict[tuple, dict] | None) -> set[tuple]:
     of a timing run, a measured key is done once its row pools r rounds; one that errored or
     is unsupported is done after its first round, and so is one stored without samples (an
     older run's: nothing to pool with)."""
-    done = stored_keys(Path(job.run_dir), job.store_suite, job.backend)
-    if stored is not None:
-        from suites.timing.suite import pooled_rounds
+    if stored is None:
+        return stored_keys(Path(job.run_dir), job.store_suite, job.backend) | job.skip
+    from suites.timing.suite import pooled_rounds
 
-        this_round = job.timing_options["only_round"]
-        done = {key for key in done if pooled_rounds(stored[key]) >= this_round}
+    this_round = job.timing_options["only_round"]
+    # As ``stored_keys``: a key whose latest row records a harness error is retried.
+    done = {
+        key
+        for key, row in stored.items()
+        if not row.get("harness_error") and pooled_rounds(row) >= this_round
+    }
     return done | job.skip
 
 

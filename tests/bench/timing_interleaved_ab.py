@@ -51,17 +51,16 @@ def interleaved_jobs(runs: list[Path], run_args: list[str]) -> list[WorkerJob]:
         if run_dir.exists():
             shutil.rmtree(run_dir)
         info = run_info.start(run_dir, args.seed, timing=True)
+        options = {"rounds": args.repeat_runs, "memory": False}
         jobs = [
-            WorkerJob(
+            WorkerJob.in_run(
+                run_dir,
+                info,
                 backend,
                 "timing",
                 selection,
-                str(run_dir),
-                info["run_id"],
-                info["host"],
-                info.get("memory_bandwidth_gbps", 0.0),
-                pythons.get(backend, ""),
-                timing_options={"rounds": args.repeat_runs, "memory": False},
+                python=pythons.get(backend, ""),
+                timing_options=options,
             )
             for backend in backends
         ]
