@@ -6,6 +6,7 @@ makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -21,7 +22,8 @@ from suites.judge.verdicts import at_or_beyond
 from suites.run import params, run_info
 from suites.run.lock import RunLocked
 from suites.safe_paths import UnsafePath
-from suites.store import SUITES, CorruptRun, IncompatibleRun
+from suites.store import SUITES, CorruptRun, IncompatibleRun, update_run_info
+from suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
 from suites.usage import UsageError
 
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
@@ -41,17 +43,19 @@ def _backends(requested: list[str] | None) -> tuple[str, ...]:
     return params.check_backends(requested, registry.backend_names())
 
 
-def _interpreters(pairs: list[str], backends: tuple[str, ...]) -> dict[str, str]:
+def _interpreters(
+    pairs: list[str], backends: tuple[str, ...], flag: str = "--python"
+) -> dict[str, str]:
     """``--python B=PYTHON`` pairs as {backend: interpreter}, each checked to exist."""
     pythons = {}
     for pair in pairs:
         backend, _, python = pair.partition("=")
         if backend not in backends or not python:
             raise UsageError(
-                f"invalid --python {pair!r}; expected B=PYTHON with B one of: {', '.join(backends)}"
+                f"invalid {flag} {pair!r}; expected B=PYTHON with B one of: {', '.join(backends)}"
             )
         if not os.access(python, os.X_OK) or Path(python).is_dir():
-            raise UsageError(f"--python {pair!r}: {python!r} is not an executable file")
+            raise UsageError(f"{flag} {pair!r}: {python!r} is not an executable file")
         pythons[backend] = python
     return pythons
 
@@ -114,15 +118,74 @@ def _run(args, console) -> int:
     params.check_cases(tuple(args.cases), tuple(args.op or OPS))
     suites = SUITES if args.suite == "all" else (args.suite,)
     run_dir = params.writable_dir(args.out or run_info.default_run_dir())
+    runs = {run_dir: pythons}  # run directory -> its backends' interpreters
+    against = _against(args, run_dir)
+    if against:
+        runs[against] = pythons | _interpreters(args.against_python, backends, "--against-python")
     from suites.run.lock import hold
 
-    with hold(run_dir):
-        return _run_locked(args, console, run_dir, backends, pythons, suites)
+    with contextlib.ExitStack() as locks:
+        for directory in runs:
+            locks.enter_context(hold(directory))
+        return _run_locked(args, console, runs, backends, suites)
 
 
-def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
-    """The run, its directory's lock held: refuse to mix, start, run, record, gate."""
-    from suites.run.runner import run_all
+def _against(args, run_dir: Path) -> Path | None:
+    """``--against DIR``: the second run directory of an interleaved timing pair, checked."""
+    if args.against is None:
+        if args.against_python:
+            raise UsageError("--against-python needs --against DIR (the run it is for)")
+        return None
+    if args.suite != "timing":
+        raise UsageError(
+            f"--against interleaves two timing runs; invalid with --suite {args.suite}; "
+            "valid: --suite timing"
+        )
+    against = params.writable_dir(args.against)
+    if against.resolve() == run_dir.resolve():
+        raise UsageError(f"--against {str(args.against)!r} is --out itself; give another directory")
+    return against
+
+
+def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suites) -> int:
+    """The runs (one, or an interleaved pair), their directories' locks held: refuse to mix,
+    start, run, record, gate."""
+    from suites.run.runner import interleave_runs, run_all
+
+    rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if len(runs) > 1 else DEFAULT_ROUNDS)
+    per_run = [
+        _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds)
+        for run_dir, pythons in runs.items()
+    ]
+    if len(runs) > 1:  # compare reads it: the pair's rounds took turns on one machine
+        names = [jobs[0].run_id for jobs in per_run]
+        for run_dir, other in zip(runs, reversed(names), strict=True):
+            update_run_info(run_dir, {"interleaved_with": other})
+    jobs = per_run[0] if len(per_run) == 1 else interleave_runs(per_run)
+    try:
+        outcomes = run_all(jobs, args.timeout, console, args.jobs)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
+    for run_dir in runs:
+        run_info.finish(run_dir, outcomes)
+    _refuse_unusable(args, outcomes)
+    if "timing" in suites:
+        for run_dir in runs:
+            _warn_contended(run_dir, console)
+    harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
+    if harness_errors:
+        console.print(
+            f"[red]{harness_errors} tasks failed inside xentbench itself[/] (see above); "
+            "their rows are missing and a re-run into the same directory retries them"
+        )
+        return 1
+    if len(runs) > 1:
+        console.print(f"compare them: xentbench compare {' '.join(map(str, runs))}")
+    return _gate(next(iter(runs)), args.fail_on, console) if args.fail_on else 0
+
+
+def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> list:
+    """Start (or resume) one run directory and return its jobs, backend x suite."""
     from suites.run.worker import WorkerJob
 
     if args.new:
@@ -131,7 +194,8 @@ def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
             console.print(f"previous results moved to {aside}")
     params.check_same_run(run_dir, run_info.pinned(args.seed))
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
-    jobs = [
+    console.print(f"run directory: {run_dir}")
+    return [
         WorkerJob.in_run(
             run_dir,
             info,
@@ -139,30 +203,11 @@ def _run_locked(args, console, run_dir, backends, pythons, suites) -> int:
             suite,
             _selection(args, suite),
             python=pythons.get(backend, ""),
-            timing_options={"rounds": args.repeat_runs, "memory": args.memory}
-            if suite == "timing"
-            else {},
+            timing_options={"rounds": rounds, "memory": args.memory} if suite == "timing" else {},
         )
         for suite in suites
         for backend in backends
     ]
-    console.print(f"run directory: {run_dir}")
-    try:
-        outcomes = run_all(jobs, args.timeout, console, args.jobs)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
-    run_info.finish(run_dir, outcomes)
-    _refuse_unusable(args, outcomes)
-    if "timing" in suites:
-        _warn_contended(run_dir, console)
-    harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
-    if harness_errors:
-        console.print(
-            f"[red]{harness_errors} tasks failed inside xentbench itself[/] (see above); "
-            "their rows are missing and a re-run into the same directory retries them"
-        )
-        return 1
-    return _gate(run_dir, args.fail_on, console) if args.fail_on else 0
 
 
 def _refuse_unusable(args, outcomes) -> None:

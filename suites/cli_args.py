@@ -11,7 +11,7 @@ from adapters.base import DEVICES, DTYPES, MODES, OPS
 from suites.catalog.selection import DEFAULT_SHAPES
 from suites.hunt import DEFAULT_BUDGET_S
 from suites.store import SUITES
-from suites.timing.suite import DEFAULT_ROUNDS
+from suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
 
 DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
 
@@ -133,10 +133,26 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--repeat-runs",
         type=_positive_int,
-        default=DEFAULT_ROUNDS,
         metavar="K",
-        help="timing: K interleaved rounds over the whole grid (default %(default)s); compare "
-        "decides a change from the rounds' medians",
+        help=f"timing: K rounds over the whole grid, each in a fresh process (default "
+        f"{DEFAULT_ROUNDS}, {AB_DEFAULT_ROUNDS} with --against); compare decides a change from "
+        "the rounds' medians",
+    )
+    run.add_argument(
+        "--against",
+        type=Path,
+        metavar="DIR",
+        help="timing: a second run directory timed at the same time, its rounds taking turns "
+        "with --out's, so that both see the same machine; then `xentbench compare OUT DIR` "
+        "gates the change (an A/A check of the noise without --against-python)",
+    )
+    run.add_argument(
+        "--against-python",
+        nargs="+",
+        default=[],
+        metavar="B=PYTHON",
+        help="the interpreters of --against's backends (default: --python's): the other "
+        "software of the A/B comparison",
     )
     run.add_argument(
         "--memory",

@@ -194,3 +194,35 @@ def test_compare_with_a_significance_outside_0_1_exits_2(capsys, tmp_path):
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--significance 1.5" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        (["--suite", "accuracy", "--against", "{tmp}/b"], "--suite accuracy"),
+        (["--suite", "timing", "--against", "{tmp}/a"], "is --out itself"),
+        (["--suite", "timing", "--against-python", "numpy=/usr/bin/python3"], "needs --against"),
+        (
+            ["--suite", "timing", "--against", "{tmp}/b", "--against-python", "numpy"],
+            "invalid --against-python 'numpy'",
+        ),
+    ],
+)
+def test_a_bad_against_exits_2_naming_it(capsys, tmp_path, extra, named):
+    args = [part.replace("{tmp}", str(tmp_path)) for part in extra]
+    code = main(["run", "--backend", "numpy", "--out", str(tmp_path / "a"), *args])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and named in err[0]
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").glob("timing-*"))
+
+
+def test_against_a_directory_another_run_writes_exits_2_naming_the_holder(capsys, tmp_path):
+    from suites.run.lock import hold
+
+    (tmp_path / "b").mkdir()
+    argv = ["run", "--suite", "timing", "--backend", "numpy", "--out", str(tmp_path / "a")]
+    with hold(tmp_path / "b"):
+        code = main([*argv, "--against", str(tmp_path / "b")])
+    assert code == 2
+    assert "being written by another xentbench run (pid" in capsys.readouterr().err

@@ -406,3 +406,28 @@ def test_timing_by_backend_is_empty_without_timings_ok_in_both_runs(tmp_path):
     )
     assert result.timing_by_backend.empty
     assert "Timing by backend" not in result.render("table")
+
+
+def test_timings_taken_one_run_after_the_other_carry_a_note_that_interleaved_ones_do_not(
+    tmp_path,
+):
+    """A pair timed by ``run --against`` records each other in run.json: only then is the
+    machine's background shared, and the note about it dropped."""
+    timing = {"timing": [timing_row("64x1000", 1.0e-3, 1e-5)]}
+    apart = compare(tmp_path / "apart", timing, timing)
+    assert not apart.interleaved and "one after the other" in apart.note
+    base = write_run(tmp_path / "together" / "base", **timing)
+    new = write_run(tmp_path / "together" / "new", **timing)
+    update_run_info(base, {"interleaved_with": "new"})
+    assert not compare_runs(base, new).interleaved  # one side only: not a pair
+    update_run_info(new, {"interleaved_with": "base"})
+    together = compare_runs(base, new)
+    assert together.interleaved and together.note == ""
+    assert "Timed together" in together.render("table")
+    assert json.loads(together.render("json"))["interleaved"] is True
+    accuracy_only = compare(
+        tmp_path / "accuracy",
+        {"accuracy": [accuracy_row("c/f")]},
+        {"accuracy": [accuracy_row("c/f")]},
+    )
+    assert accuracy_only.note == ""

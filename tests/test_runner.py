@@ -241,6 +241,46 @@ def test_each_timing_round_runs_in_a_fresh_worker_and_a_crash_keeps_the_earlier_
     assert list(resumed["times_s"][: row["repeats"]]) == list(row["times_s"])
 
 
+def test_against_times_two_runs_at_once_and_keeps_their_records_apart(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "later_backend.py").write_text(textwrap.dedent(LATER_MODULE))
+    register_plugins(site, monkeypatch, {"later": "later_backend:LaterAdapter"}, "later")
+    monkeypatch.setenv("LATER_MARK", str(tmp_path / "mark"))
+    a, b = tmp_path / "a", tmp_path / "b"
+    argv = ["run", "--suite", "timing", "--backend", "later", "--dtype", "float64"]
+    argv += ["--mode", "eager", "--shapes", "4x5", "--repeat-runs", "1"]
+    assert main([*argv, "--out", str(a), "--against", str(b)]) == 0
+    # Run a's round went first and measured; run b's worker died on its first call.
+    assert load([a], "timing")["verdict"].tolist() == ["ok"]
+    assert load([b], "timing")["verdict"].tolist() == ["error"]
+    info_a, info_b = read_run_info(a), read_run_info(b)
+    assert (info_a["interleaved_with"], info_b["interleaved_with"]) == ("b", "a")
+    assert info_a["crashes"] == [] and len(info_b["crashes"]) == 1
+    assert "worker process died" in info_b["crashes"][0]
+    assert set(info_a["timing_load"]) == {"later round 1/1 before", "later round 1/1 after"}
+
+
+def test_the_rounds_of_two_interleaved_runs_take_turns():
+    from suites.catalog.selection import Selection
+    from suites.run.runner import interleave_runs
+    from suites.run.worker import WorkerJob
+
+    def jobs(run_dir):
+        options = {"rounds": 2, "memory": False}
+        return [
+            WorkerJob(backend, "timing", Selection(), run_dir, "r", "h", timing_options=options)
+            for backend in ("jax", "torch")
+        ]
+
+    order = [
+        (job.run_dir, job.backend, job.timing_options["only_round"])
+        for job in interleave_runs([jobs("a"), jobs("b")])
+    ]
+    first = [("a", "jax", 1), ("a", "torch", 1), ("b", "jax", 1), ("b", "torch", 1)]
+    assert order == [*first, *[(run, backend, 2) for run, backend, _ in first]]
+
+
 def test_timing_rounds_are_spread_round_major_over_the_backends():
     from suites.catalog.selection import Selection
     from suites.run.runner import rounds_apart

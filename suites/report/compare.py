@@ -56,7 +56,7 @@ _SHIFT_TEXT = (
     "them) beside the background of each run (others: other processes' CPU on our cores, "
     "waited: our threads' run-queue wait, both per wall second). Nearly every timing of a "
     "backend moving together while the background differs is the machine, not the code: "
-    "re-run both runs on a quiet machine before reading those changes."
+    "time both at once (run --suite timing --against) before reading those changes."
 )
 
 
@@ -92,10 +92,25 @@ class Comparison:
     )
 
     @property
+    def interleaved(self) -> bool:
+        """Whether the two runs were timed together, their rounds taking turns (run --against)."""
+        return (
+            self.base.get("interleaved_with") == self.new["run_id"]
+            and self.new.get("interleaved_with") == self.base["run_id"]
+        )
+
+    @property
     def note(self) -> str:
-        """A caveat the reader needs: timings from different hosts also compare machines."""
+        """A caveat the reader needs: timings from different hosts also compare machines;
+        timings taken one run after the other also compare the machine's background."""
         if self.base["host"] != self.new["host"]:
             return "the runs come from different hosts, so time changes include the machine."
+        if not self.timing_by_backend.empty and not self.interleaved:
+            return (
+                "the runs were timed one after the other, so time changes include any change "
+                "of the machine's background between them (see Timing by backend); to gate "
+                "on time, time both at once: xentbench run --suite timing --against DIR."
+            )
         return ""
 
     def render(self, format: str = "table") -> str:
@@ -122,6 +137,7 @@ class Comparison:
             "base": self.base,
             "new": self.new,
             "note": self.note,
+            "interleaved": self.interleaved,
             "thresholds": {
                 "ulp_ratio": self.ulp_threshold,
                 "min_ulp_change": MIN_ULP_CHANGE,
@@ -146,6 +162,11 @@ class Comparison:
             "",
             f"**{counts}.**",
             "",
+            *(
+                ["Timed together: the runs' rounds took turns (run --against).", ""]
+                if self.interleaved
+                else []
+            ),
             *([f"Note: {self.note}", ""] if self.note else []),
             f"Regression rules: a verdict more severe; max ULP error more than "
             f"{self.ulp_threshold:g}x and at least {MIN_ULP_CHANGE:g} ULP higher; "
@@ -276,6 +297,7 @@ def _run_summary(run_dir: Path) -> dict[str, str]:
         "run_id": str(info.get("run_id", Path(run_dir).name)),
         "host": str(info.get("host", "?")),
         "path": str(run_dir),
+        "interleaved_with": str(info.get("interleaved_with", "")),
     }
 
 

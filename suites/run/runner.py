@@ -61,6 +61,8 @@ class BackendOutcome:
     planned: int = 0
     skipped: set = field(default_factory=set)  # keys given up on in this run (crash, timeout)
     round_: str = ""  # "2/5": one round of a timing run (``rounds_apart``)
+    run_dir: str = ""  # the run it served (``run --against`` runs two at once)
+    run_label: str = ""  # the run's name in progress and summaries, where there are several
 
 
 class _Worker:
@@ -135,9 +137,13 @@ def stop_workers() -> None:
             worker.process.kill()
 
 
-def run_backend(job: WorkerJob, progress: Progress, timeout_s: float) -> BackendOutcome:
+def run_backend(
+    job: WorkerJob, progress: Progress, timeout_s: float, run_label: str = ""
+) -> BackendOutcome:
     """Run one backend's suite to completion, restarting its worker after crashes or hangs."""
-    outcome = BackendOutcome(job.backend, job.suite, round_=_round_of(job))
+    outcome = BackendOutcome(
+        job.backend, job.suite, round_=_round_of(job), run_dir=job.run_dir, run_label=run_label
+    )
     name = _name(outcome)
     bar = _bar(progress, job, name)
     for _ in range(MAX_RESTARTS):
@@ -171,7 +177,7 @@ def _round_of(job: WorkerJob) -> str:
 
 
 def _name(outcome: BackendOutcome) -> str:
-    name = f"{outcome.suite} {outcome.backend}"
+    name = f"{outcome.run_label} {outcome.suite} {outcome.backend}".strip()
     return f"{name} round {outcome.round_}" if outcome.round_ else name
 
 
@@ -194,6 +200,27 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
         for round_ in range(1, most + 1)
         for job in jobs
         if round_ <= job.timing_options.get("rounds", 1)
+    ]
+
+
+def interleave_runs(runs: list[list[WorkerJob]]) -> list[WorkerJob]:
+    """The timing jobs of several runs (``run --against``), their rounds taking turns: round 1
+    of the first run for every backend, round 1 of the second, round 2 of the first, ...
+
+    A change of the machine's background between two runs timed one after the other moves
+    whole backends (2-thread frameworks by 10-23% here, while other processes took 0.05 of a
+    core more: ``reports/bench/timing-rounds-apart``); rounds that take turns see the same
+    machine, so ``compare`` tests the software, not the hour (4 of 550 false alarms against
+    217: ``reports/bench/timing-interleaved``).
+    """
+    split = [rounds_apart(jobs) for jobs in runs]
+    most = max((job.timing_options["only_round"] for jobs in split for job in jobs), default=0)
+    return [
+        job
+        for round_ in range(1, most + 1)
+        for jobs in split
+        for job in jobs
+        if job.timing_options["only_round"] == round_
     ]
 
 
@@ -276,15 +303,17 @@ def run_all(
     )
     concurrent = [job for job in jobs if job.suite != "timing"]
     alone = rounds_apart([job for job in jobs if job.suite == "timing"])
+    several = len({job.run_dir for job in jobs}) > 1
     with Progress(*columns, console=console, transient=False) as progress:
 
         def one(job: WorkerJob) -> BackendOutcome:
             started = time.monotonic()
             _record_load(job, "before")
+            label = Path(job.run_dir).name if several else ""
             try:
-                outcome = run_backend(job, progress, timeout_s)
+                outcome = run_backend(job, progress, timeout_s, label)
             except Exception as exc:  # a harness bug: fail this backend, let the others finish
-                outcome = BackendOutcome(job.backend, job.suite)
+                outcome = BackendOutcome(job.backend, job.suite, run_dir=job.run_dir)
                 outcome.harness_errors.append(f"runner: {type(exc).__name__}: {exc}")
             RowWriter(Path(job.run_dir), job.store_suite, job.backend).close()
             _record_load(job, "after")

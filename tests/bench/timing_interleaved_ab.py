@@ -3,9 +3,10 @@ their rounds taking turns, compared.
 
 The gate benchmark (``timing_gate_benchmark.py``) times run A, then run B: a change of the
 machine's background between the two (other processes' CPU on our cores) moves every timing
-of the 2-thread frameworks together, and no round within a run can see it. Here the runner
-gets the round jobs of both runs in one list, alternating (round 1 of A for every backend,
-round 1 of B, round 2 of A, ...), so a slow phase of the machine falls on both runs alike.
+of the 2-thread frameworks together, and no round within a run can see it. Here both runs are
+one ``xentbench run --suite timing --out A --against B``: their rounds alternate (round 1 of A
+for every backend, round 1 of B, round 2 of A, ...), so a slow phase of the machine falls on
+both runs alike.
 It prints the false-alarm share (A against B at the default thresholds) and the detection
 share (A against B doctored 1.5x slower), as the gate benchmark does, and the by-backend
 table of the comparison.
@@ -13,7 +14,7 @@ table of the comparison.
 Run from the repository root on a quiet machine, e.g.
     python tests/bench/timing_interleaved_ab.py --out /tmp/ab --backend torch tensorflow numpy \
         -- --python torch=.nox/backend-torch/bin/python ...
-(about twice one default timing run of those backends).
+(about 2 x 7/5 of one default timing run of those backends: the pair runs 7 rounds each).
 """
 
 from __future__ import annotations
@@ -29,49 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "tests" / "bench"))
 
-from rich.console import Console  # noqa: E402
 from timing_gate_benchmark import DOCTOR_FACTOR, doctor, share_of_regressions  # noqa: E402
 
 from suites import cli  # noqa: E402
-from suites.cli_args import build_parser  # noqa: E402
 from suites.report.compare import compare_runs  # noqa: E402
-from suites.run import run_info  # noqa: E402
-from suites.run.runner import rounds_apart, run_all  # noqa: E402
-from suites.run.worker import WorkerJob  # noqa: E402
-
-
-def interleaved_jobs(runs: list[Path], run_args: list[str]) -> list[WorkerJob]:
-    """The round jobs of every run, round by round: A's round r, then B's round r."""
-    args = build_parser().parse_args(["run", "--suite", "timing", *run_args])
-    backends = cli._backends(args.backend)
-    pythons = cli._interpreters(args.python, backends)
-    selection = cli._selection(args, "timing")
-    per_run = []
-    for run_dir in runs:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        info = run_info.start(run_dir, args.seed, timing=True)
-        options = {"rounds": args.repeat_runs, "memory": False}
-        jobs = [
-            WorkerJob.in_run(
-                run_dir,
-                info,
-                backend,
-                "timing",
-                selection,
-                python=pythons.get(backend, ""),
-                timing_options=options,
-            )
-            for backend in backends
-        ]
-        per_run.append(rounds_apart(jobs))
-    return [
-        job
-        for round_ in range(1, args.repeat_runs + 1)
-        for jobs in per_run
-        for job in jobs
-        if job.timing_options["only_round"] == round_
-    ]
 
 
 def main() -> None:
@@ -81,13 +43,16 @@ def main() -> None:
     parser.add_argument("run_args", nargs="*", help="more `xentbench run` arguments, after --")
     args = parser.parse_args()
     runs = [args.out / "a", args.out / "b"]
+    for run_dir in runs:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
     backend_args = ["--backend", *args.backend] if args.backend else []
-    jobs = interleaved_jobs(runs, [*backend_args, *args.run_args])
+    argv = ["run", "--suite", "timing", "--out", str(runs[0]), "--against", str(runs[1])]
     started = time.monotonic()
-    outcomes = run_all(jobs, 600.0, Console(stderr=True))
+    code = cli.main([*argv, *backend_args, *args.run_args])
+    if code:
+        sys.exit(code)
     results: dict = {"seconds_both_runs": round(time.monotonic() - started, 1)}
-    for run_dir in runs:  # the outcomes do not say which run they served: both get them all
-        run_info.finish(run_dir, outcomes)
     false_alarms, compared = share_of_regressions(runs[0], runs[1])
     results["a_false_regressions"] = f"{false_alarms} of {compared}"
     doctored = doctor(runs[1], args.out / "b-doctored", DOCTOR_FACTOR)
