@@ -212,8 +212,8 @@ def _compare_parser(commands) -> None:
         "--significance",
         type=float,
         default=0.01,
-        help="p-value (Welch t on round medians, else Mann-Whitney U on samples) below which "
-        "a timing change beyond --time-threshold counts",
+        help="p-value (a t-test on the round medians, else Mann-Whitney U on the samples) "
+        "below which a timing change beyond --time-threshold counts",
     )
     compare.add_argument(
         "--normalise",

@@ -431,3 +431,39 @@ def test_timings_taken_one_run_after_the_other_carry_a_note_that_interleaved_one
         {"accuracy": [accuracy_row("c/f")]},
     )
     assert accuracy_only.note == ""
+
+
+def test_the_moderated_t_is_students_t_where_every_variance_of_a_group_is_alike():
+    """With each key's variance equal to its group's median, shrinking changes nothing but
+    the degrees of freedom: the statistic is Student's pooled two-sample t (scipy), with
+    PRIOR_DF more degrees of freedom. A group too small for a prior gets no p-value."""
+    from scipy import stats
+
+    from suites.report.compare_timing import MIN_GROUP, PRIOR_DF, moderated_p_values
+
+    z = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    logs = [(0.1 * z, shift + 0.1 * z[::-1]) for shift in np.linspace(0, 0.2, MIN_GROUP)]
+    p_values = moderated_p_values([*logs, logs[-1]], ["g"] * MIN_GROUP + ["alone"])
+    for (base, new), p_value in zip(logs, p_values, strict=False):
+        t = stats.ttest_ind(new, base, equal_var=True).statistic
+        assert p_value == pytest.approx(2 * stats.t.sf(abs(t), 8 + PRIOR_DF), rel=1e-12)
+    assert np.isnan(p_values[-1])
+
+
+def test_a_variance_small_by_luck_is_not_a_change_and_a_large_one_hides_less(tmp_path):
+    """Seven rounds a side in a group of timings (one backend, one shape) whose rounds spread
+    by ~20%: one whose rounds happen to agree within 1% is 12% slower (Welch's t alone calls
+    it a regression), one that spreads by ~25% is 1.5x slower (Welch's p 0.016 misses it)."""
+    z = np.array([-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5])
+
+    def pair(name: str, spread: float, ratio: float) -> tuple[dict, dict]:
+        def row(logs):
+            return rounds_row("64x1000", list(1e-3 * np.exp(logs)), implementation=name)
+
+        return row(spread * z), row(np.log(ratio) + spread * z[::-1])
+
+    pairs = [pair(f"torch:typical{i}", 0.2, 1.0) for i in range(5)]
+    pairs += [pair("torch:lucky", 0.01, 1.12), pair("torch:noisy", 0.25, 1.5)]
+    result = compare(tmp_path, {"timing": [b for b, _ in pairs]}, {"timing": [n for _, n in pairs]})
+    assert set(result.regressions["implementation"]) == {"torch:noisy"}
+    assert "moderated" in result.render("table")

@@ -4,8 +4,9 @@ Takes two timing runs of identical software with round medians (``--repeat-runs`
 schema 5), e.g. the two runs of ``tests/bench/timing_gate_benchmark.py``, and prints for each
 candidate rule the share of timings it reports as regressions (false alarms: the runs differ
 only by noise) and the share it reports once the second run is made 1.5x slower on every
-round (detection). The shipped rule is ``suites.report.compare_timing`` (Welch's t on the log
-round medians, p < 0.01, ratio > 1.1); the others show what more power would cost:
+round (detection). The shipped rule is ``suites.report.compare_timing``'s (the moderated t on
+the log round medians, d0 = 4, p < 0.01, ratio > 1.1); the others show what other choices
+would give:
 
 - ``welch``: Welch's t-test on the log round medians, at several p and ratio thresholds;
 - ``moderated``: the t statistic with each timing's variance shrunk towards the median
@@ -31,6 +32,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from suites import store  # noqa: E402
+from suites.report.compare_timing import moderated_p_values  # noqa: E402
 
 SLOWDOWN = np.log(1.5)
 
@@ -53,19 +55,19 @@ def welch(log_b: np.ndarray, log_n: np.ndarray, alpha: float, ratio: float) -> b
 
 
 def moderated(both: pd.DataFrame, d0: float):
-    """A rule whose variances borrow strength from the timings of the same (backend, shape)."""
-    pairs = list(zip(both["log_b"], both["log_n"], strict=True))
-    variance = np.array([(b.var(ddof=1) + n.var(ddof=1)) / 2 for b, n in pairs])
-    group = both["backend_b"].astype(str) + "|" + both["shape"].astype(str)
-    prior = pd.Series(variance).groupby(group.to_numpy()).transform("median").to_numpy()
-    own_df = np.array([len(b) + len(n) - 2 for b, n in pairs])
+    """The shipped moderated t (``compare_timing.moderated_p_values``) with ``d0`` prior
+    degrees of freedom: each timing's variance borrows strength from its (backend, shape)."""
+    groups = list(both["backend_b"].astype(str) + "|" + both["shape"].astype(str))
+    logs = list(zip(both["log_b"], both["log_n"], strict=True))
+    p_values = {
+        shift: moderated_p_values([(b, n + shift) for b, n in logs], groups, prior_df=d0)
+        for shift in (0.0, SLOWDOWN)
+    }
 
     def rule(i: int, log_b: np.ndarray, log_n: np.ndarray, alpha: float, ratio: float) -> bool:
-        shrunk = (d0 * prior[i] + own_df[i] * variance[i]) / (d0 + own_df[i])
-        scale = np.sqrt(shrunk * (1 / len(log_b) + 1 / len(log_n)))
-        t = (log_n.mean() - log_b.mean()) / scale
-        p_value = 2 * stats.t.sf(abs(t), d0 + own_df[i])
-        return bool(np.median(log_n) - np.median(log_b) > np.log(ratio) and p_value < alpha)
+        shift = 0.0 if np.array_equal(log_n, logs[i][1]) else SLOWDOWN
+        effect = np.median(log_n) - np.median(log_b)
+        return bool(effect > np.log(ratio) and p_values[shift][i] < alpha)
 
     return rule
 
