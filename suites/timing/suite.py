@@ -41,10 +41,11 @@ PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pas
 # against. Measured on the 2-core VM, the first 3, 4 and 5 rounds of a run caught 82%, 94%
 # and 97% of a 1.5x slowdown (reports/bench/timing-rounds-apart/rules.md).
 DEFAULT_ROUNDS = 5
-# Rounds of each run of an A/B pair (run --against), whose rounds take turns. Interleaved, 5
-# rounds gave 0.7% false alarms but caught 92.4% of a 1.5x slowdown
-# (reports/bench/timing-interleaved); resampling that pair's round medians put 6, 7 and 8
-# rounds at 94%, 95% and 96%, so the pair runs 7.
+# Rounds of each run of an A/B pair (run --against), whose rounds take turns. With 5 the
+# interleaved pair in reports/bench/timing-interleaved caught 92.4% of a 1.5x slowdown
+# (Welch's t; resampling its round medians put 6, 7 and 8 rounds at 94%, 95% and 96%); with
+# 7, two pairs caught 96.7% and 96.9% (moderated t) with no false alarm
+# (reports/bench/timing-interleaved-7*).
 AB_DEFAULT_ROUNDS = 7
 OVERHEAD_SHAPE = (1, 2)
 LOGITS_SCALE = 4.0  # logits ~ normal(0, 4): both signs, several units apart, like real classifiers
