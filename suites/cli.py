@@ -117,11 +117,12 @@ def _run(args, console) -> int:
     pythons = _interpreters(args.python, backends)
     params.check_cases(tuple(args.cases), tuple(args.op or OPS))
     suites = SUITES if args.suite == "all" else (args.suite,)
-    run_dir = params.writable_dir(args.out or run_info.default_run_dir())
-    runs = {run_dir: pythons}  # run directory -> its backends' interpreters
-    against = _against(args, run_dir)
+    out = args.out or run_info.default_run_dir()
+    against = _against(args, out)  # checked before either directory is created
+    against_pythons = pythons | _interpreters(args.against_python, backends, "--against-python")
+    runs = {params.writable_dir(out): pythons}  # run directory -> its backends' interpreters
     if against:
-        runs[against] = pythons | _interpreters(args.against_python, backends, "--against-python")
+        runs[params.writable_dir(against, "--against")] = against_pythons
     from suites.run.lock import hold
 
     with contextlib.ExitStack() as locks:
@@ -130,8 +131,9 @@ def _run(args, console) -> int:
         return _run_locked(args, console, runs, backends, suites)
 
 
-def _against(args, run_dir: Path) -> Path | None:
-    """``--against DIR``: the second run directory of an interleaved timing pair, checked."""
+def _against(args, out: Path) -> Path | None:
+    """``--against DIR``: the second run directory of an interleaved timing pair, checked
+    (not created)."""
     if args.against is None:
         if args.against_python:
             raise UsageError("--against-python needs --against DIR (the run it is for)")
@@ -141,10 +143,9 @@ def _against(args, run_dir: Path) -> Path | None:
             f"--against interleaves two timing runs; invalid with --suite {args.suite}; "
             "valid: --suite timing"
         )
-    against = params.writable_dir(args.against)
-    if against.resolve() == run_dir.resolve():
+    if args.against.resolve() == out.resolve():
         raise UsageError(f"--against {str(args.against)!r} is --out itself; give another directory")
-    return against
+    return args.against
 
 
 def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suites) -> int:
