@@ -19,7 +19,8 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -43,6 +44,7 @@ POLL_S = 0.2  # how often a waiting runner thread checks for Ctrl-C
 STOP_GRACE_S = 1.0  # how long a stopping worker may take to store its finished rows
 
 _stop = threading.Event()  # set on Ctrl-C: every runner thread winds down
+_interrupted = threading.Event()  # SIGINT seen while ``run_all`` waits (``_ctrl_c_as_flag``)
 _live: set[_Worker] = set()
 _live_lock = threading.Lock()
 
@@ -304,7 +306,7 @@ def run_all(
     concurrent = [job for job in jobs if job.suite != "timing"]
     alone = rounds_apart([job for job in jobs if job.suite == "timing"])
     several = len({job.run_dir for job in jobs}) > 1
-    with Progress(*columns, console=console, transient=False) as progress:
+    with _ctrl_c_as_flag(), Progress(*columns, console=console, transient=False) as progress:
 
         def one(job: WorkerJob) -> BackendOutcome:
             started = time.monotonic()
@@ -334,11 +336,33 @@ def run_all(
     return outcomes
 
 
+@contextlib.contextmanager
+def _ctrl_c_as_flag() -> Iterator[None]:
+    """While the runner waits, SIGINT only sets ``_interrupted``, and ``_wait_all`` raises
+    KeyboardInterrupt between two waits. Raised wherever the signal lands, it once landed
+    inside concurrent.futures' locking (a future's lock acquired, the ``with`` that releases
+    it not yet entered): the lock stayed held, the worker thread could never store its
+    result, and the shutdown after Ctrl-C waited forever (seen once under a loaded test run).
+    Only the main thread may set a handler; elsewhere SIGINT keeps its own."""
+    _interrupted.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: _interrupted.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _wait_all(futures) -> list[BackendOutcome]:
-    """The futures' results in order, waiting in short slices (Ctrl-C interrupts a slice)."""
-    pending = set(futures)
-    while pending:
-        _, pending = wait(pending, timeout=POLL_S, return_when=FIRST_EXCEPTION)
+    """The futures' results in order, checking for Ctrl-C every ``POLL_S``."""
+    while not all(future.done() for future in futures):
+        if _interrupted.is_set():
+            raise KeyboardInterrupt
+        time.sleep(POLL_S)
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
     return [future.result() for future in futures]
 
 
