@@ -151,7 +151,7 @@ def _against(args, out: Path) -> Path | None:
 def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suites) -> int:
     """The runs (one, or an interleaved pair), their directories' locks held: refuse to mix,
     start, run, record, gate."""
-    from suites.run.runner import interleave_runs, run_all
+    from suites.run.runner import run_all
 
     rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if len(runs) > 1 else DEFAULT_ROUNDS)
     per_run = [
@@ -162,7 +162,7 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
         names = [jobs[0].run_id for jobs in per_run]
         for run_dir, other in zip(runs, reversed(names), strict=True):
             update_run_info(run_dir, {"interleaved_with": other})
-    jobs = per_run[0] if len(per_run) == 1 else interleave_runs(per_run)
+    jobs = [job for jobs in per_run for job in jobs]  # a pair's rounds take turns (run_all)
     try:
         outcomes = run_all(jobs, args.timeout, console, args.jobs)
     except KeyboardInterrupt:

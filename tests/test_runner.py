@@ -263,7 +263,7 @@ def test_against_times_two_runs_at_once_and_keeps_their_records_apart(tmp_path, 
 
 def test_the_rounds_of_two_interleaved_runs_take_turns():
     from suites.catalog.selection import Selection
-    from suites.run.runner import interleave_runs
+    from suites.run.runner import rounds_apart
     from suites.run.worker import WorkerJob
 
     def jobs(run_dir):
@@ -275,7 +275,7 @@ def test_the_rounds_of_two_interleaved_runs_take_turns():
 
     order = [
         (job.run_dir, job.backend, job.timing_options["only_round"])
-        for job in interleave_runs([jobs("a"), jobs("b")])
+        for job in rounds_apart([*jobs("a"), *jobs("b")])
     ]
     first = [("a", "jax", 1), ("a", "torch", 1), ("b", "jax", 1), ("b", "torch", 1)]
     assert order == [*first, *[(run, backend, 2) for run, backend, _ in first]]

@@ -76,9 +76,14 @@ def _round_logs(row, normalise: bool) -> tuple[np.ndarray, np.ndarray] | None:
     return np.log(base), np.log(new / scale)
 
 
-def _rounds_test(log_base: np.ndarray, log_new: np.ndarray) -> tuple[float, float]:
-    """(effect, p-value) from log round medians: their medians' ratio, Welch's t."""
+def _rounds_test(
+    log_base: np.ndarray, log_new: np.ndarray, moderated_p: float
+) -> tuple[float, float]:
+    """(effect, p-value) from log round medians: their medians' ratio, and the moderated t's
+    p-value where there is one (not NaN), else Welch's t."""
     effect = float(np.exp(np.median(log_new) - np.median(log_base)))
+    if not math.isnan(moderated_p):
+        return effect, float(moderated_p)
     if log_base.var() == 0 and log_new.var() == 0:  # no spread at all: the medians decide
         return effect, 0.0 if effect != 1 else 1.0
     return effect, float(stats.ttest_ind(log_new, log_base, equal_var=False).pvalue)
@@ -173,18 +178,17 @@ def time_changes(
     ok = _comparable(both)
     rows = [row for _, row in ok.iterrows()]
     logs = [_round_logs(row, normalise) for row in rows]
+    rounds = [i for i, pair in enumerate(logs) if pair]
+    moderated = np.full(len(rows), np.nan)  # NaN where the key's group is too small
+    if rounds:
+        groups = [f"{rows[i]['backend_base']}|{rows[i]['case']}" for i in rounds]
+        moderated[rounds] = moderated_p_values([logs[i] for i in rounds], groups)
     tested = [
-        _rounds_test(*pair) if pair else _samples_test(row, normalise)
-        for pair, row in zip(logs, rows, strict=True)
+        _rounds_test(*pair, moderated[i]) if pair else _samples_test(row, normalise)
+        for i, (pair, row) in enumerate(zip(logs, rows, strict=True))
     ]
     effect = pd.Series([t[0] for t in tested], index=ok.index, dtype=float)
     p_value = pd.Series([t[1] for t in tested], index=ok.index, dtype=float)
-    rounds = [i for i, pair in enumerate(logs) if pair]
-    if rounds:  # the moderated t where the key's group is large enough, else Welch's
-        groups = [f"{rows[i]['backend_base']}|{rows[i]['case']}" for i in rounds]
-        moderated = moderated_p_values([logs[i] for i in rounds], groups)
-        index = ok.index[rounds]
-        p_value.loc[index] = np.where(np.isnan(moderated), p_value.loc[index], moderated)
     changes = _beyond_noise(ok, effect, p_value, threshold, significance)
     return changes, backend_shifts(ok, effect)
 

@@ -117,7 +117,7 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
 def finish(run_dir: Path, outcomes) -> dict[str, Any]:
     """Record the end of the run: versions, unavailable backends, crashes (of this run's jobs
     only, where one ``run --against`` served two)."""
-    outcomes = [o for o in outcomes if not o.run_dir or Path(o.run_dir) == Path(run_dir)]
+    outcomes = [o for o in outcomes if Path(o.run_dir) == Path(run_dir)]
     backends = {o.backend: o.version for o in outcomes if o.version}
     unavailable = {o.backend: o.unavailable for o in outcomes if o.unavailable}
     crashes = [f"{o.suite} {o.backend}: {crash}" for o in outcomes for crash in o.crashes]

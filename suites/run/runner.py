@@ -193,6 +193,14 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
     process share a bias their spread cannot show. Rounds in separate processes, spread over
     the run's whole time, put that shift into the spread that ``compare`` tests against (as
     pyperf spawns a process per sample run for the same reason).
+
+    The jobs of two runs given one run after the other (``run --against``) take turns the
+    same way: round r of the first run for every backend, then round r of the second. A
+    change of the machine's background between two runs timed one after the other moves
+    whole backends (2-thread frameworks by 10-23% here, while other processes took 0.05 of a
+    core more: ``reports/bench/timing-rounds-apart``); rounds that take turns see the same
+    machine, so ``compare`` tests the software, not the hour (0 of 550 false alarms against
+    217: ``reports/bench/timing-interleaved-7-check``).
     """
     if jobs and all(job.timing_options.get("only_round") for job in jobs):
         return list(jobs)  # already one job per round, in the caller's order
@@ -202,27 +210,6 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
         for round_ in range(1, most + 1)
         for job in jobs
         if round_ <= job.timing_options.get("rounds", 1)
-    ]
-
-
-def interleave_runs(runs: list[list[WorkerJob]]) -> list[WorkerJob]:
-    """The timing jobs of several runs (``run --against``), their rounds taking turns: round 1
-    of the first run for every backend, round 1 of the second, round 2 of the first, ...
-
-    A change of the machine's background between two runs timed one after the other moves
-    whole backends (2-thread frameworks by 10-23% here, while other processes took 0.05 of a
-    core more: ``reports/bench/timing-rounds-apart``); rounds that take turns see the same
-    machine, so ``compare`` tests the software, not the hour (4 of 550 false alarms against
-    217: ``reports/bench/timing-interleaved``).
-    """
-    split = [rounds_apart(jobs) for jobs in runs]
-    most = max((job.timing_options["only_round"] for jobs in split for job in jobs), default=0)
-    return [
-        job
-        for round_ in range(1, most + 1)
-        for jobs in split
-        for job in jobs
-        if job.timing_options["only_round"] == round_
     ]
 
 
