@@ -13,6 +13,11 @@ would give:
   variance of its (backend, shape) group, ``d0`` prior degrees of freedom (as limma moderates
   per-gene variances: Smyth, Stat. Appl. Genet. Mol. Biol. 3(1), 2004).
 
+``--remove-backend-shift`` first divides the second run's times by each backend's median
+ratio: an oracle for any per-backend normalisation (a calibration kernel run on each
+framework's threads, say), which shows what such a kernel could at best recover from two runs
+timed one after the other under different backgrounds.
+
 Run from the repository root, e.g.
     python tests/bench/timing_gate_rules.py reports/sample /work/bench/gate2/b [--rounds 3]
 Nothing is timed; it reads the stored rows.
@@ -46,6 +51,14 @@ def paired_rounds(base: Path, new: Path, rounds: int | None = None) -> pd.DataFr
     both["log_b"] = [np.log(np.asarray(v)[:rounds]) for v in both["round_medians_s_b"]]
     both["log_n"] = [np.log(np.asarray(v)[:rounds]) for v in both["round_medians_s_n"]]
     return both.reset_index(drop=True)
+
+
+def remove_backend_shift(both: pd.DataFrame) -> pd.DataFrame:
+    """``both`` with each new log round median less its backend's median log ratio."""
+    pairs = zip(both["log_b"], both["log_n"], strict=True)
+    effect = pd.Series([np.median(n) - np.median(b) for b, n in pairs])
+    shift = effect.groupby(both["backend_b"].to_numpy()).transform("median").to_numpy()
+    return both.assign(log_n=[n - s for n, s in zip(both["log_n"], shift, strict=True)])
 
 
 def welch(log_b: np.ndarray, log_n: np.ndarray, alpha: float, ratio: float) -> bool:
@@ -85,10 +98,18 @@ def main() -> None:
     parser.add_argument("base", type=Path)
     parser.add_argument("new", type=Path)
     parser.add_argument("--rounds", type=int, help="score the first ROUNDS of each run only")
+    parser.add_argument(
+        "--remove-backend-shift",
+        action="store_true",
+        help="divide the new run's times by each backend's median ratio first (an oracle)",
+    )
     args = parser.parse_args()
     both = paired_rounds(args.base, args.new, args.rounds)
+    if args.remove_backend_shift:
+        both = remove_backend_shift(both)
     used = f"the first {args.rounds}" if args.rounds else "all"
-    print(f"{len(both)} timings with round medians in both runs ({used} rounds of each)")
+    removed = ", each backend's median ratio removed" if args.remove_backend_shift else ""
+    print(f"{len(both)} timings with round medians in both runs ({used} rounds of each{removed})")
     print("| rule | p below | ratio above | false alarms | 1.5x detected |")
     print("| --- | --- | --- | --- | --- |")
     for alpha in (0.01, 0.05):
