@@ -7,122 +7,13 @@ adversarial rows; TensorFlow's documented examples and hand-derived extremes com
 from __future__ import annotations
 
 import functools
-import math
-from dataclasses import dataclass
-from fractions import Fraction
 
-import mpmath
 import numpy as np
 import pytest
-from reference_helpers import (
-    FAMILY_IDS,
-    INF,
-    SIGMOID_CE,
-    SOFTMAX_FAMILY,
-    _op_labels,
-    _to_float,
-)
+from mpmath_oracle import mismatch, oracle_row, oracle_sigmoid
+from reference_helpers import FAMILY_IDS, INF, SIGMOID_CE, SOFTMAX_FAMILY, _op_labels
 
 import reference
-from reference.rounding import LO_ACCURACY
-
-# --- the oracle: mpmath, textbook formulas ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Truth:
-    """An oracle value: exact rational (or +-inf) within ``window`` of the true value."""
-
-    value: Fraction | float
-    window: Fraction
-
-
-def _truth(value: mpmath.mpf, window: Fraction) -> Truth:
-    """An oracle value as an exact rational; magnitudes beyond float64's range are clamped."""
-    if mpmath.isinf(value) or mpmath.mag(value) > 1100:  # RN64 overflows: +-inf
-        return Truth(float(mpmath.sign(value)) * INF, window)
-    if value == 0 or mpmath.mag(value) < -1200:  # RN64 is +-0: anything within 2^-1200 is
-        return Truth(Fraction(0), max(window, Fraction(2) ** -1200) if value else window)
-    man, exp = value.man_exp  # the magnitude's mantissa: the sign is taken separately
-    magnitude = Fraction(int(man)) * Fraction(2) ** int(exp)
-    return Truth(-magnitude if value < 0 else magnitude, window)
-
-
-def _bounds(truth: Truth) -> tuple[float, float]:
-    """RN64 of both ends of the oracle's window: RN is monotone, so RN(true value) lies between.
-
-    Far from a rounding boundary both ends agree; at a midpoint (or a cancellation to 0 that
-    mpmath cannot resolve) they differ and every float64 between them is accepted.
-    """
-    if isinstance(truth.value, float):
-        return truth.value, truth.value
-    return _to_float(truth.value - truth.window), _to_float(truth.value + truth.window)
-
-
-def _mismatch(hi: float, lo: float, truth: Truth) -> str | None:
-    """Why (hi, lo) disagrees with the oracle, or None: hi correctly rounded, lo accurate."""
-    low, high = _bounds(truth)
-    if not low <= hi <= high:
-        expected = repr(low) if low == high else f"in [{low!r}, {high!r}]"
-        return f"hi={hi!r}, expected {expected}"
-    if math.isfinite(hi) and abs(hi) >= 2.0**-990:  # lo is meaningful above subnormal range
-        error = abs(Fraction(hi) + Fraction(lo) - truth.value)
-        bound = Fraction(LO_ACCURACY * math.ulp(hi)) + Fraction(math.ulp(lo)) + truth.window
-        if error > bound:
-            return f"lo={lo!r}: hi+lo off by {float(error / Fraction(math.ulp(hi))):.3g} ulp"
-    return None
-
-
-def _row_bits(x: np.ndarray) -> int:
-    """Enough bits to resolve every exp(x_i - max) against 1 (e^-s needs 1.45 s bits), capped."""
-    finite = x[np.isfinite(x)]
-    span = min(float(finite.max()) / 2 - float(finite.min()) / 2, 3000.0) * 2  # no overflow
-    magnitude_bits = max(0, math.frexp(float(np.abs(finite).max()))[1])
-    return min(8000, 256 + int(1.5 * span) + magnitude_bits)
-
-
-def _oracle_row(x: np.ndarray, soft: np.ndarray, sparse: int) -> dict[tuple[str, str], list]:
-    """Every softmax-family output of one row straight from the definitions, as Truths."""
-    bits = _row_bits(x)
-    live = [i for i, v in enumerate(x) if v != -INF]
-    with mpmath.workprec(bits):
-        xs = [mpmath.mpf(float(v)) for v in x]
-        ys = [mpmath.mpf(float(v)) for v in soft]
-        # log(exp(x)) = x: with one live class the outputs are exact, and mpmath's rounding
-        # of log(exp(x)) would leave them only within the window of 0.
-        lse = (
-            xs[live[0]]
-            if len(live) == 1
-            else mpmath.log(mpmath.fsum(mpmath.exp(xs[i]) for i in live))
-        )
-        p = [mpmath.exp(xs[i] - lse) if i in live else mpmath.mpf(0) for i in range(len(x))]
-        label_sum = mpmath.fsum(ys)
-        values = {
-            ("softmax", "value"): p,
-            ("log_softmax", "value"): [v - lse if v != -INF else -mpmath.inf for v in xs],
-            ("logsumexp", "value"): [lse],
-            ("logsumexp", "grad"): p,
-            ("softmax_cross_entropy", "value"): [
-                mpmath.fsum(ys[i] * (lse - xs[i]) for i in live if ys[i] != 0)
-            ],
-            ("softmax_cross_entropy", "grad"): [
-                label_sum * q - y for q, y in zip(p, ys, strict=True)
-            ],
-            ("sparse_softmax_cross_entropy", "value"): [lse - xs[sparse]],
-            ("sparse_softmax_cross_entropy", "grad"): [q - (i == sparse) for i, q in enumerate(p)],
-        }
-        # mpmath's error is a few ulps of the largest intermediate: allow 2^64 of them. With
-        # one live class every output is exact (lse = x, p = 1, the rest 0).
-        scale = mpmath.mag(1 + abs(lse) + max(abs(xs[i]) for i in live))
-        scale += mpmath.mag(1 + mpmath.fsum(abs(y) for y in ys))
-        window = Fraction(0) if len(live) == 1 else Fraction(2) ** (64 + scale - bits)
-        truths = {key: [_truth(v, window) for v in vs] for key, vs in values.items()}
-    for key, row in truths.items():  # masked classes: probability and gradients exactly 0
-        if len(row) == len(x) and key != ("log_softmax", "value"):
-            row[:] = [
-                t if i in live else Truth(Fraction(0), Fraction(0)) for i, t in enumerate(row)
-            ]
-    return truths
 
 
 def _random_rows(scale: float, classes: int, seed: int) -> np.ndarray:
@@ -199,7 +90,7 @@ def _labels(x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def _group_truths(name: str):
     x = GROUPS[name]
     soft, sparse = _labels(x, seed=len(name))
-    truths = [_oracle_row(x[r], soft[r], int(sparse[r])) for r in range(len(x))]
+    truths = [oracle_row(x[r], soft[r], int(sparse[r])) for r in range(len(x))]
     return x, soft, sparse, truths
 
 
@@ -212,23 +103,10 @@ def test_softmax_family_matches_mpmath_oracle(group, op, quantity):
     failures = []
     for row, row_truths in enumerate(truths):
         for index, truth in enumerate(row_truths[(op, quantity)]):
-            problem = _mismatch(float(hi[row, index]), float(lo[row, index]), truth)
+            problem = mismatch(float(hi[row, index]), float(lo[row, index]), truth)
             if problem:
                 failures.append(f"row {row} {x[row].tolist()[:6]} [{index}]: {problem}")
     assert not failures, f"{op} {quantity} on {group}:\n" + "\n".join(failures[:8])
-
-
-def _oracle_sigmoid(quantity: str, x: float, z: float) -> Truth:
-    """Sigmoid cross-entropy from the textbook formulas, resolving exp(-|x|) against 1."""
-    bits = 256 + int(1.5 * abs(x)) + max(0, -math.frexp(x)[1])  # and 1 - exp(-x) for tiny x
-    with mpmath.workprec(bits):
-        xm, zm = mpmath.mpf(x), mpmath.mpf(z)
-        if quantity == "grad":
-            value = 1 / (1 + mpmath.exp(-xm)) - zm
-        else:
-            value = zm * mpmath.log(1 + mpmath.exp(-xm)) + (1 - zm) * mpmath.log(1 + mpmath.exp(xm))
-        window = Fraction(2) ** (64 - bits) * Fraction((1 + abs(x)) * (2 + abs(z)))
-        return _truth(value, window)
 
 
 SIGMOID_LABELS = [0.0, 1.0, 0.3, -0.5, 1.5, 0.5, 2.0**-54, 1 - 2.0**-53]
@@ -256,9 +134,7 @@ def test_sigmoid_cross_entropy_matches_mpmath_oracle(inputs, quantity):
     got = reference.exact(SIGMOID_CE, x, z, quantity)
     failures = []
     for i in range(len(x)):
-        problem = _mismatch(
-            float(got.hi[i]), float(got.lo[i]), _oracle_sigmoid(quantity, x[i], z[i])
-        )
+        problem = mismatch(float(got.hi[i]), float(got.lo[i]), oracle_sigmoid(quantity, x[i], z[i]))
         if problem:
             failures.append(f"x={x[i]!r} z={z[i]!r}: {problem}")
     assert not failures, "\n".join(failures[:8])
