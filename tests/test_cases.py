@@ -108,7 +108,9 @@ def test_case_ids_are_unique_and_name_op_family_and_name():
 
 
 def test_catalog_stays_small_enough_for_a_few_minutes_run():
-    assert 100 <= len(PLAIN) <= 200
+    assert (
+        100 <= len(PLAIN) <= 210
+    )  # 201 cases: about 7 minutes of accuracy, two backends at a time
     assert len(CATALOG) - len(PLAIN) <= 80
 
 

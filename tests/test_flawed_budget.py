@@ -52,6 +52,9 @@ EXPECTED = {
     "flawed-clip": "inaccurate",
     "flawed-label-wrap": "wrong",
     "flawed-zero-inf": "wrong",
+    "flawed-chunk-masked": "wrong",
+    "flawed-chunk-tail": "wrong",
+    "flawed-online-rescale": "inaccurate",
 }
 
 
@@ -85,6 +88,10 @@ def test_every_flawed_implementation_is_flagged_and_no_careful_one_on_finite_inp
         ("flawed-clip", "*/extreme/dominant-label-elsewhere", "inaccurate"),
         ("flawed-label-wrap", "*/soft_labels/label-minus-one", "wrong"),
         ("flawed-zero-inf", "*/special/masked", "wrong"),
+        ("flawed-chunk-masked", "*/special/masked-blocks-32000", "wrong"),
+        ("flawed-chunk-tail", "*/size/classes-32000", "inaccurate"),
+        ("flawed-chunk-tail", "*/benign/wide-8x1000", "wrong"),
+        ("flawed-online-rescale", "*/size/classes-32000", "inaccurate"),
     ],
 )
 def test_flawed_implementation_is_flagged_where_its_flaw_shows(
@@ -97,6 +104,7 @@ def test_flawed_implementation_is_flagged_where_its_flaw_shows(
 
 def test_careful_implementations_pass_typical_and_large_cases(budget_plugins, tmp_path):
     cases = ("*/benign/*", "*/size/classes-32000", "*/extreme/magnitude-1e4")
+    cases += ("*/special/masked-blocks-32000",)
     rows = _run(tmp_path / "run", *CAREFUL, "--cases", *cases)
     rows = rows[rows["verdict"] != "unsupported"]  # careful-float64 has no float64
     assert len(rows) > 100

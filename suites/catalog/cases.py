@@ -83,6 +83,15 @@ SPECIAL = (
         labels="on-masked",
         ops=LABELLED_SOFTMAX,
     ),
+    S(
+        "masked-blocks-32000",
+        "masked_blocks",
+        "runs of thousands of -inf classes: a chunk of only -inf adds 0, not NaN",
+        {"live": 64},
+        labels="unmasked",
+        batch=4,
+        classes=32000,
+    ),
     S("all-masked-rows", "all_masked", "rows of only -inf: NaN (logsumexp -inf), others intact"),
     S(
         "plus-inf",

@@ -105,6 +105,24 @@ def _masked(draw: Draw, count: int) -> np.ndarray:
     return np.where(_ranks(draw) < count, -np.inf, _normal(draw))
 
 
+def _masked_blocks(draw: Draw, live: int) -> np.ndarray:
+    """Normal logits (std 3) with most of each row at -inf in long runs, as vocabulary masks
+    and constrained decoding leave them, so that a chunked or online (flash-style) softmax meets
+    chunks of nothing but -inf. Row by row in turn: live classes only in the last quarter (the
+    leading chunks masked), only in the first eighth (the trailing ones), ``live`` scattered
+    classes, a window of ``live`` classes mid-row."""
+    batch, classes = draw.shape
+    index = np.arange(classes)
+    patterns = (
+        index >= classes - max(1, classes // 4),
+        index < max(1, classes // 8),
+        np.isin(index, draw.rng.choice(classes, min(live, classes), replace=False)),
+        (index >= classes // 2) & (index < classes // 2 + live),
+    )
+    keep = np.stack([patterns[row % len(patterns)] for row in range(batch)])
+    return np.where(keep, _normal(draw, 3.0), -np.inf)
+
+
 def _all_masked(draw: Draw) -> np.ndarray:
     """Normal logits, with every even row entirely -inf."""
     return np.where(_even_rows(draw), -np.inf, _normal(draw))
@@ -158,6 +176,7 @@ GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "dominant": _dominant,
     "subnormal": _subnormal,
     "masked": _masked,
+    "masked_blocks": _masked_blocks,
     "all_masked": _all_masked,
     "plus_inf": _plus_inf,
     "mixed_inf": _mixed_inf,
@@ -168,7 +187,16 @@ GENERATORS: dict[str, Callable[..., np.ndarray]] = {
 # Generators that put non-finite values in the logits (or, for the linear op, the hidden states)
 # on purpose; no other may.
 NONFINITE_GENERATORS: frozenset[str] = frozenset(
-    {"masked", "all_masked", "plus_inf", "mixed_inf", "nan", "infinite", "non_finite"}
+    {
+        "masked",
+        "masked_blocks",
+        "all_masked",
+        "plus_inf",
+        "mixed_inf",
+        "nan",
+        "infinite",
+        "non_finite",
+    }
 )
 
 # Label generators: (rng, float64 logits) -> labels --------------------------------------

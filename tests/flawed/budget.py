@@ -8,7 +8,10 @@ care (extended internals, one final rounding), so the flaw alone decides its ver
   logsumexp rounded to the output dtype (as a backward that saved it in the output dtype);
 - probability clipping to [1e-7, 1 - 1e-7] before the log;
 - label wrap-around: a negative class id silently indexes from the end;
-- 0 * -inf -> NaN: the soft cross-entropy as -sum(y * log_softmax) over a masked class.
+- 0 * -inf -> NaN: the soft cross-entropy as -sum(y * log_softmax) over a masked class;
+- an online (flash-style) logsumexp over blocks of classes: a leading block of only -inf
+  logits turning the row NaN, the last partial block dropped, the running sum not rescaled
+  when the running max grows.
 
 The careful backends compute every op and gradient with extended (x87 80-bit ``longdouble``)
 or float64 internals and round once to the output dtype: the budget must never flag them on
@@ -189,6 +192,40 @@ class ZeroTimesInfinity(Recipe):
         return (y * (log_s - d)).sum(axis=-1)
 
 
+CHUNK = 4096  # classes per block, as a kernel's BLOCK_SIZE
+CHUNK_FLAWS = ("masked-block-nan", "dropped-tail", "no-rescale")
+
+
+class OnlineLogsumexp(Recipe):
+    """The sum over blocks of ``CHUNK`` classes in one pass, as online (flash-style) softmax
+    kernels take it: a running max m and a running sum s in m's scale, per block m' = max(m,
+    block max), s = s exp(m - m') + sum exp(block - m'). With ``flaw``: "masked-block-nan"
+    shifts by m' unguarded, so a leading block of only -inf gives -inf - (-inf) = NaN and the
+    whole row is NaN; "dropped-tail" never reaches the last partial block; "no-rescale" adds
+    each block's sum without bringing s to the new max's scale."""
+
+    def __init__(self, flaw: str | None = None) -> None:
+        super().__init__()
+        if flaw not in (None, *CHUNK_FLAWS):
+            raise ValueError(f"unknown flaw {flaw!r}; valid: {', '.join(CHUNK_FLAWS)}")
+        self.flaw = flaw
+
+    def shifted(self, x: np.ndarray):
+        m = np.full((*x.shape[:-1], 1), -np.inf, dtype=x.dtype)
+        s = np.zeros_like(m)
+        classes = x.shape[-1]
+        end = classes - classes % CHUNK if self.flaw == "dropped-tail" else classes
+        for start in range(0, end, CHUNK):
+            block = x[..., start : start + CHUNK]
+            top = np.maximum(m, block.max(axis=-1, keepdims=True))
+            shift = top if self.flaw == "masked-block-nan" else np.where(np.isneginf(top), 0, top)
+            rescale = 1 if self.flaw == "no-rescale" else self.exp(m - shift)
+            s = s * rescale + self.total(self.exp(block - shift))
+            m = top
+        d = x - m
+        return d, self.exp(d) / s, np.log(s)
+
+
 class RecipeAdapter(Adapter):
     """A plugin backend of one recipe, declaring its ops and dtypes (value and gradient)."""
 
@@ -248,7 +285,13 @@ Clipped = _backend(
 )
 LabelWrap = _backend("flawed-label-wrap", WrappedLabels(), ("sparse_softmax_cross_entropy",))
 ZeroInf = _backend("flawed-zero-inf", ZeroTimesInfinity(), ("softmax_cross_entropy",))
+LOGIT_OPS = tuple(op for op in EVERY_OP if op != "sigmoid_cross_entropy")
+F32 = ("float32",)
+ChunkMasked = _backend("flawed-chunk-masked", OnlineLogsumexp("masked-block-nan"), LOGIT_OPS, F32)
+ChunkTail = _backend("flawed-chunk-tail", OnlineLogsumexp("dropped-tail"), LOGIT_OPS, F32)
+OnlineRescale = _backend("flawed-online-rescale", OnlineLogsumexp("no-rescale"), LOGIT_OPS, F32)
 CarefulExtended = _backend("careful-extended", Recipe())
+CarefulChunked = _backend("careful-chunked", OnlineLogsumexp(), LOGIT_OPS, F32)
 CarefulFloat64 = _backend(
     "careful-float64", Recipe(internal=np.float64), dtypes=("float16", "bfloat16", "float32")
 )
@@ -262,6 +305,13 @@ FLAWED = {
     "flawed-clip": "Clipped",
     "flawed-label-wrap": "LabelWrap",
     "flawed-zero-inf": "ZeroInf",
+    "flawed-chunk-masked": "ChunkMasked",
+    "flawed-chunk-tail": "ChunkTail",
+    "flawed-online-rescale": "OnlineRescale",
 }
-CAREFUL = {"careful-extended": "CarefulExtended", "careful-float64": "CarefulFloat64"}
+CAREFUL = {
+    "careful-extended": "CarefulExtended",
+    "careful-float64": "CarefulFloat64",
+    "careful-chunked": "CarefulChunked",
+}
 ENTRY_POINTS = {name: f"flawed.budget:{cls}" for name, cls in {**FLAWED, **CAREFUL}.items()}
