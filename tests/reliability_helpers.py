@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from suites.catalog.cases import catalog
+from suites.catalog.selection import Selection
 from suites.store import KEYS, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,9 +46,14 @@ class SlowpokeAdapter(Adapter):
 
         return PreparedCall(run=run, to_numpy=np.asarray)
 """
-# 21 softmax cases in float64: enough tasks to interrupt, small enough to stay quick.
+# About twenty softmax cases in float64: enough tasks to interrupt, small enough to stay quick.
 SELECTION = ("--suite", "accuracy", "--dtype", "float64", "--backend", "slowpoke")
 CASES = ("--cases", "softmax/benign/*", "softmax/extreme/*", "softmax/special/*")
+# One task per case: the slowpoke softmax takes float64 only, every case here has a float64.
+TASKS = sum(
+    Selection(cases=CASES[1:]).wants_case(case.id) and "float64" in case.dtypes
+    for case in catalog()
+)
 # The columns an evaluation's result is made of (not when or where it ran, nor its duration).
 RESULT_COLUMNS = ["verdict", "worst_ratio", "max_ulp_error", "expected", "got", "worst_index"]
 

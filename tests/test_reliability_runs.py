@@ -15,6 +15,7 @@ import pytest
 from reliability_helpers import (
     CASES,
     SELECTION,
+    TASKS,
     install_slowpoke,
     results,
     start,
@@ -35,7 +36,7 @@ def uninterrupted(site, tmp_path_factory) -> pd.DataFrame:
     done = xentbench(site, "run", *SELECTION, *CASES, "--out", str(run_dir))
     assert done.returncode == 0, done.stderr
     rows = results(run_dir)
-    assert len(rows) == 21 and not (rows["verdict"] == "error").any()
+    assert len(rows) == TASKS and not (rows["verdict"] == "error").any()
     return rows
 
 
@@ -72,7 +73,7 @@ def test_ctrl_c_stops_at_once_keeps_finished_rows_and_writes_no_error_rows(
 ):
     run_dir = tmp_path / "run"
     args = ("run", *SELECTION, *CASES, "--out", str(run_dir), "--jobs", "1")
-    # Each of the 21 tasks sleeps at least a second: the run would take half a minute or more. The
+    # Each of the TASKS sleeps at least a second: the run would take half a minute or more. The
     # first part file is waited for by name, not by loading the store: on a loaded machine the
     # loads took so long that the run had finished (exit 0) before the SIGINT was sent.
     running = start(site, *args, SLOWPOKE_SLEEP="1.0")
@@ -85,7 +86,7 @@ def test_ctrl_c_stops_at_once_keeps_finished_rows_and_writes_no_error_rows(
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith("xentbench run: interrupted")
     kept = results(run_dir)
-    assert before <= len(kept) < 21
+    assert before <= len(kept) < TASKS
     assert not (kept["verdict"] == "error").any()  # no false error row for the task in flight
     resumed = xentbench(site, *args)
     assert resumed.returncode == 0, resumed.stderr
