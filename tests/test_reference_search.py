@@ -32,6 +32,8 @@ LANDMARKS = (0.0, -0.0, 1.0, -1.0, 1 + 2.0**-52, 5e-324, 1e-300, 709.78, -745.13
 LANDMARKS += (1e4, -1e4, 3.4028234663852886e38, 1.7e308, -1.7e308, 0.5, 2.0**-54)
 FAST = 40  # examples per check in the default run (derandomized: the same rows every run)
 THOROUGH = 1000  # under --run-slow, freshly random
+# Soft and sigmoid labels: any in [-1, 2] (not distributions), and exact landmarks.
+LABELS = st.one_of(st.floats(-1, 2), st.sampled_from((0.0, 1.0, 0.5, 2.0**-54)))
 
 
 def _logit() -> st.SearchStrategy[float]:
@@ -62,8 +64,7 @@ def softmax_rows(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, int]:
             )
     x = np.array(x, dtype=np.float64)
     assume(np.isfinite(x).any())  # an all-masked row is edge semantics (test_reference_properties)
-    label = st.one_of(st.floats(-1, 2), st.sampled_from((0.0, 1.0, 0.5, 2.0**-54)))
-    soft = np.array(draw(st.lists(label, min_size=classes, max_size=classes)))
+    soft = np.array(draw(st.lists(LABELS, min_size=classes, max_size=classes)))
     soft = np.where(np.isfinite(x), soft, 0.0)  # a label on a masked class: an infinite loss
     sparse = draw(st.sampled_from(np.flatnonzero(np.isfinite(x)).tolist()))
     return x, soft, sparse
@@ -125,7 +126,6 @@ def _check_sigmoid(path: str, x: float, z: float) -> None:
 
 PATHS = ["as-shipped", "definition-only"]
 sigmoid_logits = st.one_of(_logit().filter(math.isfinite), st.floats(-800, 800))
-sigmoid_labels = st.one_of(st.floats(-1, 2), st.sampled_from((0.0, 1.0, 0.5, 2.0**-54)))
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -137,7 +137,7 @@ def test_softmax_family_matches_the_oracle_on_searched_rows(path, row):
 
 @pytest.mark.parametrize("path", PATHS)
 @_search(thorough=False)
-@given(x=sigmoid_logits, z=sigmoid_labels)
+@given(x=sigmoid_logits, z=LABELS)
 def test_sigmoid_cross_entropy_matches_the_oracle_on_searched_inputs(path, x, z):
     _check_sigmoid(path, x, z)
 
@@ -153,7 +153,7 @@ def test_softmax_family_matches_the_oracle_on_many_searched_rows(path, row):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PATHS)
 @_search(thorough=True)
-@given(x=sigmoid_logits, z=sigmoid_labels)
+@given(x=sigmoid_logits, z=LABELS)
 def test_sigmoid_cross_entropy_matches_the_oracle_on_many_searched_inputs(path, x, z):
     _check_sigmoid(path, x, z)
 

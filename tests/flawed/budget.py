@@ -285,13 +285,17 @@ Clipped = _backend(
 )
 LabelWrap = _backend("flawed-label-wrap", WrappedLabels(), ("sparse_softmax_cross_entropy",))
 ZeroInf = _backend("flawed-zero-inf", ZeroTimesInfinity(), ("softmax_cross_entropy",))
-LOGIT_OPS = tuple(op for op in EVERY_OP if op != "sigmoid_cross_entropy")
+SOFTMAX_FAMILY_OPS = tuple(op for op in EVERY_OP if op != "sigmoid_cross_entropy")
 F32 = ("float32",)
-ChunkMasked = _backend("flawed-chunk-masked", OnlineLogsumexp("masked-block-nan"), LOGIT_OPS, F32)
-ChunkTail = _backend("flawed-chunk-tail", OnlineLogsumexp("dropped-tail"), LOGIT_OPS, F32)
-OnlineRescale = _backend("flawed-online-rescale", OnlineLogsumexp("no-rescale"), LOGIT_OPS, F32)
+ChunkMasked = _backend(
+    "flawed-chunk-masked", OnlineLogsumexp("masked-block-nan"), SOFTMAX_FAMILY_OPS, F32
+)
+ChunkTail = _backend("flawed-chunk-tail", OnlineLogsumexp("dropped-tail"), SOFTMAX_FAMILY_OPS, F32)
+OnlineRescale = _backend(
+    "flawed-online-rescale", OnlineLogsumexp("no-rescale"), SOFTMAX_FAMILY_OPS, F32
+)
 CarefulExtended = _backend("careful-extended", Recipe())
-CarefulChunked = _backend("careful-chunked", OnlineLogsumexp(), LOGIT_OPS, F32)
+CarefulChunked = _backend("careful-chunked", OnlineLogsumexp(), SOFTMAX_FAMILY_OPS, F32)
 CarefulFloat64 = _backend(
     "careful-float64", Recipe(internal=np.float64), dtypes=("float16", "bfloat16", "float32")
 )
