@@ -1,8 +1,11 @@
-"""nox sessions: tests, lint, accuracy(backend), timing(backend), report (the main job), hunt.
+"""nox sessions: tests, tests_latest, lint, lock, accuracy(backend), timing(backend), report
+(the main job), hunt.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
-directory (RUN_DIR below).
+directory (RUN_DIR below). Every environment but ``tests_latest`` installs within the lock,
+``constraints.txt``, so an upstream release changes nothing until ``nox -s lock`` is run on
+purpose.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,36 +36,73 @@ EXTRAS = {
 # torch 2.13.0 as a CPU build installs in seconds where pip finds it locally; elsewhere pip
 # takes PyPI's build of that release. Any other requirement: XENTBENCH_TORCH="torch>=2.14".
 TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
+LOCK = Path("constraints.txt")
+# The extras the lock resolves: every optional dependency a session installs (the
+# cut-cross-entropy plugin brings triton and a CUDA torch, so it is installed unlocked).
+LOCKED_EXTRAS = ("all", "test", "lint", "dev")
 RUN_DIR = Path(
     os.environ.get("XENTBENCH_RUN_DIR")
     or Path("reports", "runs", f"{dt.datetime.now():%Y%m%d-%H%M%S}-{socket.gethostname()}")
 )
 
 
-def install(session: nox.Session, *extras: str) -> None:
-    """Install the project (editable) with ``extras``, torch first so its pin is the one used.
+def install(session: nox.Session, *extras: str, locked: bool = True) -> None:
+    """Install the project (editable) with ``extras``, torch first so its pin is the one used;
+    within the lock unless ``locked`` is false (then the newest releases the ranges allow).
 
     Bytecode is not compiled up front: Python compiles what the tests import, a fraction of
     what the frameworks ship.
     """
+    pins = ["-c", str(LOCK)] if locked else ["--upgrade", "--upgrade-strategy", "eager"]
     if {"torch", "all"} & set(extras):
-        session.install("--no-compile", TORCH)
-    session.install("--no-compile", "-e", f".[{','.join(extras)}]" if extras else ".")
+        session.install("--no-compile", *pins, TORCH)
+    session.install("--no-compile", *pins, "-e", f".[{','.join(extras)}]" if extras else ".")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite with every backend installed."""
+    """Run the test suite with every backend installed, within the lock."""
     install(session, "all", "test")
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def tests_latest(session: nox.Session) -> None:
+    """Run the test suite against the newest releases that pyproject.toml's ranges admit."""
+    install(session, "all", "test", locked=False)
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
     session.run("pytest", *session.posargs)
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
-    session.install("ruff>=0.6")
+    session.install("-c", str(LOCK), "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(venv_backend="none")
+def lock(session: nox.Session) -> None:
+    """Refresh constraints.txt: the newest releases pyproject.toml admits, resolved by uv for
+    this Python on manylinux x86_64, with torch held at the nox sessions' requirement."""
+    command = ["uv", "pip", "compile", "pyproject.toml", "--upgrade", "--quiet"]
+    command += [f"--extra={extra}" for extra in LOCKED_EXTRAS]
+    command += ["--python-version", f"{sys.version_info.major}.{sys.version_info.minor}"]
+    command += ["--python-platform", "x86_64-manylinux_2_28", "--no-header"]
+    with tempfile.TemporaryDirectory() as folder:
+        torch = Path(folder, "torch.txt")
+        torch.write_text(TORCH + "\n")
+        resolved = Path(folder, "lock.txt")
+        session.run(*command, "--constraint", str(torch), "-o", str(resolved), external=True)
+        header = (
+            "# The lock: exact releases for the tests, CI and the backend environments.\n"
+            "# Refreshed on purpose with `nox -s lock` (uv pip compile of pyproject.toml's\n"
+            f"# extras {', '.join(LOCKED_EXTRAS)}); pyproject.toml keeps the ranges users get.\n"
+        )
+        LOCK.write_text(header + resolved.read_text())
+    session.log(f"wrote {LOCK}")
 
 
 def backend_environments(session: nox.Session, backends: list[str]) -> dict[str, Path]:
@@ -100,7 +141,7 @@ def _up_to_date(env: Path, backend: str) -> bool:
 
 def _fingerprint(backend: str) -> str:
     """What a backend environment's installation depends on, as one hashed line."""
-    parts = [backend, TORCH, sys.version, Path("pyproject.toml").read_text()]
+    parts = [backend, TORCH, sys.version, Path("pyproject.toml").read_text(), LOCK.read_text()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -108,7 +149,7 @@ def _install(backend: str) -> str | None:
     """Create or update one backend's environment; None, or what failed with its log's tail."""
     env = environment(backend)
     log = env.with_name(f"{env.name}.log")
-    pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--no-compile"]
+    pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--no-compile", "-c", str(LOCK)]
     extras = ",".join(EXTRAS[backend])
     steps = [[sys.executable, "-m", "venv", str(env)]]
     steps += [[*pip, TORCH]] if backend == "torch" else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import ml_dtypes
 import numpy as np
 import scipy
 import scipy.special
@@ -162,7 +163,8 @@ class NumpyAdapter(TableAdapter):
     name = "numpy"
 
     def version(self) -> str:
-        return f"numpy {np.__version__}, scipy {scipy.__version__}"
+        # bfloat16 arrays are ml_dtypes' type, which NumPy and SciPy code paths must accept.
+        return f"numpy {np.__version__}, scipy {scipy.__version__}, ml_dtypes {ml_dtypes.__version__}"
 
     def entries(self) -> list[tuple[Implementation, Function]]:
         return [
