@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.dtypes import BFLOAT16
+from xentbench.reference.dtypes import BFLOAT16
 
 
 def is_bfloat16(array: np.ndarray) -> bool:

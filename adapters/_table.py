@@ -14,7 +14,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from adapters.base import DEVICES, DTYPES, MODES, Adapter, Call, Implementation
+from xentbench.adapters.base import DEVICES, DTYPES, MODES, Adapter, Call, Implementation
 
 Function = Callable[[Any, Any], Any]
 

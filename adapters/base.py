@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from reference import evaluate as reference_ops
-from reference.dtypes import DTYPES, numpy_dtype
+from xentbench.reference import evaluate as reference_ops
+from xentbench.reference.dtypes import DTYPES, numpy_dtype
 
 __all__ = [
     "DEVICES",

@@ -19,8 +19,8 @@ from importlib.metadata import version as distribution_version
 import cut_cross_entropy
 import torch
 
-from adapters.base import LINEAR_OP, Adapter, Call, Implementation, PreparedCall
-from adapters.torch_adapter import prepare_linear
+from xentbench.adapters.base import LINEAR_OP, Adapter, Call, Implementation, PreparedCall
+from xentbench.adapters.torch_adapter import prepare_linear
 
 PATHS = {"torch_compile": ("cpu", "cuda"), "cce": ("cuda",)}
 

@@ -31,9 +31,9 @@ import jaxlib
 import numpy as np
 import optax
 
-from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter, everywhere
-from adapters.base import LINEAR_OP, Call, Implementation, PreparedCall
-from reference.options import canonical
+from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter, everywhere
+from xentbench.adapters.base import LINEAR_OP, Call, Implementation, PreparedCall
+from xentbench.reference.options import canonical
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
 

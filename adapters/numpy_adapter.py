@@ -18,8 +18,8 @@ import numpy as np
 import scipy
 import scipy.special
 
-from adapters._table import TableAdapter
-from adapters.base import DTYPES, Call, Implementation, PreparedCall
+from xentbench.adapters._table import TableAdapter
+from xentbench.adapters.base import DTYPES, Call, Implementation, PreparedCall
 
 Function = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
@@ -164,7 +164,9 @@ class NumpyAdapter(TableAdapter):
 
     def version(self) -> str:
         # bfloat16 arrays are ml_dtypes' type, which NumPy and SciPy code paths must accept.
-        return f"numpy {np.__version__}, scipy {scipy.__version__}, ml_dtypes {ml_dtypes.__version__}"
+        return (
+            f"numpy {np.__version__}, scipy {scipy.__version__}, ml_dtypes {ml_dtypes.__version__}"
+        )
 
     def entries(self) -> list[tuple[Implementation, Function]]:
         return [

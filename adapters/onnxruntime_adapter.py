@@ -25,10 +25,10 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from adapters._convert import bfloat16_from_bits
-from adapters._table import TableAdapter
-from adapters.base import Call, Implementation, PreparedCall
-from reference.evaluate import output_shape as reference_output_shape
+from xentbench.adapters._convert import bfloat16_from_bits
+from xentbench.adapters._table import TableAdapter
+from xentbench.adapters.base import Call, Implementation, PreparedCall
+from xentbench.reference.evaluate import output_shape as reference_output_shape
 
 OPSET = 18
 _ELEMENT_TYPES: dict[str, int] = {

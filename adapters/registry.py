@@ -14,16 +14,16 @@ import importlib.util
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from adapters.base import Adapter
+from xentbench.adapters.base import Adapter
 
 ENTRY_POINT_GROUP = "xentbench.adapters"
 
 BUILTIN_ADAPTERS: dict[str, str] = {
-    "numpy": "adapters.numpy_adapter:NumpyAdapter",
-    "torch": "adapters.torch_adapter:TorchAdapter",
-    "tensorflow": "adapters.tensorflow_adapter:TensorflowAdapter",
-    "jax": "adapters.jax_adapter:JaxAdapter",
-    "onnxruntime": "adapters.onnxruntime_adapter:OnnxruntimeAdapter",
+    "numpy": "xentbench.adapters.numpy_adapter:NumpyAdapter",
+    "torch": "xentbench.adapters.torch_adapter:TorchAdapter",
+    "tensorflow": "xentbench.adapters.tensorflow_adapter:TensorflowAdapter",
+    "jax": "xentbench.adapters.jax_adapter:JaxAdapter",
+    "onnxruntime": "xentbench.adapters.onnxruntime_adapter:OnnxruntimeAdapter",
 }
 
 

@@ -35,10 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from adapters import tensorflow_options
-from adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
-from adapters.base import DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
-from reference.options import ARRAY_OPTIONS, canonical
+from xentbench.adapters import tensorflow_options
+from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
+from xentbench.adapters.base import DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
+from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
 OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
 

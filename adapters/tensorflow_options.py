@@ -17,8 +17,8 @@ from collections.abc import Callable
 import keras
 import tensorflow as tf
 
-from adapters._table import SOFT_CE, SPARSE_CE, everywhere
-from adapters.base import Implementation
+from xentbench.adapters._table import SOFT_CE, SPARSE_CE, everywhere
+from xentbench.adapters.base import Implementation
 
 Function = Callable[..., tf.Tensor]
 

@@ -26,10 +26,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from adapters._convert import is_bfloat16, narrow_to_bfloat16, widen_bfloat16
-from adapters._table import TableAdapter
-from adapters.base import DTYPES, GRADIENT_OPS, LINEAR_OP, Call, Implementation, PreparedCall
-from reference.options import ARRAY_OPTIONS, canonical
+from xentbench.adapters._convert import is_bfloat16, narrow_to_bfloat16, widen_bfloat16
+from xentbench.adapters._table import TableAdapter
+from xentbench.adapters.base import (
+    DTYPES,
+    GRADIENT_OPS,
+    LINEAR_OP,
+    Call,
+    Implementation,
+    PreparedCall,
+)
+from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
 

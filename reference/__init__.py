@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.evaluate import GRADIENT_OPS, OPS, Exact, exact
+from xentbench.reference.evaluate import GRADIENT_OPS, OPS, Exact, exact
 
 __all__ = [
     "GRADIENT_OPS",

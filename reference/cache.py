@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reference import evaluate, linear
+from xentbench.reference import evaluate, linear
 
 # Bump whenever the reference's numbers may change (a fix in rounding, edges, the fast path),
 # so results cached by an older reference are never served again.

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from reference import edges, exact_arb, fast, linear
-from reference import options as family_options
-from reference.dtypes import numpy_dtype
-from reference.rounding import round_to_dtype
+from xentbench.reference import edges, exact_arb, fast, linear
+from xentbench.reference import options as family_options
+from xentbench.reference.dtypes import numpy_dtype
+from xentbench.reference.rounding import round_to_dtype
 
 OPS = (
     "softmax",

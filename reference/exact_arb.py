@@ -30,7 +30,7 @@ from fractions import Fraction
 import numpy as np
 from flint import arb, ctx
 
-from reference.rounding import exact_to_fraction, round_ball, round_one_sided
+from xentbench.reference.rounding import exact_to_fraction, round_ball, round_one_sided
 
 START_PRECISION = 128
 MAX_PRECISION = 8192

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference import dd
-from reference.rounding import decided, narrow_midpoint
+from xentbench.reference import dd
+from xentbench.reference.rounding import decided, narrow_midpoint
 
 LOW = -650.0
 NEGLIGIBLE = -740.0  # e^-740 < 2^-1067

@@ -42,9 +42,9 @@ from dataclasses import dataclass
 import numpy as np
 from flint import arb, ctx
 
-from reference import dd, linear_limits
-from reference.ozaki import Enclosure, exact_logits, product
-from reference.rounding import decided, narrow_midpoint, round_ball
+from xentbench.reference import dd, linear_limits
+from xentbench.reference.ozaki import Enclosure, exact_logits, product
+from xentbench.reference.rounding import decided, narrow_midpoint, round_ball
 
 QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias")
 # Bump when this module's numbers may change: it is part of the linear op's cache key

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import edges
+from xentbench.reference import edges
 
 SPARSE = "sparse_softmax_cross_entropy"
 

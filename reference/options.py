@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from reference import options_math
+from xentbench.reference import options_math
 
 OPTION_NAMES: tuple[str, ...] = (
     "reduction",

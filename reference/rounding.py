@@ -13,7 +13,7 @@ from fractions import Fraction
 import numpy as np
 from flint import arb
 
-from reference.dtypes import finfo, numpy_dtype
+from xentbench.reference.dtypes import finfo, numpy_dtype
 
 # Rounding of a value to float64 is decided from an enclosure [lower, upper] of it; the
 # residual ``lo`` must also be known to this fraction of an ULP of hi (ample for ULP metrics).

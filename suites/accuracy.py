@@ -10,14 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from reference.cache import cached_exact
-from reference.options import canonical
-from suites.catalog import cases
-from suites.catalog.selection import Selection
-from suites.judge import invariants, measure, shift
-from suites.judge.call import call_columns, judge
-from suites.store import key_of
+from xentbench.adapters.base import Adapter, Call
+from xentbench.reference.cache import cached_exact
+from xentbench.reference.options import canonical
+from xentbench.suites.catalog import cases
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.judge import invariants, measure, shift
+from xentbench.suites.judge.call import call_columns, judge
+from xentbench.suites.store import key_of
 
 
 @lru_cache(maxsize=64)

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from adapters import registry
-from adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
-from reference.cache import cached_exact
-from reference.options import ARRAY_OPTIONS, canonical, validate
-from suites import check_linear
-from suites.judge.call import call_columns, judge
+from xentbench.adapters import registry
+from xentbench.adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
+from xentbench.reference.cache import cached_exact
+from xentbench.reference.options import ARRAY_OPTIONS, canonical, validate
+from xentbench.suites import check_linear
+from xentbench.suites.judge.call import call_columns, judge
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import zipfile
 
 import numpy as np
 
-from adapters.base import DTYPES, LABELLED_OPS
-from suites.usage import UsageError
+from xentbench.adapters.base import DTYPES, LABELLED_OPS
+from xentbench.suites.usage import UsageError
 
 SPARSE = "sparse_softmax_cross_entropy"
 

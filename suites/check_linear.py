@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.base import DTYPES
-from reference.linear import QUANTITIES
-from suites.usage import UsageError
+from xentbench.adapters.base import DTYPES
+from xentbench.reference.linear import QUANTITIES
+from xentbench.suites.usage import UsageError
 
 OP = "linear_cross_entropy"
 # check's option flags the linear op takes (reference.linear.OPTIONS), and those it does not.

@@ -14,17 +14,17 @@ from pathlib import Path
 
 from rich.console import Console
 
-from adapters import registry
-from adapters.base import DTYPES, OPS
-from suites.catalog.selection import DEFAULT_SHAPES, Selection
-from suites.cli_args import build_parser
-from suites.judge.verdicts import at_or_beyond
-from suites.run import params, run_info
-from suites.run.lock import RunLocked
-from suites.safe_paths import UnsafePath
-from suites.store import SUITES, CorruptRun, IncompatibleRun, update_run_info
-from suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
-from suites.usage import UsageError
+from xentbench.adapters import registry
+from xentbench.adapters.base import DTYPES, OPS
+from xentbench.suites.catalog.selection import DEFAULT_SHAPES, Selection
+from xentbench.suites.cli_args import build_parser
+from xentbench.suites.judge.verdicts import at_or_beyond
+from xentbench.suites.run import params, run_info
+from xentbench.suites.run.lock import RunLocked
+from xentbench.suites.safe_paths import UnsafePath
+from xentbench.suites.store import SUITES, CorruptRun, IncompatibleRun, update_run_info
+from xentbench.suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
+from xentbench.suites.usage import UsageError
 
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
 DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
@@ -100,7 +100,7 @@ def _interrupted(command: str) -> int:
 
 
 def _list(args, console) -> int:
-    from suites.listing import backend_listing, render_listing
+    from xentbench.suites.listing import backend_listing, render_listing
 
     entries = backend_listing()
     if args.format == "json":
@@ -123,7 +123,7 @@ def _run(args, console) -> int:
     runs = {params.writable_dir(out): pythons}  # run directory -> its backends' interpreters
     if against:
         runs[params.writable_dir(against, "--against")] = against_pythons
-    from suites.run.lock import hold
+    from xentbench.suites.run.lock import hold
 
     with contextlib.ExitStack() as locks:
         for directory in runs:
@@ -151,7 +151,7 @@ def _against(args, out: Path) -> Path | None:
 def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suites) -> int:
     """The runs (one, or an interleaved pair), their directories' locks held: refuse to mix,
     start, run, record, gate."""
-    from suites.run.runner import run_all
+    from xentbench.suites.run.runner import run_all
 
     rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if len(runs) > 1 else DEFAULT_ROUNDS)
     per_run = [
@@ -187,7 +187,7 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
 
 def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> list:
     """Start (or resume) one run directory and return its jobs, backend x suite."""
-    from suites.run.worker import WorkerJob
+    from xentbench.suites.run.worker import WorkerJob
 
     if args.new:
         aside = params.start_anew(run_dir)
@@ -243,7 +243,7 @@ def _selection(args, suite: str) -> Selection:
 
 def _warn_contended(run_dir: Path, console) -> None:
     """Name how many timings were still contended after their retries (flagged in the rows)."""
-    from suites.store import load
+    from xentbench.suites.store import load
 
     rows = load([run_dir], "timing")
     contended = int(rows["contended"].eq(True).sum()) if "contended" in rows else 0
@@ -256,7 +256,7 @@ def _warn_contended(run_dir: Path, console) -> None:
 
 
 def _gate(run_dir: Path, level: str, console) -> int:
-    from suites.store import load
+    from xentbench.suites.store import load
 
     rows = load([run_dir], "accuracy")
     failing = at_or_beyond(level)
@@ -268,7 +268,7 @@ def _gate(run_dir: Path, level: str, console) -> int:
 
 
 def _check(args, console) -> int:
-    from suites.cli_check import check_records, check_table
+    from xentbench.suites.cli_check import check_records, check_table
 
     records = check_records(args, _backends)
     if args.format == "json":
@@ -279,7 +279,7 @@ def _check(args, console) -> int:
 
 
 def _report(args, console) -> int:
-    from suites.report.build import build_report
+    from xentbench.suites.report.build import build_report
 
     run_dirs = [_existing_dir(path) for path in args.run_dirs]
     for run_dir in run_dirs:
@@ -292,7 +292,7 @@ def _report(args, console) -> int:
 
 
 def _hunt(args, console) -> int:
-    from suites.hunt.cli import run_hunt
+    from xentbench.suites.hunt.cli import run_hunt
 
     if args.budget_s <= 0 or args.max_evals < 1:
         raise UsageError(
@@ -325,7 +325,7 @@ def _check_implementations(names: list[str], backends: tuple[str, ...]) -> None:
 
 
 def _compare(args, console) -> int:
-    from suites.report.compare import compare_runs
+    from xentbench.suites.report.compare import compare_runs
 
     for value, name in (
         (args.ulp_threshold, "--ulp-threshold"),
@@ -360,7 +360,7 @@ def _require_results(run_dir: Path) -> Path:
 
 
 def _findings(args, console) -> int:
-    from suites.findings.tables import findings_of_runs, render_json, render_markdown
+    from xentbench.suites.findings.tables import findings_of_runs, render_json, render_markdown
 
     result = findings_of_runs([_existing_dir(path) for path in args.run_dirs])
     text = render_json(result) if args.format == "json" else render_markdown(result)
@@ -374,8 +374,8 @@ def _findings(args, console) -> int:
 
 
 def _repro(args, console) -> int:
-    from suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
-    from suites.findings.tables import findings_of_runs
+    from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
+    from xentbench.suites.findings.tables import findings_of_runs
 
     findings = findings_of_runs([_existing_dir(path) for path in args.run]).findings
     chosen = [f for f in findings if args.finding_id in ("all", f.id)]

@@ -7,11 +7,11 @@ import os
 import sys
 from pathlib import Path
 
-from adapters.base import DEVICES, DTYPES, MODES, OPS
-from suites.catalog.selection import DEFAULT_SHAPES
-from suites.hunt import DEFAULT_BUDGET_S
-from suites.store import SUITES
-from suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
+from xentbench.adapters.base import DEVICES, DTYPES, MODES, OPS
+from xentbench.suites.catalog.selection import DEFAULT_SHAPES
+from xentbench.suites.hunt import DEFAULT_BUDGET_S
+from xentbench.suites.store import SUITES
+from xentbench.suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
 
 DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
 
@@ -225,7 +225,7 @@ def _compare_parser(commands) -> None:
 
 def _option_flags(check: argparse.ArgumentParser) -> None:
     """``xentbench check``'s call options (reference.options) and quantities."""
-    from reference.options import REDUCTIONS
+    from xentbench.reference.options import REDUCTIONS
 
     check.add_argument("--reduction", choices=tuple(REDUCTIONS), help="see README: Options")
     check.add_argument("--ignore-index", type=int, metavar="N")

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from suites.check import CheckRequest, dtype_name, run_check
-from suites.check_inputs import load_array, normalise
-from suites.check_linear import normalise_linear, refuse_other_options
-from suites.report.format import error_cells
-from suites.usage import UsageError
+from xentbench.suites.check import CheckRequest, dtype_name, run_check
+from xentbench.suites.check_inputs import load_array, normalise
+from xentbench.suites.check_linear import normalise_linear, refuse_other_options
+from xentbench.suites.report.format import error_cells
+from xentbench.suites.usage import UsageError
 
 _OPTION_FLAGS = {
     "reduction": "reduction",

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
-from adapters import registry
+from xentbench.adapters import registry
 
 
 def backend_listing() -> list[dict[str, Any]]:

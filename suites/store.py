@@ -24,7 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from suites.safe_paths import atomic_write, atomic_write_text, inside, open_no_follow, regular_files
+from xentbench.suites.safe_paths import (
+    atomic_write,
+    atomic_write_text,
+    inside,
+    open_no_follow,
+    regular_files,
+)
 
 SUITES: tuple[str, ...] = ("accuracy", "timing")
 

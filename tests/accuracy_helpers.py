@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.base import numpy_dtype
+from xentbench.adapters.base import numpy_dtype
 
 RNG_SEED = 20240611
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters import registry
+from xentbench.adapters import registry
 
 CONFORMANCE_TESTS = Path(__file__).resolve().with_name("test_conformance.py")
 

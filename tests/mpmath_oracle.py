@@ -15,7 +15,7 @@ import mpmath
 import numpy as np
 from reference_helpers import INF, _to_float
 
-from reference.rounding import LO_ACCURACY
+from xentbench.reference.rounding import LO_ACCURACY
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters import registry
+from xentbench.adapters import registry
 
 FLAWED_DIR = Path(__file__).resolve().parent / "flawed"
 

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 
-import reference
+from xentbench import reference
 
 INF = math.inf
 NAN = math.nan

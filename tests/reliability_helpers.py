@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from suites.catalog.cases import catalog
-from suites.catalog.selection import Selection
-from suites.store import KEYS, load
+from xentbench.suites.catalog.cases import catalog
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.store import KEYS, load
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOWPOKE_MODULE = """
@@ -27,7 +27,7 @@ import time
 import numpy as np
 import scipy.special
 
-from adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
 
 
 class SlowpokeAdapter(Adapter):
@@ -80,7 +80,7 @@ def environment(site: Path, **extra: str) -> dict[str, str]:
 
 
 def command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "suites.cli", *args]
+    return [sys.executable, "-m", "xentbench.suites.cli", *args]
 
 
 def start(site: Path, *args: str, **extra: str) -> subprocess.Popen:

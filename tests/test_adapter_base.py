@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters.base import Adapter, Call, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Call, Implementation, PreparedCall
 
 
 class _Declared(Adapter):

@@ -8,11 +8,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-import reference
-from adapters.base import DTYPES, OPS, numpy_dtype
-from reference.evaluate import output_shape
-from suites.catalog import generators as case_inputs
-from suites.catalog.cases import Case, catalog, find
+from xentbench import reference
+from xentbench.adapters.base import DTYPES, OPS, numpy_dtype
+from xentbench.reference.evaluate import output_shape
+from xentbench.suites.catalog import generators as case_inputs
+from xentbench.suites.catalog.cases import Case, catalog, find
 
 CATALOG = catalog()
 # Cases without call options; the options family (its own checks below) draws other shapes,

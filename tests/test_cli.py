@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suites.cli import main
+from xentbench.suites.cli import main
 
 
 def _xentbench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "suites.cli", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "xentbench.suites.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -115,7 +118,7 @@ def test_list_json_names_every_backend_with_availability():
 
 
 def test_compare_exits_1_on_a_regression_and_0_without(tmp_path: Path, capsys):
-    from suites.store import RowWriter, load
+    from xentbench.suites.store import RowWriter, load
 
     base = tmp_path / "base"
     args = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
@@ -158,7 +161,7 @@ def test_a_bad_python_for_a_backend_exits_2(capsys, tmp_path, pair, named):
 
 
 def test_a_run_of_a_newer_schema_is_refused_with_exit_2(tmp_path, capsys):
-    from suites.store import SCHEMA_VERSION, RowWriter, update_run_info
+    from xentbench.suites.store import SCHEMA_VERSION, RowWriter, update_run_info
 
     writer = RowWriter(tmp_path, "accuracy", "numpy")
     writer.write({"implementation": "numpy:x", "case_id": "c", "verdict": "pass"})
@@ -171,7 +174,7 @@ def test_a_run_of_a_newer_schema_is_refused_with_exit_2(tmp_path, capsys):
 def test_parquet_files_carry_the_schema_version(tmp_path):
     import pyarrow.parquet as pq
 
-    from suites.store import SCHEMA_VERSION, RowWriter
+    from xentbench.suites.store import SCHEMA_VERSION, RowWriter
 
     writer = RowWriter(tmp_path, "accuracy", "numpy")
     writer.write({"implementation": "numpy:x", "case_id": "c", "verdict": "pass"})
@@ -218,7 +221,7 @@ def test_a_bad_against_exits_2_naming_it(capsys, tmp_path, extra, named):
 
 
 def test_against_a_directory_another_run_writes_exits_2_naming_the_holder(capsys, tmp_path):
-    from suites.run.lock import hold
+    from xentbench.suites.run.lock import hold
 
     (tmp_path / "b").mkdir()
     argv = ["run", "--suite", "timing", "--backend", "numpy", "--out", str(tmp_path / "a")]

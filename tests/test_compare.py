@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from suites.report.compare import compare_runs
-from suites.store import RowWriter, update_run_info
+from xentbench.suites.report.compare import compare_runs
+from xentbench.suites.store import RowWriter, update_run_info
 
 KEY = {"backend": "torch", "backend_version": "2.5.0", "dtype": "float32", "device": "cpu"}
 
@@ -439,7 +439,7 @@ def test_the_moderated_t_is_students_t_where_every_variance_of_a_group_is_alike(
     PRIOR_DF more degrees of freedom. A group too small for a prior gets no p-value."""
     from scipy import stats
 
-    from suites.report.compare_timing import MIN_GROUP, PRIOR_DF, moderated_p_values
+    from xentbench.suites.report.compare_timing import MIN_GROUP, PRIOR_DF, moderated_p_values
 
     z = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     logs = [(0.1 * z, shift + 0.1 * z[::-1]) for shift in np.linspace(0, 0.2, MIN_GROUP)]

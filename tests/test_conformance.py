@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import reference
-from adapters import registry
-from adapters.base import (
+from xentbench import reference
+from xentbench.adapters import registry
+from xentbench.adapters.base import (
     DEVICES,
     DTYPES,
     OPS,
@@ -37,10 +37,11 @@ from adapters.base import (
     Implementation,
     numpy_dtype,
 )
-from reference.evaluate import output_shape
+from xentbench.reference.evaluate import output_shape
 
 PROJECT_CODE = tuple(
-    Path(__file__).resolve().parents[1] / name for name in ("reference", "adapters", "suites", "tests")
+    Path(__file__).resolve().parents[1] / name
+    for name in ("reference", "adapters", "suites", "tests")
 )
 BUILTIN_BACKENDS = frozenset({"numpy", "torch", "tensorflow", "jax", "onnxruntime"})
 BATCH, CLASSES = 3, 5

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from test_timing import fake_clock
 
-from suites import cli, store
-from suites.timing import contention, harness
-from suites.timing.contention import Usage, contention_reason, run_queue_wait
+from xentbench.suites import cli, store
+from xentbench.suites.timing import contention, harness
+from xentbench.suites.timing.contention import Usage, contention_reason, run_queue_wait
 
 pinnable = pytest.mark.skipif(
     not hasattr(os, "sched_setaffinity"), reason="needs os.sched_setaffinity to share one core"

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters import registry
-from adapters.base import Call
+from xentbench.adapters import registry
+from xentbench.adapters.base import Call
 
 DISTRIBUTION = "xentbench-fake-backend"
 MISSING_FRAMEWORK = "xentbench_framework_that_is_not_installed"
@@ -19,7 +19,7 @@ MISSING_FRAMEWORK = "xentbench_framework_that_is_not_installed"
 ADAPTER_SOURCE = """
 import numpy as np
 
-from adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
 
 
 class FakeAdapter(Adapter):

@@ -17,16 +17,16 @@ import pandas as pd
 import pytest
 from plugin_helpers import register_plugins
 
-from adapters import registry
-from adapters.base import Call
-from suites.cli import main
-from suites.findings import catalogue
-from suites.findings.group import Finding, Sample, finding_id, group_findings
-from suites.findings.modes import row_modes, verdict_mode
-from suites.findings.repro import build_reproducer, write_reproducer
-from suites.findings.shrink import ddmin, observe, shrink
-from suites.findings.slicing import Input
-from suites.findings.tables import findings_of_runs
+from xentbench.adapters import registry
+from xentbench.adapters.base import Call
+from xentbench.suites.cli import main
+from xentbench.suites.findings import catalogue
+from xentbench.suites.findings.group import Finding, Sample, finding_id, group_findings
+from xentbench.suites.findings.modes import row_modes, verdict_mode
+from xentbench.suites.findings.repro import build_reproducer, write_reproducer
+from xentbench.suites.findings.shrink import ddmin, observe, shrink
+from xentbench.suites.findings.slicing import Input
+from xentbench.suites.findings.tables import findings_of_runs
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -322,7 +322,7 @@ def test_only_option_calls_no_snippet_renders_are_declined():
     Runtime calls with options (no snippet renders them) are declined with a reason."""
     from types import SimpleNamespace
 
-    from suites.findings.repro import NotReproducible, build_reproducer, reproducible
+    from xentbench.suites.findings.repro import NotReproducible, build_reproducer, reproducible
 
     def finding(implementation: str, quantity: str, case_id: str) -> SimpleNamespace:
         return SimpleNamespace(

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 from plugin_helpers import register_plugins
 
-from adapters.base import Call
-from adapters.numpy_adapter import NumpyAdapter
-from reference import exact
-from suites import store
-from suites.catalog import cases, generators
-from suites.cli import main
-from suites.hunt.search import HuntSpec, hunt
-from suites.hunt.task import load_input
-from suites.judge.verdicts import FAILURES
+from xentbench.adapters.base import Call
+from xentbench.adapters.numpy_adapter import NumpyAdapter
+from xentbench.reference import exact
+from xentbench.suites import store
+from xentbench.suites.catalog import cases, generators
+from xentbench.suites.cli import main
+from xentbench.suites.hunt.search import HuntSpec, hunt
+from xentbench.suites.hunt.task import load_input
+from xentbench.suites.judge.verdicts import FAILURES
 
 FLAWED = {
     "flawed-hunt": "flawed.hunt:FlawedHuntAdapter",

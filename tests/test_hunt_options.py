@@ -11,11 +11,11 @@ import pytest
 from flawed import options as flawed_options
 from plugin_helpers import register_plugins
 
-from reference import exact
-from reference.options import canonical
-from suites import hunted, store
-from suites.cli import main
-from suites.judge.verdicts import FAILURES
+from xentbench.reference import exact
+from xentbench.reference.options import canonical
+from xentbench.suites import hunted, store
+from xentbench.suites.cli import main
+from xentbench.suites.judge.verdicts import FAILURES
 
 PLUGINS = flawed_options.ENTRY_POINTS
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters import registry
-from adapters.base import Call
-from suites.hunt.search import HuntSpec, hunt
+from xentbench.adapters import registry
+from xentbench.adapters.base import Call
+from xentbench.suites.hunt.search import HuntSpec, hunt
 
 
 def _hunt(backend: str, name: str, dtype: str, quantity: str, candidates: int):

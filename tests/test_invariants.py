@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from accuracy_helpers import random_case
 
-import reference
-from adapters.base import DTYPES
-from suites.judge import invariants
+from xentbench import reference
+from xentbench.adapters.base import DTYPES
+from xentbench.suites.judge import invariants
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

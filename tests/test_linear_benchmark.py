@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 from plugin_helpers import register_plugins
 
-from adapters.base import LINEAR_OP
-from suites.report.linear import BENCHMARK_FILE, benchmark_rows, cost_cells, with_costs
+from xentbench.adapters.base import LINEAR_OP
+from xentbench.suites.report.linear import BENCHMARK_FILE, benchmark_rows, cost_cells, with_costs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "bench" / "linear_ce_benchmark.py"
@@ -82,7 +82,7 @@ bench = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(bench)
 with contextlib.redirect_stdout(io.StringIO()) as listed:
     bench.main(["--list", "torch"])
-from adapters.registry import LOAD_FIRST  # imported before any backend, see there
+from xentbench.adapters.registry import LOAD_FIRST  # imported before any backend, see there
 loaded = [m for m in {FRAMEWORKS!r} if m in sys.modules and m not in LOAD_FIRST]
 print(json.dumps({{"listed": json.loads(listed.getvalue()), "loaded": loaded}}))
 """
@@ -99,7 +99,7 @@ def test_triton_after_tensorflow_does_not_abort_the_process(tmp_path):
         pytest.skip(f"not installed: {', '.join(missing)}")
     code = """
 import json
-from adapters import registry
+from xentbench.adapters import registry
 registry.load("tensorflow")
 import torch._dynamo
 print(json.dumps({"ok": True}))

@@ -13,7 +13,7 @@ import pytest
 from flawed.linear import ENTRY_POINTS
 from plugin_helpers import register_plugins
 
-from suites.cli import main
+from xentbench.suites.cli import main
 
 QUANTITIES = {"value", "grad_hidden", "grad_weight", "grad_bias"}
 

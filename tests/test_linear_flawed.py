@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from plugin_helpers import register_plugins
 
-from suites.cli import main
-from suites.store import load
+from xentbench.suites.cli import main
+from xentbench.suites.store import load
 
 CASES = ["linear_cross_entropy/linear/confident", "linear_cross_entropy/linear/normal"]
 
@@ -59,7 +59,9 @@ def test_torch_float32_composition_passes_every_linear_case(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_cut_cross_entropy_plugin_runs_through_its_entry_point(tmp_path, monkeypatch):
     pytest.importorskip("cut_cross_entropy")
-    entry = {"cut_cross_entropy": "adapters.cut_cross_entropy_adapter:CutCrossEntropyAdapter"}
+    entry = {
+        "cut_cross_entropy": "xentbench.adapters.cut_cross_entropy_adapter:CutCrossEntropyAdapter"
+    }
     register_plugins(tmp_path / "site", monkeypatch, entry, "xentbench-cce-check")
     out = tmp_path / "run"
     args = ["run", "--suite", "accuracy", "--backend", "cut_cross_entropy", "--dtype", "float32"]

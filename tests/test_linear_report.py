@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 
-from suites.report.linear import (
+from xentbench.suites.report.linear import (
     BENCHMARK_FILE,
     NOT_TIMED,
     benchmark_rows,

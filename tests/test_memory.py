@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suites.timing import memory
+from xentbench.suites.timing import memory
 
 
 def request(batch: int, classes: int, implementation: str = "numpy:stable.softmax") -> dict:

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from accuracy_helpers import RNG_SEED, random_case, steps
 
-import reference
-from adapters.base import DTYPES, numpy_dtype
-from reference import Exact
-from reference.dtypes import BFLOAT16, unit_roundoff
-from suites.judge import measure, ulps, verdicts
-from suites.judge.budget import BUDGET_RULE, Output, allowance, error_scale
-from suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
-from suites.store import ACCURACY_SCHEMA
+from xentbench import reference
+from xentbench.adapters.base import DTYPES, numpy_dtype
+from xentbench.reference import Exact
+from xentbench.reference.dtypes import BFLOAT16, unit_roundoff
+from xentbench.suites.judge import measure, ulps, verdicts
+from xentbench.suites.judge.budget import BUDGET_RULE, Output, allowance, error_scale
+from xentbench.suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
+from xentbench.suites.store import ACCURACY_SCHEMA
 
 
 def ulp_errors(got, exact: Exact, dtype) -> np.ndarray:

@@ -11,8 +11,8 @@ import pytest
 from flawed import options as flawed_options
 from plugin_helpers import register_plugins
 
-from suites.cli import main
-from suites.store import load
+from xentbench.suites.cli import main
+from xentbench.suites.store import load
 
 CAREFUL = "options_careful:longdouble"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from adapters.base import Adapter, Call, Implementation, PreparedCall
-from suites.catalog import cases
-from suites.catalog.selection import Selection
+from xentbench.adapters.base import Adapter, Call, Implementation, PreparedCall
+from xentbench.suites.catalog import cases
+from xentbench.suites.catalog.selection import Selection
 
 
 class OldPlugin(Adapter):
@@ -91,7 +91,7 @@ def test_plain_cases_never_plan_a_direction_for_an_old_plugin():
         if case.op in ("softmax", "log_softmax")
     )
     selection = Selection(dtypes=("float64",))
-    from suites.accuracy import plan_accuracy
+    from xentbench.suites.accuracy import plan_accuracy
 
     for task in plan_accuracy(OldPlugin(), selection):
         assert task.call.options == {} or OldPlugin().unsupported_reason(task.call)

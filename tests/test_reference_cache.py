@@ -8,8 +8,8 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-import reference
-from reference import cache, evaluate
+from xentbench import reference
+from xentbench.reference import cache, evaluate
 
 LOGITS = np.array([[0.5, -1.0, 2.0], [3.0, 3.0, -np.inf]], dtype=np.float32)
 SPARSE = np.array([2, 0])

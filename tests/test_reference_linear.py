@@ -17,8 +17,8 @@ import mpmath
 import numpy as np
 import pytest
 
-from reference import exact, linear, ozaki
-from reference.evaluate import output_shape
+from xentbench.reference import exact, linear, ozaki
+from xentbench.reference.evaluate import output_shape
 
 QUANTITIES = ("value", "grad_hidden", "grad_weight", "grad_bias")
 
@@ -142,7 +142,7 @@ def test_exact_entry_point_shapes_and_invalid_input():
 
 @pytest.mark.parametrize("name", ["normal", "bias", "confident", "offset-1000", "padding-75pct"])
 def test_reference_proves_every_output_of_the_linear_cases(name):
-    from suites.catalog.cases import find
+    from xentbench.suites.catalog.cases import find
 
     case = find(f"linear_cross_entropy/linear/{name}")
     for dtype in ("float32", "bfloat16"):

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from flint import arb, arb_mat, ctx
 
-from reference import linear
-from suites.catalog import cases
+from xentbench.reference import linear
+from xentbench.suites.catalog import cases
 
 CASE = "linear_cross_entropy/linear/hundreds-128k"
 GAPS = (50.0, 300.0, 640.0, 660.0, 700.0, 740.0, 750.0, 1000.0)

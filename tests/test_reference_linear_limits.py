@@ -13,8 +13,13 @@ import mpmath
 import numpy as np
 import pytest
 
-from reference import linear
-from suites.catalog.linear import IGNORE_INDEX, LINEAR_GENERATORS, NON_FINITE_LINEAR, LinearDraw
+from xentbench.reference import linear
+from xentbench.suites.catalog.linear import (
+    IGNORE_INDEX,
+    LINEAR_GENERATORS,
+    NON_FINITE_LINEAR,
+    LinearDraw,
+)
 
 INF, NAN = np.inf, np.nan
 IGNORE = -100

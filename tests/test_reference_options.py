@@ -10,7 +10,7 @@ import mpmath
 import numpy as np
 import pytest
 
-from reference import exact
+from xentbench.reference import exact
 
 mpmath.mp.dps = 60
 SPARSE, SOFT = "sparse_softmax_cross_entropy", "softmax_cross_entropy"

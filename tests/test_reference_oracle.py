@@ -13,7 +13,7 @@ import pytest
 from mpmath_oracle import mismatch, oracle_row, oracle_sigmoid
 from reference_helpers import FAMILY_IDS, INF, SIGMOID_CE, SOFTMAX_FAMILY, _op_labels
 
-import reference
+from xentbench import reference
 
 
 def _random_rows(scale: float, classes: int, seed: int) -> np.ndarray:

@@ -21,10 +21,10 @@ from reference_helpers import (
     _to_float,
 )
 
-import reference
-from reference import exact_arb, fast
-from reference.evaluate import REDUCING
-from reference.rounding import LO_ACCURACY
+from xentbench import reference
+from xentbench.reference import exact_arb, fast
+from xentbench.reference.evaluate import REDUCING
+from xentbench.reference.rounding import LO_ACCURACY
 
 # --- identities between ops -----------------------------------------------------------------
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from reference_helpers import INF, SIGMOID_CE, SOFT_CE, SPARSE_CE
 
-import reference
-from reference.rounding import round_to_dtype
+from xentbench import reference
+from xentbench.reference.rounding import round_to_dtype
 
 # --- values on a float64 rounding midpoint, derived by hand --------------------------------
 # Each is an exact dyadic part lying on a midpoint between two float64 neighbours plus a

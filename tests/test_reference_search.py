@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 from mpmath_oracle import mismatch, oracle_row, oracle_sigmoid
 from reference_helpers import INF, SIGMOID_CE, SOFTMAX_FAMILY, _op_labels
 
-import reference
-from reference import exact_arb, fast
+from xentbench import reference
+from xentbench.reference import exact_arb, fast
 
 # Values where the ops change regime: exp overflow and underflow of float64 (709.78, -745.13),
 # float32's and float64's largest, the smallest subnormal, one ULP above 1.

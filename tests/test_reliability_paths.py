@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from suites import store
-from suites.cli import main
-from suites.store import RowWriter, load
+from xentbench.suites import store
+from xentbench.suites.cli import main
+from xentbench.suites.store import RowWriter, load
 
 NUMPY_RUN = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NUMPY_RUN += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]

@@ -1,7 +1,7 @@
 """The HTML report's inline markdown: evidence URLs of findings become real links, the rest is
 escaped."""
 
-from suites.report.render import _inline
+from xentbench.suites.report.render import _inline
 
 
 def test_markdown_link_to_a_url_becomes_an_anchor():

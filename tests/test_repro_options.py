@@ -16,8 +16,8 @@ from flawed import linear as flawed_linear
 from flawed import options as flawed_options
 from plugin_helpers import register_plugins
 
-from suites.cli import main
-from suites.findings.tables import findings_of_runs
+from xentbench.suites.cli import main
+from xentbench.suites.findings.tables import findings_of_runs
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent

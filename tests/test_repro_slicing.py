@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from suites.findings.slicing import Input, take_classes, take_hidden, take_rows
+from xentbench.suites.findings.slicing import Input, take_classes, take_hidden, take_rows
 
 SPARSE, LINEAR = "sparse_softmax_cross_entropy", "linear_cross_entropy"
 

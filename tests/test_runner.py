@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from plugin_helpers import register_plugins
 
-from suites.cli import main
-from suites.store import load, read_run_info
+from xentbench.suites.cli import main
+from xentbench.suites.store import load, read_run_info
 
 CRASHY_MODULE = '''
 import os
@@ -21,7 +21,7 @@ import time
 import numpy as np
 import scipy.special
 
-from adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
 
 
 def _softmax(name):
@@ -100,7 +100,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
     """Rows are flushed as they are produced: the parts of a run killed before its final merge
     survive, and the resumed run holds every evaluation exactly once, key by key and verdict
     by verdict the same as an uninterrupted run."""
-    from suites.store import KEYS, RowWriter
+    from xentbench.suites.store import KEYS, RowWriter
 
     selection = ("--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*")
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
@@ -157,9 +157,9 @@ def test_worker_messages_need_no_framework_to_read(tmp_path, monkeypatch):
     worker sends may pickle a framework's type (torch.__version__ is a str subclass)."""
     import pickletools
 
-    from adapters.numpy_adapter import NumpyAdapter
-    from suites.catalog.selection import Selection
-    from suites.run.worker import WorkerJob, work
+    from xentbench.adapters.numpy_adapter import NumpyAdapter
+    from xentbench.suites.catalog.selection import Selection
+    from xentbench.suites.run.worker import WorkerJob, work
 
     class FrameworkVersion(str):
         pass
@@ -190,7 +190,7 @@ from pathlib import Path
 import numpy as np
 import scipy.special
 
-from adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
 
 
 class LaterAdapter(Adapter):
@@ -262,9 +262,9 @@ def test_against_times_two_runs_at_once_and_keeps_their_records_apart(tmp_path, 
 
 
 def test_the_rounds_of_two_interleaved_runs_take_turns():
-    from suites.catalog.selection import Selection
-    from suites.run.runner import rounds_apart
-    from suites.run.worker import WorkerJob
+    from xentbench.suites.catalog.selection import Selection
+    from xentbench.suites.run.runner import rounds_apart
+    from xentbench.suites.run.worker import WorkerJob
 
     def jobs(run_dir):
         options = {"rounds": 2, "memory": False}
@@ -282,9 +282,9 @@ def test_the_rounds_of_two_interleaved_runs_take_turns():
 
 
 def test_timing_rounds_are_spread_round_major_over_the_backends():
-    from suites.catalog.selection import Selection
-    from suites.run.runner import rounds_apart
-    from suites.run.worker import WorkerJob
+    from xentbench.suites.catalog.selection import Selection
+    from xentbench.suites.run.runner import rounds_apart
+    from xentbench.suites.run.worker import WorkerJob
 
     def job(backend, rounds):
         options = {"rounds": rounds, "memory": False}
@@ -299,9 +299,9 @@ def test_timing_rounds_are_spread_round_major_over_the_backends():
 
 
 def test_a_timing_round_skips_the_keys_whose_rows_already_pool_it(tmp_path):
-    from suites.catalog.selection import Selection
-    from suites.run.worker import WorkerJob, _done
-    from suites.store import RowWriter, stored_rows
+    from xentbench.suites.catalog.selection import Selection
+    from xentbench.suites.run.worker import WorkerJob, _done
+    from xentbench.suites.store import RowWriter, stored_rows
 
     writer = RowWriter(tmp_path, "timing", "numpy")
     base = {"shape": "4x5", "dtype": "float32", "device": "cpu", "mode": "eager"}
@@ -337,9 +337,9 @@ def test_the_rounds_of_a_backend_share_one_progress_bar():
     from rich.console import Console
     from rich.progress import Progress
 
-    from suites.catalog.selection import Selection
-    from suites.run.runner import _bar, rounds_apart
-    from suites.run.worker import WorkerJob
+    from xentbench.suites.catalog.selection import Selection
+    from xentbench.suites.run.runner import _bar, rounds_apart
+    from xentbench.suites.run.worker import WorkerJob
 
     options = {"rounds": 3, "memory": False}
     jobs = rounds_apart(

@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters import registry
-from adapters.base import DTYPES, Call
-from reference.dtypes import finfo, numpy_dtype
-from suites.accuracy import AccuracyTask
-from suites.catalog import cases
-from suites.judge import shift
+from xentbench.adapters import registry
+from xentbench.adapters.base import DTYPES, Call
+from xentbench.reference.dtypes import finfo, numpy_dtype
+from xentbench.suites.accuracy import AccuracyTask
+from xentbench.suites.catalog import cases
+from xentbench.suites.judge import shift
 
 
 def _is_exact(row: np.ndarray, c: float, dtype: str) -> bool:

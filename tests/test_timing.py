@@ -15,12 +15,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from adapters import registry
-from adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
-from suites import store
-from suites.catalog.selection import Selection
-from suites.timing import bandwidth, harness
-from suites.timing.suite import InputFactory, plan_timing
+from xentbench.adapters import registry
+from xentbench.adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
+from xentbench.suites import store
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.timing import bandwidth, harness
+from xentbench.suites.timing.suite import InputFactory, plan_timing
 
 SPIN_S = 0.002
 FAST = {"min_repeat_s": 1e-4, "repeats": 3, "max_total_s": 0.01}
@@ -465,7 +465,7 @@ def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_pat
 def test_timing_plans_only_value_and_plain_gradients_of_every_builtin_backend():
     """Forward-mode and VJP-only quantities (jvp, softmax's cotangent gradient) have no plain
     timing; planning must skip them rather than fail (every built-in adapter declares some)."""
-    from adapters.base import GRADIENT_OPS
+    from xentbench.adapters.base import GRADIENT_OPS
 
     for name in ("torch", "jax"):
         adapter = registry.load(name)

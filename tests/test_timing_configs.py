@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 from test_timing import FAST
 
-from adapters import registry
-from adapters.base import Adapter, Implementation, PreparedCall
-from reference.options import canonical
-from suites import store
-from suites.catalog.selection import Selection
-from suites.timing import configs
-from suites.timing.suite import plan_timing
+from xentbench.adapters import registry
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.reference.options import canonical
+from xentbench.suites import store
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.timing import configs
+from xentbench.suites.timing.suite import plan_timing
 
 SPARSE = "sparse_softmax_cross_entropy"
 TRAINING_LABEL = canonical(configs.TRAINING)
@@ -148,7 +148,7 @@ def test_torch_cross_entropy_is_timed_in_the_training_configuration():
 def test_the_report_shows_training_rows_as_their_own_rows(tmp_path):
     from test_report import timing_row, write_run
 
-    from suites.report.build import build_report
+    from xentbench.suites.report.build import build_report
 
     torch = {"backend": "torch", "op": SPARSE, "implementation": "torch:F.cross_entropy"}
     plain = timing_row(**torch, median_s=1e-3)

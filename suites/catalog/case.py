@@ -17,14 +17,14 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from adapters.base import LABELLED_OPS, OPS
-from reference.dtypes import DTYPES, finfo, numpy_dtype
-from reference.evaluate import LINEAR_OP
-from reference.evaluate import quantities as reference_quantities
-from reference.options import ACCEPTED, OPTION_NAMES
-from suites.catalog import option_cases
-from suites.catalog.generators import GENERATORS, LABELS, Draw, saved_labels
-from suites.catalog.linear import IGNORE_INDEX, LINEAR_GENERATORS, LinearDraw
+from xentbench.adapters.base import LABELLED_OPS, OPS
+from xentbench.reference.dtypes import DTYPES, finfo, numpy_dtype
+from xentbench.reference.evaluate import LINEAR_OP
+from xentbench.reference.evaluate import quantities as reference_quantities
+from xentbench.reference.options import ACCEPTED, OPTION_NAMES
+from xentbench.suites.catalog import option_cases
+from xentbench.suites.catalog.generators import GENERATORS, LABELS, Draw, saved_labels
+from xentbench.suites.catalog.linear import IGNORE_INDEX, LINEAR_GENERATORS, LinearDraw
 
 FAMILIES: tuple[str, ...] = (
     "benign",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from functools import cache
 
-from reference.evaluate import LINEAR_OP
-from suites.catalog.case import (
+from xentbench.reference.evaluate import LINEAR_OP
+from xentbench.suites.catalog.case import (
     FAMILIES,
     LABELLED_SOFTMAX,
     LOGITS_OPS,
@@ -21,8 +21,8 @@ from suites.catalog.case import (
     Case,
     Scenario,
 )
-from suites.catalog.linear import LINEAR_ROWS
-from suites.catalog.option_tables import OPTION_CASES
+from xentbench.suites.catalog.linear import LINEAR_ROWS
+from xentbench.suites.catalog.option_tables import OPTION_CASES
 
 __all__ = ["FAMILIES", "Case", "S", "Scenario", "catalog", "find"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from reference import options as family
+from xentbench.reference import options as family
 
 IGNORE = -100  # torch's default ignore_index, used by the padding cases
 

@@ -7,8 +7,8 @@ option generators (``@name`` arrays, ignored labels) are in ``suites.catalog.opt
 
 from __future__ import annotations
 
-from suites.catalog.case import LABELLED_SOFTMAX, SOFT, SOFTMAX_FAMILY, SPARSE, Scenario
-from suites.catalog.option_cases import IGNORE
+from xentbench.suites.catalog.case import LABELLED_SOFTMAX, SOFT, SOFTMAX_FAMILY, SPARSE, Scenario
+from xentbench.suites.catalog.option_cases import IGNORE
 
 MEAN_IGNORE = {"reduction": "mean", "ignore_index": IGNORE}
 GRAD, JVP, VALUE_GRAD = ("grad",), ("jvp",), ("value", "grad")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from adapters.base import DTYPES, OPS, Call, Implementation
+from xentbench.adapters.base import DTYPES, OPS, Call, Implementation
 
 # Timing grid (batch, classes): from a single row to LLM-sized vocabularies.
 DEFAULT_SHAPES: tuple[tuple[int, int], ...] = (

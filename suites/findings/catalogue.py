@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from suites.findings.group import Finding
+from xentbench.suites.findings.group import Finding
 
 CATALOGUE = Path(__file__).with_name("known.toml")
 UNMATCHED = "defect?"

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from suites import store
-from suites.findings.modes import row_modes
+from xentbench.suites import store
+from xentbench.suites.findings.modes import row_modes
 
 # Dtypes in the order a reproducer prefers them (plain NumPy dtypes first).
 _DTYPE_PREFERENCE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.dtypes import numpy_dtype
+from xentbench.reference.dtypes import numpy_dtype
 
 # The closed vocabulary (plus ``invariant:<name>`` for each invariant of suites.judge.invariants).
 MODES: tuple[str, ...] = (

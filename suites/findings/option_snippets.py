@@ -214,7 +214,7 @@ def _sources(*functions) -> str:
 
 
 def _torch(expr: str) -> str:
-    from adapters import torch_adapter as t
+    from xentbench.adapters import torch_adapter as t
 
     definitions = _sources(
         t._softmax,
@@ -235,7 +235,7 @@ def _torch(expr: str) -> str:
 
 
 def _jax(expr: str) -> str:
-    from adapters import jax_adapter as j
+    from xentbench.adapters import jax_adapter as j
 
     definitions = _sources(
         j._reduce, j._optax_soft, j._optax_sparse, j._optax_safe, j._with_quantity, j._linear_loss
@@ -249,8 +249,8 @@ def _jax(expr: str) -> str:
 
 
 def _tensorflow(expr: str) -> str:
-    from adapters import tensorflow_adapter as a
-    from adapters import tensorflow_options as o
+    from xentbench.adapters import tensorflow_adapter as a
+    from xentbench.adapters import tensorflow_options as o
 
     definitions = _sources(
         o._soft_nn,

@@ -14,23 +14,23 @@ from typing import Any
 
 import numpy as np
 
-from adapters import registry
-from adapters.base import Call
-from reference import exact as reference_exact
-from reference.dtypes import numpy_dtype
-from reference.evaluate import LINEAR_OP, REDUCING, output_shape
-from suites import hunted
-from suites.catalog import cases
-from suites.findings import option_snippets, snippets
-from suites.findings.group import Finding
-from suites.findings.script import render
-from suites.findings.shrink import Shrunk, shrink
-from suites.findings.slicing import Input
-from suites.judge import shift
-from suites.judge.budget import Output
-from suites.judge.invariants import sums_to_one_tolerance
-from suites.judge.reductions import call_allowance
-from suites.judge.ulps import truth_in, ulp_at
+from xentbench.adapters import registry
+from xentbench.adapters.base import Call
+from xentbench.reference import exact as reference_exact
+from xentbench.reference.dtypes import numpy_dtype
+from xentbench.reference.evaluate import LINEAR_OP, REDUCING, output_shape
+from xentbench.suites import hunted
+from xentbench.suites.catalog import cases
+from xentbench.suites.findings import option_snippets, snippets
+from xentbench.suites.findings.group import Finding
+from xentbench.suites.findings.script import render
+from xentbench.suites.findings.shrink import Shrunk, shrink
+from xentbench.suites.findings.slicing import Input
+from xentbench.suites.judge import shift
+from xentbench.suites.judge.budget import Output
+from xentbench.suites.judge.invariants import sums_to_one_tolerance
+from xentbench.suites.judge.reductions import call_allowance
+from xentbench.suites.judge.ulps import truth_in, ulp_at
 
 
 @dataclass

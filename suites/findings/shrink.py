@@ -17,14 +17,14 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from reference import exact as reference_exact
-from reference.evaluate import LINEAR_OP
-from suites.findings import slicing
-from suites.findings.modes import row_modes
-from suites.findings.slicing import Input
-from suites.judge import invariants, measure, shift
-from suites.judge.call import judge
+from xentbench.adapters.base import Adapter, Call
+from xentbench.reference import exact as reference_exact
+from xentbench.reference.evaluate import LINEAR_OP
+from xentbench.suites.findings import slicing
+from xentbench.suites.findings.modes import row_modes
+from xentbench.suites.findings.slicing import Input
+from xentbench.suites.judge import invariants, measure, shift
+from xentbench.suites.judge.call import judge
 
 Test = Callable[[list[int]], bool]
 # Inputs up to this many logits get their values simplified one by one.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from reference.evaluate import LINEAR_OP
+from xentbench.reference.evaluate import LINEAR_OP
 
 SPARSE_OPS = ("sparse_softmax_cross_entropy", LINEAR_OP)
 

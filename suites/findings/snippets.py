@@ -216,8 +216,8 @@ def run(x, y):
 """
 _PLUGIN_SOURCE = """
 try:
-    from adapters import registry
-    from adapters.base import Call  # the xentbench adapter protocol the plugin implements
+    from xentbench.adapters import registry
+    from xentbench.adapters.base import Call  # the xentbench adapter protocol the plugin implements
 except ImportError as missing:  # cannot tell present from fixed: neither 0 nor 1
     print(f"cannot run: {{missing}} (install xentbench and the plugin)", file=sys.stderr)
     sys.exit(2)
@@ -249,7 +249,7 @@ def run(x, y):
 
 def _numpy_helpers() -> str:
     """The adapter's own formula helpers, copied verbatim (they are what the adapter calls)."""
-    from adapters import numpy_adapter
+    from xentbench.adapters import numpy_adapter
 
     names = sorted(n for n in vars(numpy_adapter) if n.startswith(("_stable_", "_naive_")))
     functions = [numpy_adapter._shift_by_max, *(getattr(numpy_adapter, n) for n in names)]

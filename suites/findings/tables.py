@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from suites import store
-from suites.findings.catalogue import CLASSES, UNMATCHED, cause_of, classify
-from suites.findings.group import Finding, exploded, group_findings, run_seeds
-from suites.judge.verdicts import FAILURES
+from xentbench.suites import store
+from xentbench.suites.findings.catalogue import CLASSES, UNMATCHED, cause_of, classify
+from xentbench.suites.findings.group import Finding, exploded, group_findings, run_seeds
+from xentbench.suites.judge.verdicts import FAILURES
 
 # Classes listed finding by finding; the others are summarised per catalogue entry.
 LISTED = (UNMATCHED, "upstream", "documented")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference.dtypes import finfo, numpy_dtype
+from xentbench.reference.dtypes import finfo, numpy_dtype
 
 # Class counts the hunt moves between: few shapes, since each new one costs a compilation in
 # some frameworks (JAX eager: ~1-2 s per shape and quantity, measured).

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.table import Table
 
-from suites.catalog.selection import Selection
-from suites.hunt.search import HuntSpec
-from suites.run import run_info
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.hunt.search import HuntSpec
+from xentbench.suites.run import run_info
 
 # Backends whose hunts take longest go first (JAX eager compiles each new shape), so the others
 # share the second worker meanwhile; any other backend follows in its given order.
@@ -21,8 +21,8 @@ GRACE_S = 120.0
 
 def run_hunt(args, backends, pythons, selection: Selection, console, stdout) -> int:
     """Hunt every selected target into the run directory; print what was found."""
-    from suites.run.runner import run_all
-    from suites.run.worker import WorkerJob
+    from xentbench.suites.run.runner import run_all
+    from xentbench.suites.run.worker import WorkerJob
 
     spec = HuntSpec(args.budget_s, args.max_evals, args.from_scratch, tuple(args.quantity))
     run_dir = args.out or run_info.default_run_dir()
@@ -49,8 +49,8 @@ def _longest_first(backend: str) -> int:
 
 def summary_table(run_dir: Path) -> Table:
     """The hunted rows that fail, worst first."""
-    from suites.judge.verdicts import FAILURES
-    from suites.store import load
+    from xentbench.suites.judge.verdicts import FAILURES
+    from xentbench.suites.store import load
 
     rows = load([run_dir], "accuracy")
     rows = rows[(rows["source"] == "hunt") & rows["verdict"].isin(FAILURES)]

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import Exact, edges, exact, fast
-from reference.dd import two_sum
-from reference.evaluate import output_shape
+from xentbench.reference import Exact, edges, exact, fast
+from xentbench.reference.dd import two_sum
+from xentbench.reference.evaluate import output_shape
 
 SIGMOID = "sigmoid_cross_entropy"
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from reference.dd import two_sum
-from reference.dtypes import finfo, numpy_dtype
-from suites.hunt.candidates import SIGMOID, SIZES, SOFT, SPARSE, Candidate, make
-from suites.hunt.seeds import LABELS, Limits
-from suites.judge.shift import exact_shifts
+from xentbench.reference.dd import two_sum
+from xentbench.reference.dtypes import finfo, numpy_dtype
+from xentbench.suites.hunt.candidates import SIGMOID, SIZES, SOFT, SPARSE, Candidate, make
+from xentbench.suites.hunt.seeds import LABELS, Limits
+from xentbench.suites.judge.shift import exact_shifts
 
 MAX_GROWN = 1024
 Mutation = Callable[[np.random.Generator, Candidate, str, str], Candidate]

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from reference import exact
-from reference.dtypes import numpy_dtype
-from suites.hunt.candidates import SOFT, SPARSE, representable
-from suites.hunt.mutate import mutant
-from suites.hunt.seeds import seed_candidates
-from suites.judge.call import judge
+from xentbench.adapters.base import Adapter, Call
+from xentbench.reference import exact
+from xentbench.reference.dtypes import numpy_dtype
+from xentbench.suites.hunt.candidates import SOFT, SPARSE, representable
+from xentbench.suites.hunt.mutate import mutant
+from xentbench.suites.hunt.seeds import seed_candidates
+from xentbench.suites.judge.call import judge
 
 ROWS = 8  # rows per batch: enough for a mean to overflow float16 or a divisor to matter
 CLASSES = (3, 16)  # row sizes taken from the seeds (the exact options path is per element)
@@ -188,7 +188,7 @@ def mutate_batch(rng, parent: Batch, op: str, dtype: str, configs) -> Batch:
 
 
 def _rows_of(batch: Batch, op: str):
-    from suites.hunt.candidates import Candidate
+    from xentbench.suites.hunt.candidates import Candidate
 
     for row, label in zip(batch.logits, batch.labels, strict=True):
         if op == SPARSE:

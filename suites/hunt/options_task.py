@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from reference.options import canonical
-from suites.hunt import options as family
-from suites.hunt.search import HuntSpec, target_seed
-from suites.hunt.task import HuntTask, cpu_text, input_hash, save_input
-from suites.hunted import hunted_files
-from suites.judge.verdicts import SEVERITY
+from xentbench.adapters.base import Adapter, Call
+from xentbench.reference.options import canonical
+from xentbench.suites.hunt import options as family
+from xentbench.suites.hunt.search import HuntSpec, target_seed
+from xentbench.suites.hunt.task import HuntTask, cpu_text, input_hash, save_input
+from xentbench.suites.hunted import hunted_files
+from xentbench.suites.judge.verdicts import SEVERITY
 
 
 @dataclass

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from reference import exact
-from suites.hunt.candidates import Candidate, stack
-from suites.hunt.fastref import search_exact
-from suites.judge import measure
-from suites.judge.call import judge
+from xentbench.adapters.base import Adapter, Call
+from xentbench.reference import exact
+from xentbench.suites.hunt.candidates import Candidate, stack
+from xentbench.suites.hunt.fastref import search_exact
+from xentbench.suites.judge import measure
+from xentbench.suites.judge.call import judge
 
 BATCH = 16
 PEEL = 3

@@ -20,12 +20,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from suites.hunt import DEFAULT_BUDGET_S
-from suites.hunt.candidates import SIZES, Candidate, make
-from suites.hunt.mutate import mutant
-from suites.hunt.oracle import BATCH, Clock, Score, score_batch
-from suites.hunt.seeds import large_row_seeds, seed_candidates
+from xentbench.adapters.base import Adapter, Call
+from xentbench.suites.hunt import DEFAULT_BUDGET_S
+from xentbench.suites.hunt.candidates import SIZES, Candidate, make
+from xentbench.suites.hunt.mutate import mutant
+from xentbench.suites.hunt.oracle import BATCH, Clock, Score, score_batch
+from xentbench.suites.hunt.seeds import large_row_seeds, seed_candidates
 
 ELITE = 12
 WARMUP_CAP = 1.0  # first calls at new shapes may add up to this many budgets
@@ -150,7 +150,7 @@ def catalog_seeds(op: str, dtype: str, seed: int, rows_per_case: int = 4) -> tup
     """Rows of the catalog's plain cases for ``op`` and ``dtype`` (finite or masked, C in
     range; option cases are the options hunt's business);
     computed once per op and dtype, shared by the targets of a worker."""
-    from suites.catalog import cases
+    from xentbench.suites.catalog import cases
 
     found = []
     for case in cases.catalog():

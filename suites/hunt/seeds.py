@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference.dtypes import finfo
-from suites.hunt.candidates import SIGMOID, SOFT, SPARSE, Candidate, make
+from xentbench.reference.dtypes import finfo
+from xentbench.suites.hunt.candidates import SIGMOID, SOFT, SPARSE, Candidate, make
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from suites.catalog.selection import Selection
-from suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
-from suites.hunt.oracle import Clock, Score, judge_alone
-from suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
-from suites.hunted import hunted_files
-from suites.judge.call import call_columns
-from suites.judge.verdicts import SEVERITY
-from suites.store import key_of
+from xentbench.adapters.base import Adapter, Call
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
+from xentbench.suites.hunt.oracle import Clock, Score, judge_alone
+from xentbench.suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
+from xentbench.suites.hunted import hunted_files
+from xentbench.suites.judge.call import call_columns
+from xentbench.suites.judge.verdicts import SEVERITY
+from xentbench.suites.store import key_of
 
 FAMILY = "hunt"
 # The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's
@@ -124,7 +124,7 @@ def _batch_note(score: Score, judged: dict[str, Any]) -> str:
 def load_input(run_dir: Path, case_id: str, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     """The inputs of a hunted row (case id ``hunt/<op>/<hash>``) in ``dtype``, as evaluated:
     for reproducers and re-checks, like ``Case.inputs`` for a catalog case."""
-    from reference.dtypes import numpy_dtype
+    from xentbench.reference.dtypes import numpy_dtype
 
     paths = hunted_files(run_dir, case_id.rsplit("/", 1)[-1])
     logits = np.load(paths["logits"], allow_pickle=False).astype(numpy_dtype(dtype))
@@ -155,7 +155,7 @@ def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
 def plan_hunt(adapter: Adapter, selection: Selection, spec: HuntSpec, run_dir: str) -> list:
     """One task per target the selection wants (ops in HUNTED_OPS), in the adapter's order,
     and one options task per target whose implementation takes a hunted option configuration."""
-    from suites.hunt.options_task import plan_options
+    from xentbench.suites.hunt.options_task import plan_options
 
     tasks = []
     for impl in adapter.implementations():

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reference import Exact
-from reference.dtypes import finfo, numpy_dtype, unit_roundoff
-from reference.evaluate import LINEAR_OP
-from suites.judge.ulps import spacing, truth_in, ulp_at
+from xentbench.reference import Exact
+from xentbench.reference.dtypes import finfo, numpy_dtype, unit_roundoff
+from xentbench.reference.evaluate import LINEAR_OP
+from xentbench.suites.judge.ulps import spacing, truth_in, ulp_at
 
 # Higham & Mary (2019), Thm 2.4: a product of n factors (1 + delta_k) with independent,
 # mean-zero |delta_k| <= u is 1 + theta, |theta| <= lambda*sqrt(n)*u + O(u^2), with probability
@@ -205,7 +205,9 @@ def error_scale(output: Output, options: dict | None = None) -> np.ndarray:
     """
     op, exact = output.op, output.exact
     if op == LINEAR_OP:
-        from suites.judge.linear_budget import linear_error_scale  # it imports this module
+        from xentbench.suites.judge.linear_budget import (
+            linear_error_scale,  # it imports this module
+        )
 
         return linear_error_scale(
             output.quantity, output.dtype, output.logits, output.labels, options or {}

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Adapter, Call
-from reference import Exact
-from suites.judge import measure
-from suites.judge.verdicts import verdict_for_exception, verdict_for_invalid_result
+from xentbench.adapters.base import Adapter, Call
+from xentbench.reference import Exact
+from xentbench.suites.judge import measure
+from xentbench.suites.judge.verdicts import verdict_for_exception, verdict_for_invalid_result
 
 
 def call_columns(adapter: Adapter, call: Call) -> dict[str, Any]:

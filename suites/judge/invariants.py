@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from reference.dtypes import finfo, unit_roundoff
-from reference.evaluate import output_shape
-from suites.judge.budget import K, accumulation_roundoff, labels64, sigma
+from xentbench.reference.dtypes import finfo, unit_roundoff
+from xentbench.reference.evaluate import output_shape
+from xentbench.suites.judge.budget import K, accumulation_roundoff, labels64, sigma
 
 
 def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:

@@ -23,8 +23,8 @@ import math
 
 import numpy as np
 
-from reference.dtypes import finfo, unit_roundoff
-from suites.judge.budget import LAMBDA, sigma
+from xentbench.reference.dtypes import finfo, unit_roundoff
+from xentbench.suites.judge.budget import LAMBDA, sigma
 
 LINEAR_BUDGET_RULE = (
     "linear_cross_entropy: the logits carry A_z = u((lambda sqrt(d) + 1) sum_k |x_k w_jk| + "

@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from reference import Exact
-from reference.dtypes import numpy_dtype
-from suites.judge.budget import Output
-from suites.judge.reductions import call_allowance
-from suites.judge.ulps import (
+from xentbench.reference import Exact
+from xentbench.reference.dtypes import numpy_dtype
+from xentbench.suites.judge.budget import Output
+from xentbench.suites.judge.reductions import call_allowance
+from xentbench.suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,
     relative,
     truth_in,
 )
-from suites.judge.verdicts import accuracy_tier, verdict_for_result
+from xentbench.suites.judge.verdicts import accuracy_tier, verdict_for_result
 
 # ------------------------------------------------------------------------------ evaluation
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from reference import GRADIENT_OPS, Exact
-from reference import options as family
-from reference.evaluate import LINEAR_OP
-from suites.judge.budget import (
+from xentbench.reference import GRADIENT_OPS, Exact
+from xentbench.reference import options as family
+from xentbench.reference.evaluate import LINEAR_OP
+from xentbench.suites.judge.budget import (
     LAMBDA,
     Allowance,
     Output,

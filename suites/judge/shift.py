@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference.dd import two_sum
-from reference.dtypes import finfo, numpy_dtype
+from xentbench.reference.dd import two_sum
+from xentbench.reference.dtypes import finfo, numpy_dtype
 
 # (op, quantity) pairs whose exact value does not change when a row of logits is shifted.
 # logsumexp's value moves with the shift (L + c, rounded anew) and the sigmoid cross-entropy is

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from reference import Exact
-from reference.dtypes import finfo
+from xentbench.reference import Exact
+from xentbench.reference.dtypes import finfo
 
 
 def spacing(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:

@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from adapters.base import DTYPES, OPS
-from suites.catalog.cases import FAMILIES
-from suites.judge.budget import BUDGET_RULE, worked_examples_text
-from suites.judge.verdicts import ACCURACY_TIERS, FAILURES, SEVERITY, VERDICTS
-from suites.report import plots
-from suites.report.format import (
+from xentbench.adapters.base import DTYPES, OPS
+from xentbench.suites.catalog.cases import FAMILIES
+from xentbench.suites.judge.budget import BUDGET_RULE, worked_examples_text
+from xentbench.suites.judge.verdicts import ACCURACY_TIERS, FAILURES, SEVERITY, VERDICTS
+from xentbench.suites.report import plots
+from xentbench.suites.report.format import (
     error_cells,
     format_ulps,
     images,
@@ -22,8 +22,8 @@ from suites.report.format import (
     short,
     varying,
 )
-from suites.report.linear import linear_sections
-from suites.report.render import Section, Table
+from xentbench.suites.report.linear import linear_sections
+from xentbench.suites.report.render import Section, Table
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
 MAX_FAILURES_SHOWN = 15

@@ -17,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 
-from suites import store
-from suites.judge.budget import BUDGET_RULE
-from suites.judge.verdicts import FAILURES, SEVERITY
-from suites.report import plots
-from suites.report.accuracy import (
+from xentbench.suites import store
+from xentbench.suites.judge.budget import BUDGET_RULE
+from xentbench.suites.judge.verdicts import FAILURES, SEVERITY
+from xentbench.suites.report import plots
+from xentbench.suites.report.accuracy import (
     accuracy_sections,
     baseline_sections,
     failure_sections,
@@ -29,13 +29,20 @@ from suites.report.accuracy import (
     is_baseline,
     verdict_counts,
 )
-from suites.report.findings import findings_section
-from suites.report.format import clean, format_seconds
-from suites.report.hunt import hunt_sections
-from suites.report.linear import benchmark_rows
-from suites.report.render import Code, Section, Table, anchor, render_html, render_markdown
-from suites.report.timing import csv_frame as timing_csv_frame
-from suites.report.timing import fastest_table, timing_sections
+from xentbench.suites.report.findings import findings_section
+from xentbench.suites.report.format import clean, format_seconds
+from xentbench.suites.report.hunt import hunt_sections
+from xentbench.suites.report.linear import benchmark_rows
+from xentbench.suites.report.render import (
+    Code,
+    Section,
+    Table,
+    anchor,
+    render_html,
+    render_markdown,
+)
+from xentbench.suites.report.timing import csv_frame as timing_csv_frame
+from xentbench.suites.report.timing import fastest_table, timing_sections
 
 # ---------------------------------------------------------------- header and summary
 

@@ -30,12 +30,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from suites import store
-from suites.findings.tables import FINDING_CHANGE_COLUMNS, finding_changes, findings_of_runs
-from suites.judge import verdicts
-from suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
-from suites.report.compare_timing import SHIFT_COLUMNS, rule_text, time_changes
-from suites.report.format import format_ulps
+from xentbench.suites import store
+from xentbench.suites.findings.tables import (
+    FINDING_CHANGE_COLUMNS,
+    finding_changes,
+    findings_of_runs,
+)
+from xentbench.suites.judge import verdicts
+from xentbench.suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
+from xentbench.suites.report.compare_timing import SHIFT_COLUMNS, rule_text, time_changes
+from xentbench.suites.report.format import format_ulps
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10

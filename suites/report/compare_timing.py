@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from suites.report.changes import change_rows
-from suites.report.format import format_seconds
+from xentbench.suites.report.changes import change_rows
+from xentbench.suites.report.format import format_seconds
 
 MIN_SAMPLES = 3  # fewer samples per run: the U test cannot reach any useful significance
 MIN_ROUNDS = 2  # fewer rounds per run: no between-round spread, so the samples decide

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from suites.findings.group import run_seeds
-from suites.findings.tables import LISTED, entry_rows, finding_rows, findings_of_rows
-from suites.report.render import Section, Table
+from xentbench.suites.findings.group import run_seeds
+from xentbench.suites.findings.tables import LISTED, entry_rows, finding_rows, findings_of_rows
+from xentbench.suites.report.render import Section, Table
 
 
 def findings_section(accuracy: pd.DataFrame, run_dirs: list[Path]) -> Section:

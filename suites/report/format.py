@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from suites.report.render import Image
+from xentbench.suites.report.render import Image
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
 MAX_CELL = 80

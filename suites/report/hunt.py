@@ -13,9 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from suites.judge.verdicts import FAILURES, SEVERITY
-from suites.report.format import number, short
-from suites.report.render import Section, Table
+from xentbench.suites.judge.verdicts import FAILURES, SEVERITY
+from xentbench.suites.report.format import number, short
+from xentbench.suites.report.render import Section, Table
 
 TARGET = ["implementation", "dtype", "device", "mode", "quantity"]
 MAX_NEW_SHOWN = 40

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapters.base import DTYPES, LINEAR_OP
-from suites.report import plots
-from suites.report.format import format_seconds, run_columns, varying
-from suites.report.render import Section, Table
+from xentbench.adapters.base import DTYPES, LINEAR_OP
+from xentbench.suites.report import plots
+from xentbench.suites.report.format import format_seconds, run_columns, varying
+from xentbench.suites.report.render import Section, Table
 
 COLUMNS = {"value": "loss", "grad_hidden": "dX", "grad_weight": "dW", "grad_bias": "db"}
 INTRO = (
@@ -149,7 +149,7 @@ def with_costs(
 
 def linear_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Implementation × quantity for the linear op: the accuracy matrix's cells, per quantity."""
-    from suites.report.accuracy import _matrix_cell  # the one cell format
+    from xentbench.suites.report.accuracy import _matrix_cell  # the one cell format
 
     rows = accuracy[accuracy["op"] == LINEAR_OP]
     keys = [*run_columns(rows), "implementation", *varying(rows, ("device", "mode"))]

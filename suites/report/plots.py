@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogFormatter
 
-from adapters.base import DTYPES, OPS
+from xentbench.adapters.base import DTYPES, OPS
 
 _MARKERS = "osD^vP*Xh<>p"
 _DPI = 100

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from suites.judge.verdicts import VERDICTS
+from xentbench.suites.judge.verdicts import VERDICTS
 
 
 @dataclass

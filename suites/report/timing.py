@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from adapters.base import DTYPES, OPS
-from suites.report import plots
-from suites.report.format import (
+from xentbench.adapters.base import DTYPES, OPS
+from xentbench.suites.report import plots
+from xentbench.suites.report.format import (
     format_seconds,
     images,
     number,
@@ -18,7 +18,7 @@ from suites.report.format import (
     short,
     varying,
 )
-from suites.report.render import Section, Table
+from xentbench.suites.report.render import Section, Table
 
 
 def _headline_dtype(ok: pd.DataFrame) -> str:

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from suites.safe_paths import inside, regular_files
-from suites.store import SUITES, read_run_info, stored_backends
-from suites.usage import UsageError
+from xentbench.suites.safe_paths import inside, regular_files
+from xentbench.suites.store import SUITES, read_run_info, stored_backends
+from xentbench.suites.usage import UsageError
 
 # The run.json entries that must agree for rows to be mixed: (key, what the user changes).
 PINNED = (("seed", "--seed"), ("git_commit", "xentbench version"), ("python", "Python version"))
@@ -47,7 +47,7 @@ def check_backends(backends: list[str] | None, known: tuple[str, ...]) -> tuple[
 
 def check_cases(patterns: tuple[str, ...], ops: tuple[str, ...]) -> None:
     """Every ``--cases`` glob matches at least one catalog case of the selected ops."""
-    from suites.catalog import cases
+    from xentbench.suites.catalog import cases
 
     ids = [case.id for case in cases.catalog() if case.op in ops]
     for pattern in patterns:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from suites.store import SCHEMA_VERSION, read_run_info, update_run_info
+from xentbench.suites.store import SCHEMA_VERSION, read_run_info, update_run_info
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,8 +70,8 @@ def pinned(seed: int) -> dict[str, Any]:
 
 def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
     """Record the machine and the command in ``run.json`` (creating the run) and return it."""
-    from suites.judge.budget import BUDGET_RULE, worked_examples_text
-    from suites.judge.linear_budget import LINEAR_BUDGET_RULE
+    from xentbench.suites.judge.budget import BUDGET_RULE, worked_examples_text
+    from xentbench.suites.judge.linear_budget import LINEAR_BUDGET_RULE
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,8 +106,8 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
             if name in os.environ
         }
     if timing and "memory_bandwidth_gbps" not in existing:
-        from suites.timing.bandwidth import memory_bandwidth_gbps
-        from suites.timing.harness import harness_overhead_s
+        from xentbench.suites.timing.bandwidth import memory_bandwidth_gbps
+        from xentbench.suites.timing.harness import harness_overhead_s
 
         info["memory_bandwidth_gbps"] = memory_bandwidth_gbps()
         info["harness_overhead_s"] = harness_overhead_s()

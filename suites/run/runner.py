@@ -35,8 +35,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from suites.run.worker import WorkerJob
-from suites.store import RowWriter, update_run_info
+from xentbench.suites.run.worker import WorkerJob
+from xentbench.suites.store import RowWriter, update_run_info
 
 PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
 MAX_RESTARTS = 50
@@ -76,7 +76,12 @@ class _Worker:
         if python == sys.executable:  # as multiprocessing's spawn does: the same import path
             env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         read_fd, write_fd = os.pipe()
-        command = [python, "-c", "from suites.run.worker import main; main()", str(write_fd)]
+        command = [
+            python,
+            "-c",
+            "from xentbench.suites.run.worker import main; main()",
+            str(write_fd),
+        ]
         command.append(str(os.getpid()))
         # Its own session: a terminal's Ctrl-C goes to this process only, which stops workers.
         self.process = subprocess.Popen(

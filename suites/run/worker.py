@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from adapters import registry
-from suites.catalog.selection import Selection
-from suites.store import RowWriter, stored_keys, stored_rows, stored_versions
+from xentbench.adapters import registry
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.store import RowWriter, stored_keys, stored_rows, stored_versions
 
 
 class Task(Protocol):
@@ -89,14 +89,14 @@ class Stopped(BaseException):
 
 def plan(job: WorkerJob, adapter, stored: dict[tuple, dict] | None = None) -> list[Task]:
     if job.suite == "hunt":
-        from suites.hunt.task import plan_hunt
+        from xentbench.suites.hunt.task import plan_hunt
 
         return plan_hunt(adapter, job.selection, job.hunt, job.run_dir)
     if job.suite == "accuracy":
-        from suites.accuracy import plan_accuracy
+        from xentbench.suites.accuracy import plan_accuracy
 
         return plan_accuracy(adapter, job.selection)
-    from suites.timing.suite import plan_timing
+    from xentbench.suites.timing.suite import plan_timing
 
     return plan_timing(
         adapter,
@@ -121,7 +121,7 @@ def _done(job: WorkerJob, stored: dict[tuple, dict] | None) -> set[tuple]:
     older run's: nothing to pool with)."""
     if stored is None:
         return stored_keys(Path(job.run_dir), job.store_suite, job.backend) | job.skip
-    from suites.timing.suite import pooled_rounds
+    from xentbench.suites.timing.suite import pooled_rounds
 
     this_round = job.timing_options["only_round"]
     # As ``stored_keys``: a key whose latest row records a harness error is retried.
@@ -198,7 +198,7 @@ def _version_conflict(job: WorkerJob, version: str) -> str | None:
 
 
 def _severity(verdict: str) -> int:
-    from suites.judge.verdicts import SEVERITY
+    from xentbench.suites.judge.verdicts import SEVERITY
 
     return SEVERITY.get(verdict, -1)
 
@@ -210,7 +210,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def main() -> None:
-    """Entry point of ``python -c "from suites.run.worker import main; main()" FD``."""
+    """Entry point of ``python -c "from xentbench.suites.run.worker import main; main()" FD``."""
     from multiprocessing.connection import Connection
 
     _die_with_parent(int(sys.argv[2]) if len(sys.argv) > 2 else 0)

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import Call, Implementation
-from reference.options import canonical
+from xentbench.adapters.base import Call, Implementation
+from xentbench.reference.options import canonical
 
 TRAINING_OP = "sparse_softmax_cross_entropy"
 IGNORE_INDEX = -100  # torch's default ignore_index, as LLM code leaves it

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from suites.timing import contention
+from xentbench.suites.timing import contention
 
 # Defaults sized for a whole grid on a small CPU machine: an op under ~25 ms per call costs
 # 0.05-0.2 s in all, warm-up included; a slower op costs its first call plus three repeats.

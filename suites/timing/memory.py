@@ -76,10 +76,10 @@ def _reset_high_water_mark() -> None:
 
 def measure_in_this_process(request: dict[str, Any]) -> int:
     """Prepare, warm up and run the requested call once here; its peak resident growth."""
-    from adapters import registry
-    from adapters.base import Call
-    from suites.timing.configs import padded
-    from suites.timing.suite import OVERHEAD_SHAPE, InputFactory
+    from xentbench.adapters import registry
+    from xentbench.adapters.base import Call
+    from xentbench.suites.timing.configs import padded
+    from xentbench.suites.timing.suite import OVERHEAD_SHAPE, InputFactory
 
     adapter = registry.load(request["backend"])
     impl = adapter.implementation(request["implementation"])
@@ -137,7 +137,7 @@ def cpu_peak_bytes(request: dict[str, Any]) -> tuple[int | None, str]:
         return None, "peak memory needs Linux /proc/self/clear_refs"
     env = {**os.environ, **_ALLOCATOR_ENV}
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-    command = [sys.executable, "-c", "from suites.timing.memory import child; child()"]
+    command = [sys.executable, "-c", "from xentbench.suites.timing.memory import child; child()"]
     try:
         done = subprocess.run(
             command,

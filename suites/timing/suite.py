@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from adapters.base import GRADIENT_OPS, LABELLED_OPS, Adapter, Call, numpy_dtype
-from reference.evaluate import output_shape
-from suites.catalog.selection import Selection
-from suites.store import key_of
-from suites.timing import configs, contention, harness, memory
+from xentbench.adapters.base import GRADIENT_OPS, LABELLED_OPS, Adapter, Call, numpy_dtype
+from xentbench.reference.evaluate import output_shape
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.store import key_of
+from xentbench.suites.timing import configs, contention, harness, memory
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
 # Rounds of a default timing run (--repeat-runs), each in its own process. On a shared machine

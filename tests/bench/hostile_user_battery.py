@@ -6,7 +6,7 @@ directories, symlinks planted in run and report directories, two runs at once, C
 input one line on stderr), mishandled, tracebacks (must be 0: an internal error, exit 3, counts
 as one too) and rows lost (must be 0). Each attempt runs ``suites.cli.main`` in a forked
 process (the CLI's imports paid once); the concurrency, Ctrl-C and kill attempts run real
-``python -m suites.cli`` processes.
+``python -m xentbench.suites.cli`` processes.
 
 Run from the repository root: ``python tests/bench/hostile_user_battery.py [--keep DIR]``.
 """
@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from suites.cli import main  # noqa: E402
-from suites.store import KEYS, SCHEMA_VERSION  # noqa: E402
+from xentbench.suites.cli import main  # noqa: E402
+from xentbench.suites.store import KEYS, SCHEMA_VERSION  # noqa: E402
 
 NARROW = ["--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NARROW += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]
@@ -75,7 +75,8 @@ def invoke(argv: list[str], timeout_s: float = 900) -> Outcome:
 
 
 def _child(argv: list[str], out_fd: int, err_fd: int) -> None:
-    """The forked child: like ``python -m suites.cli``, an uncaught error prints a traceback."""
+    """The forked child: like ``python -m xentbench.suites.cli``, an uncaught error prints a
+    traceback."""
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     try:
@@ -136,7 +137,7 @@ def record(name: str, result: Outcome, expected, check=None) -> None:
 
 
 def rows_of(run_dir: Path) -> set[tuple]:
-    from suites.store import load
+    from xentbench.suites.store import load
 
     frame = load([run_dir], "accuracy")
     return set(frame[list(KEYS["accuracy"])].itertuples(index=False, name=None))
@@ -334,7 +335,7 @@ def run_attempts(tmp: Path, base_run: Path) -> None:
 
 
 def _mark_harness_error(run_dir: Path) -> None:
-    from suites.store import RowWriter, load
+    from xentbench.suites.store import RowWriter, load
 
     row = load([run_dir], "accuracy").iloc[0].to_dict()
     writer = RowWriter(run_dir, "accuracy", "numpy")
@@ -343,7 +344,7 @@ def _mark_harness_error(run_dir: Path) -> None:
 
 
 def _no_errors(run_dir: Path) -> str | None:
-    from suites.store import load
+    from xentbench.suites.store import load
 
     rows = load([run_dir], "accuracy")
     return "error rows remain" if (rows["verdict"] == "error").any() else None
@@ -459,7 +460,7 @@ def compare_attempts(tmp: Path, base_run: Path) -> None:
 
 
 def _write_without_first_row(base_run: Path, out: Path, regress: bool = False) -> None:
-    from suites.store import RowWriter, load, update_run_info
+    from xentbench.suites.store import RowWriter, load, update_run_info
 
     rows = load([base_run], "accuracy").to_dict("records")
     writer = RowWriter(out, "accuracy", "numpy")

@@ -48,7 +48,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from adapters.base import numpy_dtype  # noqa: E402  (no framework: backends load in children)
+from xentbench.adapters.base import numpy_dtype  # noqa: E402  (no framework: backends load in children)
 
 OP = "linear_cross_entropy"
 PASSES = {"forward": "value", "forward+backward": "grad_weight"}
@@ -74,7 +74,7 @@ def _peak_bytes(backend: str, run, device: str) -> int | None:
     """Peak bytes of one ``run()`` beyond what was allocated before it (suites.timing.memory:
     the resident high-water mark reset just before the call on the CPU, the allocator's peak
     on CUDA); None where the framework offers no resettable statistic."""
-    from suites.timing import memory
+    from xentbench.suites.timing import memory
 
     if device == "cpu":
         return memory.resident_peak_bytes(run)
@@ -83,7 +83,7 @@ def _peak_bytes(backend: str, run, device: str) -> int | None:
 
 def _mib(peak: int | None, device: str) -> float | None:
     """Bytes as MiB, None where not measured or (CPU) below what VmHWM resolves."""
-    from suites.timing.memory import MIN_RESOLVED_BYTES
+    from xentbench.suites.timing.memory import MIN_RESOLVED_BYTES
 
     resolved = peak is not None and (device != "cpu" or peak >= MIN_RESOLVED_BYTES)
     return peak / 2**20 if resolved else None
@@ -107,9 +107,9 @@ def _first_call(backend: str, run, device: str) -> tuple[float, int | None]:
 def measure_one(spec: dict) -> dict:
     """In this (fresh) process: prepare, run once (its peak), measure one later call's peak,
     time; one row. Only the implementation's own backend is imported."""
-    from adapters import registry
-    from adapters.base import Call
-    from suites.timing.harness import measure
+    from xentbench.adapters import registry
+    from xentbench.adapters.base import Call
+    from xentbench.suites.timing.harness import measure
 
     backend, name = spec["implementation"].split(":", 1)[0], spec["implementation"]
     adapter = registry.load(backend)
@@ -139,7 +139,7 @@ def measure_one(spec: dict) -> dict:
 def list_backend(backend: str) -> dict:
     """In this (fresh) process: the backend's linear_cross_entropy implementations, or why it
     is unavailable. Only that backend is imported (no process of the benchmark holds two)."""
-    from adapters import registry
+    from xentbench.adapters import registry
 
     if backend not in registry.backend_names():
         return {"backend": backend, "unavailable": "not registered"}
@@ -158,7 +158,7 @@ def list_backend(backend: str) -> dict:
 def _child_env() -> dict[str, str]:
     """The parent's environment, its import path (plugins registered on it are seen) and
     glibc told to return freed memory (each call's peak shows)."""
-    from suites.timing.memory import ALLOCATOR_ENV
+    from xentbench.suites.timing.memory import ALLOCATOR_ENV
 
     env = {**os.environ, **ALLOCATOR_ENV}
     env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)

@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from reference import linear
+from xentbench.reference import linear
 
 
 def _inputs(rows: int, hidden: int, classes: int):

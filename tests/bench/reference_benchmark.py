@@ -24,8 +24,8 @@ from pathlib import Path
 import mpmath
 import numpy as np
 
-import reference
-from reference.cache import cached_exact
+from xentbench import reference
+from xentbench.reference.cache import cached_exact
 
 SHAPES = ((1, 1000), (4, 32000), (1, 128000), (1, 256000))
 OPS = ("logsumexp", "softmax", "sparse_softmax_cross_entropy")

@@ -36,8 +36,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from suites import store  # noqa: E402
-from suites.report.compare import compare_runs  # noqa: E402
+from xentbench.suites import store  # noqa: E402
+from xentbench.suites.report.compare import compare_runs  # noqa: E402
 
 DOCTOR_FACTOR = 1.5
 _SCALED = ("median_s", "iqr_s", "min_s", "overhead_s")  # seconds: scaled with the samples
@@ -46,7 +46,7 @@ _SCALED = ("median_s", "iqr_s", "min_s", "overhead_s")  # seconds: scaled with t
 def xentbench(*args: str) -> float:
     """Run the CLI from this checkout; its wall time in seconds (raises on failure)."""
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "suites.cli", *args], check=True, cwd=REPO_ROOT)
+    subprocess.run([sys.executable, "-m", "xentbench.suites.cli", *args], check=True, cwd=REPO_ROOT)
     return time.monotonic() - started
 
 

@@ -36,8 +36,8 @@ from scipy import stats
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from suites import store  # noqa: E402
-from suites.report.compare_timing import moderated_p_values  # noqa: E402
+from xentbench.suites import store  # noqa: E402
+from xentbench.suites.report.compare_timing import moderated_p_values  # noqa: E402
 
 SLOWDOWN = np.log(1.5)
 

@@ -32,8 +32,8 @@ sys.path.insert(0, str(REPO_ROOT / "tests" / "bench"))
 
 from timing_gate_benchmark import DOCTOR_FACTOR, doctor, share_of_regressions  # noqa: E402
 
-from suites import cli  # noqa: E402
-from suites.report.compare import compare_runs  # noqa: E402
+from xentbench.suites import cli  # noqa: E402
+from xentbench.suites.report.compare import compare_runs  # noqa: E402
 
 
 def main() -> None:

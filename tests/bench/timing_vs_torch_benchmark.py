@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 import torch.utils.benchmark as torch_benchmark
 
-from adapters.base import Call
-from suites.timing import harness
-from suites.timing.suite import InputFactory
+from xentbench.adapters.base import Call
+from xentbench.suites.timing import harness
+from xentbench.suites.timing.suite import InputFactory
 
 SHAPES = ((64, 1000), (256, 32000))
 
@@ -32,7 +32,7 @@ def harness_run(batch: int, classes: int) -> tuple[Callable[[], object], torch.T
     logits, _ = InputFactory(seed=0).inputs("softmax", batch, classes, "float32")
     tensor = torch.from_numpy(logits)
     try:
-        from adapters import registry
+        from xentbench.adapters import registry
 
         adapter = registry.load("torch")
         call = Call(adapter.implementation("torch:torch.softmax"), "float32")

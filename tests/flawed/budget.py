@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from adapters.base import (
+from xentbench.adapters.base import (
     DTYPES,
     GRADIENT_OPS,
     OPS,

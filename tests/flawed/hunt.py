@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
 
 FLOATS = ("float32", "float64")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from adapters.base import LINEAR_OP, Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import LINEAR_OP, Adapter, Implementation, PreparedCall
 
 ENTRY_POINTS = {"flawed-linear": "flawed.linear:FlawedLinearAdapter"}
 BF16 = np.dtype(ml_dtypes.bfloat16)

@@ -14,9 +14,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from adapters.base import Adapter, Implementation, PreparedCall
-from reference.dtypes import numpy_dtype
-from reference.options import OPTION_NAMES
+from xentbench.adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.reference.dtypes import numpy_dtype
+from xentbench.reference.options import OPTION_NAMES
 
 ENTRY_POINTS = {
     "options_careful": "flawed.options:CarefulOptions",

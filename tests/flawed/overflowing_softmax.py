@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from adapters.base import Adapter, Call, Implementation, PreparedCall
+from xentbench.adapters.base import Adapter, Call, Implementation, PreparedCall
 
 ENTRY_POINTS = {"overflowing": "flawed.overflowing_softmax:OverflowingSoftmax"}
 
