@@ -7,6 +7,7 @@ The repository's folders ``reference/``, ``adapters/`` and ``suites/`` install a
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,22 +20,31 @@ FOLDERS = ("reference", "adapters", "suites")
 DATA_SUFFIXES = (".py", ".toml", ".npy")
 
 
+def tracked(*paths: str) -> list[str]:
+    """The files git tracks under ``paths``."""
+    command = ["git", "ls-files", *paths]
+    return subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's wheel, built from this tree without build isolation."""
-    out = tmp_path_factory.mktemp("wheel")
+    """The project's wheel, built without build isolation from a copy of the files it is made
+    of (a build in the tree would leave a build/ folder that later builds reuse)."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in tracked("pyproject.toml", "README.md", *FOLDERS):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, source / name)
     command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*command, "-q", "-w", str(out), str(ROOT)], check=True, timeout=300)
+    subprocess.run([*command, "-q", "-w", str(out), str(source)], check=True, timeout=300)
     (built,) = out.glob("xentbench-*.whl")
     return built
 
 
 def tracked_files() -> set[str]:
     """The package files in the repository, as their paths inside the wheel."""
-    listed = subprocess.run(
-        ["git", "ls-files", *FOLDERS], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.split()
-    return {f"xentbench/{name}" for name in listed if name.endswith(DATA_SUFFIXES)}
+    return {f"xentbench/{name}" for name in tracked(*FOLDERS) if name.endswith(DATA_SUFFIXES)}
 
 
 def test_wheel_has_xentbench_as_its_only_top_level_package(wheel):
