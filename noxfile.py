@@ -1,5 +1,5 @@
-"""nox sessions: tests, tests_latest, lint, lock, accuracy(backend), timing(backend), report
-(the main job), hunt.
+"""nox sessions: tests, tests_latest, lint, docs, lock, accuracy(backend), timing(backend),
+report (the main job), hunt.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -39,7 +39,7 @@ TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
 LOCK = Path("constraints.txt")
 # The extras the lock resolves: every optional dependency a session installs (the
 # cut-cross-entropy plugin brings triton and a CUDA torch, so it is installed unlocked).
-LOCKED_EXTRAS = ("all", "test", "lint", "dev")
+LOCKED_EXTRAS = ("all", "test", "lint", "docs", "dev")
 RUN_DIR = Path(
     os.environ.get("XENTBENCH_RUN_DIR")
     or Path("reports", "runs", f"{dt.datetime.now():%Y%m%d-%H%M%S}-{socket.gethostname()}")
@@ -81,6 +81,15 @@ def lint(session: nox.Session) -> None:
     session.install("-c", str(LOCK), "ruff")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into site/ (mkdocs build --strict: a warning fails)."""
+    install(session, "docs")
+    # mkdocs-material prints a banner about its successor on every build; it is no build warning.
+    quiet = {"NO_MKDOCS_2_WARNING": "1"}
+    session.run("mkdocs", "build", "--strict", *session.posargs, env=quiet)
 
 
 @nox.session(venv_backend="none")

@@ -1,6 +1,7 @@
 """Cut Cross-Entropy (Apple's ``cut-cross-entropy`` on PyPI): a fused linear cross-entropy,
 registered as a *plugin* backend through the ``xentbench.adapters`` entry point (pyproject's
-``[project.entry-points."xentbench.adapters"]``), as the README tells third parties to do.
+``[project.entry-points."xentbench.adapters"]``), as docs/adding-a-backend.md tells third
+parties to do.
 
 ``cut_cross_entropy.linear_cross_entropy(e, c, targets, ...)`` has two paths: ``impl="cce"``,
 Triton kernels that never materialise the logits (CUDA only), and ``impl="torch_compile"``,

@@ -291,7 +291,7 @@ def _linear_entries() -> list[tuple[Implementation, LinearFunction]]:
                 op=LINEAR_OP,
                 dtypes=DTYPES,
                 # Eager only: torch.compile of every linear case shape cost ~26 min of the main
-                # job on the 2-core VM, for verdicts identical to eager (README, commit 80c7497).
+                # job on the 2-core VM, for verdicts identical to eager (docs/linear.md).
                 modes=("eager",),
                 devices=("cpu", "cuda"),
                 gradient=True,

@@ -1,6 +1,7 @@
 """Non-finite inputs of ``linear_cross_entropy``: the logits and gradients they give, as limits.
 
-Semantics (DESIGN.md edge semantics, extended to the dot products that make the logits):
+Semantics (the edge semantics of ``reference.edges``, extended to the dot products that make
+the logits):
 - a logit z_ij = sum_k x_ik w_jk + b_j is NaN when a term is NaN (a NaN input in the row's or
   the class's dot product, a NaN bias), when a term is inf * 0, or when +inf and -inf terms
   meet; else +-inf when some term is infinite; else the exact finite dot product;

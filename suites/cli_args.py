@@ -227,7 +227,7 @@ def _option_flags(check: argparse.ArgumentParser) -> None:
     """``xentbench check``'s call options (reference.options) and quantities."""
     from xentbench.reference.options import REDUCTIONS
 
-    check.add_argument("--reduction", choices=tuple(REDUCTIONS), help="see README: Options")
+    check.add_argument("--reduction", choices=tuple(REDUCTIONS), help="see docs/options.md")
     check.add_argument("--ignore-index", type=int, metavar="N")
     check.add_argument("--label-smoothing", type=float, metavar="EPS")
     check.add_argument("--weights", type=Path, metavar="W.npy", help="class weights [C]")

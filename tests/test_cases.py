@@ -51,7 +51,7 @@ REQUIRED = {
         "negative-only",
     ),
     "special": ("masked", "all-masked-rows", "plus-inf", "two-plus-inf", "nan"),
-    # the failure reports behind fused linear cross-entropy kernels (issue 16)
+    # the failures reported against fused linear cross-entropy kernels
     "linear": (
         "confident",
         "offset-1000",

@@ -1,6 +1,7 @@
-"""The hunt's options family (issue #13 in the hunt): a from-scratch hunt through the public
-CLI flags each deliberately flawed option implementation of ``tests/flawed/options.py`` and
-leaves the careful one (extended precision, rounded once) alone."""
+"""The hunt's options family (cross-entropy options in the hunt): a from-scratch hunt through
+the public CLI flags each deliberately flawed option implementation of
+``tests/flawed/options.py`` and leaves the careful one (extended precision, rounded once)
+alone."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Acceptance of issue #14, load-independent: from scratch (no catalog rows), the hunt
+"""The hunt's acceptance test, load-independent: from scratch (no catalog rows), the hunt
 rediscovers the known failures of real implementations within a fixed number of candidates
 (``max_evals`` ends the search, so the result is the same on a loaded machine). The default
-2 s budget searches several times these counts (README: Hunting, the from-scratch table)."""
+2 s budget searches several times these counts (docs/hunting.md, the from-scratch table)."""
 
 from __future__ import annotations
 

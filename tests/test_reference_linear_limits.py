@@ -2,9 +2,10 @@
 
 The oracle below shares nothing with ``reference.linear_limits``: logits are mpmath sums of
 mpmath products (mpmath's own inf * 0 = NaN and inf - inf = NaN), a row's loss and gradient
-follow the limit rules of DESIGN.md written out again here, the gradients are mpmath sums of
-G_ij * v with an exact-zero G_ij contributing 0, and every finite result is rounded to float64
-once. A few values are also asserted by hand, so the oracle cannot agree by sharing a mistake.
+follow the limit rules of ``reference.edges`` written out again here, the gradients are mpmath
+sums of G_ij * v with an exact-zero G_ij contributing 0, and every finite result is rounded to
+float64 once. A few values are also asserted by hand, so the oracle cannot agree by sharing a
+mistake.
 """
 
 from __future__ import annotations

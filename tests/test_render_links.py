@@ -5,8 +5,8 @@ from xentbench.suites.report.render import _inline
 
 
 def test_markdown_link_to_a_url_becomes_an_anchor():
-    html = _inline("see [issue 123](https://github.com/o/r/issues/123) now")
-    assert html == 'see <a href="https://github.com/o/r/issues/123">issue 123</a> now'
+    html = _inline("see [bug 123](https://github.com/o/r/issues/123) now")
+    assert html == 'see <a href="https://github.com/o/r/issues/123">bug 123</a> now'
 
 
 def test_bare_url_becomes_a_link_without_its_sentence_punctuation():

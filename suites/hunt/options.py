@@ -3,7 +3,7 @@
 An option call couples its rows (a mean divides by the kept rows or the summed weights), so
 the unit searched here is a whole batch of ``ROWS`` rows with its call options, not one row:
 one candidate, one framework call, one exact value. The configurations are the realistic ones
-of issue #13 (``CONFIGS``): a mean over a padding-heavy batch (90% of the labels
+people train with (``CONFIGS``): a mean over a padding-heavy batch (90% of the labels
 ``ignore_index``) and over an all-ignored one, label smoothing 0.1 and extreme (1.0), class
 weights spanning 1e-3..1e3, sample weights of that spread with exact zeros. An implementation
 gets those its declaration accepts (``Adapter.unsupported_reason``), each with the first

@@ -201,7 +201,7 @@ def invariant_sections(accuracy: pd.DataFrame) -> list[Section]:
         return []
     shifted = int(accuracy["shift"].notna().sum())
     intro = (
-        "Invariants checked beside the verdicts (README, Reading a report). Shift invariance "
+        "Invariants checked beside the verdicts (docs/reading-a-report.md). Shift invariance "
         f"was checked on {shifted} evaluations, those with a shift the dtype adds exactly; "
         "for it, the verdicts of the shifted calls and their worst error in ULPs."
     )

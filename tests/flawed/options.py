@@ -2,7 +2,7 @@
 
 ``options_careful`` computes in extended precision (NumPy ``longdouble``, the shifted
 algorithm) and rounds once to the call's dtype, following the reference's definitions and
-conventions (README: Options); it must pass everything. ``options_flawed`` makes one classic
+conventions (docs/options.md); it must pass everything. ``options_flawed`` makes one classic
 mistake per implementation: a mean over all rows instead of the kept ones, label smoothing
 spread over C - 1 classes instead of C, a class-weighted mean divided by N instead of by the
 sum of the weights. Each must be flagged.
