@@ -18,7 +18,8 @@ from xentbench.adapters.base import DTYPES, numpy_dtype
 from xentbench.reference import Exact
 from xentbench.reference.dtypes import BFLOAT16, unit_roundoff
 from xentbench.suites.judge import measure, ulps, verdicts
-from xentbench.suites.judge.budget import BUDGET_RULE, Output, allowance, error_scale
+from xentbench.suites.judge.allowance import call_allowance as allowance
+from xentbench.suites.judge.budget import BUDGET_RULE, Output, error_scale
 from xentbench.suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
 from xentbench.suites.store import ACCURACY_SCHEMA
 

@@ -27,9 +27,9 @@ from xentbench.suites.findings.script import render
 from xentbench.suites.findings.shrink import Shrunk, shrink
 from xentbench.suites.findings.slicing import Input
 from xentbench.suites.judge import shift
+from xentbench.suites.judge.allowance import call_allowance
 from xentbench.suites.judge.budget import Output
 from xentbench.suites.judge.invariants import sums_to_one_tolerance
-from xentbench.suites.judge.reductions import call_allowance
 from xentbench.suites.judge.ulps import truth_in, ulp_at
 
 

@@ -1,7 +1,10 @@
-"""The error budget: what a good implementation achieves (``BUDGET_RULE``). Per output element,
-the allowance ``ulp_out(t) + K*A(u_acc)`` from the shifted algorithms' rounding error bounds
-with float32 internals for the 16-bit dtypes, the ULP ruler that figures use, and the worked
-examples every report prints.
+"""The error budget's base bounds: what a good implementation achieves (``BUDGET_RULE``).
+
+Per output element of each op, A: the absolute error of the shifted algorithms with the
+internals' unit roundoff u_acc (float32 for the 16-bit dtypes), and R, the magnitude of the
+terms the result is a sum of, which sets the ULP ruler's floor. ``suites.judge.allowance`` turns
+A into the allowance ``ulp_out(t) + K*A``; the call options' rules (``suites.judge.option_budget``)
+build on A. Also the worked examples every report prints.
 """
 
 from __future__ import annotations
@@ -12,17 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from xentbench.reference import Exact
-from xentbench.reference.dtypes import finfo, numpy_dtype, unit_roundoff
+from xentbench.reference.dtypes import unit_roundoff
 from xentbench.reference.evaluate import LINEAR_OP
-from xentbench.suites.judge.ulps import spacing, truth_in, ulp_at
-
-# Higham & Mary (2019), Thm 2.4: a product of n factors (1 + delta_k) with independent,
-# mean-zero |delta_k| <= u is 1 + theta, |theta| <= lambda*sqrt(n)*u + O(u^2), with probability
-# at least 1 - 2 exp(-lambda^2 / 2): lambda = 4 fails with probability 6.7e-4 per sum.
-LAMBDA = 4.0
-# Safety factor on the first-order analysis: library exp/log/log1p are faithful (< 1 ULP)
-# rather than correctly rounded (0.5 ULP), which doubles their terms; it also covers O(u^2).
-K = 2.0
+from xentbench.suites.judge.linear_budget import linear_error_scale
+from xentbench.suites.judge.roundoff import LAMBDA, K, accumulation_roundoff, sigma
+from xentbench.suites.judge.ulps import spacing
 
 BUDGET_RULE = (
     "The budget states what a good implementation achieves: the shifted algorithms (subtract "
@@ -60,25 +57,6 @@ BUDGET_RULE = (
     "reported inaccurate."
 )
 
-# Internals of a good implementation for each output dtype: float32 for the 16-bit dtypes.
-ACCUMULATION_DTYPE = {"float16": "float32", "bfloat16": "float32"}
-
-
-def accumulation_roundoff(dtype: str | np.dtype) -> float:
-    """u_acc: the unit roundoff of the internals a good implementation uses for ``dtype``."""
-    name = numpy_dtype(dtype).name
-    return unit_roundoff(ACCUMULATION_DTYPE.get(name, name))
-
-
-def sigma(n_classes: int) -> float:
-    """The per-row error constant of the shifted algorithms, in units of u.
-
-    lambda*sqrt(C): the sum s of C exponentials (probabilistic bound); ln C: the roundings of
-    the shifted logits carried through exp into s, as sum_j p_j |d_j| = H(p) - log s <= ln C;
-    ln C: the rounding of log s, with 0 <= log s <= ln C; 3: exp, log and division, one each.
-    """
-    return LAMBDA * math.sqrt(n_classes) + 2 * math.log(n_classes) + 3
-
 
 @dataclass(frozen=True)
 class _Terms:
@@ -93,28 +71,33 @@ class _Terms:
     sigma: float = 0.0
 
 
-def _softmax_terms(x: np.ndarray, labels: np.ndarray | None, result: np.ndarray) -> _Terms:
-    """The shifted intermediates in float64: budget scales need a few correct digits, not all.
+def shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """d = x - max(x), log s = log sum_j exp(d_j) and p = softmax, per row of float64 ``x``.
 
-    (The arbitrary-precision reference would give the same scales, at up to a minute for a
-    [2, 256000] softmax.) Rows with NaN, +inf or only -inf logits give NaN; see error_scale.
+    Float64: budget scales need a few correct digits, not all (the arbitrary-precision reference
+    would give the same scales, at up to a minute for a [2, 256000] softmax). Rows with NaN,
+    +inf or only -inf logits give NaN; see error_scale.
     """
     with np.errstate(all="ignore"):
         d = x - x.max(axis=-1, keepdims=True)
         log_s = np.log(np.exp(d).sum(axis=-1, keepdims=True))
-        p = np.exp(d - log_s)
-    return _Terms(x, labels, result, d, log_s, p, sigma(x.shape[-1]))
+        return d, log_s, np.exp(d - log_s)
 
 
-def _weighted(weight: np.ndarray, value: np.ndarray) -> np.ndarray:
+def _softmax_terms(x: np.ndarray, labels: np.ndarray | None, result: np.ndarray) -> _Terms:
+    """The shifted intermediates of ``x`` (``shifted``) with the labels and the result."""
+    return _Terms(x, labels, result, *shifted(x), sigma(x.shape[-1]))
+
+
+def weighted(weight: np.ndarray, value: np.ndarray) -> np.ndarray:
     """weight * value, 0 where the weight is 0 (a masked class: p = 0 against |d| = inf)."""
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
         return np.where(weight == 0, 0.0, weight * value)
 
 
 def _softmax_scale(t: _Terms, u: float) -> np.ndarray:
     """exp(d_i) / s: relative u|d_i| through exp and u*sigma through s."""
-    return u * _weighted(t.p, np.abs(t.d) + t.sigma)
+    return u * weighted(t.p, np.abs(t.d) + t.sigma)
 
 
 def _at_label(values: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -131,8 +114,8 @@ def _sparse_grad(t: _Terms, u: float) -> np.ndarray:
 def _soft_value(t: _Terms, u: float) -> np.ndarray:
     """Terms y_i (log s - d_i) carry u|y_i|(|d_i| + sigma); summing them, u*sigma*sum|term|."""
     y = np.abs(t.labels)
-    per_term = _weighted(y, u * np.abs(t.d) + u * t.sigma)
-    summed = t.sigma * _weighted(y, u * np.abs(t.log_s - t.d))
+    per_term = weighted(y, u * np.abs(t.d) + u * t.sigma)
+    summed = t.sigma * weighted(y, u * np.abs(t.log_s - t.d))
     return per_term.sum(axis=-1) + summed.sum(axis=-1)
 
 
@@ -141,7 +124,7 @@ def _soft_grad(t: _Terms, u: float) -> np.ndarray:
     total = np.abs(t.labels.sum(axis=-1, keepdims=True))
     absolute = np.abs(t.labels).sum(axis=-1, keepdims=True)
     scale = total * (np.abs(t.d) + t.sigma) + t.sigma * absolute
-    return u * _weighted(t.p, scale) + u * np.abs(t.labels)
+    return u * weighted(t.p, scale) + u * np.abs(t.labels)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -197,7 +180,8 @@ class Output:
 def error_scale(output: Output, options: dict | None = None) -> np.ndarray:
     """A, the absolute error scale of the shifted algorithm per output element (BUDGET_RULE).
 
-    The linear op's scale (``suites.judge.linear_budget``) needs the weight in ``options``.
+    The linear op's scale (``suites.judge.linear_budget``) needs the weight in ``options``;
+    the other ops' options are carried by ``suites.judge.option_budget``, not here.
 
     Where an infinite logit makes the exact value a limit (a row with +inf, an infinite sigmoid
     logit) the formulas give inf or NaN; a finite limit is exact, so only the final rounding is
@@ -205,10 +189,6 @@ def error_scale(output: Output, options: dict | None = None) -> np.ndarray:
     """
     op, exact = output.op, output.exact
     if op == LINEAR_OP:
-        from xentbench.suites.judge.linear_budget import (
-            linear_error_scale,  # it imports this module
-        )
-
         return linear_error_scale(
             output.quantity, output.dtype, output.logits, output.labels, options or {}
         )
@@ -236,7 +216,7 @@ _ADDENDS = {
     ("sparse_softmax_cross_entropy", "grad"): lambda t: (
         t.p + (np.arange(t.d.shape[-1]) == t.labels[..., None])
     ),
-    ("softmax_cross_entropy", "value"): lambda t: _weighted(
+    ("softmax_cross_entropy", "value"): lambda t: weighted(
         np.abs(t.labels), np.abs(t.d) + 1 + t.log_s
     ).sum(axis=-1),
     ("softmax_cross_entropy", "grad"): lambda t: (
@@ -247,8 +227,9 @@ _ADDENDS = {
 }
 
 
-def _addends(output: Output) -> np.ndarray:
-    """R per element (NaN where undefined, and for softmax-like outputs that never cancel)."""
+def addends(output: Output) -> np.ndarray:
+    """R per element of a plain op's output (NaN where undefined, and for softmax-like outputs
+    that never cancel)."""
     rule, hi = _ADDENDS.get((output.op, output.quantity)), output.exact.hi
     if rule is None:
         return np.full(hi.shape, np.nan)
@@ -256,42 +237,6 @@ def _addends(output: Output) -> np.ndarray:
     terms = _Terms(x, y, hi) if output.op == "sigmoid_cross_entropy" else None
     with np.errstate(all="ignore"):
         return rule(terms or _softmax_terms(x, y, hi))
-
-
-@dataclass(frozen=True)
-class Allowance:
-    """Per output element: the allowance |got - t| may reach, and the ULP ruler figures use."""
-
-    absolute: np.ndarray  # ulp_out(t) + K*A(u_acc); NaN where the truth is not finite
-    ruler: np.ndarray  # max(ulp_out(t), ulp_out(R)/2); NaN where the truth is not finite
-
-    @property
-    def in_ulps(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", over="ignore"):
-            return self.absolute / self.ruler
-
-
-def allowance(output: Output, scale: np.ndarray | None = None) -> Allowance:
-    """The allowance of every output element (BUDGET_RULE) and its ULP ruler; ``scale`` is A
-    when another rule gives it (call options: ``suites.judge.reductions``)."""
-    dtype = numpy_dtype(output.dtype)
-    truth = truth_in(output.exact, dtype)
-    ulp = ulp_at(truth, dtype)
-    # The addends' ruler is defined for the plain ops; under options the ULP at t rules.
-    addends = np.full(np.shape(output.exact.hi), np.nan)
-    if scale is None:
-        scale = error_scale(output)
-        addends = _addends(output)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        absolute = ulp + K * scale
-        floor = spacing(addends, dtype) / 2
-        # A zero or subnormal truth whose addends are zero too (log_softmax of one class):
-        # half an ULP at A/u_acc, the first-order magnitude of what the algorithm rounded.
-        tiny = np.abs(truth) < float(finfo(dtype).smallest_normal)
-        rounded = spacing(scale / accumulation_roundoff(dtype), dtype) / 2
-        floor = np.fmax(floor, np.where(tiny, rounded, np.nan))
-    ruler = np.where(np.isnan(ulp), np.nan, np.fmax(ulp, floor))
-    return Allowance(absolute, ruler)
 
 
 def worked_example(dtype: str, n_classes: int) -> dict[str, float]:

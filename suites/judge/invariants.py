@@ -1,8 +1,8 @@
 """Invariants a value output must keep (shift invariance is in ``suites.judge.shift``).
 
 They catch failures that need no exact reference (a softmax row not summing to 1, a negative
-loss) and hold for every output within the error budget of ``suites.judge.budget``, whose per-row
-constant, and the ULPs and unit roundoff of ``suites.judge.ulps``, they use for their tolerances.
+loss) and hold for every output within the error budget (``suites.judge.allowance``), whose
+constants (``suites.judge.roundoff``) and ULPs (``suites.judge.ulps``) set their tolerances.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import numpy as np
 
 from xentbench.reference.dtypes import finfo, unit_roundoff
 from xentbench.reference.evaluate import output_shape
-from xentbench.suites.judge.budget import K, accumulation_roundoff, labels64, sigma
+from xentbench.suites.judge.budget import labels64
+from xentbench.suites.judge.roundoff import K, accumulation_roundoff, sigma
 
 
 def sums_to_one_tolerance(dtype: str | np.dtype, n_classes: int) -> float:

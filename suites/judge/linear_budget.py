@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from xentbench.reference.dtypes import finfo, unit_roundoff
-from xentbench.suites.judge.budget import LAMBDA, sigma
+from xentbench.suites.judge.roundoff import LAMBDA, sigma
 
 LINEAR_BUDGET_RULE = (
     "linear_cross_entropy: the logits carry A_z = u((lambda sqrt(d) + 1) sum_k |x_k w_jk| + "

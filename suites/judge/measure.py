@@ -1,8 +1,8 @@
 """The measurement of one returned result against the exact value, element by element.
 
 An output element is measured against the exact value ``t = hi + lo`` of ``reference.exact``
-in ULPs of the *output* dtype (``suites.judge.ulps``), classified as a non-finite match or mismatch,
-and judged against the per-element error budget of ``suites.judge.budget``. ``evaluate`` turns one
+in ULPs of the *output* dtype (``suites.judge.ulps``), classified as a non-finite match or
+mismatch, and judged against its allowance (``suites.judge.allowance``). ``evaluate`` turns one
 result into an ``Evaluation`` whose fields are columns of the accuracy results schema.
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 
 from xentbench.reference import Exact
 from xentbench.reference.dtypes import numpy_dtype
+from xentbench.suites.judge.allowance import call_allowance
 from xentbench.suites.judge.budget import Output
-from xentbench.suites.judge.reductions import call_allowance
 from xentbench.suites.judge.ulps import (
     absolute_errors,
     nonfinite_mismatches,

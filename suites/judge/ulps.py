@@ -1,6 +1,6 @@
 """Output dtypes and errors measured in ULPs of them, against the exact value ``t = hi + lo``.
 
-The ruler shared by the error budget (``suites.judge.budget``) and the measurement
+The ruler shared by the allowance (``suites.judge.allowance``) and the measurement
 (``suites.judge.measure``).
 """
 
