@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from xentbench.suites.report.compare import compare_runs
-from xentbench.suites.store import RowWriter, update_run_info
+from xentbench.suites.store.rows import RowWriter, update_run_info
 
 KEY = {"backend": "torch", "backend_version": "2.5.0", "dtype": "float32", "device": "cpu"}
 

@@ -19,13 +19,13 @@ from xentbench.adapters.base import Call
 from xentbench.reference import exact as reference_exact
 from xentbench.reference.dtypes import numpy_dtype
 from xentbench.reference.evaluate import LINEAR_OP, REDUCING, output_shape
-from xentbench.suites import hunted
 from xentbench.suites.catalog import cases
 from xentbench.suites.findings import option_snippets, snippets
 from xentbench.suites.findings.group import Finding
 from xentbench.suites.findings.script import render
 from xentbench.suites.findings.shrink import Shrunk, shrink
 from xentbench.suites.findings.slicing import Input
+from xentbench.suites.hunt import hunted
 from xentbench.suites.judge import shift
 from xentbench.suites.judge.budget import Output
 from xentbench.suites.judge.invariants import sums_to_one_tolerance

@@ -22,12 +22,12 @@ import numpy as np
 from xentbench.adapters.base import Adapter, Call
 from xentbench.suites.catalog.selection import Selection
 from xentbench.suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
+from xentbench.suites.hunt.hunted import hunted_files
 from xentbench.suites.hunt.oracle import Clock, Score, judge_alone
 from xentbench.suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
-from xentbench.suites.hunted import hunted_files
 from xentbench.suites.judge.call import call_columns
 from xentbench.suites.judge.verdicts import SEVERITY
-from xentbench.suites.store import key_of
+from xentbench.suites.store.rows import key_of
 
 FAMILY = "hunt"
 # The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's

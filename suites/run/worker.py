@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from xentbench.adapters import registry
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.store import RowWriter, stored_keys, stored_rows, stored_versions
+from xentbench.suites.store.rows import RowWriter, stored_keys, stored_rows, stored_versions
 
 
 class Task(Protocol):
@@ -93,7 +93,7 @@ def plan(job: WorkerJob, adapter, stored: dict[tuple, dict] | None = None) -> li
 
         return plan_hunt(adapter, job.selection, job.hunt, job.run_dir)
     if job.suite == "accuracy":
-        from xentbench.suites.accuracy import plan_accuracy
+        from xentbench.suites.accuracy.suite import plan_accuracy
 
         return plan_accuracy(adapter, job.selection)
     from xentbench.suites.timing.suite import plan_timing

@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xentbench.suites.safe_paths import inside, regular_files
-from xentbench.suites.store import SUITES, read_run_info, stored_backends
-from xentbench.suites.usage import UsageError
+from xentbench.suites.cli.usage import UsageError
+from xentbench.suites.store.rows import SUITES, read_run_info, stored_backends
+from xentbench.suites.store.safe_paths import inside, regular_files
 
 # The run.json entries that must agree for rows to be mixed: (key, what the user changes).
 PINNED = (("seed", "--seed"), ("git_commit", "xentbench version"), ("python", "Python version"))

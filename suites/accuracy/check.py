@@ -11,7 +11,7 @@ from xentbench.adapters import registry
 from xentbench.adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
 from xentbench.reference.cache import cached_exact
 from xentbench.reference.options import ARRAY_OPTIONS, canonical, validate
-from xentbench.suites import check_linear
+from xentbench.suites.cli import check_linear_inputs as check_linear
 from xentbench.suites.judge.call import call_columns, judge
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from xentbench.adapters.base import DTYPES
 from xentbench.reference.linear import QUANTITIES
-from xentbench.suites.usage import UsageError
+from xentbench.suites.cli.usage import UsageError
 
 OP = "linear_cross_entropy"
 # check's option flags the linear op takes (reference.linear.OPTIONS), and those it does not.

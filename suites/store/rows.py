@@ -5,7 +5,8 @@ A run directory holds ``run.json`` (machine, versions, commands) and, per suite 
 ``parts/<suite>-<backend>/`` written atomically (temp file + fsync + rename), so an interrupted
 run loses at most the rows in flight and a re-run resumes from what is stored. Merging reads the
 parts it finds and deletes exactly those, by name. Nothing is read or written through a symlink
-inside the run directory (``suites.safe_paths``); one writer at a time is ``suites.run.lock``'s.
+inside the run directory (``suites.store.safe_paths``); one writer at a time is
+``suites.run.lock``'s.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xentbench.suites.safe_paths import (
+from xentbench.suites.store.safe_paths import (
     atomic_write,
     atomic_write_text,
     inside,

@@ -17,14 +17,15 @@ from rich.console import Console
 from xentbench.adapters import registry
 from xentbench.adapters.base import DTYPES, OPS
 from xentbench.suites.catalog.selection import DEFAULT_SHAPES, Selection
-from xentbench.suites.cli_args import build_parser
+from xentbench.suites.cli import params
+from xentbench.suites.cli.parser import build_parser
+from xentbench.suites.cli.usage import UsageError
 from xentbench.suites.judge.verdicts import at_or_beyond
-from xentbench.suites.run import params, run_info
+from xentbench.suites.run import run_info
 from xentbench.suites.run.lock import RunLocked
-from xentbench.suites.safe_paths import UnsafePath
-from xentbench.suites.store import SUITES, CorruptRun, IncompatibleRun, update_run_info
+from xentbench.suites.store.rows import SUITES, CorruptRun, IncompatibleRun, update_run_info
+from xentbench.suites.store.safe_paths import UnsafePath
 from xentbench.suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
-from xentbench.suites.usage import UsageError
 
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
 DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
@@ -100,7 +101,7 @@ def _interrupted(command: str) -> int:
 
 
 def _list(args, console) -> int:
-    from xentbench.suites.listing import backend_listing, render_listing
+    from xentbench.suites.cli.listing import backend_listing, render_listing
 
     entries = backend_listing()
     if args.format == "json":
@@ -243,7 +244,7 @@ def _selection(args, suite: str) -> Selection:
 
 def _warn_contended(run_dir: Path, console) -> None:
     """Name how many timings were still contended after their retries (flagged in the rows)."""
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     rows = load([run_dir], "timing")
     contended = int(rows["contended"].eq(True).sum()) if "contended" in rows else 0
@@ -256,7 +257,7 @@ def _warn_contended(run_dir: Path, console) -> None:
 
 
 def _gate(run_dir: Path, level: str, console) -> int:
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     rows = load([run_dir], "accuracy")
     failing = at_or_beyond(level)
@@ -268,7 +269,7 @@ def _gate(run_dir: Path, level: str, console) -> int:
 
 
 def _check(args, console) -> int:
-    from xentbench.suites.cli_check import check_records, check_table
+    from xentbench.suites.cli.check_command import check_records, check_table
 
     records = check_records(args, _backends)
     if args.format == "json":
@@ -292,7 +293,7 @@ def _report(args, console) -> int:
 
 
 def _hunt(args, console) -> int:
-    from xentbench.suites.hunt.cli import run_hunt
+    from xentbench.suites.cli.hunt_command import run_hunt
 
     if args.budget_s <= 0 or args.max_evals < 1:
         raise UsageError(
@@ -414,6 +415,3 @@ COMMANDS = {
     "repro": _repro,
     "hunt": _hunt,
 }
-
-if __name__ == "__main__":
-    sys.exit(main())
