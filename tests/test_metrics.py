@@ -20,7 +20,7 @@ from xentbench.reference.dtypes import BFLOAT16, unit_roundoff
 from xentbench.suites.judge import measure, ulps, verdicts
 from xentbench.suites.judge.budget import BUDGET_RULE, Output, allowance, error_scale
 from xentbench.suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
-from xentbench.suites.store.rows import ACCURACY_SCHEMA
+from xentbench.suites.store.schema import ACCURACY_SCHEMA
 
 
 def ulp_errors(got, exact: Exact, dtype) -> np.ndarray:

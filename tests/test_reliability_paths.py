@@ -9,7 +9,9 @@ import pytest
 
 from xentbench.suites.cli import main
 from xentbench.suites.store import rows as store_rows
-from xentbench.suites.store.rows import KEYS, RowWriter, load, update_run_info
+from xentbench.suites.store.rows import RowWriter, load
+from xentbench.suites.store.run_json import update_run_info
+from xentbench.suites.store.schema import KEYS
 
 NUMPY_RUN = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NUMPY_RUN += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]

@@ -12,7 +12,8 @@ import pytest
 from plugin_helpers import register_plugins
 
 from xentbench.suites.cli import main
-from xentbench.suites.store.rows import load, read_run_info
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.run_json import read_run_info
 
 CRASHY_MODULE = '''
 import os
@@ -100,7 +101,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
     """Rows are flushed as they are produced: the parts of a run killed before its final merge
     survive, and the resumed run holds every evaluation exactly once, key by key and verdict
     by verdict the same as an uninterrupted run."""
-    from xentbench.suites.store.rows import KEYS, RowWriter
+    from xentbench.suites.store.rows import RowWriter
+    from xentbench.suites.store.schema import KEYS
 
     selection = ("--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*")
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"

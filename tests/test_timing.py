@@ -18,7 +18,8 @@ import pytest
 from xentbench.adapters import registry
 from xentbench.adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.store.rows import KEYS, TIMING_SCHEMA, RowWriter, key_of, load, stored_rows
+from xentbench.suites.store.rows import RowWriter, load, stored_rows
+from xentbench.suites.store.schema import KEYS, TIMING_SCHEMA, key_of
 from xentbench.suites.timing import bandwidth, harness
 from xentbench.suites.timing.suite import InputFactory, plan_timing
 

@@ -6,29 +6,27 @@ makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from pathlib import Path
 
 from rich.console import Console
 
-from xentbench.adapters import registry
 from xentbench.adapters.base import DTYPES, OPS
-from xentbench.suites.catalog.selection import DEFAULT_SHAPES, Selection
-from xentbench.suites.cli import params
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.cli.params import (
+    existing_dir,
+    interpreters,
+    require_results,
+    selected_backends,
+    writable_dir,
+)
 from xentbench.suites.cli.parser import build_parser
+from xentbench.suites.cli.run_command import run_command
 from xentbench.suites.cli.usage import UsageError
-from xentbench.suites.judge.verdicts import at_or_beyond
-from xentbench.suites.run import run_info
 from xentbench.suites.run.lock import RunLocked
-from xentbench.suites.store.rows import SUITES, CorruptRun, IncompatibleRun, update_run_info
 from xentbench.suites.store.safe_paths import UnsafePath
-from xentbench.suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
-
-DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
-DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
+from xentbench.suites.store.schema import CorruptRun, IncompatibleRun
 
 
 def _stdout() -> Console:
@@ -38,33 +36,6 @@ def _stdout() -> Console:
 
 # Errors that are the input's, not xentbench's: one line, exit status 2.
 USER_ERRORS = (UsageError, IncompatibleRun, CorruptRun, UnsafePath, RunLocked)
-
-
-def _backends(requested: list[str] | None) -> tuple[str, ...]:
-    return params.check_backends(requested, registry.backend_names())
-
-
-def _interpreters(
-    pairs: list[str], backends: tuple[str, ...], flag: str = "--python"
-) -> dict[str, str]:
-    """``--python B=PYTHON`` pairs as {backend: interpreter}, each checked to exist."""
-    pythons = {}
-    for pair in pairs:
-        backend, _, python = pair.partition("=")
-        if backend not in backends or not python:
-            raise UsageError(
-                f"invalid {flag} {pair!r}; expected B=PYTHON with B one of: {', '.join(backends)}"
-            )
-        if not os.access(python, os.X_OK) or Path(python).is_dir():
-            raise UsageError(f"{flag} {pair!r}: {python!r} is not an executable file")
-        pythons[backend] = python
-    return pythons
-
-
-def _existing_dir(path: Path) -> Path:
-    if not path.is_dir():
-        raise UsageError(f"no run directory {str(path)!r}")
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,167 +82,10 @@ def _list(args, console) -> int:
     return 0
 
 
-def _run(args, console) -> int:
-
-    params.check_numbers(args.jobs, args.timeout)
-    backends = _backends(args.backend)
-    pythons = _interpreters(args.python, backends)
-    params.check_cases(tuple(args.cases), tuple(args.op or OPS))
-    suites = SUITES if args.suite == "all" else (args.suite,)
-    out = args.out or run_info.default_run_dir()
-    against = _against(args, out)  # checked before either directory is created
-    against_pythons = pythons | _interpreters(args.against_python, backends, "--against-python")
-    runs = {params.writable_dir(out): pythons}  # run directory -> its backends' interpreters
-    if against:
-        runs[params.writable_dir(against, "--against")] = against_pythons
-    from xentbench.suites.run.lock import hold
-
-    with contextlib.ExitStack() as locks:
-        for directory in runs:
-            locks.enter_context(hold(directory))
-        return _run_locked(args, console, runs, backends, suites)
-
-
-def _against(args, out: Path) -> Path | None:
-    """``--against DIR``: the second run directory of an interleaved timing pair, checked
-    (not created)."""
-    if args.against is None:
-        if args.against_python:
-            raise UsageError("--against-python needs --against DIR (the run it is for)")
-        return None
-    if args.suite != "timing":
-        raise UsageError(
-            f"--against interleaves two timing runs; invalid with --suite {args.suite}; "
-            "valid: --suite timing"
-        )
-    if args.against.resolve() == out.resolve():
-        raise UsageError(f"--against {str(args.against)!r} is --out itself; give another directory")
-    return args.against
-
-
-def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suites) -> int:
-    """The runs (one, or an interleaved pair), their directories' locks held: refuse to mix,
-    start, run, record, gate."""
-    from xentbench.suites.run.runner import run_all
-
-    rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if len(runs) > 1 else DEFAULT_ROUNDS)
-    per_run = [
-        _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds)
-        for run_dir, pythons in runs.items()
-    ]
-    if len(runs) > 1:  # compare reads it: the pair's rounds took turns on one machine
-        names = [jobs[0].run_id for jobs in per_run]
-        for run_dir, other in zip(runs, reversed(names), strict=True):
-            update_run_info(run_dir, {"interleaved_with": other})
-    jobs = [job for jobs in per_run for job in jobs]  # a pair's rounds take turns (run_all)
-    try:
-        outcomes = run_all(jobs, args.timeout, console, args.jobs)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
-    for run_dir in runs:
-        run_info.finish(run_dir, outcomes)
-    _refuse_unusable(args, outcomes)
-    if "timing" in suites:
-        for run_dir in runs:
-            _warn_contended(run_dir, console)
-    harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
-    if harness_errors:
-        console.print(
-            f"[red]{harness_errors} tasks failed inside xentbench itself[/] (see above); "
-            "their rows are missing and a re-run into the same directory retries them"
-        )
-        return 1
-    if len(runs) > 1:
-        console.print(f"compare them: xentbench compare {' '.join(map(str, runs))}")
-    return _gate(next(iter(runs)), args.fail_on, console) if args.fail_on else 0
-
-
-def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> list:
-    """Start (or resume) one run directory and return its jobs, backend x suite."""
-    from xentbench.suites.run.worker import WorkerJob
-
-    if args.new:
-        aside = params.start_anew(run_dir)
-        if aside:
-            console.print(f"previous results moved to {aside}")
-    params.check_same_run(run_dir, run_info.pinned(args.seed))
-    info = run_info.start(run_dir, args.seed, timing="timing" in suites)
-    console.print(f"run directory: {run_dir}")
-    return [
-        WorkerJob.in_run(
-            run_dir,
-            info,
-            backend,
-            suite,
-            _selection(args, suite),
-            python=pythons.get(backend, ""),
-            timing_options={"rounds": rounds, "memory": args.memory} if suite == "timing" else {},
-        )
-        for suite in suites
-        for backend in backends
-    ]
-
-
-def _refuse_unusable(args, outcomes) -> None:
-    """Exit 2 when a backend refused the directory's rows, or the selection selected nothing."""
-    refused = [outcome.refused for outcome in outcomes if outcome.refused]
-    if refused:
-        raise UsageError(refused[0])
-    usable = [outcome for outcome in outcomes if not outcome.unavailable]
-    if usable:
-        params.check_implementations(
-            tuple(args.impl), {name for outcome in usable for name in outcome.names}
-        )
-    if usable and not any(outcome.planned for outcome in usable):
-        raise UsageError(
-            "the selection matches no evaluation (--op/--dtype/--mode/--device/--impl/--cases "
-            "combined); widen it"
-        )
-
-
-def _selection(args, suite: str) -> Selection:
-    return Selection(
-        ops=tuple(args.op or OPS),
-        dtypes=tuple(args.dtype or DEFAULT_DTYPES[suite]),
-        devices=tuple(args.device),
-        modes=tuple(args.mode or DEFAULT_MODES[suite]),
-        implementations=tuple(args.impl),
-        cases=tuple(args.cases),
-        shapes=tuple(args.shapes or DEFAULT_SHAPES),
-        seed=args.seed,
-    )
-
-
-def _warn_contended(run_dir: Path, console) -> None:
-    """Name how many timings were still contended after their retries (flagged in the rows)."""
-    from xentbench.suites.store.rows import load
-
-    rows = load([run_dir], "timing")
-    contended = int(rows["contended"].eq(True).sum()) if "contended" in rows else 0
-    if contended:
-        timed = int(rows["verdict"].eq("ok").sum())
-        console.print(
-            f"[yellow]warning:[/] {contended} of {timed} timings were measured while other "
-            "processes took the CPU (flagged contended = true); re-run on an idle machine"
-        )
-
-
-def _gate(run_dir: Path, level: str, console) -> int:
-    from xentbench.suites.store.rows import load
-
-    rows = load([run_dir], "accuracy")
-    failing = at_or_beyond(level)
-    bad = rows[rows["verdict"].isin(failing)]
-    if len(bad):
-        console.print(f"--fail-on {level}: {len(bad)} evaluations at or beyond {level!r}")
-        return 1
-    return 0
-
-
 def _check(args, console) -> int:
     from xentbench.suites.cli.check_command import check_records, check_table
 
-    records = check_records(args, _backends)
+    records = check_records(args, selected_backends)
     if args.format == "json":
         print(json.dumps(records, indent=2, default=float))
     else:
@@ -282,10 +96,10 @@ def _check(args, console) -> int:
 def _report(args, console) -> int:
     from xentbench.suites.report.build import build_report
 
-    run_dirs = [_existing_dir(path) for path in args.run_dirs]
+    run_dirs = [existing_dir(path) for path in args.run_dirs]
     for run_dir in run_dirs:
-        _require_results(run_dir)
-    out = params.writable_dir(args.out or run_dirs[0])
+        require_results(run_dir)
+    out = writable_dir(args.out or run_dirs[0])
     paths = build_report(run_dirs, out)
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -300,8 +114,8 @@ def _hunt(args, console) -> int:
             f"invalid budget: --budget-s {args.budget_s:g} and --max-evals {args.max_evals} "
             "must be positive"
         )
-    backends = _backends(args.backend)
-    pythons = _interpreters(args.python, backends)
+    backends = selected_backends(args.backend)
+    pythons = interpreters(args.python, backends)
     _check_implementations(args.implementation, backends)
     selection = Selection(
         ops=tuple(args.op or OPS),
@@ -337,7 +151,7 @@ def _compare(args, console) -> int:
             raise UsageError(f"invalid {name} {value:g}; valid: a finite number >= {lowest:g}")
     if not 0 < args.significance < 1:
         raise UsageError(f"invalid --significance {args.significance:g}; valid: 0 < p < 1")
-    base, new = (_require_results(_existing_dir(path)) for path in (args.base, args.new))
+    base, new = (require_results(existing_dir(path)) for path in (args.base, args.new))
     comparison = compare_runs(
         base,
         new,
@@ -350,20 +164,10 @@ def _compare(args, console) -> int:
     return 1 if comparison.failed else 0
 
 
-def _require_results(run_dir: Path) -> Path:
-    """A run directory that holds stored rows (report and compare have nothing to read else)."""
-    if not params.has_results(run_dir):
-        raise UsageError(
-            f"{str(run_dir)!r} holds no results (no accuracy-*/timing-* parquet files or parts); "
-            "valid: a directory written by xentbench run"
-        )
-    return run_dir
-
-
 def _findings(args, console) -> int:
     from xentbench.suites.findings.tables import findings_of_runs, render_json, render_markdown
 
-    result = findings_of_runs([_existing_dir(path) for path in args.run_dirs])
+    result = findings_of_runs([existing_dir(path) for path in args.run_dirs])
     text = render_json(result) if args.format == "json" else render_markdown(result)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -378,7 +182,7 @@ def _repro(args, console) -> int:
     from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
     from xentbench.suites.findings.tables import findings_of_runs
 
-    findings = findings_of_runs([_existing_dir(path) for path in args.run]).findings
+    findings = findings_of_runs([existing_dir(path) for path in args.run]).findings
     chosen = [f for f in findings if args.finding_id in ("all", f.id)]
     if not chosen:
         known = ", ".join(f.id for f in findings[:10]) or "none"
@@ -407,7 +211,7 @@ def _repro(args, console) -> int:
 
 COMMANDS = {
     "list": _list,
-    "run": _run,
+    "run": run_command,
     "check": _check,
     "report": _report,
     "compare": _compare,

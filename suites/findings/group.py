@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from xentbench.suites.findings.modes import row_modes
-from xentbench.suites.store.rows import read_run_info
+from xentbench.suites.store.run_json import read_run_info
 
 # Dtypes in the order a reproducer prefers them (plain NumPy dtypes first).
 _DTYPE_PREFERENCE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}

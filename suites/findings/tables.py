@@ -15,7 +15,8 @@ import pandas as pd
 from xentbench.suites.findings.group import Finding, exploded, group_findings, run_seeds
 from xentbench.suites.findings.known import CLASSES, UNMATCHED, cause_of, classify
 from xentbench.suites.judge.verdicts import FAILURES
-from xentbench.suites.store.rows import KEYS, load
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.schema import KEYS
 
 # Classes listed finding by finding; the others are summarised per catalogue entry.
 LISTED = (UNMATCHED, "upstream", "documented")

@@ -27,7 +27,7 @@ from xentbench.suites.hunt.oracle import Clock, Score, judge_alone
 from xentbench.suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
 from xentbench.suites.judge.call import call_columns
 from xentbench.suites.judge.verdicts import SEVERITY
-from xentbench.suites.store.rows import key_of
+from xentbench.suites.store.schema import key_of
 
 FAMILY = "hunt"
 # The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's

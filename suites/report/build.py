@@ -42,7 +42,9 @@ from xentbench.suites.report.render import (
 )
 from xentbench.suites.report.timing import csv_frame as timing_csv_frame
 from xentbench.suites.report.timing import fastest_table, timing_sections
-from xentbench.suites.store.rows import KEYS, load, read_run_info
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.run_json import read_run_info
+from xentbench.suites.store.schema import KEYS
 
 # ---------------------------------------------------------------- header and summary
 

@@ -39,7 +39,9 @@ from xentbench.suites.judge import verdicts
 from xentbench.suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
 from xentbench.suites.report.compare_timing import SHIFT_COLUMNS, rule_text, time_changes
 from xentbench.suites.report.format import format_ulps
-from xentbench.suites.store.rows import KEYS, SUITES, load, read_run_info
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.run_json import read_run_info
+from xentbench.suites.store.schema import KEYS, SUITES
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xentbench.suites.store.rows import SCHEMA_VERSION, read_run_info, update_run_info
+from xentbench.suites.store.run_json import read_run_info, update_run_info
+from xentbench.suites.store.schema import SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,19 +1,17 @@
-"""The results store: one tidy schema per suite, one writer, one reader.
+"""Rows in a run directory: one writer, one reader, for the schema of ``suites.store.schema``.
 
-A run directory holds ``run.json`` (machine, versions, commands) and, per suite and backend,
-``<suite>-<backend>.parquet``. While a backend runs, rows land in small part files under
-``parts/<suite>-<backend>/`` written atomically (temp file + fsync + rename), so an interrupted
-run loses at most the rows in flight and a re-run resumes from what is stored. Merging reads the
-parts it finds and deletes exactly those, by name. Nothing is read or written through a symlink
-inside the run directory (``suites.store.safe_paths``); one writer at a time is
+A run directory holds ``run.json`` (machine, versions, commands; ``suites.store.run_json``) and,
+per suite and backend, ``<suite>-<backend>.parquet``. While a backend runs, rows land in small
+part files under ``parts/<suite>-<backend>/`` written atomically (temp file + fsync + rename), so
+an interrupted run loses at most the rows in flight and a re-run resumes from what is stored.
+Merging reads the parts it finds and deletes exactly those, by name. Nothing is read or written
+through a symlink inside the run directory (``suites.store.safe_paths``); one writer at a time is
 ``suites.run.lock``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import json
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -25,153 +23,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xentbench.suites.store.safe_paths import (
-    atomic_write,
-    atomic_write_text,
-    inside,
-    open_no_follow,
-    regular_files,
+from xentbench.suites.store.safe_paths import atomic_write, inside, regular_files
+from xentbench.suites.store.schema import (
+    KEYS,
+    READABLE_VERSIONS,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    SUITES,
+    CorruptRun,
+    IncompatibleRun,
+    key_of,
 )
 
-SUITES: tuple[str, ...] = ("accuracy", "timing")
-
-# The version of the results schema below, written into run.json and every parquet file's
-# metadata and checked on read. Readers accept every version in READABLE_VERSIONS (columns a
-# newer version added read as null); bump it whenever a column changes meaning or is removed.
-# 3: the budget of BUDGET_RULE (float32 internals for 16-bit dtypes); budget_ulps, expected and
-# got describe the element of worst_ratio, beside the new ulp_error, abs_error and allowance;
-# ULPs use the rule's ruler; tier and baseline added. Timing rows keep their raw samples and
-# what the process got (contention), the calibration kernel's times, the rounds pooled and the
-# peak memory.
-# 4: timing rows carry their call ``options`` (part of the timing key; older runs read "") and
-# ``others_cpu_s`` and ``waited_s``; ``contended`` is decided by other processes' CPU time on
-# the timed cores, our threads' run-queue wait and the CPU share, no longer by the involuntary
-# switch rate (suites.timing.contention).
-# 5: timing rows keep each round's median (``round_medians_s``): compare decides a change from
-# the rounds, whose spread is the between-time noise that pooled samples hide.
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 _VERSION_KEY = b"xentbench.schema_version"
-
-
-class IncompatibleRun(ValueError):
-    """A run directory written with a results schema this version cannot read."""
-
-
-class CorruptRun(ValueError):
-    """A results file or run.json that cannot be read (truncated, not parquet/JSON)."""
-
-
-# Columns common to every row: which run, which machine, which backend and call.
-_COMMON: list[tuple[str, pa.DataType]] = [
-    ("run_id", pa.string()),
-    ("host", pa.string()),
-    ("backend", pa.string()),
-    ("backend_version", pa.string()),
-    ("implementation", pa.string()),
-    ("op", pa.string()),
-    ("dtype", pa.string()),
-    ("device", pa.string()),
-    ("mode", pa.string()),
-    ("verdict", pa.string()),
-    ("message", pa.string()),
-    # Why the harness, not the implementation, produced this row (a timeout, a worker that
-    # died): null for a real result. Such rows are retried by the next run into the directory.
-    ("harness_error", pa.string()),
-]
-
-ACCURACY_SCHEMA = pa.schema(
-    [
-        *_COMMON,
-        ("quantity", pa.string()),
-        ("case_id", pa.string()),
-        ("family", pa.string()),
-        ("n_classes", pa.int64()),
-        ("n_elements", pa.int64()),
-        ("options", pa.string()),  # the call options, reference.options.canonical; "" for none
-        ("max_abs_logit", pa.float64()),
-        ("baseline", pa.bool_()),
-        ("tier", pa.string()),
-        ("worst_ratio", pa.float64()),
-        ("ulp_error", pa.float64()),
-        ("abs_error", pa.float64()),
-        ("allowance", pa.float64()),
-        ("max_ulp_error", pa.float64()),
-        ("mean_ulp_error", pa.float64()),
-        ("max_rel_error", pa.float64()),
-        ("budget_ulps", pa.float64()),
-        ("nonfinite_mismatches", pa.int64()),
-        ("worst_index", pa.string()),
-        ("worst_input", pa.string()),
-        ("expected", pa.float64()),
-        ("got", pa.float64()),
-        ("invariant_failures", pa.string()),
-        ("shift", pa.float64()),
-        ("shift_verdict", pa.string()),
-        ("shift_max_ulp_error", pa.float64()),
-        ("elapsed_s", pa.float64()),
-        # Where the evaluated input came from: "catalog" (a case) or "hunt" (found by
-        # ``xentbench hunt``, case id ``hunt/<op>/<hash>``); null in runs before the column.
-        ("source", pa.string()),
-    ]
-)
-
-TIMING_SCHEMA = pa.schema(
-    [
-        *_COMMON,
-        ("pass", pa.string()),
-        # The call options (reference.options.canonical): "" for the plain call, else the
-        # realistic training configuration (suites.timing.configs).
-        ("options", pa.string()),
-        ("shape", pa.string()),
-        ("batch", pa.int64()),
-        ("n_classes", pa.int64()),
-        ("n_elements", pa.int64()),
-        ("median_s", pa.float64()),
-        ("iqr_s", pa.float64()),
-        ("min_s", pa.float64()),
-        ("repeats", pa.int64()),
-        ("calls_per_repeat", pa.int64()),
-        ("compile_s", pa.float64()),
-        ("bytes", pa.int64()),
-        ("gbps", pa.float64()),
-        ("roofline_fraction", pa.float64()),
-        ("overhead_s", pa.float64()),
-        # Raw samples: the per-call time of every repeat, of every round (--repeat-runs) pooled.
-        ("times_s", pa.list_(pa.float64())),
-        ("rounds", pa.int64()),
-        # The median of each round's samples, in round order (--repeat-runs): compare's unit.
-        ("round_medians_s", pa.list_(pa.float64())),
-        # What the process got while its kept repeats ran (suites.timing.contention).
-        ("threads", pa.int64()),
-        ("cpu_s", pa.float64()),
-        ("wall_s", pa.float64()),
-        ("involuntary_switches", pa.int64()),
-        # CPU seconds other processes used on the timed cores meanwhile (null: not measurable).
-        ("others_cpu_s", pa.float64()),
-        # Seconds our threads waited on the run queue for a CPU (null: no schedstat).
-        ("waited_s", pa.float64()),
-        ("contended", pa.bool_()),
-        ("retries", pa.int64()),
-        # The calibration kernel's per-call time before and after each round's measurement.
-        ("calibration_s", pa.list_(pa.float64())),
-        # Peak bytes one call allocates (--memory on CPU; allocator statistics on a GPU).
-        ("peak_bytes", pa.int64()),
-    ]
-)
-
-SCHEMAS: dict[str, pa.Schema] = {"accuracy": ACCURACY_SCHEMA, "timing": TIMING_SCHEMA}
-
-# The evaluation key: one row per key per run; resume and compare join on it.
-KEYS: dict[str, tuple[str, ...]] = {
-    "accuracy": ("implementation", "case_id", "dtype", "device", "mode", "quantity"),
-    "timing": ("implementation", "shape", "dtype", "device", "mode", "pass", "options"),
-}
-
-
-def key_of(suite: str, row: dict[str, Any]) -> tuple:
-    """The evaluation key of a row (or row template): its ``KEYS[suite]`` columns in order."""
-    return tuple(row[column] for column in KEYS[suite])
 
 
 def _table(suite: str, rows: list[dict[str, Any]]) -> pa.Table:
@@ -370,54 +234,3 @@ def _load_run(run_dir: Path, suite: str, attempts: int = 5) -> list[pd.DataFrame
                 raise
             time.sleep(0.05)
     return []
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``.<name>.lock`` beside ``path`` (never through a symlink)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = open_no_follow(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    """The run's ``run.json`` ({} if none), its schema version checked (none recorded: 1)."""
-    path = inside(Path(run_dir), Path(run_dir) / "run.json")
-    try:
-        info = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CorruptRun(f"{path} is not readable JSON ({exc})") from None
-    if not isinstance(info, dict):
-        raise CorruptRun(f"{path} does not hold a JSON object")
-    version = info.get("schema_version", 1)
-    if version not in READABLE_VERSIONS:
-        raise IncompatibleRun(
-            f"{path} records results schema version {version}; this xentbench reads versions "
-            f"{', '.join(map(str, sorted(READABLE_VERSIONS)))}"
-        )
-    return info
-
-
-def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
-    """Merge ``update`` into ``run.json`` (dicts merged one level deep), under a file lock.
-
-    Several worker processes (one per backend, possibly in different virtual environments)
-    record their versions into the same run, so the merge is read-modify-write under a lock.
-    """
-    path = inside(Path(run_dir), Path(run_dir) / "run.json")
-    with _locked(path):
-        info = read_run_info(run_dir)
-        for key, value in update.items():
-            if isinstance(value, dict) and isinstance(info.get(key), dict):
-                info[key] = {**info[key], **value}
-            elif isinstance(value, list) and isinstance(info.get(key), list):
-                info[key] = info[key] + [item for item in value if item not in info[key]]
-            else:
-                info[key] = value
-        text = json.dumps(info, indent=2, sort_keys=True, default=str)
-        atomic_write_text(Path(run_dir), path, text)
-    return info

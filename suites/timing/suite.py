@@ -30,7 +30,7 @@ import numpy as np
 from xentbench.adapters.base import GRADIENT_OPS, LABELLED_OPS, Adapter, Call, numpy_dtype
 from xentbench.reference.evaluate import output_shape
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.store.rows import key_of
+from xentbench.suites.store.schema import key_of
 from xentbench.suites.timing import configs, contention, harness, memory
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity

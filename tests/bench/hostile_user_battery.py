@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from xentbench.suites.cli import main  # noqa: E402
-from xentbench.suites.store.rows import KEYS, SCHEMA_VERSION  # noqa: E402
+from xentbench.suites.store.schema import KEYS, SCHEMA_VERSION  # noqa: E402
 
 NARROW = ["--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NARROW += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]
@@ -460,7 +460,8 @@ def compare_attempts(tmp: Path, base_run: Path) -> None:
 
 
 def _write_without_first_row(base_run: Path, out: Path, regress: bool = False) -> None:
-    from xentbench.suites.store.rows import RowWriter, load, update_run_info
+    from xentbench.suites.store.rows import RowWriter, load
+    from xentbench.suites.store.run_json import update_run_info
 
     rows = load([base_run], "accuracy").to_dict("records")
     writer = RowWriter(out, "accuracy", "numpy")

@@ -37,7 +37,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from xentbench.suites.report.compare import compare_runs  # noqa: E402
-from xentbench.suites.store.rows import KEYS, RowWriter, load, update_run_info  # noqa: E402
+from xentbench.suites.store.rows import RowWriter, load  # noqa: E402
+from xentbench.suites.store.run_json import update_run_info  # noqa: E402
+from xentbench.suites.store.schema import KEYS  # noqa: E402
 
 DOCTOR_FACTOR = 1.5
 _SCALED = ("median_s", "iqr_s", "min_s", "overhead_s")  # seconds: scaled with the samples

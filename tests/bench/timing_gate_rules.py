@@ -37,7 +37,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
 from xentbench.suites.report.compare_timing import moderated_p_values  # noqa: E402
-from xentbench.suites.store.rows import KEYS, load  # noqa: E402
+from xentbench.suites.store.rows import load  # noqa: E402
+from xentbench.suites.store.schema import KEYS  # noqa: E402
 
 SLOWDOWN = np.log(1.5)
 
