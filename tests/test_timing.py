@@ -21,7 +21,8 @@ from xentbench.suites.catalog.selection import Selection
 from xentbench.suites.store.rows import RowWriter, load, stored_rows
 from xentbench.suites.store.schema import KEYS, TIMING_SCHEMA, key_of
 from xentbench.suites.timing import bandwidth, harness
-from xentbench.suites.timing.suite import InputFactory, plan_timing
+from xentbench.suites.timing.inputs import InputFactory
+from xentbench.suites.timing.suite import plan_timing
 
 SPIN_S = 0.002
 FAST = {"min_repeat_s": 1e-4, "repeats": 3, "max_total_s": 0.01}

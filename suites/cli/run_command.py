@@ -23,7 +23,7 @@ from xentbench.suites.judge.verdicts import at_or_beyond
 from xentbench.suites.run import run_info
 from xentbench.suites.store.run_json import update_run_info
 from xentbench.suites.store.schema import SUITES
-from xentbench.suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
+from xentbench.suites.timing.rounds import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
 
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
 DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}

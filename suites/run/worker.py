@@ -121,7 +121,7 @@ def _done(job: WorkerJob, stored: dict[tuple, dict] | None) -> set[tuple]:
     older run's: nothing to pool with)."""
     if stored is None:
         return stored_keys(Path(job.run_dir), job.store_suite, job.backend) | job.skip
-    from xentbench.suites.timing.suite import pooled_rounds
+    from xentbench.suites.timing.rounds import pooled_rounds
 
     this_round = job.timing_options["only_round"]
     # As ``stored_keys``: a key whose latest row records a harness error is retried.
