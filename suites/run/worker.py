@@ -89,7 +89,7 @@ class Stopped(BaseException):
 
 def plan(job: WorkerJob, adapter, stored: dict[tuple, dict] | None = None) -> list[Task]:
     if job.suite == "hunt":
-        from xentbench.suites.hunt.task import plan_hunt
+        from xentbench.suites.hunt.plan import plan_hunt
 
         return plan_hunt(adapter, job.selection, job.hunt, job.run_dir)
     if job.suite == "accuracy":
