@@ -41,7 +41,7 @@ class CrashyAdapter(Adapter):
         return (_softmax("ok"), _softmax("exit"), _softmax("hang"))
 
     def prepare(self, call, logits, labels):
-        kind = call.implementation.name.split(":")[1]
+        kind = call.implementation.api
 
         def run():
             if kind == "exit":

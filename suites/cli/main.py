@@ -12,7 +12,7 @@ import sys
 
 from rich.console import Console
 
-from xentbench.adapters.base import DTYPES, OPS
+from xentbench.adapters.base import DTYPES, OPS, backend_and_api
 from xentbench.suites.catalog.selection import Selection
 from xentbench.suites.cli.params import (
     existing_dir,
@@ -131,7 +131,7 @@ def _hunt(args, console) -> int:
 def _check_implementations(names: list[str], backends: tuple[str, ...]) -> None:
     """An implementation name without a pattern must start with a selected backend."""
     for name in names:
-        if any(ch in name for ch in "*?[") or name.split(":", 1)[0] in backends:
+        if any(ch in name for ch in "*?[") or backend_and_api(name)[0] in backends:
             continue
         raise UsageError(
             f"unknown implementation {name!r}; names read '<backend>:<api>' with backend one of: "
