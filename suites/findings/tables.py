@@ -46,7 +46,7 @@ class FindingsOfRuns:
 
 
 def findings_of_rows(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> FindingsOfRuns:
-    """Grouped and classified findings of accuracy rows (as ``suites.store.load`` returns)."""
+    """Grouped and classified findings of accuracy rows (as ``suites.store.rows.load`` returns)."""
     if rows.empty:
         return FindingsOfRuns([], [], 0, 0)
     findings = classify(group_findings(rows, seeds, cause_of))
