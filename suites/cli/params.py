@@ -1,5 +1,5 @@
-"""What a ``run`` is asked to do, checked before any worker starts, and kept consistent with
-what its run directory already holds.
+"""What a command is asked to do, checked before any work starts (backends, interpreters, run
+directories), and for ``run`` kept consistent with what its run directory already holds.
 
 Rows of one directory must come from one seed and one software version (a resumed run skips
 stored keys, so mixing would silently keep rows computed on other inputs or other code);
@@ -124,6 +124,7 @@ def start_anew(run_dir: Path) -> Path | None:
 
 
 def selected_backends(requested: list[str] | None) -> tuple[str, ...]:
+    """``--backend``'s backends, each registered and named once (default: every one)."""
     return check_backends(requested, registry.backend_names())
 
 
@@ -145,6 +146,7 @@ def interpreters(
 
 
 def existing_dir(path: Path) -> Path:
+    """A run directory given to report, compare, findings or repro, checked to exist."""
     if not path.is_dir():
         raise UsageError(f"no run directory {str(path)!r}")
     return path

@@ -30,7 +30,7 @@ DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
 
 
 def run_command(args, console) -> int:
-
+    """``xentbench run``: the request checked, the run directories locked, then run."""
     check_numbers(args.jobs, args.timeout)
     backends = selected_backends(args.backend)
     pythons = interpreters(args.python, backends)
