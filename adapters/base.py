@@ -28,6 +28,7 @@ __all__ = [
     "Call",
     "Implementation",
     "PreparedCall",
+    "backend_and_api",
     "numpy_dtype",
 ]
 
@@ -49,6 +50,13 @@ FORWARD_OPS: frozenset[str] = frozenset(reference_ops.OPS[:5])
 # The language-model head; its gradients are w.r.t. each input (grad_hidden, grad_weight,
 # grad_bias), ``reference.evaluate.quantities(op)`` says which an op defines.
 LINEAR_OP: str = reference_ops.LINEAR_OP
+
+
+def backend_and_api(name: str) -> tuple[str, str]:
+    """An implementation name ``"<backend>:<api>"`` read as (backend, api): the one place a name
+    is taken apart (api is "" for a name without ":", which ``Implementation`` refuses)."""
+    backend, _, api = name.partition(":")
+    return backend, api
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,7 @@ class Implementation:
     @property
     def api(self) -> str:
         """The API after ``"<backend>:"``, the key of the adapter's own table."""
-        return self.name.split(":", 1)[1]
+        return backend_and_api(self.name)[1]
 
     @property
     def quantities(self) -> tuple[str, ...]:

@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from xentbench.reference import edges, exact_arb, fast, linear
-from xentbench.reference import options as family_options
+import xentbench.reference.edges as edges
+import xentbench.reference.exact_arb as exact_arb
+import xentbench.reference.fast as fast
+import xentbench.reference.linear as linear
+import xentbench.reference.options as family_options
 from xentbench.reference.dtypes import numpy_dtype
 from xentbench.reference.rounding import round_to_dtype
 

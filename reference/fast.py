@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xentbench.reference import dd
+import xentbench.reference.dd as dd
 from xentbench.reference.rounding import decided, narrow_midpoint
 
 LOW = -650.0

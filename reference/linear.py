@@ -42,7 +42,8 @@ from dataclasses import dataclass
 import numpy as np
 from flint import arb, ctx
 
-from xentbench.reference import dd, linear_limits
+import xentbench.reference.dd as dd
+import xentbench.reference.linear_limits as linear_limits
 from xentbench.reference.ozaki import Enclosure, exact_logits, product
 from xentbench.reference.rounding import decided, narrow_midpoint, round_ball
 

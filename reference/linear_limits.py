@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentbench.reference import edges
+import xentbench.reference.edges as edges
 
 SPARSE = "sparse_softmax_cross_entropy"
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from xentbench.reference import options_math
+import xentbench.reference.options_math as options_math
 
 OPTION_NAMES: tuple[str, ...] = (
     "reduction",

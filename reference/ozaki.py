@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xentbench.reference import dd
+import xentbench.reference.dd as dd
 
 EXACT_SLICES = 200  # slices of an exact operand: stops when the remainder is zero
 APPROX_SLICES = (6, 3)  # slices of G_hi and G_lo: remainder below 2^-100 of the row's max

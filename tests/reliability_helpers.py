@@ -17,7 +17,8 @@ import pandas as pd
 
 from xentbench.suites.catalog.cases import catalog
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.store import KEYS, load
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.schema import KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 SLOWPOKE_MODULE = """

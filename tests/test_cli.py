@@ -118,7 +118,7 @@ def test_list_json_names_every_backend_with_availability():
 
 
 def test_compare_exits_1_on_a_regression_and_0_without(tmp_path: Path, capsys):
-    from xentbench.suites.store import RowWriter, load
+    from xentbench.suites.store.rows import RowWriter, load
 
     base = tmp_path / "base"
     args = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
@@ -161,7 +161,9 @@ def test_a_bad_python_for_a_backend_exits_2(capsys, tmp_path, pair, named):
 
 
 def test_a_run_of_a_newer_schema_is_refused_with_exit_2(tmp_path, capsys):
-    from xentbench.suites.store import SCHEMA_VERSION, RowWriter, update_run_info
+    from xentbench.suites.store.rows import RowWriter
+    from xentbench.suites.store.run_json import update_run_info
+    from xentbench.suites.store.schema import SCHEMA_VERSION
 
     writer = RowWriter(tmp_path, "accuracy", "numpy")
     writer.write({"implementation": "numpy:x", "case_id": "c", "verdict": "pass"})
@@ -174,7 +176,8 @@ def test_a_run_of_a_newer_schema_is_refused_with_exit_2(tmp_path, capsys):
 def test_parquet_files_carry_the_schema_version(tmp_path):
     import pyarrow.parquet as pq
 
-    from xentbench.suites.store import SCHEMA_VERSION, RowWriter
+    from xentbench.suites.store.rows import RowWriter
+    from xentbench.suites.store.schema import SCHEMA_VERSION
 
     writer = RowWriter(tmp_path, "accuracy", "numpy")
     writer.write({"implementation": "numpy:x", "case_id": "c", "verdict": "pass"})

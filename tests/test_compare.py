@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from xentbench.suites.report.compare import compare_runs
-from xentbench.suites.store import RowWriter, update_run_info
+from xentbench.suites.store.rows import RowWriter
+from xentbench.suites.store.run_json import update_run_info
 
 KEY = {"backend": "torch", "backend_version": "2.5.0", "dtype": "float32", "device": "cpu"}
 

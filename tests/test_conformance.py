@@ -35,6 +35,7 @@ from xentbench.adapters.base import (
     Adapter,
     Call,
     Implementation,
+    backend_and_api,
     numpy_dtype,
 )
 from xentbench.reference.evaluate import output_shape
@@ -329,7 +330,7 @@ def test_agrees_with_exact_reference_on_benign_input(backend, call, request):
 
 def test_implementation_name_is_prefixed_by_its_adapter_name(backend, implementation):
     adapter = registry.load(backend)
-    prefix, _, api = implementation.name.partition(":")
+    prefix, api = backend_and_api(implementation.name)
     assert prefix == adapter.name, f"{implementation.name} is served by adapter {adapter.name}"
     assert api, f"{implementation.name} names no API after the backend prefix"
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 from test_timing import fake_clock
 
-from xentbench.suites import cli, store
+from xentbench.suites import cli
+from xentbench.suites.store.rows import load
 from xentbench.suites.timing import contention, harness
 from xentbench.suites.timing.contention import Usage, contention_reason, run_queue_wait
 
@@ -232,7 +233,7 @@ def test_run_flags_contended_timings_and_warns(tmp_path, capsys):
     argv += ["--mode", "eager", "--shapes", "64x1000", "--repeat-runs", "1", "--out", str(run_dir)]
     with busy_core_shared_with_this_process():
         assert cli.main(argv) == 0
-    rows = store.load([run_dir], "timing")
+    rows = load([run_dir], "timing")
     assert rows["verdict"].tolist() == ["ok"]
     row = rows.iloc[0]
     assert bool(row["contended"]) and row["retries"] == 2 and "contended" in row["message"]

@@ -20,7 +20,8 @@ import pytest
 from plugin_helpers import register_plugins
 
 from xentbench.adapters import registry
-from xentbench.suites.cli import build_parser, main
+from xentbench.suites.cli import main
+from xentbench.suites.cli.parser import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

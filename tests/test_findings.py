@@ -20,7 +20,7 @@ from plugin_helpers import register_plugins
 from xentbench.adapters import registry
 from xentbench.adapters.base import Call
 from xentbench.suites.cli import main
-from xentbench.suites.findings import catalogue
+from xentbench.suites.findings import known
 from xentbench.suites.findings.group import Finding, Sample, finding_id, group_findings
 from xentbench.suites.findings.modes import row_modes, verdict_mode
 from xentbench.suites.findings.repro import build_reproducer, write_reproducer
@@ -111,16 +111,16 @@ def _finding(implementation="torch:torch.softmax", mode="nan-for-finite", cases=
     )  # fmt: skip
 
 
-def _catalogue(tmp_path: Path, text: str) -> tuple[catalogue.Entry, ...]:
+def _known_entries(tmp_path: Path, text: str) -> tuple[known.Entry, ...]:
     path = tmp_path / "known.toml"
     path.write_text(textwrap.dedent(text))
-    return catalogue.load_catalogue(path)
+    return known.load_entries(path)
 
 
 def test_a_finding_takes_the_class_and_evidence_of_the_first_entry_matching_all_its_cases(
     tmp_path,
 ):
-    entries = _catalogue(
+    entries = _known_entries(
         tmp_path,
         """
         [[known]]
@@ -143,14 +143,14 @@ def test_a_finding_takes_the_class_and_evidence_of_the_first_entry_matching_all_
     mixed = _finding(cases=["softmax/special/plus-inf", "softmax/extreme/near-max"])
     other_mode = _finding(mode="over-budget")
     unmatched = _finding(implementation="jax:jax.nn.softmax", mode="over-budget")
-    ordered = catalogue.classify([unmatched, special, mixed, other_mode], entries[:1])
+    ordered = known.classify([unmatched, special, mixed, other_mode], entries[:1])
     assert [f.klass for f in ordered] == ["defect?", "defect?", "defect?", "documented"]
     assert special.evidence == {
         "url": "https://example.org/doc",
         "quote": "A +inf logit gives NaN.",
     }
     assert mixed.klass == "defect?"  # one of its cases is not explained by the entry
-    catalogue.classify([mixed, unmatched], entries)
+    known.classify([mixed, unmatched], entries)
     assert (mixed.klass, mixed.entry, unmatched.klass) == ("convention", "conv", "convention")
 
 
@@ -166,7 +166,7 @@ def _failing_row(case_id: str) -> dict:
 
 
 def test_evaluations_explained_by_different_entries_are_different_findings(tmp_path):
-    entries = _catalogue(
+    entries = _known_entries(
         tmp_path,
         """
         [[known]]
@@ -180,8 +180,8 @@ def test_evaluations_explained_by_different_entries_are_different_findings(tmp_p
     )
     cases = ["logsumexp/options/cotangent-zero-on-masked-rows", "logsumexp/special/plus-inf"]
     rows = pd.DataFrame([_failing_row(case) for case in cases])
-    found = catalogue.classify(
-        group_findings(rows, {}, lambda row: catalogue.cause_of(row, entries)), entries
+    found = known.classify(
+        group_findings(rows, {}, lambda row: known.cause_of(row, entries)), entries
     )
     assert [(f.klass, f.cases) for f in found] == [("defect?", cases[1:]), ("upstream", cases[:1])]
     unexplained = found[0]
@@ -200,11 +200,11 @@ def test_evaluations_explained_by_different_entries_are_different_findings(tmp_p
 def test_an_entry_without_its_evidence_is_refused(tmp_path, klass, fields, missing):
     text = f'[[known]]\nid = "e"\nclass = "{klass}"\nimplementations = ["*"]\n{fields}\n'
     with pytest.raises(ValueError, match=missing):
-        _catalogue(tmp_path, text)
+        _known_entries(tmp_path, text)
 
 
 def test_the_repository_catalogue_cites_a_url_for_every_documented_and_upstream_entry():
-    entries = catalogue.load_catalogue()
+    entries = known.load_entries()
     cited = [e for e in entries if e.klass in ("documented", "upstream")]
     assert cited and all(e.evidence["url"].startswith("https://") for e in cited)
     assert all(e.evidence.get("quote") for e in cited if e.klass == "documented")

@@ -16,9 +16,9 @@ import pytest
 from flawed.budget import CAREFUL, ENTRY_POINTS, FLAWED
 from plugin_helpers import register_plugins
 
-from xentbench.suites.accuracy import case_inputs
+from xentbench.suites.accuracy.suite import case_inputs
 from xentbench.suites.cli import main
-from xentbench.suites.store import load
+from xentbench.suites.store.rows import load
 
 SEED = 0  # the CLI's default seed
 

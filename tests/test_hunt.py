@@ -14,12 +14,12 @@ from plugin_helpers import register_plugins
 from xentbench.adapters.base import Call
 from xentbench.adapters.numpy_adapter import NumpyAdapter
 from xentbench.reference import exact
-from xentbench.suites import store
 from xentbench.suites.catalog import cases, generators
 from xentbench.suites.cli import main
 from xentbench.suites.hunt.search import HuntSpec, hunt
 from xentbench.suites.hunt.task import load_input
 from xentbench.suites.judge.verdicts import FAILURES
+from xentbench.suites.store.rows import load
 
 FLAWED = {
     "flawed-hunt": "flawed.hunt:FlawedHuntAdapter",
@@ -57,7 +57,7 @@ def hunted_run(tmp_path_factory) -> Path:
 
 
 def _rows(run_dir: Path):
-    return store.load([run_dir], "accuracy")
+    return load([run_dir], "accuracy")
 
 
 @pytest.mark.parametrize(

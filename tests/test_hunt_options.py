@@ -14,9 +14,10 @@ from plugin_helpers import register_plugins
 
 from xentbench.reference import exact
 from xentbench.reference.options import canonical
-from xentbench.suites import hunted, store
 from xentbench.suites.cli import main
+from xentbench.suites.hunt import hunted
 from xentbench.suites.judge.verdicts import FAILURES
+from xentbench.suites.store.rows import load
 
 PLUGINS = flawed_options.ENTRY_POINTS
 
@@ -34,7 +35,7 @@ def hunted_options(tmp_path_factory) -> Path:
 
 
 def _option_rows(run_dir: Path):
-    rows = store.load([run_dir], "accuracy")
+    rows = load([run_dir], "accuracy")
     return rows[rows["options"].fillna("") != ""]
 
 

@@ -8,7 +8,7 @@ import pytest
 from plugin_helpers import register_plugins
 
 from xentbench.suites.cli import main
-from xentbench.suites.store import load
+from xentbench.suites.store.rows import load
 
 CASES = ["linear_cross_entropy/linear/confident", "linear_cross_entropy/linear/normal"]
 

@@ -21,7 +21,7 @@ from xentbench.suites.judge import measure, ulps, verdicts
 from xentbench.suites.judge.allowance import call_allowance as allowance
 from xentbench.suites.judge.budget import BUDGET_RULE, Output, error_scale
 from xentbench.suites.judge.ulps import absolute_errors, nonfinite_mismatches, truth_in, ulp_at
-from xentbench.suites.store import ACCURACY_SCHEMA
+from xentbench.suites.store.schema import ACCURACY_SCHEMA
 
 
 def ulp_errors(got, exact: Exact, dtype) -> np.ndarray:

@@ -12,7 +12,7 @@ from flawed import options as flawed_options
 from plugin_helpers import register_plugins
 
 from xentbench.suites.cli import main
-from xentbench.suites.store import load
+from xentbench.suites.store.rows import load
 
 CAREFUL = "options_careful:longdouble"
 

@@ -91,7 +91,7 @@ def test_plain_cases_never_plan_a_direction_for_an_old_plugin():
         if case.op in ("softmax", "log_softmax")
     )
     selection = Selection(dtypes=("float64",))
-    from xentbench.suites.accuracy import plan_accuracy
+    from xentbench.suites.accuracy.suite import plan_accuracy
 
     for task in plan_accuracy(OldPlugin(), selection):
         assert task.call.options == {} or OldPlugin().unsupported_reason(task.call)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from xentbench.suites.cli import main
-from xentbench.suites.store import RowWriter, load, update_run_info
+from xentbench.suites.store.rows import RowWriter, load
+from xentbench.suites.store.run_json import update_run_info
 
 NUMPY_RUN = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NUMPY_RUN += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]
@@ -89,7 +90,7 @@ def test_compare_with_a_corrupt_run_json_exits_2(base_run, tmp_path, capsys):
 def test_compare_with_an_incompatible_schema_exits_2(base_run, tmp_path, capsys):
     import shutil
 
-    from xentbench.suites.store import SCHEMA_VERSION
+    from xentbench.suites.store.schema import SCHEMA_VERSION
 
     newer = tmp_path / "newer"
     shutil.copytree(base_run, newer)

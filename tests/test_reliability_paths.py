@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from xentbench.suites import store
 from xentbench.suites.cli import main
-from xentbench.suites.store import RowWriter, load
+from xentbench.suites.store import rows as store_rows
+from xentbench.suites.store.rows import RowWriter, load
+from xentbench.suites.store.run_json import update_run_info
+from xentbench.suites.store.schema import KEYS
 
 NUMPY_RUN = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NUMPY_RUN += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]
@@ -91,7 +93,7 @@ def test_close_deletes_only_the_parts_it_merged(tmp_path, monkeypatch):
     is merged next time; the old merge deleted every part-* by wildcard and lost such rows."""
     first = RowWriter(tmp_path, "accuracy", "numpy")
     first.write(_row("a"))
-    read = store._read
+    read = store_rows._read
     late = RowWriter(tmp_path, "accuracy", "numpy")
 
     def read_then_write_a_part(path, suite):
@@ -101,9 +103,9 @@ def test_close_deletes_only_the_parts_it_merged(tmp_path, monkeypatch):
             late.flush()
         return read(path, suite)
 
-    monkeypatch.setattr(store, "_read", read_then_write_a_part)
+    monkeypatch.setattr(store_rows, "_read", read_then_write_a_part)
     first.close()
-    monkeypatch.setattr(store, "_read", read)
+    monkeypatch.setattr(store_rows, "_read", read)
     assert sorted(load([tmp_path], "accuracy")["case_id"]) == ["a", "b"]
     RowWriter(tmp_path, "accuracy", "numpy").close()
     assert sorted(load([tmp_path], "accuracy")["case_id"]) == ["a", "b"]
@@ -119,7 +121,7 @@ def test_runs_one_after_another_into_one_directory_keep_every_row(tmp_path):
     for impl in ("numpy:naive.softmax", "numpy:stable.softmax", "numpy:naive.log_softmax"):
         assert main([*base, "--impl", impl, "--cases", "*/benign/*"]) == 0
     rows = load([run_dir], "accuracy")
-    assert not rows.duplicated(list(store.KEYS["accuracy"])).any()
+    assert not rows.duplicated(list(KEYS["accuracy"])).any()
     narrow = rows[rows["implementation"].isin(["numpy:naive.softmax", "numpy:naive.log_softmax"])]
     assert len(rows) >= wide + len(narrow) and len(narrow) > 0
 
@@ -128,5 +130,5 @@ def test_writes_leave_no_temporary_files(tmp_path):
     writer = RowWriter(tmp_path, "accuracy", "numpy")
     writer.write(_row("a"))
     writer.close()
-    store.update_run_info(tmp_path, {"seed": 0})
+    update_run_info(tmp_path, {"seed": 0})
     assert sorted(p.name for p in Path(tmp_path).iterdir() if p.name.startswith(".tmp")) == []

@@ -144,7 +144,7 @@ def test_kill_9_at_random_points_over_many_seeds(site, tmp_path, uninterrupted, 
 
 
 def test_a_killed_workers_task_is_marked_as_a_harness_error_and_retried(site, tmp_path):
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     run_dir = tmp_path / "run"
     args = ("run", *SELECTION, "--cases", "softmax/benign/*", "--out", str(run_dir))
@@ -199,7 +199,7 @@ class _StopAt:
 def test_a_stopped_worker_stores_every_row_it_finished_and_none_for_the_task_in_flight(tmp_path):
     from xentbench.suites.catalog.selection import Selection
     from xentbench.suites.run.worker import WorkerJob, work
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     selection = Selection(
         ops=("softmax",),

@@ -11,7 +11,8 @@ import pytest
 
 from xentbench.suites.report.accuracy import MAX_FAILURES_SHOWN
 from xentbench.suites.report.build import build_report
-from xentbench.suites.store import RowWriter, update_run_info
+from xentbench.suites.store.rows import RowWriter
+from xentbench.suites.store.run_json import update_run_info
 
 # The columns naming a row's run and call, shared by the accuracy and timing rows.
 IDENTITY = {

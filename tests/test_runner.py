@@ -12,7 +12,8 @@ import pytest
 from plugin_helpers import register_plugins
 
 from xentbench.suites.cli import main
-from xentbench.suites.store import load, read_run_info
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.run_json import read_run_info
 
 CRASHY_MODULE = '''
 import os
@@ -40,7 +41,7 @@ class CrashyAdapter(Adapter):
         return (_softmax("ok"), _softmax("exit"), _softmax("hang"))
 
     def prepare(self, call, logits, labels):
-        kind = call.implementation.name.split(":")[1]
+        kind = call.implementation.api
 
         def run():
             if kind == "exit":
@@ -100,7 +101,8 @@ def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
     """Rows are flushed as they are produced: the parts of a run killed before its final merge
     survive, and the resumed run holds every evaluation exactly once, key by key and verdict
     by verdict the same as an uninterrupted run."""
-    from xentbench.suites.store import KEYS, RowWriter
+    from xentbench.suites.store.rows import RowWriter
+    from xentbench.suites.store.schema import KEYS
 
     selection = ("--backend", "numpy", "--impl", "numpy:naive.softmax", "--cases", "*")
     whole, interrupted = tmp_path / "whole", tmp_path / "interrupted"
@@ -301,7 +303,7 @@ def test_timing_rounds_are_spread_round_major_over_the_backends():
 def test_a_timing_round_skips_the_keys_whose_rows_already_pool_it(tmp_path):
     from xentbench.suites.catalog.selection import Selection
     from xentbench.suites.run.worker import WorkerJob, _done
-    from xentbench.suites.store import RowWriter, stored_rows
+    from xentbench.suites.store.rows import RowWriter, stored_rows
 
     writer = RowWriter(tmp_path, "timing", "numpy")
     base = {"shape": "4x5", "dtype": "float32", "device": "cpu", "mode": "eager"}

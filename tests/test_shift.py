@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from xentbench.adapters import registry
 from xentbench.adapters.base import DTYPES, Call
 from xentbench.reference.dtypes import finfo, numpy_dtype
-from xentbench.suites.accuracy import AccuracyTask
+from xentbench.suites.accuracy.suite import AccuracyTask
 from xentbench.suites.catalog import cases
 from xentbench.suites.judge import shift
 

@@ -17,10 +17,12 @@ import pytest
 
 from xentbench.adapters import registry
 from xentbench.adapters.base import Adapter, Call, Implementation, PreparedCall, numpy_dtype
-from xentbench.suites import store
 from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.store.rows import RowWriter, load, stored_rows
+from xentbench.suites.store.schema import KEYS, TIMING_SCHEMA, key_of
 from xentbench.suites.timing import bandwidth, harness
-from xentbench.suites.timing.suite import InputFactory, plan_timing
+from xentbench.suites.timing.inputs import InputFactory
+from xentbench.suites.timing.suite import plan_timing
 
 SPIN_S = 0.002
 FAST = {"min_repeat_s": 1e-4, "repeats": 3, "max_total_s": 0.01}
@@ -257,9 +259,9 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
         dtypes=("float32", "float16"), modes=("eager", "compiled"), shapes=((2, 3),)
     )
     rows = evaluate_all(FakeAdapter(), selection)
-    by_key = {store.key_of("timing", row): row for row in rows}
+    by_key = {key_of("timing", row): row for row in rows}
     runner_columns = {"run_id", "host", "backend_version", "harness_error"}
-    assert all(set(row) == set(store.TIMING_SCHEMA.names) - runner_columns for row in rows)
+    assert all(set(row) == set(TIMING_SCHEMA.names) - runner_columns for row in rows)
     half = by_key[("fake:softmax", "2x3", "float16", "cpu", "eager", "forward", "")]
     assert half["verdict"] == "unsupported" and "float16" in half["message"]
     no_compiled = by_key[("fake:softmax", "2x3", "float32", "cpu", "compiled", "forward", "")]
@@ -270,16 +272,16 @@ def test_rows_carry_verdicts_reasons_and_every_schema_column(tmp_path):
     eager = by_key[("fake:sparse", "2x3", "float32", "cpu", "eager", "forward", "")]
     assert compiled["verdict"] == eager["verdict"] == "ok"
     assert compiled["compile_s"] >= 0 and eager["compile_s"] is None
-    writer = store.RowWriter(tmp_path, "timing", "fake")  # the rows fit the stored schema
+    writer = RowWriter(tmp_path, "timing", "fake")  # the rows fit the stored schema
     for row in rows:
         writer.write({**row, "run_id": "r", "host": "h", "backend_version": "0"})
     writer.close()
-    assert len(store.load([tmp_path], "timing")) == len(rows)
+    assert len(load([tmp_path], "timing")) == len(rows)
 
 
 def test_bytes_throughput_and_roofline_follow_the_memory_bound_model():
     selection = Selection(dtypes=("float32",), shapes=((4, 5),))
-    rows = {store.key_of("timing", r): r for r in evaluate_all(FakeAdapter(), selection)}
+    rows = {key_of("timing", r): r for r in evaluate_all(FakeAdapter(), selection)}
     softmax = rows[("fake:softmax", "4x5", "float32", "cpu", "eager", "forward", "")]
     grad = rows[("fake:sparse", "4x5", "float32", "cpu", "eager", "forward+backward", "")]
     assert softmax["bytes"] == 80 + 80  # logits read, probabilities written
@@ -334,14 +336,14 @@ def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_pat
     # Round-robin: every key once per round, in the same order, never back to back.
     assert [task.key for task in tasks] == [task.key for task in one_round] * 3
     assert tasks[0].label.startswith("[1/3] ") and tasks[-1].label.startswith("[3/3] ")
-    writer = store.RowWriter(tmp_path, "timing", "fake")
+    writer = RowWriter(tmp_path, "timing", "fake")
     rows = []
     for task in tasks:
         rows.append(task.evaluate())
         writer.write({**rows[-1], "run_id": "r", "host": "h", "backend_version": "0"})
     writer.close()
     key = ("fake:softmax", "4x5", "float32", "cpu", "eager", "forward", "")
-    per_round = [row for row in rows if store.key_of("timing", row) == key]
+    per_round = [row for row in rows if key_of("timing", row) == key]
     assert [row["rounds"] for row in per_round] == [1, 2, 3]
     sizes = [len(row["times_s"]) for row in per_round]
     assert sizes[0] >= 3 and sizes == sorted(sizes) and sizes[2] == per_round[2]["repeats"]
@@ -353,9 +355,9 @@ def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_pat
         own = row["times_s"][start : sizes[index]]
         assert row["round_medians_s"][-1] == pytest.approx(statistics.median(own))
         assert row["round_medians_s"][:index] == per_round[index - 1]["round_medians_s"][:index]
-    stored = store.load([tmp_path], "timing")
+    stored = load([tmp_path], "timing")
     assert len(stored) == n  # one row per key: the last round's, with every sample
-    row = stored.set_index(list(store.KEYS["timing"])).loc[key]
+    row = stored.set_index(list(KEYS["timing"])).loc[key]
     assert list(row["times_s"]) == per_round[2]["times_s"] and row["rounds"] == 3
     assert list(row["round_medians_s"]) == per_round[2]["round_medians_s"]
     assert row["median_s"] == pytest.approx(statistics.median(row["times_s"]))
@@ -363,7 +365,7 @@ def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_pat
 
 def _round(tmp_path, adapter: Adapter, selection: Selection, round_: int, rounds: int):
     """One round as a fresh worker runs it: planned with the store's rows, rows stored."""
-    stored = store.stored_rows(tmp_path, "timing", "fake") if round_ > 1 else None
+    stored = stored_rows(tmp_path, "timing", "fake") if round_ > 1 else None
     tasks = plan_timing(
         adapter,
         selection,
@@ -373,12 +375,12 @@ def _round(tmp_path, adapter: Adapter, selection: Selection, round_: int, rounds
         stored=stored,
         **FAST,
     )
-    writer = store.RowWriter(tmp_path, "timing", "fake")
+    writer = RowWriter(tmp_path, "timing", "fake")
     rows = [task.evaluate() for task in tasks]
     for row in rows:
         writer.write({**row, "run_id": "r", "host": "h", "backend_version": "0"})
     writer.close()
-    return tasks, {store.key_of("timing", row): row for row in rows}
+    return tasks, {key_of("timing", row): row for row in rows}
 
 
 def test_a_round_in_a_fresh_process_pools_with_the_rows_the_earlier_rounds_stored(tmp_path):
@@ -402,7 +404,7 @@ def test_a_round_in_a_fresh_process_pools_with_the_rows_the_earlier_rounds_store
     # A later round's crash must not take the earlier rounds with it: its template is them.
     templates = {task.key: task.template for task in second_tasks}
     assert all(templates[key]["verdict"] == "ok" for key in measured)
-    stored = store.load([tmp_path], "timing")
+    stored = load([tmp_path], "timing")
     assert len(stored) == len(first) and set(stored["rounds"].dropna()) == {2}
 
 
@@ -447,7 +449,7 @@ def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_pat
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    old_columns = [f for f in store.TIMING_SCHEMA if f.name not in ("times_s", "contended")]
+    old_columns = [f for f in TIMING_SCHEMA if f.name not in ("times_s", "contended")]
     old_columns = [f for f in old_columns if f.name not in ("calibration_s", "peak_bytes")]
     old_columns = [f for f in old_columns if f.name not in ("options", "others_cpu_s")]
     schema = pa.schema(old_columns).with_metadata({b"xentbench.schema_version": b"2"})
@@ -455,7 +457,7 @@ def test_runs_from_schema_version_2_still_load_with_the_new_columns_null(tmp_pat
     row |= {"device": "cpu", "mode": "eager", "pass": "forward", "verdict": "ok", "median_s": 1e-3}
     table = pa.table({f.name: [row.get(f.name)] for f in schema}, schema=schema)
     pq.write_table(table, tmp_path / "timing-fake.parquet")
-    loaded = store.load([tmp_path], "timing")
+    loaded = load([tmp_path], "timing")
     assert loaded["median_s"].tolist() == [1e-3]
     assert loaded["times_s"].isna().all() and loaded["contended"].isna().all()
     assert loaded["options"].tolist() == [""]  # a plain call, keyed as today's plain rows

@@ -9,8 +9,8 @@ from test_timing import FAST
 from xentbench.adapters import registry
 from xentbench.adapters.base import Adapter, Implementation, PreparedCall
 from xentbench.reference.options import canonical
-from xentbench.suites import store
 from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.store.rows import RowWriter, load, stored_keys
 from xentbench.suites.timing import configs
 from xentbench.suites.timing.suite import plan_timing
 
@@ -107,14 +107,14 @@ def test_training_rows_move_one_output_value_and_fit_the_store(tmp_path):
     plain, training = rows[(*key, "forward", "")], rows[(*key, "forward", TRAINING_LABEL)]
     assert plain["bytes"] == 160 + 8 * 8 + 8 * 4  # logits, int64 labels, one loss per row
     assert training["bytes"] == 160 + 8 * 8 + 4  # ... one mean in all
-    writer = store.RowWriter(tmp_path, "timing", "opt")
+    writer = RowWriter(tmp_path, "timing", "opt")
     for row in rows.values():
         writer.write({**row, "run_id": "r", "host": "h", "backend_version": "0"})
     writer.close()
-    loaded = store.load([tmp_path], "timing")
+    loaded = load([tmp_path], "timing")
     assert len(loaded) == len(rows)  # the options tell plain and training rows apart
     assert set(loaded["options"]) == {"", TRAINING_LABEL}
-    assert store.stored_keys(tmp_path, "timing", "opt") == set(rows)  # resume skips them all
+    assert stored_keys(tmp_path, "timing", "opt") == set(rows)  # resume skips them all
 
 
 def test_padding_is_deterministic_and_leaves_plain_calls_alone():

@@ -10,7 +10,7 @@ import argparse
 import functools
 from typing import Any
 
-from xentbench.suites.cli import build_parser  # the one place the parser builder is named
+from xentbench.suites.cli.parser import build_parser  # the one place the parser builder is named
 
 MARKER = "<!-- cli-reference -->"
 HELP_WIDTH = 80  # fixed, so the page does not depend on the terminal; fits the page column

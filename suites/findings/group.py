@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from xentbench.suites import store
 from xentbench.suites.findings.modes import row_modes
+from xentbench.suites.store.run_json import read_run_info
 
 # Dtypes in the order a reproducer prefers them (plain NumPy dtypes first).
 _DTYPE_PREFERENCE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
@@ -192,7 +192,7 @@ def run_seeds(run_dirs: list[Path]) -> dict[str, tuple[int, str]]:
     """run id -> (seed, run directory), from each run's run.json."""
     seeds = {}
     for run_dir in run_dirs:
-        info = store.read_run_info(Path(run_dir))
+        info = read_run_info(Path(run_dir))
         seeds[str(info.get("run_id", Path(run_dir).name))] = (
             int(info.get("seed") or 0),
             str(run_dir),
@@ -206,8 +206,8 @@ def group_findings(
     cause: Callable[[dict[str, Any]], str] | None = None,
 ) -> list[Finding]:
     """Findings of the stored accuracy rows in a stable order; ``cause`` names what explains one
-    (evaluation, failure mode) row (``suites.findings.catalogue.cause_of``), else all are "".
-    Classes and evidence are given by ``suites.findings.catalogue.classify``."""
+    (evaluation, failure mode) row (``suites.findings.known.cause_of``), else all are "".
+    Classes and evidence are given by ``suites.findings.known.classify``."""
     frame = exploded(rows)
     if frame.empty:
         return []

@@ -13,6 +13,8 @@ from __future__ import annotations
 import inspect
 import textwrap
 
+from xentbench.adapters.base import backend_and_api
+
 _TORCH_APIS = {
     "torch.softmax": "_softmax",
     "torch.log_softmax": "_log_softmax",
@@ -280,7 +282,7 @@ def _tensorflow(expr: str) -> str:
 def run_source(implementation: str) -> tuple[str, str] | None:
     """(framework, source defining ``run(x, y)`` from ``OPTIONS``), or None when the
     implementation has no option-taking snippet (a plugin, NumPy, ONNX Runtime)."""
-    backend, _, api = implementation.partition(":")
+    backend, api = backend_and_api(implementation)
     if backend == "torch" and api in _TORCH_APIS:
         return "PyTorch", _torch(_TORCH_APIS[api])
     if backend == "jax" and api in _JAX_APIS:

@@ -15,17 +15,17 @@ from typing import Any
 import numpy as np
 
 from xentbench.adapters import registry
-from xentbench.adapters.base import Call
+from xentbench.adapters.base import Call, backend_and_api
 from xentbench.reference import exact as reference_exact
 from xentbench.reference.dtypes import numpy_dtype
 from xentbench.reference.evaluate import LINEAR_OP, REDUCING, output_shape
-from xentbench.suites import hunted
 from xentbench.suites.catalog import cases
 from xentbench.suites.findings import option_snippets, snippets
 from xentbench.suites.findings.group import Finding
 from xentbench.suites.findings.script import render
 from xentbench.suites.findings.shrink import Shrunk, shrink
 from xentbench.suites.findings.slicing import Input
+from xentbench.suites.hunt import hunted
 from xentbench.suites.judge import shift
 from xentbench.suites.judge.allowance import call_allowance
 from xentbench.suites.judge.budget import Output
@@ -169,7 +169,7 @@ def _needs_option_snippet(finding: Finding, item: Input) -> bool:
 def reproducible(finding: Finding) -> str | None:
     """Why ``finding`` has no standalone reproducer, or None when it has one (decided from the
     implementation and the sample's case, before anything is drawn)."""
-    case_id, backend = finding.sample.case_id, finding.implementation.partition(":")[0]
+    case_id, backend = finding.sample.case_id, backend_and_api(finding.implementation)[0]
     hunted = case_id.startswith("hunt/")
     with_options = finding.quantity not in ("value", "grad") or (
         _hunted_options(finding.sample).exists() if hunted else bool(_case_options(case_id))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import inspect
 import textwrap
 
+from xentbench.adapters.base import backend_and_api
+
 _TORCH = {
     "torch.softmax": "torch.softmax(x, dim=-1)",
     "torch.log_softmax": "torch.log_softmax(x, dim=-1)",
@@ -258,7 +260,7 @@ def _numpy_helpers() -> str:
 
 def run_source(implementation: str, reducing: bool) -> tuple[str, str]:
     """(framework named in the docstring, source defining ``run(x, y)``) for an implementation."""
-    backend, _, api = implementation.partition(":")
+    backend, api = backend_and_api(implementation)
     if backend == "torch" and api in _TORCH:
         return "PyTorch", _TORCH_SOURCE.format(expr=_TORCH[api])
     if backend == "tensorflow" and api in _TENSORFLOW:

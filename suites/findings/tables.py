@@ -12,10 +12,11 @@ from typing import Any
 
 import pandas as pd
 
-from xentbench.suites import store
-from xentbench.suites.findings.catalogue import CLASSES, UNMATCHED, cause_of, classify
 from xentbench.suites.findings.group import Finding, exploded, group_findings, run_seeds
+from xentbench.suites.findings.known import CLASSES, UNMATCHED, cause_of, classify
 from xentbench.suites.judge.verdicts import FAILURES
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.schema import KEYS
 
 # Classes listed finding by finding; the others are summarised per catalogue entry.
 LISTED = (UNMATCHED, "upstream", "documented")
@@ -45,12 +46,12 @@ class FindingsOfRuns:
 
 
 def findings_of_rows(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> FindingsOfRuns:
-    """Grouped and classified findings of accuracy rows (as ``suites.store.load`` returns)."""
+    """Grouped and classified findings of accuracy rows (as ``suites.store.rows.load`` returns)."""
     if rows.empty:
         return FindingsOfRuns([], [], 0, 0)
     findings = classify(group_findings(rows, seeds, cause_of))
     passing = rows[rows["verdict"] == "pass"]
-    breaking = exploded(passing).drop_duplicates(subset=["run_id", *store.KEYS["accuracy"]])
+    breaking = exploded(passing).drop_duplicates(subset=["run_id", *KEYS["accuracy"]])
     return FindingsOfRuns(
         findings,
         sorted({str(run) for run in rows["run_id"].dropna()}),
@@ -60,7 +61,7 @@ def findings_of_rows(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> F
 
 
 def findings_of_runs(run_dirs: list[Path]) -> FindingsOfRuns:
-    return findings_of_rows(store.load(run_dirs, "accuracy"), run_seeds(run_dirs))
+    return findings_of_rows(load(run_dirs, "accuracy"), run_seeds(run_dirs))
 
 
 def _number(value: float) -> str:

@@ -23,9 +23,10 @@ import numpy as np
 from xentbench.adapters.base import Adapter, Call
 from xentbench.reference.options import canonical
 from xentbench.suites.hunt import options as family
+from xentbench.suites.hunt.candidates import input_hash
+from xentbench.suites.hunt.hunted import hunted_files
 from xentbench.suites.hunt.search import HuntSpec, target_seed
-from xentbench.suites.hunt.task import HuntTask, cpu_text, input_hash, save_input
-from xentbench.suites.hunted import hunted_files
+from xentbench.suites.hunt.task import HuntTask, cpu_text, save_input
 from xentbench.suites.judge.verdicts import SEVERITY
 
 

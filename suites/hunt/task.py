@@ -20,19 +20,15 @@ from typing import Any
 import numpy as np
 
 from xentbench.adapters.base import Adapter, Call
-from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.hunt.candidates import SIGMOID, SOFT, SPARSE, input_hash
+from xentbench.suites.hunt.candidates import input_hash
+from xentbench.suites.hunt.hunted import hunted_files
 from xentbench.suites.hunt.oracle import Clock, Score, judge_alone
 from xentbench.suites.hunt.search import Found, HuntSpec, catalog_seeds, hunt
-from xentbench.suites.hunted import hunted_files
 from xentbench.suites.judge.call import call_columns
 from xentbench.suites.judge.verdicts import SEVERITY
-from xentbench.suites.store import key_of
+from xentbench.suites.store.schema import key_of
 
 FAMILY = "hunt"
-# The ops whose inputs are rows of logits (and labels): what candidates are. The linear op's
-# inputs are hidden states and weight matrices (``reference.linear``), not hunted.
-HUNTED_OPS = (SIGMOID, SOFT, SPARSE, "softmax", "log_softmax", "logsumexp")
 
 
 @dataclass
@@ -150,20 +146,3 @@ def save_input(run_dir: Path, name: str, logits, labels, truth) -> None:
         np.savez(paths["exact"], invalid=str(truth))
     else:
         np.savez(paths["exact"], hi=truth.hi, lo=truth.lo)
-
-
-def plan_hunt(adapter: Adapter, selection: Selection, spec: HuntSpec, run_dir: str) -> list:
-    """One task per target the selection wants (ops in HUNTED_OPS), in the adapter's order,
-    and one options task per target whose implementation takes a hunted option configuration."""
-    from xentbench.suites.hunt.options_task import plan_options
-
-    tasks = []
-    for impl in adapter.implementations():
-        if impl.op not in HUNTED_OPS or not selection.wants_implementation(impl):
-            continue
-        quantities = tuple(q for q in impl.quantities if q in spec.quantities)
-        calls = [c for c in selection.calls(impl, quantities) if not adapter.unsupported_reason(c)]
-        tasks += [HuntTask(adapter, call, spec, selection.seed, run_dir) for call in calls]
-        if spec.options:
-            tasks += plan_options(adapter, calls, spec, selection.seed, run_dir)
-    return tasks

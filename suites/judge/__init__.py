@@ -1,1 +1,1 @@
-"""The judge: one call's verdict, its errors in ULPs and the error budget that bounds them."""
+"""Judging (ground floor): one call's result against the exact value (ULPs, budget, verdict)."""

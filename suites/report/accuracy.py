@@ -16,6 +16,7 @@ from xentbench.suites.report.format import (
     error_cells,
     format_ulps,
     images,
+    matrix_cell,
     number,
     rank,
     run_columns,
@@ -86,27 +87,13 @@ def accuracy_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Implementation × case family: worst verdict, failing/evaluated, largest ULP error."""
     keys = [*run_columns(accuracy), "op", "implementation", *varying(accuracy, ("device", "mode"))]
     columns = ["verdict", "max_ulp_error", "worst_ratio"]
-    cells = accuracy.groupby([*keys, "family"], dropna=False)[columns].apply(_matrix_cell)
+    cells = accuracy.groupby([*keys, "family"], dropna=False)[columns].apply(matrix_cell)
     table = cells.unstack("family").fillna("")
     families = [f for f in FAMILIES if f in table.columns]
     table = table[families + sorted(set(table.columns) - set(families))].reset_index()
     table = table.assign(_op=rank(table["op"], OPS)).sort_values(["_op", "implementation"])
     table.columns.name = None
     return table.drop(columns="_op")
-
-
-def _matrix_cell(rows: pd.DataFrame) -> str:
-    evaluated = rows[rows["verdict"] != "unsupported"]
-    if evaluated.empty:
-        return "unsupported"
-    worst = max(evaluated["verdict"], key=lambda v: SEVERITY.get(v, len(SEVERITY)))
-    ulps = format_ulps(evaluated["max_ulp_error"].max())
-    if worst == "pass":
-        return f"pass {ulps}"
-    failing = int(evaluated["verdict"].isin(FAILURES).sum())
-    cell = f"{worst} {failing}/{len(evaluated)}"
-    ratio = evaluated["worst_ratio"].max()
-    return cell + (f", {ratio:.3g}× allowance" if worst == "inaccurate" else "")
 
 
 def accuracy_sections(

@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from xentbench.suites import store
 from xentbench.suites.judge.budget import BUDGET_RULE
 from xentbench.suites.judge.verdicts import FAILURES, SEVERITY
 from xentbench.suites.report import plots
@@ -43,6 +42,9 @@ from xentbench.suites.report.render import (
 )
 from xentbench.suites.report.timing import csv_frame as timing_csv_frame
 from xentbench.suites.report.timing import fastest_table, timing_sections
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.run_json import read_run_info
+from xentbench.suites.store.schema import KEYS
 
 # ---------------------------------------------------------------- header and summary
 
@@ -209,8 +211,8 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     missing = [str(d) for d in run_dirs if not d.is_dir()]
     if missing:
         raise FileNotFoundError(f"no such run directory: {', '.join(missing)}")
-    accuracy = clean(_once_per_run(store.load(run_dirs, "accuracy"), "accuracy"))
-    timing = clean(_once_per_run(store.load(run_dirs, "timing"), "timing"))
+    accuracy = clean(_once_per_run(load(run_dirs, "accuracy"), "accuracy"))
+    timing = clean(_once_per_run(load(run_dirs, "timing"), "timing"))
     if accuracy.empty and timing.empty:
         raise ValueError(f"no stored results in {', '.join(map(str, run_dirs))}")
     out_dir = Path(out_dir)
@@ -225,7 +227,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
 
 def _once_per_run(frame: pd.DataFrame, suite: str) -> pd.DataFrame:
     """One row per run and key: a run directory given twice, or copied, is not counted twice."""
-    return frame.drop_duplicates(subset=["run_id", *store.KEYS[suite]], keep="last")
+    return frame.drop_duplicates(subset=["run_id", *KEYS[suite]], keep="last")
 
 
 def _move_into(path: Path, out_dir: Path) -> Path:
@@ -240,7 +242,7 @@ def _move_into(path: Path, out_dir: Path) -> Path:
 def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[str, Path]:
     """Every report file, written into ``out_dir``."""
     written = _write_csvs(accuracy, timing, out_dir)
-    infos = [(d, store.read_run_info(d)) for d in run_dirs]
+    infos = [(d, read_run_info(d)) for d in run_dirs]
     accuracy_plots = plots.accuracy_plots(accuracy, out_dir)
     timing_plots = plots.timing_plots(timing, out_dir, _bandwidth(infos))
     written.update({p.name: p for p in [*accuracy_plots, *timing_plots]})

@@ -1,6 +1,6 @@
 """Run against run: verdict changes, accuracy drift and timing changes beyond the noise.
 
-Both runs are read from the results store and joined on ``store.KEYS[suite]``. The rules:
+Both runs are read from the results store and joined on ``KEYS[suite]``. The rules:
 
 - **verdict**: a move to a more severe verdict (accuracy: pass < inaccurate < wrong < error;
   timing: ok < error) is a regression, a move to a less severe one an improvement. A move to or
@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xentbench.suites import store
 from xentbench.suites.findings.tables import (
     FINDING_CHANGE_COLUMNS,
     finding_changes,
@@ -40,6 +39,9 @@ from xentbench.suites.judge import verdicts
 from xentbench.suites.report.changes import CHANGE_COLUMNS, KEY_COLUMNS, change_rows
 from xentbench.suites.report.compare_timing import SHIFT_COLUMNS, rule_text, time_changes
 from xentbench.suites.report.format import format_ulps
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.run_json import read_run_info
+from xentbench.suites.store.schema import KEYS, SUITES
 
 DEFAULT_ULP_THRESHOLD = 2.0
 DEFAULT_TIME_THRESHOLD = 0.10
@@ -227,7 +229,7 @@ def compare_runs(
         )
     time_rule = {"threshold": time_threshold, "significance": significance, "normalise": normalise}
     found, added, removed, shifts = [], [], [], None
-    for suite in store.SUITES:
+    for suite in SUITES:
         merged = _join(suite, base_dir, new_dir)
         added.append(merged.loc[merged["_merge"] == "right_only", KEY_COLUMNS])
         removed.append(merged.loc[merged["_merge"] == "left_only", KEY_COLUMNS])
@@ -273,10 +275,10 @@ def _by_direction(found: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def _join(suite: str, base_dir: Path, new_dir: Path) -> pd.DataFrame:
     """Both runs' rows side by side (suffixes ``_base``/``_new``), in the shared key layout."""
-    keys = list(store.KEYS[suite])
+    keys = list(KEYS[suite])
     # Object keys: pandas cannot join two empty Arrow-backed string columns.
     base, new = (
-        store.load([run_dir], suite).astype(dict.fromkeys(keys, object))
+        load([run_dir], suite).astype(dict.fromkeys(keys, object))
         for run_dir in (base_dir, new_dir)
     )
     merged = base.merge(new, on=keys, how="outer", suffixes=("_base", "_new"), indicator=True)
@@ -296,7 +298,7 @@ def _concat(frames: list[pd.DataFrame | None], columns: list[str]) -> pd.DataFra
 
 
 def _run_summary(run_dir: Path) -> dict[str, str]:
-    info = store.read_run_info(run_dir)
+    info = read_run_info(run_dir)
     return {
         "run_id": str(info.get("run_id", Path(run_dir).name)),
         "host": str(info.get("host", "?")),

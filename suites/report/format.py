@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from xentbench.suites.judge.verdicts import FAILURES, SEVERITY
 from xentbench.suites.report.render import Image
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
@@ -96,3 +97,19 @@ def error_cells(row: Any) -> dict[str, str]:
             f"{number(absolute, '.3g')} ({number(allowed, '.3g')})" if _present(absolute) else "—"
         ),
     }
+
+
+def matrix_cell(rows: pd.DataFrame) -> str:
+    """One cell of an accuracy matrix (the family matrix, the linear op's quantities): the worst
+    verdict, failing/evaluated, the largest ULP error or error/allowance."""
+    evaluated = rows[rows["verdict"] != "unsupported"]
+    if evaluated.empty:
+        return "unsupported"
+    worst = max(evaluated["verdict"], key=lambda v: SEVERITY.get(v, len(SEVERITY)))
+    ulps = format_ulps(evaluated["max_ulp_error"].max())
+    if worst == "pass":
+        return f"pass {ulps}"
+    failing = int(evaluated["verdict"].isin(FAILURES).sum())
+    cell = f"{worst} {failing}/{len(evaluated)}"
+    ratio = evaluated["worst_ratio"].max()
+    return cell + (f", {ratio:.3g}× allowance" if worst == "inaccurate" else "")

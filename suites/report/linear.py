@@ -16,7 +16,7 @@ import pandas as pd
 
 from xentbench.adapters.base import DTYPES, LINEAR_OP
 from xentbench.suites.report import plots
-from xentbench.suites.report.format import format_seconds, run_columns, varying
+from xentbench.suites.report.format import format_seconds, matrix_cell, run_columns, varying
 from xentbench.suites.report.render import Section, Table
 
 COLUMNS = {"value": "loss", "grad_hidden": "dX", "grad_weight": "dW", "grad_bias": "db"}
@@ -149,12 +149,10 @@ def with_costs(
 
 def linear_matrix(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Implementation × quantity for the linear op: the accuracy matrix's cells, per quantity."""
-    from xentbench.suites.report.accuracy import _matrix_cell  # the one cell format
-
     rows = accuracy[accuracy["op"] == LINEAR_OP]
     keys = [*run_columns(rows), "implementation", *varying(rows, ("device", "mode"))]
     columns = ["verdict", "max_ulp_error", "worst_ratio"]
-    cells = rows.groupby([*keys, "quantity"], dropna=False)[columns].apply(_matrix_cell)
+    cells = rows.groupby([*keys, "quantity"], dropna=False)[columns].apply(matrix_cell)
     table = cells.unstack("quantity").fillna("")
     table = table[[q for q in COLUMNS if q in table.columns]].rename(columns=COLUMNS)
     table.columns.name = None

@@ -18,6 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter, LogFormatter
 
 from xentbench.adapters.base import DTYPES, OPS
+from xentbench.suites.judge.verdicts import SEVERITY, VERDICTS, verdict_for_result
 
 _MARKERS = "osD^vP*Xh<>p"
 _DPI = 100
@@ -71,34 +72,47 @@ def _legend_width(labels: list[str]) -> float:
     return 0.6 + 0.07 * max((len(label) for label in labels), default=0)
 
 
+# The verdict names come from suites.judge.verdicts: a result measured against its budget is
+# pass or inaccurate (``verdict_for_result`` of a finite result within and beyond it); the
+# evaluated verdicts beyond those (wrong, error: severity order) get a class of their own; the
+# verdicts of nothing evaluated (unsupported) are the blank background.
+_MEASURED = (verdict_for_result(0, 0), verdict_for_result(0, 1))
+_BEYOND_RATIO = tuple(verdict for verdict in SEVERITY if verdict not in _MEASURED)
+_NOT_EVALUATED = tuple(verdict for verdict in VERDICTS if verdict not in SEVERITY)
 # Heat-map classes of the error ratio (worst error / allowance, ``worst_ratio``): where each
 # (implementation, case) sits against its budget. Bounds are on log10 of the ratio.
-_RATIO_CLASSES = (
+_RATIO_BANDS = (
     ("≤ 0.1 of budget", "#1a7f37"),
-    ("≤ budget (pass)", "#8fd694"),
+    (f"≤ budget ({_MEASURED[0]})", "#8fd694"),
     ("≤ 10x budget", "#ffd166"),
     ("≤ 1000x budget", "#f4845f"),
     ("> 1000x budget", "#c0392b"),
-    ("wrong (wrong kind / shape)", "#5b0a0a"),
-    ("error (raised)", "#000000"),
 )
 _RATIO_BOUNDS = (-1.0, 0.0, 1.0, 3.0)
+# What each of _BEYOND_RATIO means on the map, in its order, and its colour.
+_BEYOND_RATIO_STYLE = (("wrong kind / shape", "#5b0a0a"), ("raised", "#000000"))
+_RATIO_CLASSES = _RATIO_BANDS + tuple(
+    (f"{verdict} ({meaning})", colour)
+    for verdict, (meaning, colour) in zip(_BEYOND_RATIO, _BEYOND_RATIO_STYLE, strict=True)
+)
+_NOT_EVALUATED_LABEL = " / ".join(("not evaluated", *_NOT_EVALUATED))
 
 
 def _ratio_class(verdict: str, ratio: float) -> float:
-    """The heat-map class index of one result (NaN: not evaluated or unsupported)."""
-    if verdict == "error":
-        return 6
-    if verdict == "wrong" or ratio == math.inf:
-        return 5
-    if verdict not in ("pass", "inaccurate") or not math.isfinite(ratio):
+    """The heat-map class index of one result (NaN: not evaluated or unsupported); a measured
+    result with an infinite ratio shows as a non-finite mismatch does (``verdict_for_result``)."""
+    if verdict in _MEASURED and ratio == math.inf:
+        verdict = verdict_for_result(1, 0)
+    if verdict in _BEYOND_RATIO:
+        return float(len(_RATIO_BANDS) + _BEYOND_RATIO.index(verdict))
+    if verdict not in _MEASURED or not math.isfinite(ratio):
         return math.nan
     return float(np.searchsorted(_RATIO_BOUNDS, math.log10(max(ratio, 1e-300)), side="left"))
 
 
 def accuracy_plots(accuracy: pd.DataFrame, out_dir: Path) -> list[Path]:
     """One heat map per dtype: error ratio class per (implementation and quantity, case)."""
-    judged = accuracy[accuracy["verdict"].isin(["pass", "inaccurate", "wrong", "error"])]
+    judged = accuracy[accuracy["verdict"].isin(list(SEVERITY))]
     if judged.empty:
         return []
     ratio = judged.get("worst_ratio")
@@ -161,7 +175,7 @@ def _heat_map_figure(dtype: str, rows: pd.DataFrame, path: Path) -> Path:
         ax.set_title(op, fontsize=10, loc="left")
         top = bottom - _HEAT_LABELS_IN
     legend = [Patch(color=colour, label=name) for name, colour in _RATIO_CLASSES]
-    legend.append(Patch(color="#eeeeee", label="not evaluated / unsupported"))
+    legend.append(Patch(color="#eeeeee", label=_NOT_EVALUATED_LABEL))
     anchor = ((_HEAT_LEFT_IN + plot_width + 0.2) / width, 1 - 0.8 / height)
     fig.legend(handles=legend, loc="upper left", bbox_to_anchor=anchor, fontsize=8)
     fig.suptitle(

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from xentbench.suites.safe_paths import UnsafePath, inside, open_no_follow
+from xentbench.suites.store.safe_paths import UnsafePath, inside, open_no_follow
 
 LOCK_NAME = "run.lock"
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from xentbench.suites.store import SCHEMA_VERSION, read_run_info, update_run_info
+from xentbench.suites.store.run_json import read_run_info, update_run_info
+from xentbench.suites.store.schema import SCHEMA_VERSION
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def _git_commit() -> str:
 
 def pinned(seed: int) -> dict[str, Any]:
     """What this run's rows depend on beyond their key: a directory's rows must agree on it
-    (``suites.run.params.check_same_run``)."""
+    (``suites.cli.params.check_same_run``)."""
     return {"seed": seed, "git_commit": _git_commit(), "python": sys.version.split()[0]}
 
 

@@ -36,7 +36,8 @@ from rich.progress import (
 )
 
 from xentbench.suites.run.worker import WorkerJob
-from xentbench.suites.store import RowWriter, update_run_info
+from xentbench.suites.store.rows import RowWriter
+from xentbench.suites.store.run_json import update_run_info
 
 PLAN_TIMEOUT_S = 600.0  # importing a framework and planning can take a while on a busy machine
 MAX_RESTARTS = 50

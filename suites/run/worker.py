@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from xentbench.adapters import registry
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.store import RowWriter, stored_keys, stored_rows, stored_versions
+from xentbench.suites.store.rows import RowWriter, stored_keys, stored_rows, stored_versions
 
 
 class Task(Protocol):
@@ -89,11 +89,11 @@ class Stopped(BaseException):
 
 def plan(job: WorkerJob, adapter, stored: dict[tuple, dict] | None = None) -> list[Task]:
     if job.suite == "hunt":
-        from xentbench.suites.hunt.task import plan_hunt
+        from xentbench.suites.hunt.plan import plan_hunt
 
         return plan_hunt(adapter, job.selection, job.hunt, job.run_dir)
     if job.suite == "accuracy":
-        from xentbench.suites.accuracy import plan_accuracy
+        from xentbench.suites.accuracy.suite import plan_accuracy
 
         return plan_accuracy(adapter, job.selection)
     from xentbench.suites.timing.suite import plan_timing
@@ -121,7 +121,7 @@ def _done(job: WorkerJob, stored: dict[tuple, dict] | None) -> set[tuple]:
     older run's: nothing to pool with)."""
     if stored is None:
         return stored_keys(Path(job.run_dir), job.store_suite, job.backend) | job.skip
-    from xentbench.suites.timing.suite import pooled_rounds
+    from xentbench.suites.timing.rounds import pooled_rounds
 
     this_round = job.timing_options["only_round"]
     # As ``stored_keys``: a key whose latest row records a harness error is retried.

@@ -30,7 +30,7 @@ TRAINING: dict[str, Any] = {
     "ignore_index": IGNORE_INDEX,
     "label_smoothing": 0.1,
 }
-_PADDING_STREAM = 7  # the seed stream of the padded rows, apart from suite.py's input streams
+_PADDING_STREAM = 7  # the seed stream of the padded rows, apart from inputs.py's input streams
 
 
 def wants_training(impl: Implementation) -> bool:

@@ -27,6 +27,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xentbench.adapters import registry
+from xentbench.adapters.base import Call
+from xentbench.suites.timing.configs import padded
+from xentbench.suites.timing.inputs import OVERHEAD_SHAPE, InputFactory
+
 _KIB = 1024
 MEMORY_TIMEOUT_S = 300.0
 _ALLOCATOR_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
@@ -76,11 +81,6 @@ def _reset_high_water_mark() -> None:
 
 def measure_in_this_process(request: dict[str, Any]) -> int:
     """Prepare, warm up and run the requested call once here; its peak resident growth."""
-    from xentbench.adapters import registry
-    from xentbench.adapters.base import Call
-    from xentbench.suites.timing.configs import padded
-    from xentbench.suites.timing.suite import OVERHEAD_SHAPE, InputFactory
-
     adapter = registry.load(request["backend"])
     impl = adapter.implementation(request["implementation"])
     call = Call(

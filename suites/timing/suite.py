@@ -20,116 +20,25 @@ from __future__ import annotations
 
 import functools
 import gc
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from xentbench.adapters.base import GRADIENT_OPS, LABELLED_OPS, Adapter, Call, numpy_dtype
-from xentbench.reference.evaluate import output_shape
+from xentbench.adapters.base import GRADIENT_OPS, Adapter, Call, numpy_dtype
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.store import key_of
+from xentbench.suites.store.schema import key_of
 from xentbench.suites.timing import configs, contention, harness, memory
+from xentbench.suites.timing.inputs import OVERHEAD_SHAPE, InputFactory, moved_bytes
+from xentbench.suites.timing.rounds import Pool, poolable
 
 PASSES: dict[str, str] = {"forward": "value", "forward+backward": "grad"}  # pass -> quantity
-# Rounds of a default timing run (--repeat-runs), each in its own process. On a shared machine
-# an op's time drifts by ~15% (log std) between samplings minutes apart, and by ~10% more
-# between processes, while staying steady within one 0.2 s sampling, so one sampling per op
-# cannot tell a 1.5x slowdown from drift; the rounds' spread is the noise compare tests
-# against. Measured on the 2-core VM, the first 3, 4 and 5 rounds of a run caught 82%, 94%
-# and 97% of a 1.5x slowdown (reports/bench/timing-rounds-apart/rules.md).
-DEFAULT_ROUNDS = 5
-# Rounds of each run of an A/B pair (run --against), whose rounds take turns. With 5 the
-# interleaved pair in reports/bench/timing-interleaved caught 92.4% of a 1.5x slowdown
-# (Welch's t; resampling its round medians put 6, 7 and 8 rounds at 94%, 95% and 96%); with
-# 7, two pairs caught 96.7% and 96.9% (moderated t) with no false alarm
-# (reports/bench/timing-interleaved-7*).
-AB_DEFAULT_ROUNDS = 7
-OVERHEAD_SHAPE = (1, 2)
-LOGITS_SCALE = 4.0  # logits ~ normal(0, 4): both signs, several units apart, like real classifiers
 _FREE_EAGERLY_ELEMENTS = 1 << 20  # collect garbage after tasks at least this big
-_KIND_STREAM = {"logits": 0, "soft": 1, "sparse": 2, "sigmoid": 3}
-_LABEL_KIND = {
-    "softmax_cross_entropy": "soft",
-    "sparse_softmax_cross_entropy": "sparse",
-    "sigmoid_cross_entropy": "sigmoid",
-}
 
 
 def shape_name(batch: int, classes: int) -> str:
     return f"{batch}x{classes}"
-
-
-def moved_bytes(
-    op: str, batch: int, classes: int, itemsize: int, pass_: str, reduced: bool = False
-) -> int:
-    """Bytes a memory-bound implementation must move: inputs read plus outputs written.
-
-    Logits are read once; labels are read once (int64 class ids for the sparse op, logits-shaped
-    otherwise); the output is logits-shaped for softmax, log_softmax and the sigmoid loss and one
-    value per row for the reductions (one value in all when ``reduced``: a mean or sum over
-    the batch). ``forward+backward`` also writes the logits-shaped gradient. This is the least
-    traffic of a fused single pass, so ``roofline_fraction`` is the share of the memory-bound
-    optimum an implementation reaches (above 1 only for inputs that fit in cache, where DRAM
-    bandwidth is not the limit).
-    """
-    full = batch * classes * itemsize
-    per_row = batch * itemsize
-    labels = {"soft": full, "sigmoid": full, "sparse": batch * 8}.get(_LABEL_KIND.get(op), 0)
-    output = full if output_shape(op, "value", (batch, classes)) == (batch, classes) else per_row
-    output = itemsize if reduced else output
-    gradient = full if pass_ == "forward+backward" else 0
-    return full + labels + output + gradient
-
-
-def _generate(kind: str, batch: int, classes: int, seed: int) -> np.ndarray:
-    """One input in float64 (int64 for class ids), from its own seeded stream."""
-    rng = np.random.default_rng([seed, batch, classes, _KIND_STREAM[kind]])
-    if kind == "logits":
-        return rng.normal(0.0, LOGITS_SCALE, size=(batch, classes))
-    if kind == "sparse":
-        return rng.integers(0, classes, size=batch, dtype=np.int64)
-    values = rng.random((batch, classes))
-    if kind == "soft":
-        values /= values.sum(axis=-1, keepdims=True)  # one probability distribution per row
-    return values
-
-
-class InputFactory:
-    """Seeded inputs for any op and dtype, keeping the float64 masters of one shape at a time.
-
-    Tasks are planned shape by shape, so consecutive tasks reuse the masters and only round
-    them to their dtype; asking for another shape (or ``clear``) frees the previous ones.
-    """
-
-    def __init__(self, seed: int):
-        self.seed = seed
-        self._shape: tuple[int, int] | None = None
-        self._masters: dict[str, np.ndarray] = {}
-
-    def clear(self) -> None:
-        self._shape, self._masters = None, {}
-
-    def _master(self, kind: str, batch: int, classes: int) -> np.ndarray:
-        if self._shape != (batch, classes):
-            self.clear()
-            self._shape = (batch, classes)
-        if kind not in self._masters:
-            self._masters[kind] = _generate(kind, batch, classes, self.seed)
-        return self._masters[kind]
-
-    def inputs(
-        self, op: str, batch: int, classes: int, dtype: str
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(logits, labels) as ``Adapter.prepare`` expects them, rounded to ``dtype``."""
-        target = numpy_dtype(dtype)
-        logits = self._master("logits", batch, classes).astype(target)
-        if op not in LABELLED_OPS:
-            return logits, None
-        labels = self._master(_LABEL_KIND[op], batch, classes)
-        return logits, labels if labels.dtype == np.int64 else labels.astype(target)
 
 
 @dataclass
@@ -159,66 +68,6 @@ def _prepare_and_measure(
 
 
 @dataclass
-class _Pool:
-    """The samples of one key over the rounds so far, and what the process got for them."""
-
-    times_s: list[float] = field(default_factory=list)
-    round_medians_s: list[float] = field(default_factory=list)
-    calibration_s: list[float] = field(default_factory=list)
-    usage: contention.Usage = contention.NO_USAGE
-    contended: bool = False
-    retries: int = 0
-    rounds: int = 0
-    calls_per_repeat: int = 0  # the latest round's (each round calibrates its own)
-    first_call_s: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    overhead_s: float | None = None  # an earlier round's (measured once per key and run)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> _Pool:
-        """The pool a stored row of earlier rounds (another worker process's) holds."""
-        others = row.get("others_cpu_s")
-        usage = contention.Usage(
-            row["wall_s"] or 0.0,
-            row["cpu_s"] or 0.0,
-            row["involuntary_switches"] or 0,
-            None if others is None else (row["cpu_s"] or 0.0) + others,
-            waited_s=row.get("waited_s"),
-        )
-        summary = harness.spread_note(row["median_s"], row["iqr_s"])
-        notes = [note for note in (row.get("message") or "").split("; ") if note]
-        compile_s = row.get("compile_s")
-        return cls(
-            times_s=list(row["times_s"]),
-            round_medians_s=list(row.get("round_medians_s") or [row["median_s"]]),
-            calibration_s=list(row.get("calibration_s") or []),
-            usage=usage,
-            contended=bool(row.get("contended")),
-            retries=row.get("retries") or 0,
-            rounds=row.get("rounds") or 1,
-            calls_per_repeat=row["calls_per_repeat"],
-            first_call_s=None if compile_s is None else compile_s + row["median_s"],
-            notes=[note for note in notes if note != summary],
-            overhead_s=row.get("overhead_s"),
-        )
-
-    def add(self, m: harness.Measurement, calibration: tuple[float, float]) -> None:
-        self.times_s += m.times_s
-        self.round_medians_s.append(m.median_s)
-        self.calibration_s += calibration
-        self.usage += m.usage
-        self.contended |= m.contended
-        self.retries += m.retries
-        self.rounds += 1
-        self.calls_per_repeat = m.calls_per_repeat
-        if self.first_call_s is None:  # compilation happens in the first round only
-            self.first_call_s = m.first_call_s
-        if m.note:
-            self.notes.append(m.note if self.rounds == 1 else f"round {self.rounds}: {m.note}")
-
-
-@dataclass
 class _Plan:
     """What every task of one plan shares: adapter, inputs, bandwidth, overhead cache, options."""
 
@@ -227,7 +76,7 @@ class _Plan:
     bandwidth_gbps: float
     measure_options: dict[str, float]
     overheads: dict[tuple, float | None] = field(default_factory=dict)
-    pools: dict[tuple, _Pool] = field(default_factory=dict)
+    pools: dict[tuple, Pool] = field(default_factory=dict)
     memory: bool = False
 
     def overhead_s(self, call: Call) -> float | None:
@@ -295,7 +144,7 @@ def _base_row(adapter: Adapter, call: Call, pass_: str, batch: int, classes: int
     }
 
 
-def _measured_row(plan: _Plan, call: Call, row: dict, pool: _Pool) -> dict:
+def _measured_row(plan: _Plan, call: Call, row: dict, pool: Pool) -> dict:
     """The row of a key from its pooled samples (every round so far)."""
     q25, median, q75 = np.percentile(pool.times_s, [25, 50, 75])
     median = float(median)
@@ -364,7 +213,7 @@ def _evaluate_row(plan: _Plan, call: Call, row: dict, final_round: bool) -> dict
         # Earlier rounds measured it: keep their samples, say what this round hit.
         earlier.notes.append(f"round {earlier.rounds + 1}: {error}")
         return {**_measured_row(plan, call, row, earlier), "peak_bytes": None}
-    pool = plan.pools.setdefault(key_of("timing", row), _Pool())
+    pool = plan.pools.setdefault(key_of("timing", row), Pool())
     pool.add(measurement, (calibration_before, calibration_after))
     measured = _measured_row(plan, call, row, pool)
     if plan.memory and final_round and call.device == "cpu":
@@ -390,17 +239,6 @@ def _evaluate(
             gc.collect()
         elif row["n_elements"] >= _FREE_EAGERLY_ELEMENTS:
             gc.collect(1)
-
-
-def _poolable(row: dict[str, Any]) -> bool:
-    """A stored row a later round can add to: measured, with its samples (schema 3 on)."""
-    return row.get("verdict") == "ok" and bool(row.get("times_s"))
-
-
-def pooled_rounds(row: dict[str, Any]) -> float:
-    """How many rounds a stored row holds for resuming: infinite where no round can add to
-    it (unsupported, an error, no samples), so every round counts it done."""
-    return (row.get("rounds") or 1) if _poolable(row) else math.inf
 
 
 def _timed(impl) -> tuple[str, ...]:
@@ -449,8 +287,8 @@ def plan_timing(
         "max_retries": max_retries,
     }
     plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, memory=memory)
-    earlier = {key: row for key, row in (stored or {}).items() if _poolable(row)}
-    plan.pools = {key: _Pool.from_row(row) for key, row in earlier.items()}
+    earlier = {key: row for key, row in (stored or {}).items() if poolable(row)}
+    plan.pools = {key: Pool.from_row(row) for key, row in earlier.items()}
     pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
     wanted = [impl for impl in adapter.implementations() if selection.wants_implementation(impl)]
     # The linear op takes hidden states and a weight, not logits: tests/bench/linear_ce_benchmark.py

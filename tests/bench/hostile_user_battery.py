@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from xentbench.suites.cli import main  # noqa: E402
-from xentbench.suites.store import KEYS, SCHEMA_VERSION  # noqa: E402
+from xentbench.suites.store.schema import KEYS, SCHEMA_VERSION  # noqa: E402
 
 NARROW = ["--suite", "accuracy", "--backend", "numpy", "--dtype", "float64"]
 NARROW += ["--impl", "numpy:stable.softmax", "--cases", "softmax/benign/*"]
@@ -137,7 +137,7 @@ def record(name: str, result: Outcome, expected, check=None) -> None:
 
 
 def rows_of(run_dir: Path) -> set[tuple]:
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     frame = load([run_dir], "accuracy")
     return set(frame[list(KEYS["accuracy"])].itertuples(index=False, name=None))
@@ -335,7 +335,7 @@ def run_attempts(tmp: Path, base_run: Path) -> None:
 
 
 def _mark_harness_error(run_dir: Path) -> None:
-    from xentbench.suites.store import RowWriter, load
+    from xentbench.suites.store.rows import RowWriter, load
 
     row = load([run_dir], "accuracy").iloc[0].to_dict()
     writer = RowWriter(run_dir, "accuracy", "numpy")
@@ -344,7 +344,7 @@ def _mark_harness_error(run_dir: Path) -> None:
 
 
 def _no_errors(run_dir: Path) -> str | None:
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     rows = load([run_dir], "accuracy")
     return "error rows remain" if (rows["verdict"] == "error").any() else None
@@ -460,7 +460,8 @@ def compare_attempts(tmp: Path, base_run: Path) -> None:
 
 
 def _write_without_first_row(base_run: Path, out: Path, regress: bool = False) -> None:
-    from xentbench.suites.store import RowWriter, load, update_run_info
+    from xentbench.suites.store.rows import RowWriter, load
+    from xentbench.suites.store.run_json import update_run_info
 
     rows = load([base_run], "accuracy").to_dict("records")
     writer = RowWriter(out, "accuracy", "numpy")

@@ -108,10 +108,10 @@ def measure_one(spec: dict) -> dict:
     """In this (fresh) process: prepare, run once (its peak), measure one later call's peak,
     time; one row. Only the implementation's own backend is imported."""
     from xentbench.adapters import registry
-    from xentbench.adapters.base import Call
+    from xentbench.adapters.base import Call, backend_and_api
     from xentbench.suites.timing.harness import measure
 
-    backend, name = spec["implementation"].split(":", 1)[0], spec["implementation"]
+    backend, name = backend_and_api(spec["implementation"])[0], spec["implementation"]
     adapter = registry.load(backend)
     impl = adapter.implementation(name)
     x, w, labels = _inputs(tuple(spec["shape"]), spec["dtype"])

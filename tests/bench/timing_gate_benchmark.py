@@ -36,8 +36,10 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from xentbench.suites import store  # noqa: E402
 from xentbench.suites.report.compare import compare_runs  # noqa: E402
+from xentbench.suites.store.rows import RowWriter, load  # noqa: E402
+from xentbench.suites.store.run_json import update_run_info  # noqa: E402
+from xentbench.suites.store.schema import KEYS  # noqa: E402
 
 DOCTOR_FACTOR = 1.5
 _SCALED = ("median_s", "iqr_s", "min_s", "overhead_s")  # seconds: scaled with the samples
@@ -63,9 +65,9 @@ def doctor(run_dir: Path, out: Path, factor: float) -> Path:
         shutil.rmtree(out)
     out.mkdir(parents=True)
     shutil.copy(run_dir / "run.json", out / "run.json")
-    rows = store.load([run_dir], "timing")
+    rows = load([run_dir], "timing")
     for backend, frame in rows.groupby("backend"):
-        writer = store.RowWriter(out, "timing", backend)
+        writer = RowWriter(out, "timing", backend)
         for row in frame.to_dict("records"):
             for column in _SCALED:
                 if row.get(column) is not None:
@@ -78,7 +80,7 @@ def doctor(run_dir: Path, out: Path, factor: float) -> Path:
                     row[samples] = [t * factor for t in row[samples]]
             writer.write(row)
         writer.close()
-    store.update_run_info(out, {"run_id": f"{run_dir.name}-x{factor:g}"})
+    update_run_info(out, {"run_id": f"{run_dir.name}-x{factor:g}"})
     return out
 
 
@@ -87,8 +89,8 @@ def share_of_regressions(base: Path, new: Path) -> tuple[int, int]:
     comparison = compare_runs(base, new)
     regressions = comparison.regressions
     slower = int((regressions["kind"] == "time").sum()) if len(regressions) else 0
-    both = store.load([base], "timing").merge(
-        store.load([new], "timing"), on=list(store.KEYS["timing"]), suffixes=("_b", "_n")
+    both = load([base], "timing").merge(
+        load([new], "timing"), on=list(KEYS["timing"]), suffixes=("_b", "_n")
     )
     compared = int(((both["verdict_b"] == "ok") & (both["verdict_n"] == "ok")).sum())
     return slower, compared
@@ -130,7 +132,7 @@ def noise_sources(base: Path, new: Path) -> dict:
 
 def contended_count(run_dir: Path) -> str:
     """'flagged of timed' for one run: timings flagged contended among those measured."""
-    ok = store.load([run_dir], "timing").query("verdict == 'ok'")
+    ok = load([run_dir], "timing").query("verdict == 'ok'")
     return f"{int(ok['contended'].eq(True).sum())} of {len(ok)}"
 
 
@@ -144,7 +146,7 @@ def busy_core_run(out: Path, backends: list[str], extra: list[str]) -> dict:
     finally:
         spinner.kill()
         spinner.wait()
-    rows = store.load([out], "timing")
+    rows = load([out], "timing")
     ok = rows[rows["verdict"] == "ok"]
     return {
         "flagged": int(ok["contended"].eq(True).sum()),

@@ -36,8 +36,9 @@ from scipy import stats
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from xentbench.suites import store  # noqa: E402
 from xentbench.suites.report.compare_timing import moderated_p_values  # noqa: E402
+from xentbench.suites.store.rows import load  # noqa: E402
+from xentbench.suites.store.schema import KEYS  # noqa: E402
 
 SLOWDOWN = np.log(1.5)
 
@@ -45,8 +46,8 @@ SLOWDOWN = np.log(1.5)
 def paired_rounds(base: Path, new: Path, rounds: int | None = None) -> pd.DataFrame:
     """Timings ok in both runs, with their log round medians per run (the first ``rounds``
     of each: how a run of fewer rounds would have fared)."""
-    rows = [store.load([run], "timing").query("verdict == 'ok'") for run in (base, new)]
-    both = rows[0].merge(rows[1], on=list(store.KEYS["timing"]), suffixes=("_b", "_n"))
+    rows = [load([run], "timing").query("verdict == 'ok'") for run in (base, new)]
+    both = rows[0].merge(rows[1], on=list(KEYS["timing"]), suffixes=("_b", "_n"))
     both = both.dropna(subset=["round_medians_s_b", "round_medians_s_n"])
     both["log_b"] = [np.log(np.asarray(v)[:rounds]) for v in both["round_medians_s_b"]]
     both["log_n"] = [np.log(np.asarray(v)[:rounds]) for v in both["round_medians_s_n"]]

@@ -22,7 +22,7 @@ import torch.utils.benchmark as torch_benchmark
 
 from xentbench.adapters.base import Call
 from xentbench.suites.timing import harness
-from xentbench.suites.timing.suite import InputFactory
+from xentbench.suites.timing.inputs import InputFactory
 
 SHAPES = ((64, 1000), (256, 32000))
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from xentbench.adapters.base import DEVICES, DTYPES, MODES, OPS
 from xentbench.suites.catalog.selection import DEFAULT_SHAPES
 from xentbench.suites.hunt import DEFAULT_BUDGET_S
-from xentbench.suites.store import SUITES
-from xentbench.suites.timing.suite import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
+from xentbench.suites.store.schema import SUITES
+from xentbench.suites.timing.rounds import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
 
 DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
 

@@ -17,7 +17,7 @@ from xentbench.suites.catalog import cases
 from xentbench.suites.catalog.selection import Selection
 from xentbench.suites.judge import invariants, measure, shift
 from xentbench.suites.judge.call import call_columns, judge
-from xentbench.suites.store import key_of
+from xentbench.suites.store.schema import key_of
 
 
 @lru_cache(maxsize=64)

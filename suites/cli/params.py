@@ -1,5 +1,5 @@
-"""What a ``run`` is asked to do, checked before any worker starts, and kept consistent with
-what its run directory already holds.
+"""What a command is asked to do, checked before any work starts (backends, interpreters, run
+directories), and for ``run`` kept consistent with what its run directory already holds.
 
 Rows of one directory must come from one seed and one software version (a resumed run skips
 stored keys, so mixing would silently keep rows computed on other inputs or other code);
@@ -15,9 +15,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from xentbench.suites.safe_paths import inside, regular_files
-from xentbench.suites.store import SUITES, read_run_info, stored_backends
-from xentbench.suites.usage import UsageError
+from xentbench.adapters import registry
+from xentbench.suites.cli.usage import UsageError
+from xentbench.suites.store.rows import stored_backends
+from xentbench.suites.store.run_json import read_run_info
+from xentbench.suites.store.safe_paths import inside, regular_files
+from xentbench.suites.store.schema import SUITES
 
 # The run.json entries that must agree for rows to be mixed: (key, what the user changes).
 PINNED = (("seed", "--seed"), ("git_commit", "xentbench version"), ("python", "Python version"))
@@ -118,3 +121,42 @@ def start_anew(run_dir: Path) -> Path | None:
     for path in stored:
         os.rename(path, aside / path.name)
     return aside
+
+
+def selected_backends(requested: list[str] | None) -> tuple[str, ...]:
+    """``--backend``'s backends, each registered and named once (default: every one)."""
+    return check_backends(requested, registry.backend_names())
+
+
+def interpreters(
+    pairs: list[str], backends: tuple[str, ...], flag: str = "--python"
+) -> dict[str, str]:
+    """``--python B=PYTHON`` pairs as {backend: interpreter}, each checked to exist."""
+    pythons = {}
+    for pair in pairs:
+        backend, _, python = pair.partition("=")
+        if backend not in backends or not python:
+            raise UsageError(
+                f"invalid {flag} {pair!r}; expected B=PYTHON with B one of: {', '.join(backends)}"
+            )
+        if not os.access(python, os.X_OK) or Path(python).is_dir():
+            raise UsageError(f"{flag} {pair!r}: {python!r} is not an executable file")
+        pythons[backend] = python
+    return pythons
+
+
+def existing_dir(path: Path) -> Path:
+    """A run directory given to report, compare, findings or repro, checked to exist."""
+    if not path.is_dir():
+        raise UsageError(f"no run directory {str(path)!r}")
+    return path
+
+
+def require_results(run_dir: Path) -> Path:
+    """A run directory that holds stored rows (report and compare have nothing to read else)."""
+    if not has_results(run_dir):
+        raise UsageError(
+            f"{str(run_dir)!r} holds no results (no accuracy-*/timing-* parquet files or parts); "
+            "valid: a directory written by xentbench run"
+        )
+    return run_dir

@@ -1,5 +1,5 @@
 """``xentbench check``: the call options and inputs given on the command line, run through
-``suites.check``, and the table of its records."""
+``suites.accuracy.check``, and the table of its records."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from xentbench.suites.check import CheckRequest, dtype_name, run_check
-from xentbench.suites.check_inputs import load_array, normalise
-from xentbench.suites.check_linear import normalise_linear, refuse_other_options
+from xentbench.suites.accuracy.check import CheckRequest, dtype_name, run_check
+from xentbench.suites.cli.check_inputs import load_array, normalise
+from xentbench.suites.cli.check_linear_inputs import normalise_linear, refuse_other_options
+from xentbench.suites.cli.usage import UsageError
 from xentbench.suites.report.format import error_cells
-from xentbench.suites.usage import UsageError
 
 _OPTION_FLAGS = {
     "reduction": "reduction",
@@ -44,7 +44,7 @@ def check_options(args) -> dict:
 
 
 def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...]]) -> list[dict]:
-    """The records of ``suites.check.run_check`` for the parsed ``check`` arguments
+    """The records of ``suites.accuracy.check.run_check`` for the parsed ``check`` arguments
     (``backends_of`` checks ``--backend``, after the inputs as before the split)."""
     labels = None if args.labels is None else load_array(str(args.labels), "--labels")
     if args.op == "linear_cross_entropy":
@@ -76,7 +76,7 @@ def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...
 
 
 def _linear_inputs(args, labels) -> tuple:
-    """check's arrays for linear_cross_entropy (suites.check_linear), or UsageError."""
+    """check's arrays for linear_cross_entropy (suites.cli.check_linear_inputs), or UsageError."""
     if args.logits is not None:
         raise UsageError(
             "linear_cross_entropy takes no --logits; valid: --hidden X.npy --classifier W.npy"

@@ -50,7 +50,7 @@ def _longest_first(backend: str) -> int:
 def summary_table(run_dir: Path) -> Table:
     """The hunted rows that fail, worst first."""
     from xentbench.suites.judge.verdicts import FAILURES
-    from xentbench.suites.store import load
+    from xentbench.suites.store.rows import load
 
     rows = load([run_dir], "accuracy")
     rows = rows[(rows["source"] == "hunt") & rows["verdict"].isin(FAILURES)]

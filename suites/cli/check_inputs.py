@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from xentbench.adapters.base import DTYPES, LABELLED_OPS
-from xentbench.suites.usage import UsageError
+from xentbench.suites.cli.usage import UsageError
 
 SPARSE = "sparse_softmax_cross_entropy"
 

@@ -1,4 +1,4 @@
-"""The catalogue of known behaviour (``known.toml``) and the classification of findings by it.
+"""Known behaviour (``known.toml``, its entries with their evidence) and findings classified by it.
 
 Each entry names the findings it explains (implementation, quantity and failure-mode globs, and
 optionally case globs that *every* case of the finding must match) and carries its evidence:
@@ -26,7 +26,7 @@ from typing import Any
 
 from xentbench.suites.findings.group import Finding
 
-CATALOGUE = Path(__file__).with_name("known.toml")
+KNOWN_TOML = Path(__file__).with_name("known.toml")
 UNMATCHED = "defect?"
 # Classes in the order a report lists them: the unexplained first.
 CLASSES: tuple[str, ...] = (UNMATCHED, "upstream", "documented", "convention", "baseline")
@@ -74,7 +74,7 @@ def _any_glob(value: str, globs: tuple[str, ...]) -> bool:
 
 def cause_of(row: dict[str, Any], entries: tuple[Entry, ...] | None = None) -> str:
     """The id of the first entry explaining one (evaluation, failure mode) row, else ""."""
-    entries = load_catalogue() if entries is None else entries
+    entries = load_entries() if entries is None else entries
     fields = (row["implementation"], row["quantity"], row["failure_mode"], row["case_id"])
     return next((e.id for e in entries if e.explains(*fields)), "")
 
@@ -100,8 +100,8 @@ def _entry(raw: dict[str, Any], where: Path) -> Entry:
 
 
 @cache
-def load_catalogue(path: Path = CATALOGUE) -> tuple[Entry, ...]:
-    """The entries of the catalogue, in file order; a malformed entry raises ValueError."""
+def load_entries(path: Path = KNOWN_TOML) -> tuple[Entry, ...]:
+    """The entries of ``known.toml``, in file order; a malformed entry raises ValueError."""
     with open(path, "rb") as handle:
         data = tomllib.load(handle)
     entries = tuple(_entry(raw, path) for raw in data.get("known", []))
@@ -116,7 +116,7 @@ def classify(findings: list[Finding], entries: tuple[Entry, ...] | None = None) 
     """Give each finding the class and evidence of its cause (``finding.entry``, as grouping by
     cause set it) or else of the first entry matching all its cases (else defect?), and return
     them ordered by class (defect? first), then implementation."""
-    entries = load_catalogue() if entries is None else entries
+    entries = load_entries() if entries is None else entries
     by_id = {e.id: e for e in entries}
     for finding in findings:
         entry = by_id.get(finding.entry) or next((e for e in entries if e.matches(finding)), None)

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from xentbench.adapters.base import DTYPES
-from xentbench.reference.linear import QUANTITIES
-from xentbench.suites.usage import UsageError
+from xentbench.adapters.base import DTYPES, LINEAR_OP
+from xentbench.suites.cli.usage import UsageError
 
-OP = "linear_cross_entropy"
 # check's option flags the linear op takes (reference.linear.OPTIONS), and those it does not.
 TAKES = ("--classifier", "--bias", "--ignore-index")
 REFUSED = {
@@ -46,7 +44,7 @@ def normalise_linear(hidden, classifier, bias, labels, ignore_index: int | None)
     if hidden is None or classifier is None:
         missing = "--hidden" if hidden is None else "--classifier"
         raise UsageError(
-            f"{OP} needs {missing} (a .npy file); valid: --hidden X.npy "
+            f"{LINEAR_OP} needs {missing} (a .npy file); valid: --hidden X.npy "
             "--classifier W.npy --labels y.npy [--bias B.npy]"
         )
     hidden = _float_matrix(hidden, "--hidden", 2)
@@ -69,7 +67,9 @@ def normalise_linear(hidden, classifier, bias, labels, ignore_index: int | None)
 
 def _labels(labels, rows: int, classes: int, ignore_index: int | None) -> np.ndarray:
     if labels is None:
-        raise UsageError(f"{OP} needs --labels (a .npy file of {rows} class ids); none given")
+        raise UsageError(
+            f"{LINEAR_OP} needs --labels (a .npy file of {rows} class ids); none given"
+        )
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu" or labels.shape != (rows,):
         raise UsageError(
@@ -90,24 +90,5 @@ def refuse_other_options(options: dict) -> None:
     """One line naming an option the linear op does not take (reference.linear.OPTIONS)."""
     for name in options:
         if name in REFUSED:
-            raise UsageError(f"{REFUSED[name]} is not an option of {OP}; valid: {', '.join(TAKES)}")
-
-
-def check_quantities(quantities: tuple[str, ...], has_bias: bool) -> None:
-    for quantity in quantities:
-        if quantity not in QUANTITIES:
-            raise UsageError(
-                f"quantity {quantity!r} is not one of {OP}'s; valid: {', '.join(QUANTITIES)}"
-            )
-        if quantity == "grad_bias" and not has_bias:
-            raise UsageError("quantity grad_bias needs --bias B.npy; none given")
-
-
-def default_quantities(offered: tuple[str, ...], has_bias: bool) -> tuple[str, ...]:
-    """Every linear quantity the implementation offers (grad_bias only with a bias)."""
-    return tuple(q for q in QUANTITIES if q in offered and (has_bias or q != "grad_bias"))
-
-
-def cast_options(options: dict, dtype: np.dtype) -> dict:
-    """The classifier and bias in the call's dtype (the hidden is cast alongside)."""
-    return {k: v.astype(dtype) if k in ("weight", "bias") else v for k, v in options.items()}
+            valid = ", ".join(TAKES)
+            raise UsageError(f"{REFUSED[name]} is not an option of {LINEAR_OP}; valid: {valid}")

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from xentbench.adapters import registry
-from xentbench.adapters.base import DTYPES, GRADIENT_OPS, Call, numpy_dtype
+from xentbench.adapters.base import DTYPES, GRADIENT_OPS, LINEAR_OP, Call, numpy_dtype
 from xentbench.reference.cache import cached_exact
+from xentbench.reference.linear import QUANTITIES as LINEAR_QUANTITIES
 from xentbench.reference.options import ARRAY_OPTIONS, canonical, validate
-from xentbench.suites import check_linear
 from xentbench.suites.judge.call import call_columns, judge
 
 
@@ -40,7 +40,7 @@ def dtype_name(array: np.ndarray) -> str:
 def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | None]:
     logits = request.logits.astype(numpy_dtype(dtype))
     labels = request.labels
-    if labels is not None and request.op not in ("sparse_softmax_cross_entropy", check_linear.OP):
+    if labels is not None and request.op not in ("sparse_softmax_cross_entropy", LINEAR_OP):
         labels = labels.astype(numpy_dtype(dtype))
     return logits, labels
 
@@ -48,9 +48,9 @@ def _cast(request: CheckRequest, dtype: str) -> tuple[np.ndarray, np.ndarray | N
 def run_check(request: CheckRequest) -> list[dict[str, Any]]:
     """One record per (implementation, dtype, device, mode, quantity) that applies; a
     ValueError names an option the op or a quantity cannot take."""
-    if request.op == check_linear.OP:
-        check_linear.check_quantities(request.quantities, "bias" in request.options)
-    for quantity in request.quantities if request.op != check_linear.OP else ():
+    if request.op == LINEAR_OP:
+        _check_linear_quantities(request.quantities, "bias" in request.options)
+    for quantity in request.quantities if request.op != LINEAR_OP else ():
         validate(request.op, quantity, _options(request, "float64", quantity))
     records = []
     for name in request.backends:
@@ -78,8 +78,8 @@ def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
     direction (value, and grad for the ops with a plain gradient), as before options existed."""
     if request.quantities:
         return request.quantities
-    if impl.op == check_linear.OP:
-        return check_linear.default_quantities(impl.quantities, "bias" in request.options)
+    if impl.op == LINEAR_OP:
+        return _linear_quantities(impl.quantities, "bias" in request.options)
     plain = ("value", "grad") if impl.op in GRADIENT_OPS else ("value",)
     return tuple(q for q in plain if q in impl.quantities)
 
@@ -87,8 +87,8 @@ def _quantities(request: CheckRequest, impl) -> tuple[str, ...]:
 def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]:
     """The request's options for one call: arrays in ``dtype``; the cotangent for grad only,
     the tangent for jvp only."""
-    if request.op == check_linear.OP:
-        return check_linear.cast_options(request.options, numpy_dtype(dtype))
+    if request.op == LINEAR_OP:
+        return _linear_options(request.options, numpy_dtype(dtype))
     options = {}
     for name, value in request.options.items():
         if (name, quantity) in (("cotangent", "value"), ("cotangent", "jvp")):
@@ -114,6 +114,26 @@ def _evaluate(adapter, call: Call, logits, labels) -> dict[str, Any]:
     if got is None:
         return {**record, "verdict": judged["verdict"], "message": judged["message"]}
     return {**record, **{column: judged[column] for column in _MEASURED}}
+
+
+def _check_linear_quantities(quantities: tuple[str, ...], has_bias: bool) -> None:
+    """A ValueError naming a quantity the linear op does not have, or grad_bias without a bias."""
+    for quantity in quantities:
+        if quantity not in LINEAR_QUANTITIES:
+            valid = ", ".join(LINEAR_QUANTITIES)
+            raise ValueError(f"quantity {quantity!r} is not one of {LINEAR_OP}'s; valid: {valid}")
+        if quantity == "grad_bias" and not has_bias:
+            raise ValueError("quantity grad_bias needs --bias B.npy; none given")
+
+
+def _linear_quantities(offered: tuple[str, ...], has_bias: bool) -> tuple[str, ...]:
+    """Every linear quantity the implementation offers (grad_bias only with a bias)."""
+    return tuple(q for q in LINEAR_QUANTITIES if q in offered and (has_bias or q != "grad_bias"))
+
+
+def _linear_options(options: dict, dtype: np.dtype) -> dict:
+    """The classifier and bias in the call's dtype (the hidden is cast alongside)."""
+    return {k: v.astype(dtype) if k in ("weight", "bias") else v for k, v in options.items()}
 
 
 # The judged columns a check record carries for a measured result.

@@ -1,0 +1,221 @@
+"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt.
+
+Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
+makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from rich.console import Console
+
+from xentbench.adapters.base import DTYPES, OPS, backend_and_api
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.cli.params import (
+    existing_dir,
+    interpreters,
+    require_results,
+    selected_backends,
+    writable_dir,
+)
+from xentbench.suites.cli.parser import build_parser
+from xentbench.suites.cli.run_command import run_command
+from xentbench.suites.cli.usage import UsageError
+from xentbench.suites.run.lock import RunLocked
+from xentbench.suites.store.safe_paths import UnsafePath
+from xentbench.suites.store.schema import CorruptRun, IncompatibleRun
+
+
+def _stdout() -> Console:
+    """Rich console for results: full width when piped (rich assumes 80 columns otherwise)."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+# Errors that are the input's, not xentbench's: one line, exit status 2.
+USER_ERRORS = (UsageError, IncompatibleRun, CorruptRun, UnsafePath, RunLocked)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted("")
+    console = Console(stderr=True)
+    try:
+        return COMMANDS[args.command](args, console)
+    except USER_ERRORS as exc:
+        print(f"xentbench {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return _interrupted(args.command)
+    except Exception as exc:  # a bug of xentbench: one line, not a traceback
+        if os.environ.get("XENTBENCH_DEBUG"):
+            raise
+        print(
+            f"xentbench {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)} "
+            "(a bug of xentbench; XENTBENCH_DEBUG=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _interrupted(command: str) -> int:
+    print(f"{f'xentbench {command}'.strip()}: interrupted", file=sys.stderr)
+    return 130
+
+
+def _list(args, console) -> int:
+    from xentbench.suites.cli.listing import backend_listing, render_listing
+
+    entries = backend_listing()
+    if args.format == "json":
+        print(json.dumps(entries, indent=2))
+    else:
+        _stdout().print(render_listing(entries))
+    return 0
+
+
+def _check(args, console) -> int:
+    from xentbench.suites.cli.check_command import check_records, check_table
+
+    records = check_records(args, selected_backends)
+    if args.format == "json":
+        print(json.dumps(records, indent=2, default=float))
+    else:
+        _stdout().print(check_table(records))
+    return 0
+
+
+def _report(args, console) -> int:
+    from xentbench.suites.report.build import build_report
+
+    run_dirs = [existing_dir(path) for path in args.run_dirs]
+    for run_dir in run_dirs:
+        require_results(run_dir)
+    out = writable_dir(args.out or run_dirs[0])
+    paths = build_report(run_dirs, out)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _hunt(args, console) -> int:
+    from xentbench.suites.cli.hunt_command import run_hunt
+
+    if args.budget_s <= 0 or args.max_evals < 1:
+        raise UsageError(
+            f"invalid budget: --budget-s {args.budget_s:g} and --max-evals {args.max_evals} "
+            "must be positive"
+        )
+    backends = selected_backends(args.backend)
+    pythons = interpreters(args.python, backends)
+    _check_implementations(args.implementation, backends)
+    selection = Selection(
+        ops=tuple(args.op or OPS),
+        dtypes=tuple(args.dtype or DTYPES),
+        devices=tuple(args.device),
+        modes=tuple(args.mode),
+        implementations=tuple(args.implementation),
+        seed=args.seed,
+    )
+    return run_hunt(args, backends, pythons, selection, console, _stdout())
+
+
+def _check_implementations(names: list[str], backends: tuple[str, ...]) -> None:
+    """An implementation name without a pattern must start with a selected backend."""
+    for name in names:
+        if any(ch in name for ch in "*?[") or backend_and_api(name)[0] in backends:
+            continue
+        raise UsageError(
+            f"unknown implementation {name!r}; names read '<backend>:<api>' with backend one of: "
+            f"{', '.join(backends)} (see xentbench list)"
+        )
+
+
+def _compare(args, console) -> int:
+    from xentbench.suites.report.compare import compare_runs
+
+    for value, name in (
+        (args.ulp_threshold, "--ulp-threshold"),
+        (args.time_threshold, "--time-threshold"),
+    ):
+        lowest = 1.0 if name == "--ulp-threshold" else 0.0
+        if not value >= lowest or value == float("inf"):
+            raise UsageError(f"invalid {name} {value:g}; valid: a finite number >= {lowest:g}")
+    if not 0 < args.significance < 1:
+        raise UsageError(f"invalid --significance {args.significance:g}; valid: 0 < p < 1")
+    base, new = (require_results(existing_dir(path)) for path in (args.base, args.new))
+    comparison = compare_runs(
+        base,
+        new,
+        ulp_threshold=args.ulp_threshold,
+        time_threshold=args.time_threshold,
+        significance=args.significance,
+        normalise=args.normalise,
+    )
+    print(comparison.render(args.format))
+    return 1 if comparison.failed else 0
+
+
+def _findings(args, console) -> int:
+    from xentbench.suites.findings.tables import findings_of_runs, render_json, render_markdown
+
+    result = findings_of_runs([existing_dir(path) for path in args.run_dirs])
+    text = render_json(result) if args.format == "json" else render_markdown(result)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n", encoding="utf-8")
+        print(f"{args.format}: {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def _repro(args, console) -> int:
+    from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
+    from xentbench.suites.findings.tables import findings_of_runs
+
+    findings = findings_of_runs([existing_dir(path) for path in args.run]).findings
+    chosen = [f for f in findings if args.finding_id in ("all", f.id)]
+    if not chosen:
+        known = ", ".join(f.id for f in findings[:10]) or "none"
+        raise UsageError(
+            f"no finding {args.finding_id!r} in {', '.join(map(str, args.run))}; "
+            f"valid: all, {known}{' ...' if len(findings) > 10 else ''}"
+        )
+    skipped = []
+    for finding in chosen:
+        try:
+            reproducer = build_reproducer(finding)
+        except NotReproducible as exc:
+            if len(chosen) == 1:
+                raise UsageError(str(exc)) from None
+            skipped.append(str(exc))
+            continue
+        path = write_reproducer(reproducer, args.out)
+        shrunk = "x".join(map(str, reproducer.shape))
+        original = "x".join(map(str, reproducer.original_shape))
+        print(f"{finding.id} {finding.failure_mode} [{finding.klass}]: {path}", end=" ")
+        print(f"(input {original} -> {shrunk})")
+    for reason in skipped:
+        print(f"skipped {reason}")
+    return 0
+
+
+COMMANDS = {
+    "list": _list,
+    "run": run_command,
+    "check": _check,
+    "report": _report,
+    "compare": _compare,
+    "findings": _findings,
+    "repro": _repro,
+    "hunt": _hunt,
+}

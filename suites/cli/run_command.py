@@ -1,0 +1,186 @@
+"""``xentbench run``: one run directory (or an interleaved pair) locked, its workers started,
+its outcome recorded, contended timings named, and the ``--fail-on`` gate applied."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from xentbench.adapters.base import DTYPES, OPS
+from xentbench.suites.catalog.selection import DEFAULT_SHAPES, Selection
+from xentbench.suites.cli.params import (
+    check_cases,
+    check_implementations,
+    check_numbers,
+    check_same_run,
+    interpreters,
+    selected_backends,
+    start_anew,
+    writable_dir,
+)
+from xentbench.suites.cli.usage import UsageError
+from xentbench.suites.judge.verdicts import at_or_beyond
+from xentbench.suites.run import run_info
+from xentbench.suites.store.run_json import update_run_info
+from xentbench.suites.store.schema import SUITES
+from xentbench.suites.timing.rounds import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
+
+DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
+DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
+
+
+def run_command(args, console) -> int:
+    """``xentbench run``: the request checked, the run directories locked, then run."""
+    check_numbers(args.jobs, args.timeout)
+    backends = selected_backends(args.backend)
+    pythons = interpreters(args.python, backends)
+    check_cases(tuple(args.cases), tuple(args.op or OPS))
+    suites = SUITES if args.suite == "all" else (args.suite,)
+    out = args.out or run_info.default_run_dir()
+    against = _against(args, out)  # checked before either directory is created
+    against_pythons = pythons | interpreters(args.against_python, backends, "--against-python")
+    runs = {writable_dir(out): pythons}  # run directory -> its backends' interpreters
+    if against:
+        runs[writable_dir(against, "--against")] = against_pythons
+    from xentbench.suites.run.lock import hold
+
+    with contextlib.ExitStack() as locks:
+        for directory in runs:
+            locks.enter_context(hold(directory))
+        return _run_locked(args, console, runs, backends, suites)
+
+
+def _against(args, out: Path) -> Path | None:
+    """``--against DIR``: the second run directory of an interleaved timing pair, checked
+    (not created)."""
+    if args.against is None:
+        if args.against_python:
+            raise UsageError("--against-python needs --against DIR (the run it is for)")
+        return None
+    if args.suite != "timing":
+        raise UsageError(
+            f"--against interleaves two timing runs; invalid with --suite {args.suite}; "
+            "valid: --suite timing"
+        )
+    if args.against.resolve() == out.resolve():
+        raise UsageError(f"--against {str(args.against)!r} is --out itself; give another directory")
+    return args.against
+
+
+def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suites) -> int:
+    """The runs (one, or an interleaved pair), their directories' locks held: refuse to mix,
+    start, run, record, gate."""
+    from xentbench.suites.run.runner import run_all
+
+    rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if len(runs) > 1 else DEFAULT_ROUNDS)
+    per_run = [
+        _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds)
+        for run_dir, pythons in runs.items()
+    ]
+    if len(runs) > 1:  # compare reads it: the pair's rounds took turns on one machine
+        names = [jobs[0].run_id for jobs in per_run]
+        for run_dir, other in zip(runs, reversed(names), strict=True):
+            update_run_info(run_dir, {"interleaved_with": other})
+    jobs = [job for jobs in per_run for job in jobs]  # a pair's rounds take turns (run_all)
+    try:
+        outcomes = run_all(jobs, args.timeout, console, args.jobs)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
+    for run_dir in runs:
+        run_info.finish(run_dir, outcomes)
+    _refuse_unusable(args, outcomes)
+    if "timing" in suites:
+        for run_dir in runs:
+            _warn_contended(run_dir, console)
+    harness_errors = sum(len(outcome.harness_errors) for outcome in outcomes)
+    if harness_errors:
+        console.print(
+            f"[red]{harness_errors} tasks failed inside xentbench itself[/] (see above); "
+            "their rows are missing and a re-run into the same directory retries them"
+        )
+        return 1
+    if len(runs) > 1:
+        console.print(f"compare them: xentbench compare {' '.join(map(str, runs))}")
+    return _gate(next(iter(runs)), args.fail_on, console) if args.fail_on else 0
+
+
+def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> list:
+    """Start (or resume) one run directory and return its jobs, backend x suite."""
+    from xentbench.suites.run.worker import WorkerJob
+
+    if args.new:
+        aside = start_anew(run_dir)
+        if aside:
+            console.print(f"previous results moved to {aside}")
+    check_same_run(run_dir, run_info.pinned(args.seed))
+    info = run_info.start(run_dir, args.seed, timing="timing" in suites)
+    console.print(f"run directory: {run_dir}")
+    return [
+        WorkerJob.in_run(
+            run_dir,
+            info,
+            backend,
+            suite,
+            _selection(args, suite),
+            python=pythons.get(backend, ""),
+            timing_options={"rounds": rounds, "memory": args.memory} if suite == "timing" else {},
+        )
+        for suite in suites
+        for backend in backends
+    ]
+
+
+def _refuse_unusable(args, outcomes) -> None:
+    """Exit 2 when a backend refused the directory's rows, or the selection selected nothing."""
+    refused = [outcome.refused for outcome in outcomes if outcome.refused]
+    if refused:
+        raise UsageError(refused[0])
+    usable = [outcome for outcome in outcomes if not outcome.unavailable]
+    if usable:
+        check_implementations(
+            tuple(args.impl), {name for outcome in usable for name in outcome.names}
+        )
+    if usable and not any(outcome.planned for outcome in usable):
+        raise UsageError(
+            "the selection matches no evaluation (--op/--dtype/--mode/--device/--impl/--cases "
+            "combined); widen it"
+        )
+
+
+def _selection(args, suite: str) -> Selection:
+    return Selection(
+        ops=tuple(args.op or OPS),
+        dtypes=tuple(args.dtype or DEFAULT_DTYPES[suite]),
+        devices=tuple(args.device),
+        modes=tuple(args.mode or DEFAULT_MODES[suite]),
+        implementations=tuple(args.impl),
+        cases=tuple(args.cases),
+        shapes=tuple(args.shapes or DEFAULT_SHAPES),
+        seed=args.seed,
+    )
+
+
+def _warn_contended(run_dir: Path, console) -> None:
+    """Name how many timings were still contended after their retries (flagged in the rows)."""
+    from xentbench.suites.store.rows import load
+
+    rows = load([run_dir], "timing")
+    contended = int(rows["contended"].eq(True).sum()) if "contended" in rows else 0
+    if contended:
+        timed = int(rows["verdict"].eq("ok").sum())
+        console.print(
+            f"[yellow]warning:[/] {contended} of {timed} timings were measured while other "
+            "processes took the CPU (flagged contended = true); re-run on an idle machine"
+        )
+
+
+def _gate(run_dir: Path, level: str, console) -> int:
+    from xentbench.suites.store.rows import load
+
+    rows = load([run_dir], "accuracy")
+    failing = at_or_beyond(level)
+    bad = rows[rows["verdict"].isin(failing)]
+    if len(bad):
+        console.print(f"--fail-on {level}: {len(bad)} evaluations at or beyond {level!r}")
+        return 1
+    return 0
