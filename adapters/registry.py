@@ -3,7 +3,8 @@
 Built-in backends are listed once in ``BUILTIN_ADAPTERS``; third-party backends register an
 entry point in the group ``xentbench.adapters`` (``name = "package.module:AdapterClass"``).
 A backend whose framework cannot be imported is reported as unavailable with the reason,
-never as an ImportError.
+never as an ImportError; where the framework is an optional extra of the distribution that
+registers the backend, it reads as "not installed" with the ``pip install`` that adds it.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import re
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 
 from xentbench.adapters.base import Adapter
 
@@ -28,7 +30,23 @@ BUILTIN_ADAPTERS: dict[str, str] = {
 
 
 class BackendUnavailable(RuntimeError):
-    """The backend is registered but cannot be used in this process."""
+    """The backend is registered but cannot be used in this process: ``reason``, and the
+    ``pip install`` command that adds its missing framework where one is known."""
+
+    def __init__(self, reason: str, install: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.install = install
+
+    @property
+    def summary(self) -> str:
+        return unusable_summary(self.reason, self.install)
+
+
+def unusable_summary(reason: str, install: str | None) -> str:
+    """How an unusable backend reads to a user: a missing optional extra is "not installed"
+    with its install command, anything else "unavailable" with the reason."""
+    return f"not installed: {install}" if install else f"unavailable: {reason}"
 
 
 @dataclass(frozen=True)
@@ -40,22 +58,33 @@ class BackendStatus:
     source: str
     adapter: Adapter | None
     reason: str | None
+    install: str | None = None  # the ``pip install`` that adds the missing framework
 
     @property
     def available(self) -> bool:
         return self.adapter is not None
 
+    @property
+    def summary(self) -> str:
+        """The status in words: "available", or why not (``unusable_summary``)."""
+        return "available" if self.available else unusable_summary(self.reason or "", self.install)
+
 
 def registered() -> dict[str, tuple[str, str]]:
     """Every registered backend: name -> (``module:attribute`` target, source)."""
     targets = {name: (target, "builtin") for name, target in BUILTIN_ADAPTERS.items()}
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in BUILTIN_ADAPTERS:
-            targets[entry.name] = (
-                entry.value,
-                f"entry point ({entry.dist.name if entry.dist else '?'})",
-            )
+    for name, entry in _plugins().items():
+        targets[name] = (entry.value, f"entry point ({entry.dist.name if entry.dist else '?'})")
     return targets
+
+
+def _plugins() -> dict[str, EntryPoint]:
+    """The entry-point backends, by name (one named like a built-in does not replace it)."""
+    return {
+        entry.name: entry
+        for entry in entry_points(group=ENTRY_POINT_GROUP)
+        if entry.name not in BUILTIN_ADAPTERS
+    }
 
 
 def backend_names() -> tuple[str, ...]:
@@ -92,7 +121,8 @@ def load(name: str) -> Adapter:
         module = importlib.import_module(module_name)
         adapter = getattr(module, attribute)()
     except Exception as exc:  # an unusable framework is data, not a crash
-        raise BackendUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        reason = f"{type(exc).__name__}: {exc}"
+        raise BackendUnavailable(reason, _install_command(name, exc)) from exc
     if not isinstance(adapter, Adapter):
         raise BackendUnavailable(f"{target} is not an adapters.base.Adapter")
     names = [impl.name for impl in adapter.implementations()]
@@ -108,9 +138,39 @@ def status(name: str) -> BackendStatus:
     try:
         return BackendStatus(name, target, source, load(name), None)
     except BackendUnavailable as exc:
-        return BackendStatus(name, target, source, None, str(exc))
+        return BackendStatus(name, target, source, None, exc.reason, exc.install)
 
 
 def discover() -> list[BackendStatus]:
     """The status of every registered backend (this imports each framework)."""
     return [status(name) for name in registered()]
+
+
+def _install_command(name: str, exc: Exception) -> str | None:
+    """``pip install 'DIST[EXTRA]'`` when plugin ``name`` failed to import a module that an
+    optional extra of its own distribution provides (read from that distribution's metadata);
+    None for anything else (a built-in, another error, a module no extra names)."""
+    entry = _plugins().get(name)
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name or entry is None or not entry.dist:
+        return None
+    extra = extra_providing(entry.dist, exc.name.partition(".")[0], prefer=name)
+    return f"pip install '{entry.dist.name}[{extra}]'" if extra else None
+
+
+def extra_providing(dist: Distribution, module: str, prefer: str = "") -> str | None:
+    """The extra of ``dist`` whose requirements (``Requires-Dist: NAME ...; extra == "X"``)
+    include a distribution named like ``module`` (names compared as PEP 503 normalises them):
+    the one named like ``prefer`` (the backend) if it is among them, else the first declared."""
+    wanted = _normalised(module)
+    extras: list[str] = []
+    for requirement in dist.requires or ():
+        spec, _, marker = requirement.partition(";")
+        named = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", spec)
+        if named and _normalised(named.group(1)) == wanted:
+            extras += re.findall(r"""\bextra\s*==\s*['"]([^'"]+)['"]""", marker)
+    preferred = [extra for extra in extras if _normalised(extra) == _normalised(prefer)]
+    return (preferred or extras or [None])[0]
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

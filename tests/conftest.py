@@ -64,7 +64,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _describe(name: str) -> str:
     status = registry.status(name)
     if status.adapter is None:
-        return f"unavailable: {status.reason}"
+        return status.summary
     try:
         version = status.adapter.version()
     except Exception as exc:  # a broken adapter must not break the header; its test says why

@@ -137,7 +137,7 @@ def backend_params(argument: str, names: Iterable[str]) -> list[pytest.Parameter
     for name in names:
         status = registry.status(name)
         if status.adapter is None:
-            skip = pytest.mark.skip(reason=f"backend {name} unavailable: {status.reason}")
+            skip = pytest.mark.skip(reason=f"backend {name} {status.summary}")
             params.append(pytest.param(name, None, id=f"{name}:unavailable", marks=skip))
         else:
             params += PARAMETERS[argument](name, status.adapter)

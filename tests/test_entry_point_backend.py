@@ -15,6 +15,20 @@ from xentbench.adapters.base import Call
 
 DISTRIBUTION = "xentbench-fake-backend"
 MISSING_FRAMEWORK = "xentbench_framework_that_is_not_installed"
+# A framework the distribution offers as an optional extra (its METADATA says so), not installed.
+OPTIONAL_FRAMEWORK = "xentbench_optional_framework"
+METADATA = f"""\
+Metadata-Version: 2.1
+Name: {DISTRIBUTION}
+Version: 1.0
+Provides-Extra: docs
+Provides-Extra: optional
+Provides-Extra: everything
+Requires-Dist: numpy>=1.26
+Requires-Dist: sphinx; extra == "docs"
+Requires-Dist: xentbench-optional-framework>=2.0; extra == "everything"
+Requires-Dist: xentbench-optional-framework>=2.0; python_version >= "3.8" and extra == "optional"
+"""
 
 ADAPTER_SOURCE = """
 import numpy as np
@@ -39,24 +53,28 @@ BROKEN_SOURCE = f"""
 import {MISSING_FRAMEWORK}  # the framework this backend wraps is not installed
 """
 
+OPTIONAL_SOURCE = f"""
+import {OPTIONAL_FRAMEWORK}  # the framework of an extra of this distribution, not installed
+"""
+
 
 @pytest.fixture
 def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Modules and a ``*.dist-info`` on sys.path registering backends in ``xentbench.adapters``."""
     suffix = tmp_path.name.replace("-", "_")
-    modules = {"fake": f"fake_adapter_{suffix}", "broken": f"broken_adapter_{suffix}"}
-    (tmp_path / f"{modules['fake']}.py").write_text(ADAPTER_SOURCE)
-    (tmp_path / f"{modules['broken']}.py").write_text(BROKEN_SOURCE)
+    sources = {"fake": ADAPTER_SOURCE, "broken": BROKEN_SOURCE, "optional": OPTIONAL_SOURCE}
+    modules = {kind: f"{kind}_adapter_{suffix}" for kind in sources}
+    for kind, source in sources.items():
+        (tmp_path / f"{modules[kind]}.py").write_text(source)
     dist_info = tmp_path / f"{DISTRIBUTION.replace('-', '_')}-1.0.dist-info"
     dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: 1.0\n"
-    )
+    (dist_info / "METADATA").write_text(METADATA)
     (dist_info / "entry_points.txt").write_text(
         textwrap.dedent(f"""\
             [xentbench.adapters]
             fake = {modules["fake"]}:FakeAdapter
             broken = {modules["broken"]}:BrokenAdapter
+            optional = {modules["optional"]}:OptionalAdapter
             numpy = {modules["fake"]}:FakeAdapter
             """)
     )
@@ -109,3 +127,66 @@ def test_discover_reports_every_backend_without_raising(fake_distribution, monke
 
 def test_entry_point_cannot_shadow_a_builtin_backend(fake_distribution):
     assert registry.registered()["numpy"] == (registry.BUILTIN_ADAPTERS["numpy"], "builtin")
+
+
+def test_backend_whose_framework_is_an_extra_of_its_distribution_reads_not_installed(
+    fake_distribution,
+):
+    status = registry.status("optional")
+    assert not status.available
+    assert OPTIONAL_FRAMEWORK in status.reason  # the reason stays as Python gave it
+    # Two extras provide the module; the one named like the backend is the one to install.
+    assert status.install == f"pip install '{DISTRIBUTION}[optional]'"
+    assert status.summary == f"not installed: pip install '{DISTRIBUTION}[optional]'"
+    with pytest.raises(registry.BackendUnavailable) as raised:
+        registry.load("optional")
+    assert raised.value.summary == status.summary
+
+
+def test_missing_module_that_no_extra_provides_stays_unavailable_with_its_reason(
+    fake_distribution,
+):
+    status = registry.status("broken")
+    assert status.install is None
+    assert status.summary == f"unavailable: {status.reason}"
+    assert registry.status("fake").summary == "available"
+
+
+def test_the_extra_is_read_from_requires_dist_markers(fake_distribution):
+    from importlib.metadata import distribution
+
+    dist = distribution(DISTRIBUTION)
+    assert registry.extra_providing(dist, OPTIONAL_FRAMEWORK) == "everything"  # first declared
+    assert registry.extra_providing(dist, OPTIONAL_FRAMEWORK, prefer="optional") == "optional"
+    assert registry.extra_providing(dist, "sphinx") == "docs"
+    assert registry.extra_providing(dist, "numpy") is None  # required, not an extra
+    assert registry.extra_providing(dist, MISSING_FRAMEWORK) is None
+
+
+def test_list_shows_a_missing_extra_as_not_installed_with_its_install_command(
+    fake_distribution, monkeypatch
+):
+    import io
+
+    from rich.console import Console
+
+    from xentbench.suites.cli.listing import backend_listing, render_listing
+
+    monkeypatch.setattr(registry, "BUILTIN_ADAPTERS", {})
+    entries = {entry["backend"]: entry for entry in backend_listing()}
+    assert entries["optional"]["install"] == f"pip install '{DISTRIBUTION}[optional]'"
+    out = io.StringIO()
+    Console(file=out, width=300).print(render_listing(list(entries.values())))
+    text = out.getvalue()
+    assert f"optional not installed: pip install '{DISTRIBUTION}[optional]'" in text
+    assert f"broken unavailable: ModuleNotFoundError: No module named '{MISSING_FRAMEWORK}'" in text
+    assert "optional unavailable" not in text
+
+
+def test_the_shipped_cut_cross_entropy_plugin_reads_not_installed_without_its_extra():
+    import importlib.util
+
+    if importlib.util.find_spec("cut_cross_entropy") is not None:
+        pytest.skip("cut_cross_entropy is installed here")
+    status = registry.status("cut_cross_entropy")
+    assert status.summary == "not installed: pip install 'xentbench[cut-cross-entropy]'"

@@ -70,6 +70,24 @@ def test_a_symlinked_run_file_is_refused(tmp_path, capsys, name):
     assert "symlink" in _one_error_line(capsys)
 
 
+@pytest.mark.parametrize("planted", ["logs", "logs/accuracy-numpy.log"])
+def test_a_symlinked_worker_log_is_refused_and_its_target_kept(tmp_path, capsys, planted):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "accuracy-numpy.log").write_text("keep me")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    if planted == "logs":
+        (run_dir / "logs").symlink_to(precious, target_is_directory=True)
+    else:
+        (run_dir / "logs").mkdir()
+        (run_dir / planted).symlink_to(precious / "accuracy-numpy.log")
+    assert main([*NUMPY_RUN, "--out", str(run_dir)]) == 2
+    *_, last = capsys.readouterr().err.strip().splitlines()  # after "run directory: ..."
+    assert last.startswith("xentbench run: error: ") and "symlink" in last
+    assert [path.read_text() for path in precious.iterdir()] == ["keep me"]
+
+
 def test_report_replaces_symlinked_outputs_instead_of_writing_through_them(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main([*NUMPY_RUN, "--out", str(run_dir)]) == 0

@@ -337,10 +337,10 @@ def test_the_rounds_of_a_backend_share_one_progress_bar():
     import io
 
     from rich.console import Console
-    from rich.progress import Progress
 
     from xentbench.suites.catalog.selection import Selection
-    from xentbench.suites.run.runner import _bar, rounds_apart
+    from xentbench.suites.run.progress import BarDisplay
+    from xentbench.suites.run.runner import rounds_apart
     from xentbench.suites.run.worker import WorkerJob
 
     options = {"rounds": 3, "memory": False}
@@ -350,7 +350,9 @@ def test_the_rounds_of_a_backend_share_one_progress_bar():
             for backend in ("jax", "torch")
         ]
     )
-    progress = Progress(console=Console(file=io.StringIO()))
-    bars = [_bar(progress, job, f"round {job.timing_options['only_round']}") for job in jobs]
+    display = BarDisplay(Console(file=io.StringIO()))
+    rounds = [(job, f"round {job.timing_options['only_round']}") for job in jobs]
+    bars = [display.bar((job.run_dir, job.suite, job.backend), name) for job, name in rounds]
+    progress = display.progress
     assert len(progress.tasks) == 2 and bars == [bars[0], bars[1]] * 3
     assert progress.tasks[0].description == "round 3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from xentbench.adapters import registry
@@ -18,6 +19,8 @@ def backend_listing() -> list[dict[str, Any]]:
             "source": status.source,
             "available": status.available,
             "reason": status.reason,
+            "install": status.install,  # the pip install that adds its framework, if known
+            "summary": status.summary,
         }
         if status.available:
             adapter = status.adapter
@@ -56,9 +59,8 @@ def render_listing(entries: list[dict[str, Any]]) -> Table:
     )
     for entry in entries:
         if not entry["available"]:
-            table.add_row(
-                f"[bold]{entry['backend']}[/] unavailable: {entry['reason']}", "", "", "", "", ""
-            )
+            why_not = escape(entry["summary"])  # "pip install 'xentbench[extra]'" is no markup
+            table.add_row(f"[bold]{escape(entry['backend'])}[/] {why_not}", "", "", "", "", "")
             continue
         devices = ", ".join(entry["devices"])
         table.add_row(

@@ -5,7 +5,9 @@ becomes an ``error`` row marked ``harness_error`` (this run moves on; the next r
 directory retries it) and a fresh worker carries on. Ctrl-C stops every worker within a second
 or two (``stop_workers``): finished rows are kept, the tasks in flight leave no row. Workers
 are fresh interpreters, this one or a backend environment's (``WorkerJob.python``), so one run
-can drive backends installed in separate virtual environments.
+can drive backends installed in separate virtual environments. What a worker prints goes to
+its backend's log in the run directory (``worker_log``), not the terminal; a crash report
+quotes the log's last lines.
 """
 
 from __future__ import annotations
@@ -26,15 +28,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
 
+from xentbench.suites.run import worker_log
+from xentbench.suites.run.progress import BarDisplay, LineDisplay, display_for
 from xentbench.suites.run.worker import WorkerJob
 from xentbench.suites.store.rows import RowWriter
 from xentbench.suites.store.run_json import update_run_info
@@ -55,7 +51,7 @@ class BackendOutcome:
     backend: str
     suite: str
     version: str = ""
-    unavailable: str | None = None
+    unavailable: str | None = None  # why it cannot run ("not installed: pip install ...")
     verdicts: dict[str, int] = field(default_factory=dict)
     crashes: list[str] = field(default_factory=list)
     harness_errors: list[str] = field(default_factory=list)
@@ -69,9 +65,9 @@ class BackendOutcome:
 
 
 class _Worker:
-    """A worker process and the parent's end of its pipe."""
+    """A worker process, the parent's end of its pipe, and the log its output goes to."""
 
-    def __init__(self, job: WorkerJob):
+    def __init__(self, job: WorkerJob, title: str):
         python = job.python or sys.executable
         env = dict(os.environ)
         if python == sys.executable:  # as multiprocessing's spawn does: the same import path
@@ -84,10 +80,23 @@ class _Worker:
             str(write_fd),
         ]
         command.append(str(os.getpid()))
+        self.log = worker_log.log_path(job.run_dir, job.suite, job.backend)
+        log_fd, self.log_start = worker_log.open_log(job.run_dir, job.suite, job.backend, title)
         # Its own session: a terminal's Ctrl-C goes to this process only, which stops workers.
-        self.process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env, start_new_session=True
-        )
+        # Its stdout and stderr (file descriptors 1 and 2: C++ libraries' output too) go to
+        # the log from its first instruction on, so even a failed start is written there.
+        try:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=log_fd,
+                stderr=log_fd,
+                pass_fds=(write_fd,),
+                env=env,
+                start_new_session=True,
+            )
+        finally:
+            os.close(log_fd)
         with _live_lock:
             _live.add(self)
         os.close(write_fd)
@@ -127,6 +136,13 @@ class _Worker:
         self.connection.close()
         return f"exit code {code}" if code is None or code >= 0 else f"signal {-code}"
 
+    def last_words(self) -> str:
+        """The last lines this worker wrote to its log, indented, or that it wrote none."""
+        lines = worker_log.tail(self.log, self.log_start)
+        if not lines:
+            return f"its log {self.log} holds no output from it"
+        return f"last lines of {self.log}:\n" + "\n".join(f"    {line}" for line in lines)
+
 
 def stop_workers() -> None:
     """Ctrl-C: every live worker is asked to store its finished rows and exit (SIGTERM), and
@@ -145,38 +161,31 @@ def stop_workers() -> None:
             worker.process.kill()
 
 
+Display = BarDisplay | LineDisplay
+
+
 def run_backend(
-    job: WorkerJob, progress: Progress, timeout_s: float, run_label: str = ""
+    job: WorkerJob, display: Display, timeout_s: float, run_label: str = ""
 ) -> BackendOutcome:
     """Run one backend's suite to completion, restarting its worker after crashes or hangs."""
     outcome = BackendOutcome(
         job.backend, job.suite, round_=_round_of(job), run_dir=job.run_dir, run_label=run_label
     )
     name = _name(outcome)
-    bar = _bar(progress, job, name)
+    # One bar per backend: the rounds of a timing run reuse the first round's, reset.
+    bar = display.bar((job.run_dir, job.suite, job.backend), name)
     for _ in range(MAX_RESTARTS):
         if _stop.is_set():
             break
-        worker = _Worker(dataclasses.replace(job, skip=frozenset(outcome.skipped)))
+        worker = _Worker(dataclasses.replace(job, skip=frozenset(outcome.skipped)), name)
         try:
-            finished = _drive(worker, job, outcome, progress, bar, timeout_s)
+            finished = _drive(worker, job, outcome, display, bar, timeout_s)
         finally:
             worker.stop()
         if finished:
             break
-    progress.update(bar, description=f"{name} [done]")
+    display.finish(bar)
     return outcome
-
-
-def _bar(progress: Progress, job: WorkerJob, name: str) -> TaskID:
-    """The backend's progress bar: the rounds of a timing run reuse the first round's (one bar
-    per backend, not one per round), reset for each round."""
-    key = (job.run_dir, job.suite, job.backend)
-    for task in progress.tasks:
-        if task.fields.get("key") == key:
-            progress.reset(task.id, total=None, description=name)
-            return task.id
-    return progress.add_task(name, total=None, key=key)
 
 
 def _round_of(job: WorkerJob) -> str:
@@ -219,57 +228,60 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
     ]
 
 
-def _drive(worker, job, outcome, progress, bar, timeout_s) -> bool:
+def _drive(worker, job, outcome, display, bar, timeout_s) -> bool:
     """Consume one worker's messages; True when it finished (or the backend is unavailable)."""
     in_flight = None
     while True:
-        message = worker.receive(PLAN_TIMEOUT_S if in_flight is None else timeout_s)
+        wait_s = PLAN_TIMEOUT_S if in_flight is None else timeout_s
+        message = worker.receive(wait_s)
         if message is not None and message[0] == "stopped":
             return True  # Ctrl-C: no row for the task in flight
         if message is None or message[0] == "died":
-            _record_crash(job, outcome, in_flight, worker, timeout_s, timed_out=message is None)
+            _record_crash(job, outcome, in_flight, worker, display, wait_s, message is None)
             if in_flight is None:
-                outcome.crashes.append("worker failed before starting a task")
                 return True
-            progress.advance(bar)
+            display.advance(bar)
             return False
         kind, payload = message
-        if kind == "unavailable":
-            outcome.unavailable = payload
-            progress.update(bar, total=0)
-            return True
-        if kind == "refused":
-            outcome.refused = payload
+        if kind in ("unavailable", "refused"):
+            setattr(outcome, kind, payload)
             return True
         if kind == "plan":
             outcome.version = payload["version"]
             outcome.names = payload.get("names", [])
             outcome.planned = payload["total"]
             done_before = payload["total"] - payload["todo"]
-            progress.update(bar, total=payload["total"], completed=max(done_before, 0))
+            display.plan(bar, payload["total"], max(done_before, 0))
         elif kind == "start":
             in_flight = payload
-            progress.update(bar, description=f"{job.suite} {job.backend}: {payload[1]}"[:70])
+            display.working_on(bar, payload[1])
         elif kind == "done":
             outcome.verdicts[payload] = outcome.verdicts.get(payload, 0) + 1
             in_flight = None
-            progress.advance(bar)
+            display.advance(bar)
         elif kind == "harness_error":
             outcome.harness_errors.append(payload)
             in_flight = None
-            progress.advance(bar)
-            progress.console.log(f"[red]harness error[/] in {job.suite} {job.backend}: {payload}")
+            display.advance(bar)
+            display.note(f"harness error in {_name(outcome)}: {payload}", style="red")
         elif kind == "end":
             return True
 
 
-def _record_crash(job, outcome, in_flight, worker, timeout_s, *, timed_out: bool) -> None:
+def _record_crash(job, outcome, in_flight, worker, display, wait_s, timed_out: bool) -> None:
+    """A worker that died or stayed silent ``wait_s``: reported with the last lines of its log
+    and recorded (run.json's crashes); the task in flight, if any, becomes an ``error`` row."""
     status = worker.stop()
-    if in_flight is None or _stop.is_set():
+    if _stop.is_set():
         return
-    key, label, template = in_flight
-    reason = f"timed out after {timeout_s:g} s" if timed_out else f"worker process died ({status})"
-    outcome.crashes.append(f"{label}: {reason}")
+    reason = f"timed out after {wait_s:g} s" if timed_out else f"worker process died ({status})"
+    label = in_flight[1] if in_flight else "worker failed before starting a task"
+    log = worker.log.relative_to(job.run_dir)
+    outcome.crashes.append(f"{label}: {reason} (log: {log})")
+    display.note(f"{_name(outcome)}: {label}: {reason}; {worker.last_words()}", style="red")
+    if in_flight is None:
+        return
+    key, _, template = in_flight
     outcome.skipped.add(key)
     outcome.verdicts["error"] = outcome.verdicts.get("error", 0) + 1
     if template.get("verdict") == "ok":  # a later timing round: the stored earlier rounds stay
@@ -283,37 +295,34 @@ def _record_crash(job, outcome, in_flight, worker, timeout_s, *, timed_out: bool
 def run_all(
     jobs: list[WorkerJob], timeout_s: float, console: Console, parallel: int = 1
 ) -> list[BackendOutcome]:
-    """Run the jobs (backend x suite), ``parallel`` workers at a time, with progress bars.
+    """Run the jobs (backend x suite), ``parallel`` workers at a time, showing their
+    progress (``progress.display_for``: bars on a terminal, plain lines in CI or a pipe).
 
     Timing jobs run alone (after the others): a concurrent worker would steal the cores
     being measured; each round of them in its own worker (``rounds_apart``). On Ctrl-C the
     workers are stopped, every finished row is merged, and ``KeyboardInterrupt`` propagates.
     """
     _stop.clear()
-    columns = (
-        TextColumn("{task.description}", style="bold"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
+    for job in jobs:  # a symlink planted where a log goes: refused before any worker starts
+        worker_log.prepare_log(job.run_dir, job.suite, job.backend)
     concurrent = [job for job in jobs if job.suite != "timing"]
     alone = rounds_apart([job for job in jobs if job.suite == "timing"])
     several = len({job.run_dir for job in jobs}) > 1
-    with _ctrl_c_as_flag(), Progress(*columns, console=console, transient=False) as progress:
+    with _ctrl_c_as_flag(), display_for(console) as display:
 
         def one(job: WorkerJob) -> BackendOutcome:
             started = time.monotonic()
             _record_load(job, "before")
             label = Path(job.run_dir).name if several else ""
             try:
-                outcome = run_backend(job, progress, timeout_s, label)
+                outcome = run_backend(job, display, timeout_s, label)
             except Exception as exc:  # a harness bug: fail this backend, let the others finish
                 outcome = BackendOutcome(job.backend, job.suite, run_dir=job.run_dir)
                 outcome.harness_errors.append(f"runner: {type(exc).__name__}: {exc}")
             RowWriter(Path(job.run_dir), job.store_suite, job.backend).close()
             _record_load(job, "after")
             outcome.verdicts = dict(sorted(outcome.verdicts.items()))
-            progress.console.log(_summary(outcome, time.monotonic() - started))
+            display.note(_summary(outcome, time.monotonic() - started))
             return outcome
 
         pool = ThreadPoolExecutor(max_workers=max(1, parallel))
@@ -370,7 +379,7 @@ def _record_load(job: WorkerJob, when: str) -> None:
 def _summary(outcome: BackendOutcome, elapsed_s: float) -> str:
     name = _name(outcome)
     if outcome.unavailable:
-        return f"{name}: unavailable: {outcome.unavailable}"
+        return f"{name}: {outcome.unavailable}"
     if outcome.refused:
         return f"{name}: refused: {outcome.refused}"
     counts = ", ".join(f"{count} {verdict}" for verdict, count in outcome.verdicts.items())

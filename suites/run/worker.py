@@ -4,7 +4,8 @@ It runs in its own process (started by ``suites.run.runner``, possibly with anot
 environment's interpreter) so a framework that crashes or hangs loses nothing but the task in
 flight. It reads its ``WorkerJob`` pickled from stdin and reports to the parent through a pipe
 inherited as a file descriptor: the plan, the start of each task (with the row template the
-parent needs to record a crash), its end.
+parent needs to record a crash), its end. Its stdout and stderr are the backend's log file
+(``suites.run.worker_log``): what a framework prints never reaches the terminal.
 
 It runs in its own session (a terminal's Ctrl-C reaches only the parent), dies with the parent
 (``PR_SET_PDEATHSIG`` on Linux) and, asked to stop with SIGTERM, stores the rows it has
@@ -140,12 +141,13 @@ def provenance(job: WorkerJob, version: str) -> dict[str, Any]:
 def work(job: WorkerJob, connection) -> None:
     """Entry point of the worker process."""
     # Frameworks warn about the unusual inputs the suites feed them on purpose; the rows record
-    # what they do, and the warnings would only garble the progress display.
-    warnings.simplefilter("ignore")
+    # what they do. Each distinct warning is shown once, on stderr: the runner points it at the
+    # backend's log in the run directory (``worker_log``), away from the progress display.
+    warnings.simplefilter("default")
     try:
         adapter = registry.load(job.backend)
     except registry.BackendUnavailable as exc:
-        connection.send(("unavailable", str(exc)))
+        connection.send(("unavailable", exc.summary))
         return
     version = str(adapter.version())  # plain: the parent may not have the framework to unpickle
     refused = _version_conflict(job, version)
