@@ -115,7 +115,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _grad(op: str, x: np.ndarray, y: Any, g: np.ndarray) -> np.ndarray:
-    """The vector-Jacobian product with cotangent ``g`` (of the output's shape), in x's dtype."""
+    """The vector-Jacobian product with cotangent ``g`` (of the output's shape), in x's dtype;
+    0 wherever the cotangent is 0 (over a whole row for the softmax family): a zero cotangent
+    contributes nothing, even on a row of -inf logits that has no softmax."""
+    if op == "sigmoid_cross_entropy":
+        silent = g == 0
+    elif g.shape == x.shape:
+        silent = (g == 0).all(axis=-1, keepdims=True)
+    else:
+        silent = (g == 0)[..., None]
+    return np.where(silent, 0, _vjp(op, x, y, g))
+
+
+def _vjp(op: str, x: np.ndarray, y: Any, g: np.ndarray) -> np.ndarray:
+    """The vector-Jacobian product of each op (before a zero cotangent is made silent)."""
     if op == "sigmoid_cross_entropy":
         return g * (_sigmoid(x) - y)
     _, _, _, p = shifted(x)
@@ -147,7 +160,7 @@ def careful(op: str, quantity: str, logits, labels, dtype: str, cotangent=None) 
             shape = reference_ops.output_shape(op, "value", x.shape)  # the cotangent's
             g = np.ones(shape, internal) if cotangent is None else cotangent
             result = _grad(op, x, y, np.asarray(g).astype(internal))
-    return np.asarray(result).astype(numpy_dtype(dtype))
+        return np.asarray(result).astype(numpy_dtype(dtype))  # past the range: inf, silently
 
 
 class CarefulAdapter(Adapter):
