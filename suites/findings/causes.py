@@ -80,7 +80,7 @@ def describe(key: tuple[str, ...], members: list[Finding]) -> str:
             f"subnormal outputs flushed to zero (or to the smallest normal) — every {key[1]} "
             f"implementation flagged here, {', '.join(dtypes)}"
         )
-    where = f"{key[1]} {key[2]} on {key[3]}"
+    where = f"{key[1]} {key[2]} on {key[3].split('/', 1)[-1]}"
     if mode == "over-budget":
         return (
             f"the same error, {key[4]} x the allowance, in {', '.join(backends)}: {where} "
