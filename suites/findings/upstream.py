@@ -125,47 +125,55 @@ def _not_these(finding: Finding, entries: tuple[Entry, ...]) -> list[str]:
     return lines
 
 
-def upstream_body(finding: Finding, rows: pd.DataFrame, reproducer: str, note: str = "") -> str:
-    """The markdown issue body of one finding (``reproducer`` the script's text, "" for none,
-    with ``note`` saying why)."""
-    row = worst_row(finding, rows)
-    lines = [f"# {title(finding)}", "", "## Environment", "", *_environment(finding), ""]
-    lines += ["## Expected against got", "", *_expected_against_got(finding, row), ""]
+def _seen(finding: Finding) -> str:
     worst = (
         "the wrong kind of number"
         if math.isinf(finding.worst_ratio)
         else f"{finding.worst_ratio:.3g} x the error allowance"
     )
-    lines += [
-        f"Seen in {finding.evaluations} evaluations ({', '.join(finding.dtypes)}; cases "
-        f"{', '.join(c.split('/', 1)[1] for c in finding.cases[:6])}"
-        f"{' ...' if len(finding.cases) > 6 else ''}); the worst is {worst}.",
-        "",
-        "## A careful kernel on the same input",
-        "",
+    cases = ", ".join(c.split("/", 1)[1] for c in finding.cases[:6])
+    more = " ..." if len(finding.cases) > 6 else ""
+    dtypes = ", ".join(finding.dtypes)
+    seen = f"Seen in {finding.evaluations} evaluations ({dtypes}; cases {cases}{more})"
+    return f"{seen}; the worst is {worst}."
+
+
+def _careful(finding: Finding) -> list[str]:
+    return [
         f"{careful_sentence(finding)}. The careful kernel is the error budget's own algorithm "
         "(max shift, exp and a pairwise sum in float32 for 16-bit inputs, in the dtype's own "
         "precision otherwise, one rounding of the output); its error / allowance on this "
-        f"input: {_value(finding.careful_ratio)}.",
-        "",
-        "## Minimal reproducer",
-        "",
+        f"input: {_value(finding.careful_ratio)}."
     ]
-    if reproducer:
-        lines += [
-            f"Saved beside this file as `{finding.id}.py`; it exits 1 while the problem "
-            "is present.",
-            "",
-            "```python",
-            reproducer.rstrip(),
-            "```",
-            "",
-        ]
-    else:
-        lines += [f"No standalone reproducer: {note}", ""]
-    lines += ["## Other implementations on the same input", ""]
-    lines += [*_others_table(others_on_same_input(finding, rows)), ""]
-    lines += ["## Known behaviour it is not", "", *_not_these(finding, load_entries()), ""]
+
+
+def _reproducer(finding: Finding, reproducer: str, note: str) -> list[str]:
+    if not reproducer:
+        return [f"No standalone reproducer: {note}"]
+    saved = f"Saved beside this file as `{finding.id}.py`; it exits 1 while the problem is present."
+    return [saved, "", "```python", reproducer.rstrip(), "```"]
+
+
+def upstream_body(finding: Finding, rows: pd.DataFrame, reproducer: str, note: str = "") -> str:
+    """The markdown issue body of one finding (``reproducer`` the script's text, "" for none,
+    with ``note`` saying why)."""
+    sections = [
+        ("Environment", _environment(finding)),
+        (
+            "Expected against got",
+            [*_expected_against_got(finding, worst_row(finding, rows)), "", _seen(finding)],
+        ),
+        ("A careful kernel on the same input", _careful(finding)),
+        ("Minimal reproducer", _reproducer(finding, reproducer, note)),
+        (
+            "Other implementations on the same input",
+            _others_table(others_on_same_input(finding, rows)),
+        ),
+        ("Known behaviour it is not", _not_these(finding, load_entries())),
+    ]
+    lines = [f"# {title(finding)}", ""]
+    for heading, body in sections:
+        lines += [f"## {heading}", "", *body, ""]
     return "\n".join(lines)
 
 
