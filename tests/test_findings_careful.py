@@ -18,6 +18,7 @@ from xentbench.suites.findings.careful import careful_cell, careful_sentence, ro
 from xentbench.suites.findings.causes import assign_causes
 from xentbench.suites.findings.group import Finding, Sample
 from xentbench.suites.findings.modes import verdict_mode
+from xentbench.suites.findings.tables import findings_of_runs
 
 FLAWED = {"overflowing": "flawed.overflowing_softmax:OverflowingSoftmax"}
 TINY32 = float(np.finfo(np.float32).smallest_normal)
@@ -188,3 +189,27 @@ def test_findings_show_the_careful_kernel_and_write_an_upstream_report(small_run
 def test_an_upstream_report_needs_an_output_directory(small_run, capsys):
     assert main(["findings", str(small_run), "--upstream", "xf-00000000"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_the_committed_sample_names_one_cause_per_mechanism_and_the_careful_kernel_passes():
+    sample = Path(__file__).resolve().parent.parent / "reports" / "sample"
+    result = findings_of_runs([sample])
+    by_id = {f.id: f for f in result.findings}
+    sixteen_bit = by_id["xf-96cd4ba8"]  # jax.nn.logsumexp at two classes, bfloat16
+    assert careful_sentence(sixteen_bit).endswith("x the error of a careful float32 kernel")
+    shared = next(c for c in result.causes if c.id == sixteen_bit.cause)
+    assert {"torch:torch.logsumexp", "tensorflow:tf.math.reduce_logsumexp"} <= set(
+        shared.implementations
+    )
+    assert {"jax", "numpy", "tensorflow", "torch"} <= set(shared.backends)
+    flushed = [f for f in result.findings if f.failure_mode == "flushed-subnormal"]
+    assert {"jax", "tensorflow"} <= {f.backend for f in flushed}
+    on_purpose = [f for f in flushed if f.backend in ("jax", "tensorflow")]
+    assert {f.entry for f in on_purpose} == {
+        "jax-cpu-flushes-subnormals",
+        "tensorflow-cpu-flushes-subnormals",
+    }
+    budget_wrong = [
+        f.id for f in result.findings if 1 < f.careful_worst_ratio < math.inf
+    ]  # the careful kernel over its allowance on a stored input: the budget would be wrong
+    assert budget_wrong == []
