@@ -167,6 +167,8 @@ def _compare(args, console) -> int:
 def _findings(args, console) -> int:
     from xentbench.suites.findings.tables import findings_of_runs, render_json, render_markdown
 
+    if args.upstream:
+        return _upstream(args)
     result = findings_of_runs([existing_dir(path) for path in args.run_dirs])
     text = render_json(result) if args.format == "json" else render_markdown(result)
     if args.out:
@@ -175,6 +177,26 @@ def _findings(args, console) -> int:
         print(f"{args.format}: {args.out}")
     else:
         print(text)
+    return 0
+
+
+def _upstream(args) -> int:
+    """``findings RUN --upstream ID --out DIR``: the issue body and reproducer of one finding."""
+    from xentbench.suites.findings.group import run_seeds
+    from xentbench.suites.findings.tables import findings_of_rows
+    from xentbench.suites.findings.upstream import write_upstream
+    from xentbench.suites.store.rows import load
+
+    if args.out is None:
+        raise UsageError("--upstream needs --out DIR, the directory for <id>.md and <id>.py")
+    run_dirs = [existing_dir(path) for path in args.run_dirs]
+    rows = load(run_dirs, "accuracy")
+    findings = findings_of_rows(rows, run_seeds(run_dirs)).findings
+    chosen = next((f for f in findings if f.id == args.upstream), None)
+    if chosen is None:
+        known = ", ".join(f.id for f in findings[:10]) or "none"
+        raise UsageError(f"no finding {args.upstream!r} in the runs; valid: {known} ...")
+    print(f"{chosen.id}: {write_upstream(chosen, rows, args.out)}")
     return 0
 
 

@@ -252,7 +252,16 @@ def _findings_parsers(commands) -> None:
     )
     findings.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
     findings.add_argument("--format", choices=("md", "json"), default="md")
-    findings.add_argument("--out", type=Path, help="write here instead of standard output")
+    findings.add_argument(
+        "--out",
+        type=Path,
+        help="write here instead of standard output (with --upstream: the directory)",
+    )
+    findings.add_argument(
+        "--upstream",
+        metavar="FINDING_ID",
+        help="write FINDING_ID's issue body, OUT/<id>.md, and its reproducer, OUT/<id>.py",
+    )
     repro = commands.add_parser(
         "repro", help="write a shrunk, standalone reproducer script for a finding"
     )

@@ -71,6 +71,13 @@ class Finding:
     klass: str = "defect?"
     evidence: dict[str, Any] = field(default_factory=dict)
     entry: str = ""  # the id of the catalogue entry that classified it
+    # The careful kernel's error / allowance on the input of the finding's worst evaluation,
+    # and its worst over every evaluation of the finding (NaN: not computed or not applicable;
+    # suites.findings.careful).
+    careful_ratio: float = math.nan
+    careful_worst_ratio: float = math.nan
+    worst_case: str = ""  # the case and dtype of the worst evaluation, "case_id dtype"
+    cause: str = ""  # the key of the cause it shares with other findings (suites.findings.causes)
 
     @property
     def evidence_url(self) -> str:
@@ -98,6 +105,10 @@ class Finding:
             "worst_ratio": _json_float(self.worst_ratio),
             "worst_ulp_error": _json_float(self.worst_ulp_error),
             "worst_abs_error": _json_float(self.worst_abs_error),
+            "careful_ratio": _json_float(self.careful_ratio),
+            "careful_worst_ratio": _json_float(self.careful_worst_ratio),
+            "worst_case": self.worst_case,
+            "cause": self.cause,
             "versions": self.versions,
             "sample": vars(self.sample),
         }
@@ -115,7 +126,8 @@ def _ratio(row: pd.Series, mode: str) -> float:
     runs stored before that column, inf for a wrong kind and max ULPs over the budget there."""
     if pd.notna(row.get("worst_ratio")):
         return float(row["worst_ratio"])
-    if mode == "over-budget" and pd.notna(row.get("budget_ulps")) and row["budget_ulps"] > 0:
+    budgeted = pd.notna(row.get("budget_ulps")) and row["budget_ulps"] > 0
+    if mode in ("over-budget", "flushed-subnormal") and budgeted:
         return float(row["max_ulp_error"]) / float(row["budget_ulps"])
     if mode == "shift-variant" and pd.notna(row.get("budget_ulps")) and row["budget_ulps"] > 0:
         return float(row["shift_max_ulp_error"]) / float(row["budget_ulps"])
@@ -162,9 +174,17 @@ def _sample(group: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> Sample:
     return Sample(best["case_id"], best["dtype"], best["device"], best["mode"], seed, run_dir)
 
 
+def _worst_position(ratios: list[float]) -> int:
+    """The position of the largest ratio (NaN counts lowest), 0 when none is measured."""
+    ranked = [-math.inf if math.isnan(r) else r for r in ratios]
+    return max(range(len(ranked)), key=ranked.__getitem__) if ranked else 0
+
+
 def _finding(key: tuple[str, str, str, str], group: pd.DataFrame, seeds) -> Finding:
     implementation, quantity, mode, cause = key
     ratios = [_ratio(row, mode) for _, row in group.iterrows()]
+    worst = group.iloc[_worst_position(ratios)]
+    careful = [float(r) for r in group["careful_ratio"]]
     ulps = group["shift_max_ulp_error"] if mode == "shift-variant" else group["max_ulp_error"]
     return Finding(
         id=finding_id(implementation, quantity, mode, cause),
@@ -185,6 +205,9 @@ def _finding(key: tuple[str, str, str, str], group: pd.DataFrame, seeds) -> Find
         versions=sorted({str(v) for v in group["backend_version"] if pd.notna(v)}),
         sample=_sample(group, seeds),
         entry=cause,
+        careful_ratio=careful[_worst_position(ratios)],
+        careful_worst_ratio=_nanmax(careful),
+        worst_case=f"{worst['case_id']} {worst['dtype']}",
     )
 
 
@@ -204,14 +227,19 @@ def group_findings(
     rows: pd.DataFrame,
     seeds: dict[str, tuple[int, str]],
     cause: Callable[[dict[str, Any]], str] | None = None,
+    careful: Callable[[dict[str, Any], int], float] | None = None,
 ) -> list[Finding]:
     """Findings of the stored accuracy rows in a stable order; ``cause`` names what explains one
-    (evaluation, failure mode) row (``suites.findings.known.cause_of``), else all are "".
-    Classes and evidence are given by ``suites.findings.known.classify``."""
+    (evaluation, failure mode) row (``suites.findings.known.cause_of``), else all are "";
+    ``careful`` gives the careful kernel's ratio on a row's input with its run's seed
+    (``suites.findings.careful.row_careful_ratio``), else NaN. Classes and evidence are given
+    by ``suites.findings.known.classify``."""
     frame = exploded(rows)
     if frame.empty:
         return []
-    causes = [cause(r) for r in frame.to_dict("records")] if cause else [""] * len(frame)
-    frame = frame.assign(cause=causes)
+    records = frame.to_dict("records")
+    causes = [cause(r) for r in records] if cause else [""] * len(frame)
+    ratios = [careful(r, seeds.get(r["run_id"], (0, ""))[0]) for r in records] if careful else []
+    frame = frame.assign(cause=causes, careful_ratio=ratios or [math.nan] * len(frame))
     keys = ["implementation", "quantity", "failure_mode", "cause"]
     return [_finding(key, group, seeds) for key, group in frame.groupby(keys, sort=True)]

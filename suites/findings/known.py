@@ -1,7 +1,9 @@
 """Known behaviour (``known.toml``, its entries with their evidence) and findings classified by it.
 
 Each entry names the findings it explains (implementation, quantity and failure-mode globs, and
-optionally case globs that *every* case of the finding must match) and carries its evidence:
+optionally case, dtype, execution-mode and device globs that *every* evaluation of the finding
+must match: "float32" and "eager" keys a behaviour of one dtype and mode apart) and carries its
+evidence:
 
 - ``documented``: the framework documents the behaviour or the precondition the input
   violates: ``url`` and the ``quote``d sentence;
@@ -21,6 +23,7 @@ import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from functools import cache
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +39,8 @@ _REQUIRED = {
     "convention": ("reason",),
     "baseline": ("reason",),
 }
-_MATCH_FIELDS = ("implementations", "quantities", "failure_modes", "cases")
+_MATCH_FIELDS = ("implementations", "quantities", "failure_modes", "cases", "dtypes", "modes")
+_MATCH_FIELDS += ("devices",)
 
 
 @dataclass(frozen=True)
@@ -50,22 +54,36 @@ class Entry:
     failure_modes: tuple[str, ...]
     cases: tuple[str, ...]
     evidence: dict[str, str]
+    dtypes: tuple[str, ...] = ()
+    modes: tuple[str, ...] = ()  # execution modes: eager, compiled
+    devices: tuple[str, ...] = ()
 
-    def explains(self, implementation: str, quantity: str, failure_mode: str, case: str) -> bool:
-        """Whether this entry explains one evaluation failing this way."""
+    def explains(
+        self,
+        implementation: str,
+        quantity: str,
+        failure_mode: str,
+        case: str,
+        where: tuple[str, str, str] = ("", "", ""),
+    ) -> bool:
+        """Whether this entry explains one evaluation failing this way; ``where`` is its
+        (dtype, mode, device), "" for one not known (matched only by an entry without globs)."""
+        dtype, mode, device = where
         return (
             _any_glob(implementation, self.implementations)
             and _any_glob(quantity, self.quantities)
             and _any_glob(failure_mode, self.failure_modes)
             and _any_glob(case, self.cases)
+            and _any_glob(dtype, self.dtypes)
+            and _any_glob(mode, self.modes)
+            and _any_glob(device, self.devices)
         )
 
     def matches(self, finding: Finding) -> bool:
-        """Whether this entry explains every case of ``finding``."""
-        return all(
-            self.explains(finding.implementation, finding.quantity, finding.failure_mode, case)
-            for case in finding.cases
-        )
+        """Whether this entry explains every case, dtype, mode and device of ``finding``."""
+        named = (finding.implementation, finding.quantity, finding.failure_mode)
+        wheres = list(product(finding.dtypes, finding.modes, finding.devices)) or [("", "", "")]
+        return all(self.explains(*named, case, where) for case in finding.cases for where in wheres)
 
 
 def _any_glob(value: str, globs: tuple[str, ...]) -> bool:
@@ -76,7 +94,8 @@ def cause_of(row: dict[str, Any], entries: tuple[Entry, ...] | None = None) -> s
     """The id of the first entry explaining one (evaluation, failure mode) row, else ""."""
     entries = load_entries() if entries is None else entries
     fields = (row["implementation"], row["quantity"], row["failure_mode"], row["case_id"])
-    return next((e.id for e in entries if e.explains(*fields)), "")
+    where = tuple(str(row.get(key) or "") for key in ("dtype", "mode", "device"))
+    return next((e.id for e in entries if e.explains(*fields, where)), "")
 
 
 def _entry(raw: dict[str, Any], where: Path) -> Entry:

@@ -26,6 +26,7 @@ MODES: tuple[str, ...] = (
     "answers-invalid-input",  # a number for input outside the op's domain (a bad class id)
     "raises-on-valid-input",  # an exception on valid input
     "over-budget",  # the right kind of number, beyond the error budget
+    "flushed-subnormal",  # over budget where the truth is subnormal and got 0 or the tiniest normal
     "shift-variant",  # passes, but exactly shifted logits give a different, failing result
 )
 INVARIANT_PREFIX = "invariant:"
@@ -62,13 +63,25 @@ def _present(value: Any) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
+def flushed_subnormal(got: Any, expected: Any, dtype: str) -> bool:
+    """Whether the worst element shows a subnormal flushed: the truth is subnormal in the output
+    dtype (nonzero once rounded to it, below its smallest normal) and got is exactly 0 or the
+    smallest normal, as flush-to-zero (FTZ/DAZ) arithmetic returns."""
+    if not (_present(got) and _present(expected)):
+        return False
+    truth = abs(_rounded(float(expected), dtype))
+    smallest_normal = float(np.finfo(numpy_dtype(dtype)).smallest_normal)
+    return 0 < truth < smallest_normal and abs(float(got)) in (0.0, smallest_normal)
+
+
 def verdict_mode(row: dict[str, Any]) -> str | None:
     """The mode of a failing row, None for a passing (or unsupported) one."""
     verdict, message = row.get("verdict"), str(row.get("message") or "")
     if verdict == "error":
         return "raises-on-valid-input"
     if verdict == "inaccurate":
-        return "over-budget"
+        flushed = flushed_subnormal(row.get("got"), row.get("expected"), str(row.get("dtype")))
+        return "flushed-subnormal" if flushed else "over-budget"
     if verdict != "wrong":
         return None
     if message.startswith("returned a result for invalid input"):

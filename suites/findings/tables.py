@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from xentbench.suites.findings.careful import careful_cell, careful_sentence, row_careful_ratio
+from xentbench.suites.findings.causes import Cause, assign_causes
 from xentbench.suites.findings.group import Finding, exploded, group_findings, run_seeds
 from xentbench.suites.findings.known import CLASSES, UNMATCHED, cause_of, classify
 from xentbench.suites.judge.verdicts import FAILURES
@@ -30,6 +32,7 @@ class FindingsOfRuns:
     run_ids: list[str]
     failing: int  # failing evaluations (inaccurate, wrong, error)
     invariant_breaks: int  # passing evaluations that break an invariant
+    causes: list[Cause] = field(default_factory=list)  # causes shared by several findings
 
     def counts(self) -> dict[str, int]:
         found = Counter(f.klass for f in self.findings)
@@ -45,11 +48,16 @@ class FindingsOfRuns:
         )
 
 
-def findings_of_rows(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> FindingsOfRuns:
-    """Grouped and classified findings of accuracy rows (as ``suites.store.rows.load`` returns)."""
+def findings_of_rows(
+    rows: pd.DataFrame, seeds: dict[str, tuple[int, str]], careful: bool = True
+) -> FindingsOfRuns:
+    """Grouped and classified findings of accuracy rows (as ``suites.store.rows.load`` returns),
+    with the careful kernel's ratio on each failing evaluation's input (``careful=False``
+    leaves it out: ``compare`` needs only the ids) and the causes they share."""
     if rows.empty:
         return FindingsOfRuns([], [], 0, 0)
-    findings = classify(group_findings(rows, seeds, cause_of))
+    measure = row_careful_ratio if careful else None
+    findings = classify(group_findings(rows, seeds, cause_of, measure))
     passing = rows[rows["verdict"] == "pass"]
     breaking = exploded(passing).drop_duplicates(subset=["run_id", *KEYS["accuracy"]])
     return FindingsOfRuns(
@@ -57,11 +65,12 @@ def findings_of_rows(rows: pd.DataFrame, seeds: dict[str, tuple[int, str]]) -> F
         sorted({str(run) for run in rows["run_id"].dropna()}),
         int(rows["verdict"].isin(FAILURES).sum()),
         len(breaking),
+        assign_causes(findings),
     )
 
 
-def findings_of_runs(run_dirs: list[Path]) -> FindingsOfRuns:
-    return findings_of_rows(load(run_dirs, "accuracy"), run_seeds(run_dirs))
+def findings_of_runs(run_dirs: list[Path], careful: bool = True) -> FindingsOfRuns:
+    return findings_of_rows(load(run_dirs, "accuracy"), run_seeds(run_dirs), careful)
 
 
 def _number(value: float) -> str:
@@ -96,6 +105,7 @@ def finding_rows(findings: list[Finding]) -> pd.DataFrame:
                 "evaluations": str(f.evaluations),
                 "worst error/allowance": _number(f.worst_ratio),
                 "worst ULPs": _number(f.worst_ulp_error),
+                "vs careful kernel": careful_cell(f),
                 "evidence": _evidence(f),
             }
             for f in findings
@@ -111,6 +121,7 @@ def finding_rows(findings: list[Finding]) -> pd.DataFrame:
             "evaluations",
             "worst error/allowance",
             "worst ULPs",
+            "vs careful kernel",
             "evidence",
         ],
     )
@@ -136,6 +147,35 @@ def entry_rows(findings: list[Finding]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cause_rows(causes: list[Cause]) -> pd.DataFrame:
+    """One row per cause shared by several findings, its members listed."""
+    return pd.DataFrame(
+        [
+            {
+                "cause": f"`{c.id}`",
+                "what": c.description,
+                "findings": str(len(c.members)),
+                "members": ", ".join(
+                    f"`{f.id}` `{f.implementation}` {f.quantity}" for f in c.members
+                ),
+            }
+            for c in causes
+        ],
+        columns=["cause", "what", "findings", "members"],
+    )
+
+
+CAUSES_INTRO = (
+    "Causes shared by several findings (same failure mode, op and worst case, or subnormals "
+    "flushed in one backend): fix or report each once."
+)
+CAREFUL_INTRO = (
+    "`vs careful kernel`: the implementation's worst error against that of a careful kernel "
+    "(the budget's own algorithm, `careful:<op>`) on the same input, with the careful "
+    "kernel's error / allowance in brackets."
+)
+
+
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A pipe table without padding (cells are already formatted strings)."""
     lines = ["| " + " | ".join(frame.columns) + " |", "|" + " --- |" * len(frame.columns)]
@@ -148,8 +188,17 @@ def render_markdown(result: FindingsOfRuns) -> str:
     listed = [f for f in result.findings if f.klass in LISTED]
     summarised = [f for f in result.findings if f.klass not in LISTED]
     lines = [result.headline(), ""]
+    if result.causes:
+        lines += [
+            "### Causes",
+            "",
+            CAUSES_INTRO,
+            "",
+            _markdown_table(cause_rows(result.causes)),
+            "",
+        ]
     if listed:
-        lines += [_markdown_table(finding_rows(listed)), ""]
+        lines += [CAREFUL_INTRO, "", _markdown_table(finding_rows(listed)), ""]
     if summarised:
         lines += [
             "Convention and baseline findings, per catalogue entry (`--format json` lists each):",
@@ -166,7 +215,8 @@ def render_json(result: FindingsOfRuns) -> str:
         "failing_evaluations": result.failing,
         "invariant_breaks": result.invariant_breaks,
         "counts": result.counts(),
-        "findings": [f.as_record() for f in result.findings],
+        "causes": [c.as_record() for c in result.causes],
+        "findings": [{**f.as_record(), "careful": careful_sentence(f)} for f in result.findings],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
 

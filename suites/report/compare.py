@@ -241,7 +241,8 @@ def compare_runs(
             found.append(changes)
     by_direction = _by_direction(_concat(found, [*CHANGE_COLUMNS, "direction"]))
     new_findings, vanished_findings = finding_changes(
-        findings_of_runs([Path(base_dir)]), findings_of_runs([Path(new_dir)])
+        findings_of_runs([Path(base_dir)], careful=False),
+        findings_of_runs([Path(new_dir)], careful=False),
     )
     return Comparison(
         base=_run_summary(base_dir),

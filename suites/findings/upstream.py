@@ -1,0 +1,192 @@
+"""An upstream-ready report of one finding: the issue body a framework maintainer would accept.
+
+``xentbench findings RUN --upstream ID --out DIR`` writes ``DIR/<ID>.md`` and, beside it, the
+finding's standalone reproducer ``DIR/<ID>.py`` (``suites.findings.repro``). The body holds a
+title, the environment and versions (``run.json``), the reproducer inline, expected against got
+at the worst element with exact values, the careful kernel's result on the same input, the other
+implementations' verdicts on the same case, dtype and quantity from the same run, and which
+catalogue entries (``known.toml``) it is not.
+"""
+
+from __future__ import annotations
+
+import math
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+import pandas as pd
+
+from xentbench.suites.findings.careful import careful_sentence
+from xentbench.suites.findings.group import Finding
+from xentbench.suites.findings.known import Entry, load_entries
+from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
+from xentbench.suites.store.run_json import read_run_info
+
+
+def title(finding: Finding) -> str:
+    """The issue title: what is wrong, in which API, on what input."""
+    case = finding.worst_case or f"{finding.cases[0]} {finding.dtypes[0]}"
+    case_id, _, dtype = case.partition(" ")
+    what = finding.failure_mode.replace("-", " ")
+    return f"`{finding.implementation}` {finding.quantity}: {what} on {dtype} input ({case_id})"
+
+
+def _environment(finding: Finding) -> list[str]:
+    info = read_run_info(Path(finding.sample.run_dir)) if finding.sample.run_dir else {}
+    backends = info.get("backends", {})
+    lines = [f"- {finding.backend}: {backends.get(finding.backend) or '; '.join(finding.versions)}"]
+    for key in ("python", "platform", "cpu", "gpu"):
+        if info.get(key):
+            lines.append(f"- {key}: {info[key]}")
+    run = info.get("run_id", "")
+    lines.append(f"- measured by xentbench run `{run}` (commit {info.get('git_commit', '?')})")
+    return lines
+
+
+def _value(value) -> str:
+    """A stored float exactly (repr and hex), or — for none."""
+    if value is None:
+        return "—"
+    number = float(value)
+    return f"{number!r} ({number.hex()})" if math.isfinite(number) else repr(number)
+
+
+def worst_row(finding: Finding, rows: pd.DataFrame) -> pd.Series | None:
+    """The stored evaluation of the finding's worst case and dtype (its worst by ratio)."""
+    case_id, _, dtype = finding.worst_case.partition(" ")
+    mine = rows[
+        (rows["implementation"] == finding.implementation)
+        & (rows["quantity"] == finding.quantity)
+        & (rows["case_id"] == case_id)
+        & (rows["dtype"] == dtype)
+    ]
+    if mine.empty:
+        return None
+    return mine.sort_values("worst_ratio", ascending=False, na_position="last").iloc[0]
+
+
+def _expected_against_got(finding: Finding, row: pd.Series | None) -> list[str]:
+    if row is None:
+        return ["(the stored evaluation is not in the run directories given)"]
+    facts = [
+        ("case", f"`{row['case_id']}` (xentbench catalog, seed {finding.sample.seed})"),
+        ("dtype, device, mode", f"{row['dtype']}, {row['device']}, {row['mode']}"),
+        ("worst element", f"{row.get('worst_index') or '—'} {row.get('worst_input') or ''}"),
+        ("got", _value(row.get("got"))),
+        ("expected (exact, float64 nearest)", _value(row.get("expected"))),
+        ("error in ULPs of the output dtype", _value(row.get("ulp_error"))),
+        ("allowance (absolute)", _value(row.get("allowance"))),
+        ("error / allowance", _value(row.get("worst_ratio"))),
+    ]
+    return ["| | |", "| --- | --- |", *[f"| {name} | {value} |" for name, value in facts]]
+
+
+def others_on_same_input(finding: Finding, rows: pd.DataFrame) -> pd.DataFrame:
+    """Every other implementation of the op on the worst case, dtype and quantity, same run."""
+    case_id, _, dtype = finding.worst_case.partition(" ")
+    same = rows[
+        (rows["op"] == finding.op)
+        & (rows["case_id"] == case_id)
+        & (rows["dtype"] == dtype)
+        & (rows["quantity"] == finding.quantity)
+        & (rows["implementation"] != finding.implementation)
+        & (rows["verdict"] != "unsupported")
+    ]
+    table = same[["implementation", "device", "mode", "verdict", "worst_ratio"]]
+    return table.sort_values(["verdict", "implementation"]).reset_index(drop=True)
+
+
+def _others_table(others: pd.DataFrame) -> list[str]:
+    if others.empty:
+        return ["No other implementation of this op was evaluated on this input in the run."]
+    lines = ["| implementation | device | mode | verdict | error / allowance |", "|" + " --- |" * 5]
+    for row in others.itertuples(index=False):
+        ratio = "—" if pd.isna(row.worst_ratio) else f"{row.worst_ratio:.3g}"
+        lines.append(
+            f"| `{row.implementation}` | {row.device} | {row.mode} | {row.verdict} | {ratio} |"
+        )
+    return lines
+
+
+def _not_these(finding: Finding, entries: tuple[Entry, ...]) -> list[str]:
+    """The catalogue entries about this implementation, and that none of them explains it."""
+    if finding.klass != "defect?":
+        url = finding.evidence_url
+        return [f"Known: catalogue entry `{finding.entry}` ({finding.klass}) {url}".rstrip()]
+    nearby = [
+        e for e in entries if any(fnmatchcase(finding.implementation, g) for g in e.implementations)
+    ]
+    lines = ["No entry of xentbench's catalogue of known behaviour explains it."]
+    for entry in nearby:
+        covers = ", ".join(entry.failure_modes or ("any mode",))
+        cases = ", ".join(entry.cases or ("any case",))
+        where = entry.evidence.get("url", entry.evidence.get("reason", ""))
+        lines.append(f"- not `{entry.id}` ({entry.klass}: {covers} on {cases}) {where}".rstrip())
+    return lines
+
+
+def _seen(finding: Finding) -> str:
+    worst = (
+        "the wrong kind of number"
+        if math.isinf(finding.worst_ratio)
+        else f"{finding.worst_ratio:.3g} x the error allowance"
+    )
+    cases = ", ".join(c.split("/", 1)[1] for c in finding.cases[:6])
+    more = " ..." if len(finding.cases) > 6 else ""
+    dtypes = ", ".join(finding.dtypes)
+    seen = f"Seen in {finding.evaluations} evaluations ({dtypes}; cases {cases}{more})"
+    return f"{seen}; the worst is {worst}."
+
+
+def _careful(finding: Finding) -> list[str]:
+    return [
+        f"{careful_sentence(finding)}. The careful kernel is the error budget's own algorithm "
+        "(max shift, exp and a pairwise sum in float32 for 16-bit inputs, in the dtype's own "
+        "precision otherwise, one rounding of the output); its error / allowance on this "
+        f"input: {_value(finding.careful_ratio)}."
+    ]
+
+
+def _reproducer(finding: Finding, reproducer: str, note: str) -> list[str]:
+    if not reproducer:
+        return [f"No standalone reproducer: {note}"]
+    saved = f"Saved beside this file as `{finding.id}.py`; it exits 1 while the problem is present."
+    return [saved, "", "```python", reproducer.rstrip(), "```"]
+
+
+def upstream_body(finding: Finding, rows: pd.DataFrame, reproducer: str, note: str = "") -> str:
+    """The markdown issue body of one finding (``reproducer`` the script's text, "" for none,
+    with ``note`` saying why)."""
+    sections = [
+        ("Environment", _environment(finding)),
+        (
+            "Expected against got",
+            [*_expected_against_got(finding, worst_row(finding, rows)), "", _seen(finding)],
+        ),
+        ("A careful kernel on the same input", _careful(finding)),
+        ("Minimal reproducer", _reproducer(finding, reproducer, note)),
+        (
+            "Other implementations on the same input",
+            _others_table(others_on_same_input(finding, rows)),
+        ),
+        ("Known behaviour it is not", _not_these(finding, load_entries())),
+    ]
+    lines = [f"# {title(finding)}", ""]
+    for heading, body in sections:
+        lines += [f"## {heading}", "", *body, ""]
+    return "\n".join(lines)
+
+
+def write_upstream(finding: Finding, rows: pd.DataFrame, out_dir: Path) -> Path:
+    """Write ``out_dir/<id>.md`` and, where one can be built, the reproducer ``<id>.py``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text, note = "", ""
+    try:
+        reproducer = build_reproducer(finding)
+        write_reproducer(reproducer, out_dir)
+        text = reproducer.text
+    except NotReproducible as exc:
+        note = str(exc)
+    path = out_dir / f"{finding.id}.md"
+    path.write_text(upstream_body(finding, rows, text, note), encoding="utf-8")
+    return path

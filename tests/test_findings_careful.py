@@ -1,0 +1,215 @@
+"""Findings a maintainer acts on: the careful kernel beside every failure, the flushed-subnormal
+mode, one cause for findings that share one, catalogue entries keyed by dtype, mode and device,
+and the upstream-ready report, the last through the public CLI on a small run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plugin_helpers import register_plugins
+
+from xentbench.suites.cli import main
+from xentbench.suites.findings import known
+from xentbench.suites.findings.careful import careful_cell, careful_sentence, row_careful_ratio
+from xentbench.suites.findings.causes import assign_causes
+from xentbench.suites.findings.group import Finding, Sample
+from xentbench.suites.findings.modes import verdict_mode
+from xentbench.suites.findings.tables import findings_of_runs
+
+FLAWED = {"overflowing": "flawed.overflowing_softmax:OverflowingSoftmax"}
+TINY32 = float(np.finfo(np.float32).smallest_normal)
+
+
+# ------------------------------------------------------------------ flushed-subnormal
+
+
+@pytest.mark.parametrize(
+    ("got", "expected", "dtype", "mode"),
+    [
+        (0.0, 2.897041e-39, "float32", "flushed-subnormal"),  # jax.nn.softmax on CPU
+        (TINY32, 2.897041e-39, "float32", "flushed-subnormal"),
+        (-0.0, -5.0e-41, "float32", "flushed-subnormal"),
+        (0.0, 3.0e-6, "float16", "flushed-subnormal"),  # subnormal in float16
+        (0.0, 3.0e-6, "float32", "over-budget"),  # normal in float32: plain over budget
+        (0.0, 1.0e-46, "float32", "over-budget"),  # rounds to 0 in float32: no subnormal
+        (1.0e-39, 2.897041e-39, "float32", "over-budget"),  # subnormal, not flushed
+    ],
+)
+def test_a_subnormal_truth_answered_zero_or_the_smallest_normal_is_flushed(
+    got, expected, dtype, mode
+):
+    row = {"verdict": "inaccurate", "got": got, "expected": expected, "dtype": dtype}
+    assert verdict_mode(row) == mode
+
+
+# ------------------------------------------------------------------ careful ratio
+
+
+def _stored_row(case_id: str, op: str, dtype: str, worst_index: str, expected: float) -> dict:
+    return {
+        "op": op, "case_id": case_id, "dtype": dtype, "quantity": "value",
+        "worst_index": worst_index, "expected": expected,
+    }  # fmt: skip
+
+
+def test_the_careful_kernel_passes_on_a_catalog_input_and_is_not_judged_on_a_drifted_one():
+    from xentbench.suites.accuracy.suite import case_exact
+
+    case_id = "softmax/benign/normal-4x16"
+    exact = case_exact(case_id, "bfloat16", 0, "value")
+    row = _stored_row(case_id, "softmax", "bfloat16", "(1, 3)", float(exact.hi[1, 3]))
+    ratio = row_careful_ratio(row, seed=0)
+    assert 0 < ratio <= 1
+    drifted = {**row, "expected": float(exact.hi[1, 3]) * 1.5}  # the catalog changed since
+    assert math.isnan(row_careful_ratio(drifted, seed=0))
+    unknown = {**row, "case_id": "softmax/hunted/not-a-case"}
+    assert math.isnan(row_careful_ratio(unknown, seed=0))
+
+
+def _finding(implementation: str, mode: str, ratio: float, careful: float, **fields) -> Finding:
+    backend, _, api = implementation.partition(":")
+    base = {
+        "id": f"xf-{api[-8:]}", "implementation": implementation, "backend": backend,
+        "op": "logsumexp", "quantity": "value", "failure_mode": mode, "evaluations": 2,
+        "dtypes": ["bfloat16"], "modes": ["eager"], "devices": ["cpu"], "families": ["size"],
+        "cases": ["logsumexp/size/classes-2"], "worst_ratio": ratio, "worst_ulp_error": 0.6,
+        "worst_abs_error": 0.003, "versions": ["1"],
+        "sample": Sample("logsumexp/size/classes-2", "bfloat16", "cpu", "eager", 0, ""),
+        "careful_ratio": careful, "careful_worst_ratio": careful,
+        "worst_case": "logsumexp/size/classes-2 bfloat16",
+    }  # fmt: skip
+    return Finding(**{**base, **fields})
+
+
+def test_a_finding_says_how_many_times_the_careful_kernels_error_it_makes():
+    finding = _finding("torch:torch.logsumexp", "over-budget", 90.0, 0.45)
+    assert careful_sentence(finding) == "200 x the error of a careful float32 kernel"
+    assert careful_cell(finding) == "200x (0.45)"
+    fails_too = _finding("torch:torch.logsumexp", "over-budget", 3.0, 1.5)
+    assert "the budget is wrong here" in careful_sentence(fails_too)
+    right = _finding("torch:torch.logsumexp", "nan-for-finite", math.inf, 0.2)
+    assert careful_sentence(right).startswith("a careful float32 kernel gets it right")
+
+
+# ------------------------------------------------------------------ causes
+
+
+def test_findings_with_one_mechanism_are_one_cause_with_their_members():
+    same = [
+        _finding(name, "over-budget", 90.66, 0.45)
+        for name in ("torch:torch.logsumexp", "jax:jax.nn.logsumexp", "numpy:stable.logsumexp")
+    ]
+    other_ratio = _finding("tensorflow:tf.math.reduce_logsumexp", "over-budget", 12.0, 0.45)
+    flushed = [
+        _finding(name, "flushed-subnormal", 8e4, 0.2, op=op)
+        for name, op in (("jax:jax.nn.softmax", "softmax"), ("jax:jax.nn.logsumexp", "logsumexp"))
+    ]
+    causes = assign_causes([*same, other_ratio, *flushed])
+    assert [sorted(f.implementation for f in c.members) for c in causes] == [
+        sorted(f.implementation for f in same),
+        sorted(f.implementation for f in flushed),
+    ]
+    assert "every jax implementation" in causes[1].description
+    assert len({f.cause for f in same}) == 1 and other_ratio.cause not in {same[0].cause, ""}
+
+
+# ------------------------------------------------------------------ catalogue keys
+
+
+def test_a_catalogue_entry_keyed_by_dtype_mode_and_device_explains_only_those(tmp_path):
+    path = tmp_path / "known.toml"
+    path.write_text(
+        '[[known]]\nid = "ftz"\nclass = "convention"\nimplementations = ["jax:*"]\n'
+        'failure_modes = ["flushed-subnormal"]\ndtypes = ["float32"]\nmodes = ["eager"]\n'
+        'devices = ["cpu"]\nreason = "XLA on CPU flushes subnormals"\n'
+    )
+    entries = known.load_entries(path)
+    row = {
+        "implementation": "jax:jax.nn.softmax", "quantity": "value",
+        "failure_mode": "flushed-subnormal", "case_id": "softmax/extreme/magnitude-1e2",
+        "dtype": "float32", "mode": "eager", "device": "cpu",
+    }  # fmt: skip
+    assert known.cause_of(row, entries) == "ftz"
+    for key, other in (("dtype", "float64"), ("mode", "compiled"), ("device", "cuda")):
+        assert known.cause_of({**row, key: other}, entries) == ""
+    finding = _finding("jax:jax.nn.softmax", "flushed-subnormal", 8e4, 0.2, dtypes=["float32"])
+    mixed = _finding(
+        "jax:jax.nn.softmax", "flushed-subnormal", 8e4, 0.2, dtypes=["float32", "float64"]
+    )
+    known.classify([finding, mixed], entries)
+    assert (finding.klass, mixed.klass) == ("convention", "defect?")
+
+
+# ------------------------------------------------------------------ through the CLI
+
+
+@pytest.fixture
+def small_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A run of the NumPy backend and a flawed plugin on a few softmax cases."""
+    register_plugins(tmp_path / "site", monkeypatch, FLAWED, "xentbench-flawed-overflowing")
+    monkeypatch.delenv("XENTBENCH_FLAW_FIXED", raising=False)
+    out = tmp_path / "run"
+    argv = ["run", "--suite", "accuracy", "--backend", "overflowing", "numpy", "--jobs", "1"]
+    argv += ["--dtype", "float32", "bfloat16", "--impl", "overflowing:*"]
+    argv += ["numpy:stable.softmax", "--cases", "softmax/benign/normal-4x16"]
+    argv += ["softmax/extreme/magnitude-1e4", "--out", str(out)]
+    assert main(argv) == 0
+    return out
+
+
+def test_findings_show_the_careful_kernel_and_write_an_upstream_report(small_run, tmp_path, capsys):
+    assert main(["findings", str(small_run), "--format", "json"]) == 0
+    records = {
+        r["implementation"] + " " + r["failure_mode"]: r
+        for r in json.loads(capsys.readouterr().out)["findings"]
+    }
+    over = records["numpy:stable.softmax over-budget"]
+    assert 0 < over["careful_ratio"] <= 1 and over["careful"].endswith("careful float32 kernel")
+    nan = records["overflowing:softmax nan-for-finite"]
+    assert nan["careful"].startswith("a careful float32 kernel gets it right")
+    assert main(["findings", str(small_run)]) == 0
+    assert "vs careful kernel" in capsys.readouterr().out
+    out = tmp_path / "upstream"
+    assert main(["findings", str(small_run), "--upstream", nan["id"], "--out", str(out)]) == 0
+    body = (out / f"{nan['id']}.md").read_text()
+    assert body.startswith("# `overflowing:softmax` value: nan for finite on ")
+    for heading in ("Environment", "Expected against got", "A careful kernel on the same input",
+                    "Minimal reproducer", "Other implementations on the same input",
+                    "Known behaviour it is not"):  # fmt: skip
+        assert f"## {heading}" in body
+    assert "`numpy:stable.softmax`" in body.split("## Other implementations")[1]
+    assert "| got | nan" in body and "```python" in body
+    assert (out / f"{nan['id']}.py").read_text() in body
+
+
+def test_an_upstream_report_needs_an_output_directory(small_run, capsys):
+    assert main(["findings", str(small_run), "--upstream", "xf-00000000"]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
+def test_the_committed_sample_names_one_cause_per_mechanism_and_the_careful_kernel_passes():
+    sample = Path(__file__).resolve().parent.parent / "reports" / "sample"
+    result = findings_of_runs([sample])
+    by_id = {f.id: f for f in result.findings}
+    sixteen_bit = by_id["xf-96cd4ba8"]  # jax.nn.logsumexp at two classes, bfloat16
+    assert careful_sentence(sixteen_bit).endswith("x the error of a careful float32 kernel")
+    shared = next(c for c in result.causes if c.id == sixteen_bit.cause)
+    assert {"torch:torch.logsumexp", "tensorflow:tf.math.reduce_logsumexp"} <= set(
+        shared.implementations
+    )
+    assert {"jax", "numpy", "tensorflow", "torch"} <= set(shared.backends)
+    flushed = [f for f in result.findings if f.failure_mode == "flushed-subnormal"]
+    assert {"jax", "tensorflow"} <= {f.backend for f in flushed}
+    on_purpose = [f for f in flushed if f.backend in ("jax", "tensorflow")]
+    assert {f.entry for f in on_purpose} == {
+        "jax-cpu-flushes-subnormals",
+        "tensorflow-cpu-flushes-subnormals",
+    }
+    budget_wrong = [
+        f.id for f in result.findings if 1 < f.careful_worst_ratio < math.inf
+    ]  # the careful kernel over its allowance on a stored input: the budget would be wrong
+    assert budget_wrong == []
