@@ -119,6 +119,7 @@ def check_table(records) -> Table:
         "error/allowance",
         "ULPs (budget)",
         "abs error (allowance)",
+        "nats error",
         "options",
         "message",
         title="xentbench check",
