@@ -145,6 +145,7 @@ _MEASURED = (
     "budget_ulps",
     "abs_error",
     "allowance",
+    "nats_error",
     "max_ulp_error",
     "max_rel_error",
     "worst_index",

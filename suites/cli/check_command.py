@@ -54,8 +54,8 @@ def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...
         if args.logits is None:
             raise UsageError(f"{args.op} needs --logits (a .npy file); none given")
         logits = load_array(str(args.logits), "--logits")
-        logits, labels = normalise(args.op, logits, labels)
-        options = check_options(args)
+        logits, labels, class_axis = normalise(args.op, logits, labels, args.class_axis)
+        options = _with_class_axis(check_options(args), class_axis)
     try:
         dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
         request = CheckRequest(
@@ -73,6 +73,13 @@ def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return records
+
+
+def _with_class_axis(options: dict, class_axis: int | None) -> dict:
+    """The options with the class axis ``normalise`` kept (none for the last axis: the rows
+    were flattened to ``[N, C]``, the layout every implementation takes by default)."""
+    options = {name: value for name, value in options.items() if name != "class_axis"}
+    return options if class_axis is None else {**options, "class_axis": class_axis}
 
 
 def _linear_inputs(args, labels) -> tuple:
@@ -112,6 +119,7 @@ def check_table(records) -> Table:
         "error/allowance",
         "ULPs (budget)",
         "abs error (allowance)",
+        "nats error",
         "options",
         "message",
         title="xentbench check",

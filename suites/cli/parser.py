@@ -232,7 +232,13 @@ def _option_flags(check: argparse.ArgumentParser) -> None:
     check.add_argument("--label-smoothing", type=float, metavar="EPS")
     check.add_argument("--weights", type=Path, metavar="W.npy", help="class weights [C]")
     check.add_argument("--sample-weights", type=Path, metavar="S.npy", help="one per row")
-    check.add_argument("--class-axis", type=int, metavar="K", help="default: the last axis")
+    check.add_argument(
+        "--class-axis",
+        type=int,
+        metavar="K",
+        help="the axis of the logits holding the classes, e.g. 1 for torch's [N, C, d]; the "
+        "arrays are judged as given (default: the last axis)",
+    )
     check.add_argument("--cotangent", type=Path, metavar="G.npy", help="for grad (a VJP)")
     check.add_argument("--tangent", type=Path, metavar="T.npy", help="for jvp")
     check.add_argument(

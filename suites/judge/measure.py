@@ -29,6 +29,17 @@ from xentbench.suites.judge.verdicts import accuracy_tier, verdict_for_result
 
 # ------------------------------------------------------------------------------ evaluation
 
+# Ops whose value is a log-probability, a log-normaliser or a loss: numbers in nats, whose
+# error users also read in nats (a trainer's and a generator's log-probs, ``nats_error``).
+NATS_OPS: tuple[str, ...] = (
+    "log_softmax",
+    "logsumexp",
+    "softmax_cross_entropy",
+    "sparse_softmax_cross_entropy",
+    "sigmoid_cross_entropy",
+    "linear_cross_entropy",
+)
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -54,6 +65,10 @@ class Evaluation:
     got: float  # the returned value there
     worst_input: str = ""  # the inputs behind the worst element
     message: str = ""
+    # The largest |got - t| over the elements of a value in nats (NATS_OPS): the worst element
+    # in nats, not necessarily worst_ratio's; inf for a non-finite mismatch; NaN for other
+    # outputs (probabilities, derivatives) and where nothing could be compared.
+    nats_error: float = math.nan
 
     def as_row(self) -> dict[str, Any]:
         """The fields keyed by their accuracy-schema column names."""
@@ -63,6 +78,14 @@ class Evaluation:
 def _nan_stat(reduce, values: np.ndarray) -> float:
     finite = values[~np.isnan(values)]
     return float(reduce(finite)) if finite.size else math.nan
+
+
+def nats_error(op: str, quantity: str, absolute: np.ndarray, mismatch: np.ndarray) -> float:
+    """The largest absolute error of a value in nats (``Evaluation.nats_error``); ``absolute``
+    is |got - t| per element (NaN where either is not finite)."""
+    if quantity != "value" or op not in NATS_OPS:
+        return math.nan
+    return math.inf if mismatch.any() else _nan_stat(np.max, absolute)
 
 
 def _worst(mismatch: np.ndarray, ratio: np.ndarray) -> int | None:
@@ -157,4 +180,5 @@ def evaluate(
         if worst is None or (options and op != "linear_cross_entropy")
         else _describe(op, quantity, logits, labels, index, elementwise, options),
         message="" if got.dtype == requested else f"returned {got.dtype} for {requested.name}",
+        nats_error=nats_error(op, quantity, absolute, mismatch),
     )

@@ -24,6 +24,7 @@ from xentbench.suites.report.format import (
     varying,
 )
 from xentbench.suites.report.linear import linear_sections
+from xentbench.suites.report.nats import nats_sections
 from xentbench.suites.report.render import Section, Table
 
 # Non-pass rows shown per implementation; accuracy.csv always keeps every row.
@@ -115,6 +116,7 @@ def accuracy_sections(
             "ULP, faithful = within 1 ULP, then within or over the budget, or wrong."
         )
         sections.append(Section("Accuracy tiers", [tier_intro, Table(tiers)], level=3))
+    sections += nats_sections(accuracy[~is_baseline(accuracy)])
     for dtype in plots.ordered(accuracy["dtype"], DTYPES):
         matrix = accuracy_matrix(accuracy[accuracy["dtype"] == dtype])
         sections.append(Section(f"Accuracy matrix, {dtype}", [Table(matrix)], level=3))

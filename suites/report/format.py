@@ -83,8 +83,9 @@ def _present(value: Any) -> bool:
 def error_cells(row: Any) -> dict[str, str]:
     """The error columns check, the report and compare all show, from one result row: the
     verdict's measure (error / allowance, max over elements) and, at that same element, the
-    ULP error beside the budget in the same ULPs, and the absolute error beside the allowance.
-    Rows of older runs (no worst-element columns) show "—"."""
+    ULP error beside the budget in the same ULPs, and the absolute error beside the allowance;
+    for a value in nats (log-probs, logsumexp, losses) the largest |got - t| over its elements.
+    Rows of older runs (no worst-element or nats columns) show "—"."""
     get = row.get if hasattr(row, "get") else (lambda key, default=None: default)
     ulps, budget = get("ulp_error"), get("budget_ulps")
     absolute, allowed = get("abs_error"), get("allowance")
@@ -96,6 +97,7 @@ def error_cells(row: Any) -> dict[str, str]:
         "abs error (allowance)": (
             f"{number(absolute, '.3g')} ({number(allowed, '.3g')})" if _present(absolute) else "—"
         ),
+        "nats error": number(get("nats_error"), ".3g"),
     }
 
 

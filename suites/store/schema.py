@@ -27,8 +27,10 @@ SUITES: tuple[str, ...] = ("accuracy", "timing")
 # switch rate (suites.timing.contention).
 # 5: timing rows keep each round's median (``round_medians_s``): compare decides a change from
 # the rounds, whose spread is the between-time noise that pooled samples hide.
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
+# 6: accuracy rows carry ``nats_error``, the largest |got - t| of a value in nats (log-probs,
+# logsumexp, losses; suites.judge.measure.NATS_OPS), beside the ULP error; older runs read null.
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 
 
 class IncompatibleRun(ValueError):
@@ -72,6 +74,7 @@ ACCURACY_SCHEMA = pa.schema(
         ("worst_ratio", pa.float64()),
         ("ulp_error", pa.float64()),
         ("abs_error", pa.float64()),
+        ("nats_error", pa.float64()),  # the largest |got - t| of a value in nats; else NaN
         ("allowance", pa.float64()),
         ("max_ulp_error", pa.float64()),
         ("mean_ulp_error", pa.float64()),
