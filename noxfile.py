@@ -1,5 +1,5 @@
-"""nox sessions: tests, tests_latest, lint, docs, lock, accuracy(backend), timing(backend),
-report (the main job), hunt.
+"""nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
+timing(backend), report (the main job), hunt.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -59,20 +59,38 @@ def install(session: nox.Session, *extras: str, locked: bool = True) -> None:
     session.install("--no-compile", *pins, "-e", f".[{','.join(extras)}]" if extras else ".")
 
 
+def run_pytest(session: nox.Session, *tier: str) -> None:
+    """pytest in two passes: every test but the ``timing`` ones on two workers (pytest-xdist),
+    then the ``timing`` tests alone, so nothing of the suite's own load reaches a measurement.
+    Both passes list their slowest tests. posargs go to both (a pass left with no test is fine).
+    """
+    shown = ("--durations=15", "--durations-min=1")
+    session.run("pytest", "-n", "2", "-m", "not timing", *shown, *tier, *session.posargs)
+    session.run("pytest", "-m", "timing", *shown, *tier, *session.posargs, success_codes=[0, 5])
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the test suite with every backend installed, within the lock."""
+    """The fast tier, within the lock: unit, reference, conformance and flawed-plugin tests."""
     install(session, "all", "test")
     session.run("pip", "freeze", "--exclude-editable", silent=False)
-    session.run("pytest", *session.posargs)
+    run_pytest(session)
+
+
+@nox.session
+def tests_full(session: nox.Session) -> None:
+    """Every test, within the lock: the fast tier and the tests marked slow."""
+    install(session, "all", "test")
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
+    run_pytest(session, "--run-slow")
 
 
 @nox.session
 def tests_latest(session: nox.Session) -> None:
-    """Run the test suite against the newest releases that pyproject.toml's ranges admit."""
+    """The fast tier against the newest releases that pyproject.toml's ranges admit."""
     install(session, "all", "test", locked=False)
     session.run("pip", "freeze", "--exclude-editable", silent=False)
-    session.run("pytest", *session.posargs)
+    run_pytest(session)
 
 
 @nox.session

@@ -106,6 +106,7 @@ def test_fail_on_passes_when_everything_passes(tmp_path: Path):
     assert main([*args, "--out", str(tmp_path), "--fail-on", "inaccurate"]) == 0
 
 
+@pytest.mark.slow
 def test_list_json_names_every_backend_with_availability():
     result = _xentbench("list", "--format", "json")
     assert result.returncode == 0

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from plugin_helpers import register_plugins
 
+from xentbench.suites.catalog.cases import find
 from xentbench.suites.cli import main
 from xentbench.suites.store.rows import load
 
@@ -48,12 +49,16 @@ def test_logits_saved_in_bfloat16_for_the_backward_are_flagged(tmp_path, monkeyp
 
 
 @pytest.mark.slow
-def test_torch_float32_composition_passes_every_linear_case(tmp_path, monkeypatch):
+def test_torch_float32_composition_passes_every_finite_linear_case(tmp_path, monkeypatch):
+    """The budget holds a plain float32 composition on finite inputs. On the non-finite cases
+    (NaN and inf hidden rows) its results are judged by the edge conventions, where torch's
+    backward may differ (0 * NaN in dW): findings of the accuracy suite, not this rule's."""
     pytest.importorskip("torch")
     cases = ["linear_cross_entropy/linear/*"]
     rows = _run(tmp_path, monkeypatch, "torch", "torch:F.linear+F.cross_entropy", cases)
-    assert len(rows) >= 8 * 3
-    assert set(rows["verdict"]) == {"pass"}, rows[rows["verdict"] != "pass"]
+    finite = rows[[find(case_id).generator != "non_finite" for case_id in rows["case_id"]]]
+    assert len(finite) >= 8 * 3
+    assert set(finite["verdict"]) == {"pass"}, finite[finite["verdict"] != "pass"]
 
 
 @pytest.mark.slow

@@ -129,6 +129,7 @@ def test_close_deletes_only_the_parts_it_merged(tmp_path, monkeypatch):
     assert sorted(load([tmp_path], "accuracy")["case_id"]) == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_runs_one_after_another_into_one_directory_keep_every_row(tmp_path):
     """A wide run, then narrow ones (overlapping and new) into the same directory: the union."""
     run_dir = tmp_path / "run"

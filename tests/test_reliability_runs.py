@@ -54,6 +54,7 @@ def _holder(run_dir: Path) -> dict:
         return {}
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_locked_directory_exits_2_naming_the_holder(site, tmp_path):
     run_dir = tmp_path / "run"
     first = start(site, "run", *SELECTION, *CASES, "--out", str(run_dir), SLOWPOKE_SLEEP="0.5")
@@ -68,6 +69,7 @@ def test_a_second_run_into_a_locked_directory_exits_2_naming_the_holder(site, tm
         first.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_at_once_keeps_finished_rows_and_writes_no_error_rows(
     site, tmp_path, uninterrupted
 ):
@@ -129,6 +131,7 @@ def _converges(site: Path, tmp_path: Path, seed: int, targets: list[str], expect
     pd.testing.assert_frame_equal(results(run_dir), expected)  # key by key, value by value
 
 
+@pytest.mark.slow
 def test_kill_9_of_a_worker_then_of_the_runner_then_resume_loses_nothing(
     site, tmp_path, uninterrupted
 ):
@@ -143,6 +146,7 @@ def test_kill_9_at_random_points_over_many_seeds(site, tmp_path, uninterrupted, 
     _converges(site, tmp_path, seed=seed, targets=targets, expected=uninterrupted)
 
 
+@pytest.mark.slow
 def test_a_killed_workers_task_is_marked_as_a_harness_error_and_retried(site, tmp_path):
     from xentbench.suites.store.rows import load
 
@@ -164,6 +168,7 @@ def test_a_killed_workers_task_is_marked_as_a_harness_error_and_retried(site, tm
     assert len(rows) == 3
 
 
+@pytest.mark.slow
 def test_rows_of_another_seed_or_backend_version_are_not_mixed(site, tmp_path):
     run_dir = tmp_path / "run"
     args = ("run", *SELECTION, "--cases", "softmax/benign/*", "--out", str(run_dir))

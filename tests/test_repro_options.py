@@ -111,6 +111,7 @@ def test_a_linear_finding_reproduces_with_its_weight(site, tmp_path):
     assert _exit_status(script, site, careful) == 0
 
 
+@pytest.mark.slow
 def test_a_hunted_finding_reproduces_from_its_saved_input(site, tmp_path):
     run, implementation = tmp_path / "run", "flawed-hunt:float32-exp-softmax"
     argv = ["hunt", "--backend", "flawed-hunt", "--from-scratch", "--dtype", "float32"]

@@ -68,6 +68,7 @@ def _run(out: Path, *extra: str) -> int:
     return main(["run", "--suite", "accuracy", "--out", str(out), "--dtype", "float64", *extra])
 
 
+@pytest.mark.slow
 def test_a_crash_or_hang_becomes_an_error_row_and_the_run_goes_on(crashy_backend, tmp_path):
     out = tmp_path / "run"
     case = "softmax/benign/normal-*"  # two cases: each hang costs the whole timeout
@@ -97,6 +98,7 @@ def test_rerunning_into_the_same_directory_resumes_without_recomputing(tmp_path)
     assert (kept.to_numpy() == first["elapsed_s"].to_numpy()).all()
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_to_exactly_the_uninterrupted_rows(tmp_path):
     """Rows are flushed as they are produced: the parts of a run killed before its final merge
     survive, and the resumed run holds every evaluation exactly once, key by key and verdict
@@ -216,6 +218,7 @@ class LaterAdapter(Adapter):
 '''
 
 
+@pytest.mark.slow
 def test_each_timing_round_runs_in_a_fresh_worker_and_a_crash_keeps_the_earlier_rounds(
     tmp_path, monkeypatch
 ):
@@ -243,6 +246,7 @@ def test_each_timing_round_runs_in_a_fresh_worker_and_a_crash_keeps_the_earlier_
     assert list(resumed["times_s"][: row["repeats"]]) == list(row["times_s"])
 
 
+@pytest.mark.slow
 def test_against_times_two_runs_at_once_and_keeps_their_records_apart(tmp_path, monkeypatch):
     site = tmp_path / "site"
     site.mkdir()

@@ -328,6 +328,7 @@ def test_inputs_follow_the_spec_and_the_seed():
 # --- rounds, raw samples, calibration, schema ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_rounds_interleave_the_whole_grid_and_pool_samples_under_one_key(tmp_path):
     selection = Selection(dtypes=("float32",), shapes=((2, 3), (4, 5)))
     tasks = plan_timing(FakeAdapter(), selection, bandwidth_gbps=10.0, rounds=3, **FAST)
@@ -383,6 +384,7 @@ def _round(tmp_path, adapter: Adapter, selection: Selection, round_: int, rounds
     return tasks, {key_of("timing", row): row for row in rows}
 
 
+@pytest.mark.slow
 def test_a_round_in_a_fresh_process_pools_with_the_rows_the_earlier_rounds_stored(tmp_path):
     selection = Selection(dtypes=("float32",), shapes=((2, 3), (4, 5)))
     first_tasks, first = _round(tmp_path, FakeAdapter(), selection, 1, 2)

@@ -4,6 +4,7 @@ how its rows are keyed and stored (suites.timing.configs)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from test_timing import FAST
 
 from xentbench.adapters import registry
@@ -58,6 +59,7 @@ def rows_of(adapter: Adapter, shapes=((8, 5),)) -> dict[tuple, dict]:
     return {task.key: task.evaluate() for task in tasks}
 
 
+@pytest.mark.slow
 def test_training_rows_only_for_sparse_cross_entropies_declaring_its_options():
     rows = rows_of(OptionsAdapter())
     training = {key[0]: row for key, row in rows.items() if row["options"]}
@@ -86,6 +88,7 @@ def test_an_implementation_limited_to_other_reductions_is_not_timed_in_it():
     assert row["verdict"] == "unsupported" and "reduction=mean" in row["message"]
 
 
+@pytest.mark.slow
 def test_training_calls_get_the_options_and_a_quarter_of_the_labels_ignored():
     adapter = OptionsAdapter()
     rows_of(adapter, shapes=((8, 5), (16, 5)))
@@ -101,6 +104,7 @@ def test_training_calls_get_the_options_and_a_quarter_of_the_labels_ignored():
     assert all((y >= 0).all() for y in plain)
 
 
+@pytest.mark.slow
 def test_training_rows_move_one_output_value_and_fit_the_store(tmp_path):
     rows = rows_of(OptionsAdapter())
     key = ("opt:full", "8x5", "float32", "cpu", "eager")

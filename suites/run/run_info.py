@@ -50,8 +50,10 @@ def _git_commit() -> str:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
         )
+        # --no-optional-locks: a status killed by the timeout must not leave the user's
+        # repository with a stale index.lock (a plain status refreshes the index under it).
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
