@@ -27,6 +27,12 @@ BUILTIN_ADAPTERS: dict[str, str] = {
 }
 
 
+# Backends loaded by name only, never listed or run by default: ``verify`` is the user's function
+# that ``xentbench verify`` configures (``adapters.function_adapter``); an entry point of that
+# name is ignored.
+RESERVED: dict[str, str] = {"verify": "xentbench.adapters.function_adapter:FunctionAdapter"}
+
+
 class BackendUnavailable(RuntimeError):
     """The backend is registered but cannot be used in this process."""
 
@@ -50,7 +56,7 @@ def registered() -> dict[str, tuple[str, str]]:
     """Every registered backend: name -> (``module:attribute`` target, source)."""
     targets = {name: (target, "builtin") for name, target in BUILTIN_ADAPTERS.items()}
     for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.name not in BUILTIN_ADAPTERS:
+        if entry.name not in BUILTIN_ADAPTERS and entry.name not in RESERVED:
             targets[entry.name] = (
                 entry.value,
                 f"entry point ({entry.dist.name if entry.dist else '?'})",
@@ -83,7 +89,7 @@ def load(name: str) -> Adapter:
     if name in _loaded:
         return _loaded[name]
     _load_first()
-    targets = registered()
+    targets = {**registered(), **{key: (t, "reserved") for key, t in RESERVED.items()}}
     if name not in targets:
         raise KeyError(f"unknown backend {name!r}; valid: {', '.join(targets)}")
     target, _ = targets[name]

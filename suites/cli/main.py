@@ -1,4 +1,5 @@
-"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt.
+"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt,
+verify.
 
 Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
 makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
@@ -209,6 +210,12 @@ def _repro(args, console) -> int:
     return 0
 
 
+def _verify(args, console) -> int:
+    from xentbench.suites.cli.verify_command import verify_command
+
+    return verify_command(args, console, _stdout())
+
+
 COMMANDS = {
     "list": _list,
     "run": run_command,
@@ -218,4 +225,5 @@ COMMANDS = {
     "findings": _findings,
     "repro": _repro,
     "hunt": _hunt,
+    "verify": _verify,
 }
