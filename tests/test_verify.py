@@ -30,7 +30,7 @@ def _verify(tmp_path: Path, target: str, *args: str) -> subprocess.CompletedProc
             *args,
             "--out",
             str(tmp_path / "run"),
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         timeout=400,
@@ -70,9 +70,17 @@ def test_the_careful_kernel_passes_values_and_gradients_and_exits_0(tmp_path):
 
 def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path):
     result = _verify(
-        tmp_path, "zeros.py:softmax", "--op", "softmax", "--dtype", "float32",
-        "--cases", "softmax/benign/*", "--budget-s", "0",
-    )  # fmt: skip
+        tmp_path,
+        "zeros.py:softmax",
+        "--op",
+        "softmax",
+        "--dtype",
+        "float32",
+        "--cases",
+        "softmax/benign/*",
+        "--budget-s",
+        "0",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     line = _finding_line(result.stdout, "value", "over-budget")
     finding = line.split()[0]
@@ -95,33 +103,60 @@ def test_a_bfloat16_true_class_probability_fails_the_sparse_gradient(tmp_path):
     )
     assert result.returncode == 1, result.stdout + result.stderr
     _finding_line(result.stdout, "grad", "over-budget")
-    assert " value " not in " ".join(l for l in result.stdout.splitlines() if l.startswith("xf-"))
+    findings = [line for line in result.stdout.splitlines() if line.startswith("xf-")]
+    assert not any(" value " in line for line in findings), findings
 
 
 def test_an_online_softmax_with_a_leading_masked_block_returns_nan(tmp_path):
     result = _verify(
-        tmp_path, "online_softmax.py:logsumexp", "--op", "logsumexp", "--dtype", "float32",
-        "--cases", "logsumexp/special/masked-blocks-32000", "--budget-s", "0", "--no-repro",
-    )  # fmt: skip
+        tmp_path,
+        "online_softmax.py:logsumexp",
+        "--op",
+        "logsumexp",
+        "--dtype",
+        "float32",
+        "--cases",
+        "logsumexp/special/masked-blocks-32000",
+        "--budget-s",
+        "0",
+        "--no-repro",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "masked-blocks-32000" in _finding_line(result.stdout, "value", "nan-for-finite")
 
 
 def test_a_kernel_wrapping_label_minus_one_answers_invalid_input(tmp_path):
     result = _verify(
-        tmp_path, "wrapping_labels.py:sparse_cross_entropy", "--op", SPARSE,
-        "--dtype", "float32", "--cases", "*/label-minus-one", "*/label-first",
-        "--budget-s", "0", "--no-repro",
-    )  # fmt: skip
+        tmp_path,
+        "wrapping_labels.py:sparse_cross_entropy",
+        "--op",
+        SPARSE,
+        "--dtype",
+        "float32",
+        "--cases",
+        "*/label-minus-one",
+        "*/label-first",
+        "--budget-s",
+        "0",
+        "--no-repro",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "label-minus-one" in _finding_line(result.stdout, "value", "answers-invalid-input")
 
 
 def test_a_raising_kernel_gets_error_verdicts_naming_the_exception(tmp_path):
     result = _verify(
-        tmp_path, "misbehaving.py:raises", "--op", "softmax", "--dtype", "float32",
-        "--cases", "softmax/benign/normal-4x16", "--budget-s", "0.5",
-    )  # fmt: skip
+        tmp_path,
+        "misbehaving.py:raises",
+        "--op",
+        "softmax",
+        "--dtype",
+        "float32",
+        "--cases",
+        "softmax/benign/normal-4x16",
+        "--budget-s",
+        "0.5",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "raised RuntimeError: kernel not built for this GPU" in result.stdout
     _finding_line(result.stdout, "value", "raises-on-valid-input")
@@ -130,9 +165,19 @@ def test_a_raising_kernel_gets_error_verdicts_naming_the_exception(tmp_path):
 
 def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
     result = _verify(
-        tmp_path, "misbehaving.py:hangs", "--op", "softmax", "--dtype", "float32",
-        "--cases", "softmax/benign/normal-4x16", "--timeout", "1", "--budget-s", "1",
-    )  # fmt: skip
+        tmp_path,
+        "misbehaving.py:hangs",
+        "--op",
+        "softmax",
+        "--dtype",
+        "float32",
+        "--cases",
+        "softmax/benign/normal-4x16",
+        "--timeout",
+        "1",
+        "--budget-s",
+        "1",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "did not return within 1 s" in result.stdout
     assert "hunt skipped" in result.stderr
@@ -149,9 +194,18 @@ def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
 )
 def test_outputs_of_the_wrong_kind_get_a_verdict_saying_so(tmp_path, function, message):
     result = _verify(
-        tmp_path, f"misbehaving.py:{function}", "--op", "softmax", "--dtype", "float32",
-        "--cases", "softmax/benign/normal-4x16", "--budget-s", "0", "--no-repro",
-    )  # fmt: skip
+        tmp_path,
+        f"misbehaving.py:{function}",
+        "--op",
+        "softmax",
+        "--dtype",
+        "float32",
+        "--cases",
+        "softmax/benign/normal-4x16",
+        "--budget-s",
+        "0",
+        "--no-repro",
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert message in result.stdout
 
@@ -159,10 +213,20 @@ def test_outputs_of_the_wrong_kind_get_a_verdict_saying_so(tmp_path, function, m
 def test_torch_autograd_gives_the_gradient_of_a_torch_function(tmp_path):
     pytest.importorskip("torch")
     result = _verify(
-        tmp_path, "framework_ops.py:torch_cross_entropy", "--array", "torch", "--grad",
-        "--op", SPARSE, "--dtype", "float32", "--cases", "*/benign/normal-4x16",
-        "--budget-s", "0",
-    )  # fmt: skip
+        tmp_path,
+        "framework_ops.py:torch_cross_entropy",
+        "--array",
+        "torch",
+        "--grad",
+        "--op",
+        SPARSE,
+        "--dtype",
+        "float32",
+        "--cases",
+        "*/benign/normal-4x16",
+        "--budget-s",
+        "0",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     table = [line for line in result.stdout.splitlines() if "float32" in line and "│" in line]
     assert {line.split("│")[2].strip() for line in table} == {"grad", "value"}
