@@ -92,6 +92,14 @@ def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=alone
     )
     assert rerun.returncode == 1 and "PRESENT" in rerun.stdout, rerun.stdout + rerun.stderr
+    # ``xentbench repro`` on the verify run finds the function from its run.json
+    command = [sys.executable, "-m", "xentbench.suites.cli", "repro", finding, "--run", "run"]
+    again = subprocess.run(
+        [*command, "--out", "again"], capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env=alone,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (tmp_path / "again" / f"{finding}.py").is_file()
 
 
 def test_a_bfloat16_true_class_probability_fails_the_sparse_gradient(tmp_path):

@@ -180,10 +180,13 @@ def _findings(args, console) -> int:
 
 
 def _repro(args, console) -> int:
+    from xentbench.suites.cli.verify_command import configure_from_runs
     from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
     from xentbench.suites.findings.tables import findings_of_runs
 
-    findings = findings_of_runs([existing_dir(path) for path in args.run]).findings
+    run_dirs = [existing_dir(path) for path in args.run]
+    configure_from_runs(run_dirs)  # a verify run's function: the reserved backend's target
+    findings = findings_of_runs(run_dirs).findings
     chosen = [f for f in findings if args.finding_id in ("all", f.id)]
     if not chosen:
         known = ", ".join(f.id for f in findings[:10]) or "none"

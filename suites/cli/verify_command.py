@@ -42,6 +42,10 @@ def checked_target(args) -> Target:
         raise UsageError(f"invalid --timeout {args.timeout:g}; valid: a number of seconds > 0")
     if not math.isfinite(args.budget_s) or args.budget_s < 0:
         raise UsageError(f"invalid --budget-s {args.budget_s:g}; valid: seconds >= 0 (0: no hunt)")
+    if args.device != "cpu" and args.array == "numpy":
+        raise UsageError(
+            f"--device {args.device} needs device arrays; valid: --array torch|jax with it"
+        )
     grad = bool(args.grad or args.grad_fn)
     if grad and args.array == "numpy" and not args.grad_fn:
         raise UsageError(
@@ -122,6 +126,18 @@ def _run(args, target: Target, out: Path, console) -> list:
         outcomes += run_all([hunt], 2 * args.budget_s + task_timeout, console)
     run_info.finish(out, outcomes)
     return outcomes
+
+
+def configure_from_runs(run_dirs: list[Path]) -> None:
+    """Set ``XENTBENCH_VERIFY`` from a verify run's ``run.json`` (unless set), so that
+    ``xentbench repro`` on that run loads the verified function as verify did."""
+    from xentbench.suites.store.run_json import read_run_info
+
+    for run_dir in run_dirs:
+        recorded = read_run_info(run_dir).get("verify")
+        if isinstance(recorded, dict) and "config" in recorded:
+            os.environ.setdefault(ENV_VAR, recorded["config"])
+            return
 
 
 def _timed_out(out: Path) -> bool:
