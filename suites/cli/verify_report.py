@@ -28,6 +28,10 @@ def print_outcome(out: Path, target: Target, args, outcomes, stdout) -> int:
 
     rows = load([out], "accuracy")
     evaluated = rows[rows["verdict"] != "unsupported"] if len(rows) else rows
+    problems = _problems(outcomes, stdout)
+    if evaluated.empty and problems:
+        stdout.print(f"verify {target.spec}: FAIL: the function could not be run")
+        return 1
     if evaluated.empty:
         raise UsageError(
             f"nothing was verified: every selected case is unsupported by {target.spec} "
@@ -45,16 +49,22 @@ def print_outcome(out: Path, target: Target, args, outcomes, stdout) -> int:
         stdout.print(failing_table(failing))
     _print_guard(catalog, stdout)
     findings = _print_findings(out, target, args, stdout)
-    problems = [f"{o.suite}: {o.unavailable}" for o in outcomes if o.unavailable]
-    problems += [f"{o.suite}: {e}" for o in outcomes for e in o.harness_errors]
-    for problem in problems:
-        stdout.print(f"[red]not verified[/]: {problem}")
     if findings or len(failing) or problems:
         names = ", ".join(f"{f.id} ({f.failure_mode})" for f in findings)
         stdout.print(f"verify {target.spec}: FAIL: {len(findings)} findings: {names}")
         return 1
     stdout.print(f"verify {target.spec}: PASS ({len(evaluated)} evaluations, run {out})")
     return 0
+
+
+def _problems(outcomes, stdout) -> list[str]:
+    """What kept the function from running (a worker that could not load it, a harness
+    error), each printed."""
+    problems = [f"{o.suite}: {o.unavailable}" for o in outcomes if o.unavailable]
+    problems += [f"{o.suite}: {e}" for o in outcomes for e in o.harness_errors]
+    for problem in problems:
+        stdout.print(f"[red]not verified[/]: {problem}")
+    return problems
 
 
 def trivial_column(catalog: pd.DataFrame, seed: int) -> list[str]:
