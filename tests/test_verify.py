@@ -271,3 +271,15 @@ def test_the_verify_backend_is_reserved_and_never_listed(monkeypatch):
     assert "verify" not in registry.backend_names()
     with pytest.raises(registry.BackendUnavailable, match="XENTBENCH_VERIFY"):
         registry.load("verify")
+
+
+def test_declared_keyword_options_run_the_catalogs_options_cases(tmp_path):
+    result = _verify(
+        tmp_path, "careful.py:smoothed_cross_entropy", "--op", SPARSE,
+        "--options", "label_smoothing", "--dtype", "float32",
+        "--cases", "*/options/smoothing-*", "--budget-s", "0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    with (tmp_path / "run" / "verify-trivial.csv").open() as table:
+        rows = {row["case_id"]: row["verdict"] for row in csv.DictReader(table)}
+    assert rows == {f"{SPARSE}/options/smoothing-{name}": "pass" for name in ("extreme", "masked")}

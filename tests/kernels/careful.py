@@ -58,3 +58,16 @@ def sparse_cross_entropy_grad(x, labels, cotangent):
     with np.errstate(all="ignore"):  # a zero cotangent weights even a NaN row by zero
         grad = np.where(g == 0, 0, (p - one_hot) * g)
     return _round_once(grad, x)
+
+
+def smoothed_cross_entropy(x, labels, label_smoothing=0.0):
+    """The sparse loss with label smoothing eps (the keyword option): (1 - eps) on the label,
+    eps / C on every class."""
+    k = _class_ids(labels, x.shape[-1])
+    log_p, _ = _log_softmax_and_p(_widen(x))
+    eps = WIDE(label_smoothing)
+    with np.errstate(all="ignore"):
+        on_label = -np.take_along_axis(log_p, k[:, None], axis=-1)[:, 0]
+        spread = -np.mean(log_p, axis=-1)
+        loss = np.where(eps == 0, on_label, (1 - eps) * on_label + eps * spread)
+    return _round_once(loss, x)
