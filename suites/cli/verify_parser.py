@@ -49,6 +49,11 @@ def verify_parser(commands) -> None:
         help="keyword options the function takes (cross-entropies): the catalog's options "
         "cases using only these are run too, the values passed by keyword",
     )
+    _run_flags(verify)
+
+
+def _run_flags(verify) -> None:
+    """What runs and where it is stored: dtypes, device, cases, hunt, timeout, run directory."""
     verify.add_argument("--dtype", nargs="+", choices=DTYPES, metavar="D", help="default: all four")
     verify.add_argument("--device", choices=DEVICES, default="cpu")
     verify.add_argument(
