@@ -29,6 +29,12 @@ BUILTIN_ADAPTERS: dict[str, str] = {
 }
 
 
+# Backends loaded by name only, never listed or run by default: ``verify`` is the user's function
+# that ``xentbench verify`` configures (``adapters.function_adapter``); an entry point of that
+# name is ignored.
+RESERVED: dict[str, str] = {"verify": "xentbench.adapters.function_adapter:FunctionAdapter"}
+
+
 class BackendUnavailable(RuntimeError):
     """The backend is registered but cannot be used in this process: ``reason``, and the
     ``pip install`` command that adds its missing framework where one is known."""
@@ -79,11 +85,12 @@ def registered() -> dict[str, tuple[str, str]]:
 
 
 def _plugins() -> dict[str, EntryPoint]:
-    """The entry-point backends, by name (one named like a built-in does not replace it)."""
+    """The entry-point backends, by name (one named like a built-in or a reserved backend does
+    not replace it)."""
     return {
         entry.name: entry
         for entry in entry_points(group=ENTRY_POINT_GROUP)
-        if entry.name not in BUILTIN_ADAPTERS
+        if entry.name not in BUILTIN_ADAPTERS and entry.name not in RESERVED
     }
 
 
@@ -112,7 +119,7 @@ def load(name: str) -> Adapter:
     if name in _loaded:
         return _loaded[name]
     _load_first()
-    targets = registered()
+    targets = {**registered(), **{key: (t, "reserved") for key, t in RESERVED.items()}}
     if name not in targets:
         raise KeyError(f"unknown backend {name!r}; valid: {', '.join(targets)}")
     target, _ = targets[name]

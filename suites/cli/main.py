@@ -1,4 +1,5 @@
-"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt.
+"""The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt,
+verify.
 
 Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
 makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
@@ -201,10 +202,13 @@ def _upstream(args) -> int:
 
 
 def _repro(args, console) -> int:
+    from xentbench.suites.cli.verify_command import configure_from_runs
     from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
     from xentbench.suites.findings.tables import findings_of_runs
 
-    findings = findings_of_runs([existing_dir(path) for path in args.run]).findings
+    run_dirs = [existing_dir(path) for path in args.run]
+    configure_from_runs(run_dirs)  # a verify run's function: the reserved backend's target
+    findings = findings_of_runs(run_dirs).findings
     chosen = [f for f in findings if args.finding_id in ("all", f.id)]
     if not chosen:
         known = ", ".join(f.id for f in findings[:10]) or "none"
@@ -231,6 +235,12 @@ def _repro(args, console) -> int:
     return 0
 
 
+def _verify(args, console) -> int:
+    from xentbench.suites.cli.verify_command import verify_command
+
+    return verify_command(args, console, _stdout())
+
+
 COMMANDS = {
     "list": _list,
     "run": run_command,
@@ -240,4 +250,5 @@ COMMANDS = {
     "findings": _findings,
     "repro": _repro,
     "hunt": _hunt,
+    "verify": _verify,
 }

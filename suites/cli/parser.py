@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     _hunt_parser(commands)
     _compare_parser(commands)
     _findings_parsers(commands)
+    from xentbench.suites.cli.verify_parser import verify_parser
+
+    verify_parser(commands)
     return parser
 
 

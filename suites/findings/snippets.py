@@ -275,4 +275,17 @@ def run_source(implementation: str, reducing: bool) -> tuple[str, str]:
     if backend == "numpy" and api in _NUMPY:
         source = _NUMPY_SOURCE.format(helpers=_numpy_helpers(), expr=_NUMPY[api])
         return "NumPy/SciPy", source
+    if backend == "verify":  # the user's function: the script configures the backend as verify did
+        return "xentbench and the verified function", _verify_source()
     return f"the {backend} plugin", _PLUGIN_SOURCE.format(backend=backend)
+
+
+def _verify_source() -> str:
+    """The plugin source for ``xentbench verify``'s backend, its target (this process's
+    ``XENTBENCH_VERIFY``, set by verify) written into the script."""
+    import os
+
+    from xentbench.adapters.function_adapter import ENV_VAR
+
+    setup = f"\nimport os\n\nos.environ.setdefault({ENV_VAR!r}, {os.environ.get(ENV_VAR, '')!r})\n"
+    return setup + _PLUGIN_SOURCE.format(backend="verify")

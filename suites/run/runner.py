@@ -69,7 +69,7 @@ class _Worker:
 
     def __init__(self, job: WorkerJob, title: str):
         python = job.python or sys.executable
-        env = dict(os.environ)
+        env = {**os.environ, **job.environment}
         if python == sys.executable:  # as multiprocessing's spawn does: the same import path
             env["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
         read_fd, write_fd = os.pipe()

@@ -54,6 +54,8 @@ class WorkerJob:
     timing_options: dict[str, Any] = field(default_factory=dict)
     skip: frozenset = frozenset()  # keys this run already gave up on (crashed or timed out)
     hunt: Any = None  # suites.hunt.search.HuntSpec when suite == "hunt"
+    # Environment variables set for the worker process (``xentbench verify``'s target).
+    environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def in_run(

@@ -1,0 +1,123 @@
+"""The trivial-output guard (``suites.judge.trivial``): no output that computes nothing passes the
+default catalog, and the cases where one does pass are listed here with the reason."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+import pytest
+
+from xentbench.reference import exact as reference_exact
+from xentbench.reference.dtypes import DTYPES
+from xentbench.suites.accuracy.suite import case_exact, case_inputs
+from xentbench.suites.catalog import cases
+from xentbench.suites.catalog.case import LOGITS_OPS
+from xentbench.suites.judge.trivial import TRIVIAL_OUTPUTS, trivial_outputs, trivial_passes
+
+SEED = 0
+
+# Where a trivial output passes a default case (no options), with why: (family/name glob,
+# trivial outputs) -> reason. Some are right by nature, some within the budget by the inputs'
+# nature; none is hidden: the slow test below fails on a pass missing here.
+TRIVIAL_PASSES: dict[tuple[str, tuple[str, ...]], str] = {
+    ("extreme/all-equal", ("constant", "uniform", "subsample")): (
+        "equal logits: the softmax is exactly uniform and every row alike"
+    ),
+    ("extreme/adjacent-floats", ("constant", "uniform", "subsample")): (
+        "logits one ULP apart: uniform to within the dtype's resolution"
+    ),
+    ("extreme/subnormal", ("constant", "uniform", "subsample")): (
+        "subnormal and zero logits: uniform to within the dtype's resolution"
+    ),
+    ("size/classes-1", TRIVIAL_OUTPUTS): (
+        "one class: softmax 1, log_softmax and the losses 0, gradients 0, whatever the logits"
+    ),
+    ("sigmoid/zeros", ("constant", "uniform", "subsample")): (
+        "zero logits: the sigmoid loss is log 2 everywhere, its gradient 1/2 - z"
+    ),
+    ("extreme/dominant", ("zeros", "constant")): (
+        "sure and right: the loss C·e^-50 and its gradient lie within the allowance of 0"
+    ),
+    ("extreme/spread-1e4", ("constant",)): (
+        "every row's logsumexp is its maximum, near 1e4 in each row: the rows agree to the ULP"
+    ),
+    ("size/classes-*", ("constant", "subsample")): (
+        "32000+ normal classes: logsumexp is about log C + 4.5 in every row, and half of the "
+        "classes estimate the sum, both within the long reduction's budget"
+    ),
+    ("extreme/*", ("subsample",)): (
+        "logits of huge magnitude: where each row's maximum lies on a kept (even) class, the "
+        "dropped terms and log 2 vanish below the output's ULP"
+    ),
+    ("*masked*", ("subsample",)): (
+        "a label on a masked class: the loss is +inf, which the subsample reproduces"
+    ),
+    ("special/two-plus-inf", ("subsample",)): (
+        "two +inf logits: the NaN split and logsumexp +inf are limits the subsample keeps"
+    ),
+}
+
+
+def _listed(case_id: str, trivial: str) -> bool:
+    name = case_id.split("/", 1)[1]
+    return any(
+        fnmatch.fnmatchcase(name, pattern) and trivial in names for pattern, names in TRIVIAL_PASSES
+    )
+
+
+def _default_cases(op: str, dtype: str) -> list[cases.Case]:
+    """The cases ``verify`` runs for ``op`` by default (no keyword options declared)."""
+    return [c for c in cases.catalog() if c.op == op and not c.options and dtype in c.dtypes]
+
+
+def test_uniform_is_the_softmax_of_equal_logits():
+    logits = np.zeros((3, 4), dtype=np.float32)
+    exact = reference_exact("softmax", logits, None, "value")
+    outputs = trivial_outputs("softmax", "value", "float32", logits, None, exact, plain=True)
+    assert np.array_equal(outputs["uniform"], np.full((3, 4), np.float32(0.25)))
+    assert trivial_passes("softmax", "value", "float32", logits, None, exact) == (
+        "constant",
+        "uniform",
+        "subsample",
+    )
+
+
+@pytest.mark.parametrize("op", LOGITS_OPS)
+def test_no_trivial_output_passes_typical_logits(op):
+    case_id = f"{op}/{'sigmoid/normal' if op == 'sigmoid_cross_entropy' else 'benign/normal-4x16'}"
+    logits, labels = case_inputs(case_id, "float32", SEED)
+    for quantity in cases.find(case_id).evaluated_quantities:
+        exact = case_exact(case_id, "float32", SEED, quantity)
+        assert trivial_passes(op, quantity, "float32", logits, labels, exact) == ()
+
+
+def test_with_options_only_zeros_and_the_constant_are_defined():
+    case = next(c for c in cases.catalog() if c.op == "softmax_cross_entropy" and c.options)
+    logits, labels = case_inputs(case.id, "float32", SEED)
+    exact = case_exact(case.id, "float32", SEED, "value")
+    outputs = trivial_outputs(case.op, "value", "float32", logits, labels, exact, plain=False)
+    assert set(outputs) <= {"zeros", "constant"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("op", LOGITS_OPS)
+def test_every_trivial_output_fails_the_default_catalog(op, dtype):
+    passed: dict[tuple[str, str], list[str]] = {}
+    evaluated: dict[str, int] = {}
+    for case in _default_cases(op, dtype):
+        logits, labels = case_inputs(case.id, dtype, SEED)
+        for quantity in case.evaluated_quantities:
+            exact = case_exact(case.id, dtype, SEED, quantity)
+            if isinstance(exact, ValueError):  # invalid input: no number passes
+                continue
+            evaluated[quantity] = evaluated.get(quantity, 0) + 1
+            for name in trivial_passes(op, quantity, dtype, logits, labels, exact):
+                passed.setdefault((quantity, name), []).append(case.id)
+                assert _listed(case.id, name), f"{name} passes {case.id} {dtype} {quantity}"
+    for quantity, count in evaluated.items():
+        for name in TRIVIAL_OUTPUTS:
+            assert len(passed.get((quantity, name), [])) < count, (
+                f"a {name} output passes every default {op} {dtype} {quantity} case"
+            )
