@@ -12,7 +12,7 @@ documented maths; an implementation that excludes padding lanes must mask them *
 (or give those rows labels that exclude them) and is then computing another function.
 
 Arithmetic: each regular row in ball arithmetic (Arb) at a precision raised until every
-softmax, log-softmax, logsumexp and slope element is known to 2^-120 relative (a value whose
+softmax, log-softmax, logsumexp and slope element is known to 2^-120 relative (RELATIVE_BITS) (a value whose
 ball lies below 2^-3000 is taken as 0); the midpoints become Fractions that
 ``reference.options_math`` carries exactly, so results are within ~2^-118 relative of the truth
 and round correctly except within that distance of a rounding boundary. Rows the transform
@@ -33,7 +33,8 @@ from flint import arb, ctx
 HEAD_OPTIONS: tuple[str, ...] = ("softcap", "temperature", "z_loss")
 START_PRECISION = 256
 MAX_PRECISION = 4096
-RELATIVE = Fraction(1, 2**120)  # each element's ball, relative to its midpoint
+RELATIVE_BITS = 120  # each element's ball within 2^-120 of its midpoint's magnitude
+TOLERANCE = arb(2) ** -RELATIVE_BITS
 FLUSH = arb(2) ** -3000  # balls below this magnitude are taken as exact zeros
 
 
@@ -116,7 +117,12 @@ def _limits(row: np.ndarray, exact_fn) -> tuple[list, list, Any]:
     for op in ("softmax", "log_softmax", "logsumexp"):
         result = exact_fn(op, row[None, :])
         hi, lo = np.ravel(result.hi).tolist(), np.ravel(result.lo).tolist()
-        out.append([Fraction(h) + Fraction(r) if math.isfinite(h) else h for h, r in zip(hi, lo)])
+        out.append(
+            [
+                Fraction(h) + Fraction(r) if math.isfinite(h) else h
+                for h, r in zip(hi, lo, strict=True)
+            ]
+        )
     return out[0], out[1], out[2][0]
 
 
@@ -179,18 +185,14 @@ def _row_balls(row: np.ndarray, t: float, cap: float) -> tuple[list, list, list,
 
 
 def _fraction(ball, final: bool) -> Fraction | float | None:
-    """The ball's midpoint as a Fraction when it is known to RELATIVE (or below FLUSH); exact
+    """The ball's midpoint as a Fraction when it is known to 2^-RELATIVE_BITS (or below FLUSH); exact
     floats (a masked lane's 0 and -inf) as they are; None when more precision is needed."""
     if isinstance(ball, float):
         return Fraction(ball) if ball == 0 else ball
     if abs(ball) < FLUSH:
         return Fraction(0)
-    man, exp = (int(part) for part in ball.mid().man_exp())
-    mid = Fraction(man) * Fraction(2) ** exp
-    radius = ball.rad()
-    if not final and mid == 0:
-        return None if radius != 0 else Fraction(0)
-    rad_man, rad_exp = (int(part) for part in radius.man_exp())
-    if final or Fraction(rad_man) * Fraction(2) ** rad_exp <= RELATIVE * abs(mid):
-        return mid
-    return None
+    mid = ball.mid()
+    if not final and not ball.rad() <= abs(mid) * TOLERANCE:
+        return None
+    man, exp = (int(part) for part in mid.man_exp())
+    return Fraction(man << exp) if exp >= 0 else Fraction(man, 1 << -exp)

@@ -11,7 +11,6 @@ from rich.table import Table
 
 from xentbench.reference import head
 from xentbench.reference.options import CROSS_ENTROPIES
-
 from xentbench.suites.accuracy.check import CheckRequest, dtype_name, run_check
 from xentbench.suites.cli.check_inputs import load_array, normalise
 from xentbench.suites.cli.check_linear_inputs import normalise_linear, refuse_other_options
