@@ -105,12 +105,13 @@ def _masked(draw: Draw, count: int) -> np.ndarray:
     return np.where(_ranks(draw) < count, -np.inf, _normal(draw))
 
 
-def _padded_vocabulary(draw: Draw, padding: int, scale: float = 3.0) -> np.ndarray:
-    """Normal logits with the last ``padding`` classes at -inf: a vocabulary padded to a
-    multiple of 64 (nanoGPT's 50257 -> 50304), the padding lanes masked."""
-    return np.where(
-        np.arange(draw.shape[1]) >= draw.shape[1] - padding, -np.inf, _normal(draw, scale)
-    )
+def _padded_vocabulary(
+    draw: Draw, padding: int, scale: float = 3.0, shift: float = 0.0
+) -> np.ndarray:
+    """Normal logits (``shift`` + ``scale`` N(0, 1)) with the last ``padding`` classes at -inf:
+    a vocabulary padded to a multiple of 64 (nanoGPT's 50257 -> 50304), the padding masked."""
+    padded = np.arange(draw.shape[1]) >= draw.shape[1] - padding
+    return np.where(padded, -np.inf, shift + _normal(draw, scale))
 
 
 def _masked_blocks(draw: Draw, live: int) -> np.ndarray:

@@ -27,12 +27,25 @@ PADDED = Scenario(
     "softcap-padded-vocabulary",
     "padded_vocabulary",
     "50257 classes padded to 50304 with -inf lanes, cap 30: a capped -inf lane is -30 and "
-    "keeps probability (the formula); a kernel masking it gives another loss",
+    "keeps probability exp(-30 - lse) (the formula), too little to show at these magnitudes",
     {"padding": 47},
     ops=SPARSE,
     batch=1,
     classes=50304,
     dtypes=("float32", "bfloat16"),  # what LLMs train in; each row costs seconds exactly
+    labels="unmasked",
+    options={"softcap": 30.0},
+    quantities=VALUE_GRAD,
+)
+PADDED_SATURATED = Scenario(
+    "softcap-padded-saturated",
+    "padded_vocabulary",
+    "16 -inf padding lanes beside 48 logits near -100, cap 30: every lane sits near -30, so "
+    "the capped padding lanes carry a quarter of the mass (a kernel that excludes them differs)",
+    {"padding": 16, "shift": -100.0},
+    ops=SPARSE,
+    batch=4,
+    classes=64,
     labels="unmasked",
     options={"softcap": 30.0},
     quantities=VALUE_GRAD,
@@ -82,4 +95,4 @@ Z_LOSS = (
         quantities=VALUE_GRAD,
     ),
 )
-HEAD_CASES: tuple[Scenario, ...] = (*CAPS, PADDED, *TEMPERATURES, *Z_LOSS)
+HEAD_CASES: tuple[Scenario, ...] = (*CAPS, PADDED, PADDED_SATURATED, *TEMPERATURES, *Z_LOSS)
