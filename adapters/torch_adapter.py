@@ -28,7 +28,6 @@ import torch.nn.functional as F
 
 from xentbench.adapters._convert import is_bfloat16, narrow_to_bfloat16, widen_bfloat16
 from xentbench.adapters._table import TableAdapter
-from xentbench.adapters.torch_head import ADAPTATION, HEAD_APIS, HEAD_OPTIONS
 from xentbench.adapters.base import (
     DTYPES,
     GRADIENT_OPS,
@@ -37,6 +36,7 @@ from xentbench.adapters.base import (
     Implementation,
     PreparedCall,
 )
+from xentbench.adapters.torch_head import ADAPTATION, HEAD_APIS, HEAD_OPTIONS
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]

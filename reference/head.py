@@ -12,8 +12,8 @@ documented maths; an implementation that excludes padding lanes must mask them *
 (or give those rows labels that exclude them) and is then computing another function.
 
 Arithmetic: each regular row in ball arithmetic (Arb) at a precision raised until every
-softmax, log-softmax, logsumexp and slope element is known to 2^-120 relative (RELATIVE_BITS) (a value whose
-ball lies below 2^-3000 is taken as 0); the midpoints become Fractions that
+softmax, log-softmax, logsumexp and slope element is known to 2^-120 relative (RELATIVE_BITS;
+a value whose ball lies below 2^-3000 is taken as 0); the midpoints become Fractions that
 ``reference.options_math`` carries exactly, so results are within ~2^-118 relative of the truth
 and round correctly except within that distance of a rounding boundary. Rows the transform
 leaves without a finite maximum (NaN, or ``+inf`` or all ``-inf`` without a cap) take the plain
@@ -185,7 +185,7 @@ def _row_balls(row: np.ndarray, t: float, cap: float) -> tuple[list, list, list,
 
 
 def _fraction(ball, final: bool) -> Fraction | float | None:
-    """The ball's midpoint as a Fraction when it is known to 2^-RELATIVE_BITS (or below FLUSH); exact
+    """The ball's midpoint as a Fraction when known to 2^-RELATIVE_BITS (or below FLUSH); exact
     floats (a masked lane's 0 and -inf) as they are; None when more precision is needed."""
     if isinstance(ball, float):
         return Fraction(ball) if ball == 0 else ball

@@ -89,7 +89,7 @@ def test_per_row_temperature_applies_to_its_own_row():
 
 
 def test_a_minus_inf_padding_lane_under_a_cap_becomes_minus_cap():
-    x, k, _ = _batch(rows=2, classes=5)
+    x, _, _ = _batch(rows=2, classes=5)
     x[:, 3:] = -np.inf
     got = exact("log_softmax", x, softcap=30.0).hi
     for r in range(2):
@@ -170,7 +170,9 @@ def test_jvp_of_the_unlabelled_ops_matches_the_mpmath_directional_derivative(op)
     for r in range(2):
 
         def along(h, r=r, i=0):
-            moved = [mpmath.mpf(v) + h * mpmath.mpf(d) for v, d in zip(x[r], tangent[r])]
+            moved = [
+                mpmath.mpf(v) + h * mpmath.mpf(d) for v, d in zip(x[r], tangent[r], strict=True)
+            ]
             return _mp_outputs(op, moved, 1.5, 5.0)[i]
 
         for i in range(got.shape[1]):
