@@ -36,12 +36,12 @@ def _plus_z_loss(loss: torch.Tensor, z: torch.Tensor, z_loss) -> torch.Tensor:
     return loss + z_loss * torch.logsumexp(z, dim=-1) ** 2
 
 
-def _cross_entropy(logits, labels, softcap=None, temperature=None, z_loss=None):
+def _head_cross_entropy(logits, labels, softcap=None, temperature=None, z_loss=None):
     z = softcapped(logits, softcap, temperature)
     return _plus_z_loss(F.cross_entropy(z, labels, reduction="none"), z, z_loss)
 
 
-def _unlabelled(op):
+def _head_unlabelled(op):
     def function(logits, labels, softcap=None, temperature=None):
         return op(softcapped(logits, softcap, temperature), dim=-1)
 
@@ -50,13 +50,17 @@ def _unlabelled(op):
 
 # api (after "torch:") -> (op, function of (logits, labels, **options), options it declares)
 HEAD_APIS: dict[str, tuple[str, object, tuple[str, ...]]] = {
-    "torch.softmax(softcapped)": ("softmax", _unlabelled(torch.softmax), HEAD[:2]),
-    "torch.log_softmax(softcapped)": ("log_softmax", _unlabelled(torch.log_softmax), HEAD[:2]),
-    "torch.logsumexp(softcapped)": ("logsumexp", _unlabelled(torch.logsumexp), HEAD[:2]),
-    "F.cross_entropy(softcapped)+z_loss": ("sparse_softmax_cross_entropy", _cross_entropy, HEAD),
+    "torch.softmax(softcapped)": ("softmax", _head_unlabelled(torch.softmax), HEAD[:2]),
+    "torch.log_softmax(softcapped)": ("log_softmax", _head_unlabelled(torch.log_softmax), HEAD[:2]),
+    "torch.logsumexp(softcapped)": ("logsumexp", _head_unlabelled(torch.logsumexp), HEAD[:2]),
+    "F.cross_entropy(softcapped)+z_loss": (
+        "sparse_softmax_cross_entropy",
+        _head_cross_entropy,
+        HEAD,
+    ),
     "F.cross_entropy(softcapped,probabilities)+z_loss": (
         "softmax_cross_entropy",
-        _cross_entropy,
+        _head_cross_entropy,
         HEAD,
     ),
 }

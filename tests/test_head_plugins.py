@@ -3,6 +3,9 @@ point; the careful head passes every head case of the catalog, each flawed one i
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ from plugin_helpers import register_plugins
 
 from xentbench.suites.catalog.head_tables import HEAD_CASES
 from xentbench.suites.cli import main
+from xentbench.suites.findings.tables import findings_of_runs
 from xentbench.suites.store.rows import load
 
 SPARSE = "sparse_softmax_cross_entropy"
@@ -82,11 +86,35 @@ def test_check_measures_the_head_on_given_inputs(head_plugins, tmp_path, capsys)
     argv = [*_save(tmp_path), "--softcap", "30", "--temperature", "0.5", "--z-loss", "1e-4"]
     argv += ["--backend", "head_careful", "head_flawed", "--format", "json", "--dtype", "float32"]
     assert main(argv) == 0
-    import json
-
     records = json.loads(capsys.readouterr().out)
     verdicts = {(r["implementation"], r["quantity"]): r["verdict"] for r in records}
     assert verdicts[("head_careful:longdouble", "value")] == "pass"
     assert verdicts[("head_careful:longdouble", "grad")] == "pass"
     assert verdicts[("head_flawed:z-loss-grad-without-2", "grad")] in ("wrong", "inaccurate")
     assert verdicts[("head_flawed:backward-without-1-over-T", "grad")] in ("wrong", "inaccurate")
+
+
+def test_a_torch_head_finding_reproduces_standalone(tmp_path, monkeypatch):
+    """bfloat16 runs the composition's tanh backward in bfloat16: the finding's script holds
+    the cap and calls the same composition, and exits 1 while the problem lives."""
+    pytest.importorskip("torch")
+    monkeypatch.setenv("XENTBENCH_CACHE", str(tmp_path / "cache"))
+    run, implementation = tmp_path / "run", "torch:F.cross_entropy(softcapped)+z_loss"
+    argv = ["run", "--suite", "accuracy", "--backend", "torch", "--dtype", "bfloat16"]
+    case = f"{SPARSE}/options/softcap-30-wide"
+    assert main([*argv, "--cases", case, "--jobs", "1", "--out", str(run)]) == 0
+    found = [
+        f
+        for f in findings_of_runs([run]).findings
+        if f.implementation == implementation and f.quantity == "grad"
+    ]
+    assert found, "no finding for the bfloat16 composition's gradient"
+    out = tmp_path / "repro"
+    assert main(["repro", found[0].id, "--run", str(run), "--out", str(out)]) == 0
+    script = out / f"{found[0].id}.py"
+    text = script.read_text()
+    assert "'softcap': 30.0" in text and "def softcapped" in text
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=out, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1, result.stdout + result.stderr

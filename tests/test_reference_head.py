@@ -212,3 +212,38 @@ def test_saturated_caps_and_nan_rows():
     grad = exact(SPARSE, x[1:], np.array([1]), "grad", softcap=30.0).hi
     assert grad[0, 2] == 0.0  # the -inf lane's slope is 0 under a cap
     assert 0 < abs(grad[0, 0]) < 1e-280  # sech^2(1e4/30) is about 2e-289
+
+
+def test_the_cache_key_names_each_head_option():
+    from xentbench.reference.cache import cache_key
+
+    x, k, _ = _batch()
+    keys = {
+        cache_key(SPARSE, x, k, "value", options)
+        for options in (
+            {},
+            {"softcap": 30.0},
+            {"softcap": 50.0},
+            {"temperature": 0.5},
+            {"temperature": np.array([0.5, 1.0, 2.0, 1.0])},
+            {"temperature": np.array([0.5, 1.0, 2.0, 2.0])},
+            {"z_loss": 1e-4},
+        )
+    }
+    assert len(keys) == 7
+
+
+def test_the_allowance_of_neutral_head_options_is_the_plain_options_allowance():
+    from xentbench.suites.judge.allowance import call_allowance
+    from xentbench.suites.judge.budget import Output
+
+    x, k, _ = _batch(seed=8)
+    x = x.astype(np.float32)
+    for quantity in ("value", "grad"):
+        truth = exact(SPARSE, x, k, quantity, reduction="none")
+        output = Output(SPARSE, quantity, "float32", x, k, truth)
+        plain = call_allowance(output, {"reduction": "none"}).absolute
+        neutral = {"reduction": "none", "softcap": math.inf, "temperature": 1.0}
+        np.testing.assert_allclose(call_allowance(output, neutral).absolute, plain, rtol=1e-12)
+        capped = call_allowance(output, {"reduction": "none", "softcap": 3.0}).absolute
+        assert np.all(capped > 0) and not np.allclose(capped, plain)

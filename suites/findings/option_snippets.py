@@ -29,6 +29,12 @@ _TORCH_APIS = {
     "F.linear_cross_entropy(chunked,compact,16)": (
         '_fused(_chunking(batch_chunk_size=16, acc_policy="compact"))'
     ),
+    # The LLM head's compositions (adapters/torch_head.py).
+    "torch.softmax(softcapped)": "_head_unlabelled(torch.softmax)",
+    "torch.log_softmax(softcapped)": "_head_unlabelled(torch.log_softmax)",
+    "torch.logsumexp(softcapped)": "_head_unlabelled(torch.logsumexp)",
+    "F.cross_entropy(softcapped)+z_loss": "_head_cross_entropy",
+    "F.cross_entropy(softcapped,probabilities)+z_loss": "_head_cross_entropy",
 }
 _JAX_APIS = {
     "jax.nn.softmax": "lambda x, y, class_axis=-1: jax.nn.softmax(x, axis=int(class_axis))",
@@ -217,6 +223,7 @@ def _sources(*functions) -> str:
 
 def _torch(expr: str) -> str:
     from xentbench.adapters import torch_adapter as t
+    from xentbench.adapters import torch_head as h
 
     definitions = _sources(
         t._softmax,
@@ -229,8 +236,12 @@ def _torch(expr: str) -> str:
         t._linear_then_cross_entropy,
         t._fused,
         t._chunking,
+        h.softcapped,
+        h._plus_z_loss,
+        h._head_cross_entropy,
+        h._head_unlabelled,
     )
-    header = "\nimport torch\nimport torch.nn.functional as F\n\n"
+    header = "\nimport math\n\nimport torch\nimport torch.nn.functional as F\n\n"
     return (
         header + f"_REDUCTION = {t._REDUCTION!r}\n\n\n" + definitions + _TORCH_RUN.format(expr=expr)
     )

@@ -115,7 +115,8 @@ def gradient_in_x(h: HeadTerms, base: np.ndarray, g_z: np.ndarray, norm: np.ndar
     magnitude, ``norm`` the l1 norm of its Jacobian's row (times Delta, z's error)."""
     delta = h.dz.max(axis=1, keepdims=True)
     in_z = base + weighted(norm, delta)
-    return weighted(h.slope, in_z) + weighted(np.abs(g_z), h.dslope) + u * h.slope * g_z
+    product = np.where(h.dslope == 0, 0.0, u * h.slope * g_z)  # no product where s is 1 exactly
+    return weighted(h.slope, in_z) + weighted(np.abs(g_z), h.dslope) + product
 
 
 def ce_gradient(h: HeadTerms, c: np.ndarray, base: np.ndarray, u: float) -> np.ndarray:
