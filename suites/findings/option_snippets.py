@@ -48,6 +48,8 @@ _JAX_APIS = {
     "optax.softmax_cross_entropy": "_optax_soft",
     "optax.softmax_cross_entropy_with_integer_labels": "_optax_sparse",
     "optax.safe_softmax_cross_entropy": "_optax_safe",
+    "optax.softmax_cross_entropy_with_integer_labels(softcapped)+z_loss": "_optax_head_sparse",
+    "optax.softmax_cross_entropy(softcapped)+z_loss": "_optax_head_soft",
     "optax.sigmoid_binary_cross_entropy": "lambda x, y: optax.sigmoid_binary_cross_entropy(x, y)",
     "x@w.T+optax.softmax_cross_entropy_with_integer_labels": "_linear_loss",
 }
@@ -249,9 +251,13 @@ def _torch(expr: str) -> str:
 
 def _jax(expr: str) -> str:
     from xentbench.adapters import jax_adapter as j
+    from xentbench.adapters import jax_head as h
 
     definitions = _sources(
         j._reduce, j._optax_soft, j._optax_sparse, j._optax_safe, j._with_quantity, j._linear_loss
+    )
+    definitions += "\n\n" + _sources(
+        h._head_softcapped, h._head_loss, h._optax_head_sparse, h._optax_head_soft
     )
     header = (
         "\nimport functools\n\nimport jax\n\n"
