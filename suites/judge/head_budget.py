@@ -35,13 +35,6 @@ import numpy as np
 from xentbench.suites.judge.budget import shifted, weighted
 from xentbench.suites.judge.roundoff import sigma
 
-HEAD_BUDGET_RULE = (
-    "With softcap, temperature or z_loss, the family's rules run on z = cap tanh(x/(T cap)) "
-    "and add: z's own error dz <= u(2 sech^2(w)|x/T| + 3|z|) (u|x/T| without a cap; tanh "
-    "within 2 ULPs) through the op's Jacobian; the slope's error (u/T)(4 sech^2|tanh w||w| + "
-    "5 tanh^2 + 1) + u s on gradients; the z-loss term's 2z|L| u(|L| + sigma) + 3u z L^2."
-)
-
 
 @dataclass(frozen=True)
 class HeadTerms:
