@@ -33,6 +33,7 @@ import optax
 
 from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter, everywhere
 from xentbench.adapters.base import LINEAR_OP, Call, Implementation, PreparedCall
+from xentbench.adapters.jax_head import ADAPTATION, HEAD_APIS
 from xentbench.reference.options import canonical
 
 _CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
@@ -183,7 +184,7 @@ class JaxAdapter(TableAdapter):
         return self._devices
 
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
-        return _entries() + _linear_entries()
+        return _entries() + _linear_entries() + _head_entries()
 
     def _function(self, call: Call, options: dict, directed: bool) -> Callable:
         """The eager function (options bound), or its ``jax.jit`` (cached per options; jit
@@ -215,6 +216,17 @@ class JaxAdapter(TableAdapter):
             return jax.block_until_ready(function(logits_array, labels_array, *extra))
 
         return PreparedCall(run=run, to_numpy=np.asarray)
+
+
+def _head_entries() -> list[tuple[Implementation, OpFunction]]:
+    """The LLM head's compositions (``adapters.jax_head``)."""
+    return [
+        (
+            _implementation(api, op, True, (*options, *_DIRECTIONS), adaptation=ADAPTATION),
+            function,
+        )
+        for api, (op, function, options) in HEAD_APIS.items()
+    ]
 
 
 def _gpu_devices() -> list[Any]:

@@ -20,8 +20,9 @@ import scipy.special
 
 from xentbench.adapters._table import TableAdapter
 from xentbench.adapters.base import DTYPES, Call, Implementation, PreparedCall
+from xentbench.adapters.numpy_head import HEAD_APIS
 
-Function = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+Function = Callable[..., np.ndarray]  # (logits, labels), and options for the LLM head
 
 
 def _shift_by_max(x: np.ndarray) -> np.ndarray:
@@ -181,15 +182,28 @@ class NumpyAdapter(TableAdapter):
                 function,
             )
             for api, (op, function, formula) in _APIS.items()
+        ] + [
+            (
+                Implementation(
+                    name=f"numpy:{api}",
+                    op=op,
+                    dtypes=("float32", "float64"),
+                    adaptation=f"hand-written NumPy (LLM head, in the input dtype): {formula}",
+                    options=options,
+                ),
+                function,
+            )
+            for api, (op, function, options, formula) in HEAD_APIS.items()
         ]
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Bind the inputs; ``run`` evaluates the formula with floating-point warnings silenced."""
         function = self.function(call)
+        head = call.implementation.api in HEAD_APIS  # the LLM head's compositions take options
 
         def run() -> np.ndarray:
             # Overflow and 0 * inf are what the naive formulas are measured on, not noise to print.
             with np.errstate(all="ignore"):
-                return function(logits, labels)
+                return function(logits, labels, call.options) if head else function(logits, labels)
 
         return PreparedCall(run=run, to_numpy=np.asarray)

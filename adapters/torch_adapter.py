@@ -36,6 +36,7 @@ from xentbench.adapters.base import (
     Implementation,
     PreparedCall,
 )
+from xentbench.adapters.torch_head import ADAPTATION, HEAD_APIS, HEAD_OPTIONS
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -93,6 +94,7 @@ _APIS: dict[str, tuple[str, Function]] = {
         "sigmoid_cross_entropy",
         _binary_cross_entropy_with_logits,
     ),
+    **{api: (op, function) for api, (op, function, _) in HEAD_APIS.items()},  # the LLM head
 }
 
 
@@ -115,8 +117,12 @@ _OPTIONS: dict[str, dict] = {
         "options": _LOSS,
         "option_values": (("reduction", ("none", "sum", "mean")), _AXIS_1),
     },
+    **HEAD_OPTIONS,
 }
-_ADAPTATIONS = {"F.nll_loss(F.log_softmax)": "F.log_softmax(dim=1) applied first, as users do"}
+_ADAPTATIONS = {
+    "F.nll_loss(F.log_softmax)": "F.log_softmax(dim=1) applied first, as users do",
+    **dict.fromkeys(HEAD_APIS, ADAPTATION),
+}
 
 
 def _to_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:

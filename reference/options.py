@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+import xentbench.reference.head as head
 import xentbench.reference.options_math as options_math
 
 OPTION_NAMES: tuple[str, ...] = (
@@ -57,6 +58,7 @@ OPTION_NAMES: tuple[str, ...] = (
     "class_axis",
     "cotangent",
     "tangent",
+    *head.HEAD_OPTIONS,  # softcap, temperature, z_loss: the LLM head (reference.head)
 )
 REDUCTIONS: dict[str, str] = {
     "none": "per row l_r = sw_r sum_i cw_i y'_i (-log p_i), 0 on ignored rows",
@@ -69,10 +71,10 @@ CROSS_ENTROPIES = ("softmax_cross_entropy", "sparse_softmax_cross_entropy")
 UNLABELLED = ("softmax", "log_softmax", "logsumexp")
 # Options each op accepts in the reference.
 ACCEPTED: dict[str, tuple[str, ...]] = {
-    **{op: ("class_axis", "cotangent", "tangent") for op in UNLABELLED},
+    **{op: ("class_axis", "cotangent", "tangent", "softcap", "temperature") for op in UNLABELLED},
     **{op: OPTION_NAMES for op in CROSS_ENTROPIES},
 }
-ARRAY_OPTIONS = ("class_weight", "sample_weight", "cotangent", "tangent")
+ARRAY_OPTIONS = ("class_weight", "sample_weight", "cotangent", "tangent", "temperature")
 
 
 def canonical(options: dict[str, Any]) -> str:
@@ -105,6 +107,7 @@ def validate(op: str, quantity: str, options: dict[str, Any]) -> None:
     eps = float(options.get("label_smoothing", 0.0))
     if not 0.0 <= eps <= 1.0:
         raise ValueError(f"label_smoothing {eps} is outside [0, 1]")
+    head.validate(op, options, CROSS_ENTROPIES)
     if "tangent" in options and quantity != "jvp":
         raise ValueError("a tangent is for quantity jvp")
     if "cotangent" in options and quantity != "grad":
@@ -166,16 +169,29 @@ def exact_family(
         raise ValueError(f"logits need a non-empty class axis, got shape {x.shape}")
     rows, lead = moved.reshape(-1, moved.shape[-1]), moved.shape[:-1]
     y = _labels(op, labels, x.shape, axis, lead, options)
-    p = exact_fn("softmax", rows)
-    lsm = exact_fn("log_softmax", rows)
-    table = Rows(
-        rows, y, _fractions(p.hi, p.lo), _fractions(lsm.hi, lsm.lo), np.isnan(rows).any(axis=1)
-    )
+    nan_row = np.isnan(rows).any(axis=1)
+    if head.active(options):
+        terms = head.head_rows(rows, options, lead, exact_fn)
+        table = Rows(rows, y, terms.p, terms.lsm, nan_row)
+    else:
+        terms = None
+        p, lsm = exact_fn("softmax", rows), exact_fn("log_softmax", rows)
+        table = Rows(rows, y, _fractions(p.hi, p.lo), _fractions(lsm.hi, lsm.lo), nan_row)
     if quantity == "value" and op not in CROSS_ENTROPIES:
+        if terms is not None:
+            hi, lo = to_exact(_head_values(op, terms))
+            return restore(hi, lo, op, quantity, options, axis, lead)
         plain = exact_fn(op, rows)
         return restore(plain.hi, plain.lo, op, quantity, options, axis, lead)
-    hi, lo = to_exact(_compute(op, quantity, table, options, x.shape, axis, lead))
+    hi, lo = to_exact(_compute(op, quantity, table, options, x.shape, axis, lead, terms))
     return restore(hi, lo, op, quantity, options, axis, lead)
+
+
+def _head_values(op: str, terms: head.HeadRows) -> list:
+    """Values of softmax, log_softmax or logsumexp of the head's transformed logits."""
+    if op == "logsumexp":
+        return list(terms.lse)
+    return [v for row in (terms.p if op == "softmax" else terms.lsm) for v in row]
 
 
 def _direction(name: str, options, shape, axis, lead, per_row: bool) -> list[list]:
@@ -204,21 +220,36 @@ def _flat(name: str, options, shape: tuple[int, ...]) -> list:
     return [Fraction(v) if math.isfinite(v) else v for v in array.ravel().tolist()]
 
 
-def _compute(op, quantity, table: Rows, options, shape, axis, lead) -> list:
+def _compute(op, quantity, table: Rows, options, shape, axis, lead, terms=None) -> list:
+    """The family's grad or jvp (or a cross-entropy's value); with the head's ``terms``, the
+    tangent scaled by dz/dx before and the gradient by dz/dx after (the chain rule)."""
+    slopes = None if terms is None else terms.slope
     if op in CROSS_ENTROPIES:
         reduced = options.get("reduction", "none") != "none"
-        cotangent = tangent = None
+        cotangent = tangent = z_loss = None
         if quantity == "grad":
             cotangent = _flat("cotangent", options, () if reduced else tuple(lead))
         if quantity == "jvp":
-            tangent = _direction("tangent", options, shape, axis, lead, False)
-        return options_math.cross_entropy(op, quantity, table, options, cotangent, tangent)
-    if quantity == "grad":
-        per_row = op == "logsumexp"
-        direction = _direction("cotangent", options, shape, axis, lead, per_row)
+            tangent = _along(_direction("tangent", options, shape, axis, lead, False), slopes)
+        if terms is not None and "z_loss" in options:
+            z_loss = (Fraction(float(options["z_loss"])), terms.lse)
+        out = options_math.cross_entropy(op, quantity, table, options, cotangent, tangent, z_loss)
+    elif quantity == "grad":
+        direction = _direction("cotangent", options, shape, axis, lead, op == "logsumexp")
+        out = options_math.unlabelled(op, quantity, table, direction)
     else:
-        direction = _direction("tangent", options, shape, axis, lead, False)
-    return options_math.unlabelled(op, quantity, table, direction)
+        direction = _along(_direction("tangent", options, shape, axis, lead, False), slopes)
+        out = options_math.unlabelled(op, quantity, table, direction)
+    if quantity == "grad" and slopes is not None:
+        return options_math.scaled(out, [s for row in slopes for s in row])
+    return out
+
+
+def _along(direction: list[list], slopes: list[list] | None) -> list[list]:
+    """A tangent in x as a tangent in the head's z: t_i dz_i/dx_i (as given without a head)."""
+    if slopes is None:
+        return direction
+    return [options_math.scaled(t, s) for t, s in zip(direction, slopes, strict=True)]
 
 
 def output_layout(op: str, quantity: str, options: dict[str, Any]) -> str:

@@ -86,9 +86,22 @@ def coefficients(op: str, rows, options: dict[str, Any]) -> list[list | None]:
     return out
 
 
-def _row_loss(c: list, lsm: list):
-    """sum_i c_i (-lsm_i), skipping zero coefficients (label 0 on a -inf logit adds 0)."""
-    return _total([_times(ci, -li) for ci, li in zip(c, lsm, strict=True) if ci != 0])
+def _row_loss(c: list, lsm: list, extra=None):
+    """sum_i c_i (-lsm_i), skipping zero coefficients (label 0 on a -inf logit adds 0), plus
+    ``extra`` (the z-loss term) when given."""
+    terms = [_times(ci, -li) for ci, li in zip(c, lsm, strict=True) if ci != 0]
+    return _total(terms if extra is None else [*terms, extra])
+
+
+def z_terms(z_loss, r: int) -> tuple:
+    """(value term z lse_r^2, gradient factor 2 z lse_r) of row ``r``; (None, None) without a
+    z-loss. ``z_loss`` is (coefficient, [lse per row]) or None."""
+    if z_loss is None or z_loss[0] == 0:
+        return None, None
+    coefficient, lse = z_loss[0], z_loss[1][r]
+    if isinstance(lse, Fraction):
+        return coefficient * lse * lse, 2 * coefficient * lse
+    return _float(coefficient) * lse * lse, 2 * _float(coefficient) * lse
 
 
 def _divisor(op, reduction, rows, coeffs, sample, options):
@@ -116,25 +129,28 @@ def _divide(total, divisor):
     return _float(total) / _float(divisor)
 
 
-def _grad_row(seed, c: list, p: list) -> list:
-    """seed * (p_j S - c_j), as seed * (p_j (S - c_j) - c_j (P - p_j)) when exact."""
-    if _exact(p) and _exact(c) and isinstance(seed, Fraction):
+def _grad_row(seed, c: list, p: list, factor=None) -> list:
+    """seed * (p_j S - c_j), as seed * (p_j (S - c_j) - c_j (P - p_j)) when exact; with a
+    z-loss ``factor`` 2 z lse, plus seed * factor * p_j."""
+    if _exact(p) and _exact(c) and isinstance(seed, Fraction) and not isinstance(factor, float):
         total_c, total_p = sum(c, Fraction(0)), sum(p, Fraction(0))
+        total_c += factor or 0
         pairs = zip(p, c, strict=True)
         return [seed * (pj * (total_c - cj) - cj * (total_p - pj)) for pj, cj in pairs]
-    total_c = math.fsum(_float(v) for v in c)
+    total_c = math.fsum(_float(v) for v in c) + _float(factor or 0)
     return [_float(seed) * (_float(pj) * total_c - _float(cj)) for pj, cj in zip(p, c, strict=True)]
 
 
-def cross_entropy(op, quantity, rows, options, cotangent, tangent) -> list:
-    """Values (one per row, or one reduced), gradients [R*C], or JVPs of the cross-entropy."""
+def cross_entropy(op, quantity, rows, options, cotangent, tangent, z_loss=None) -> list:
+    """Values (one per row, or one reduced), gradients [R*C], or JVPs of the cross-entropy;
+    ``z_loss`` (coefficient, [lse per row]) adds z lse_r^2 to each kept row's loss."""
     reduction = options.get("reduction", "none")
     coeffs = coefficients(op, rows, options)
     count = rows.x.shape[0]
     sample = _per_row(options.get("sample_weight"), count, "sample_weight")
     divisor = _divisor(op, reduction, rows, coeffs, sample, options)
     if quantity == "grad":
-        return _ce_grad(reduction, rows, coeffs, sample, divisor, cotangent)
+        return _ce_grad(reduction, rows, coeffs, sample, divisor, cotangent, z_loss)
     per_row = []
     for r, c in enumerate(coeffs):
         if c is None or (sample[r] == 0 and not rows.nan_row[r]):
@@ -142,22 +158,25 @@ def cross_entropy(op, quantity, rows, options, cotangent, tangent) -> list:
         elif rows.nan_row[r]:
             per_row.append(NAN)
         elif quantity == "value":
-            per_row.append(_times(sample[r], _row_loss(c, rows.lsm[r])))
+            per_row.append(_times(sample[r], _row_loss(c, rows.lsm[r], z_terms(z_loss, r)[0])))
         else:
-            per_row.append(_times(sample[r], _jvp_row(c, rows.p[r], tangent[r], rows.nan_row[r])))
+            factor = z_terms(z_loss, r)[1]
+            jvp = _jvp_row(c, rows.p[r], tangent[r], rows.nan_row[r], factor)
+            per_row.append(_times(sample[r], jvp))
     if reduction == "none":
         return per_row
     return [_divide(_total(per_row), divisor)]
 
 
-def _jvp_row(c, p, t, nan_row):
+def _jvp_row(c, p, t, nan_row, factor=None):
     """<d l / d x, t> for one row; a zero tangent row gives 0."""
     if not nan_row and all(v == 0 for v in t):
         return Fraction(0)
-    return _total([_times(tj, gj) for gj, tj in zip(_grad_row(Fraction(1), c, p), t, strict=True)])
+    grad = _grad_row(Fraction(1), c, p, factor)
+    return _total([_times(tj, gj) for gj, tj in zip(grad, t, strict=True)])
 
 
-def _ce_grad(reduction, rows, coeffs, sample, divisor, cotangent) -> list:
+def _ce_grad(reduction, rows, coeffs, sample, divisor, cotangent, z_loss=None) -> list:
     classes = rows.x.shape[1]
     out = []
     for r, c in enumerate(coeffs):
@@ -167,7 +186,7 @@ def _ce_grad(reduction, rows, coeffs, sample, divisor, cotangent) -> list:
             out.extend([Fraction(0)] * classes)
             continue
         seed = _divide(weight, divisor) if divisor is not None else weight
-        out.extend(_grad_row(seed, c, rows.p[r]))
+        out.extend(_grad_row(seed, c, rows.p[r], z_terms(z_loss, r)[1]))
     return out
 
 
@@ -212,6 +231,14 @@ def _float_row(op, quantity, p, d) -> list:
     if quantity == "grad":
         return [dj - pj * sum(d) for pj, dj in zip(p, d, strict=True)]
     return [dj - mixed for dj in d]
+
+
+def scaled(values: list, slopes: list) -> list:
+    """values_i * slopes_i (the chain rule through the head's transform); a NaN stays NaN."""
+    return [
+        v if isinstance(v, float) and math.isnan(v) else _times(s, v)
+        for v, s in zip(values, slopes, strict=True)
+    ]
 
 
 def _dot(a: list, b: list) -> Fraction:

@@ -95,7 +95,8 @@ def _options(request: CheckRequest, dtype: str, quantity: str) -> dict[str, Any]
             continue
         if (name, quantity) in (("tangent", "value"), ("tangent", "grad")):
             continue
-        options[name] = value.astype(numpy_dtype(dtype)) if name in ARRAY_OPTIONS else value
+        is_array = name in ARRAY_OPTIONS and isinstance(value, np.ndarray)  # a scalar T stays
+        options[name] = value.astype(numpy_dtype(dtype)) if is_array else value
     return options
 
 

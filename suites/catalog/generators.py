@@ -105,6 +105,15 @@ def _masked(draw: Draw, count: int) -> np.ndarray:
     return np.where(_ranks(draw) < count, -np.inf, _normal(draw))
 
 
+def _padded_vocabulary(
+    draw: Draw, padding: int, scale: float = 3.0, shift: float = 0.0
+) -> np.ndarray:
+    """Normal logits (``shift`` + ``scale`` N(0, 1)) with the last ``padding`` classes at -inf:
+    a vocabulary padded to a multiple of 64 (nanoGPT's 50257 -> 50304), the padding masked."""
+    padded = np.arange(draw.shape[1]) >= draw.shape[1] - padding
+    return np.where(padded, -np.inf, shift + _normal(draw, scale))
+
+
 def _masked_blocks(draw: Draw, live: int) -> np.ndarray:
     """Normal logits (std 3) with most of each row at -inf in long runs, as vocabulary masks
     and constrained decoding leave them, so that a chunked or online (flash-style) softmax meets
@@ -177,6 +186,7 @@ GENERATORS: dict[str, Callable[..., np.ndarray]] = {
     "subnormal": _subnormal,
     "masked": _masked,
     "masked_blocks": _masked_blocks,
+    "padded_vocabulary": _padded_vocabulary,
     "all_masked": _all_masked,
     "plus_inf": _plus_inf,
     "mixed_inf": _mixed_inf,
@@ -190,6 +200,7 @@ NONFINITE_GENERATORS: frozenset[str] = frozenset(
     {
         "masked",
         "masked_blocks",
+        "padded_vocabulary",
         "all_masked",
         "plus_inf",
         "mixed_inf",

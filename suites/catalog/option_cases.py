@@ -51,7 +51,13 @@ def _extreme(rng, logits, labels, shape):
     return sign * np.exp2(rng.choice([-12.0, 12.0], shape)) * rng.uniform(1.0, 2.0, shape)
 
 
+def _temperatures(rng, logits, labels, shape):
+    """One temperature per row, log-uniform in [0.5, 2] (per-sequence sampling temperatures)."""
+    return 2.0 ** rng.uniform(-1.0, 1.0, shape)
+
+
 ARRAYS: dict[str, Callable[..., np.ndarray]] = {
+    "temperatures": _temperatures,
     "class-weights-spread": _class_weights_spread,
     "sample-weights-spread": _sample_weights_spread,
     "normal": _normal,
@@ -66,7 +72,7 @@ def option_shape(name: str, op: str, options: dict[str, Any], logits_shape) -> t
     rows = tuple(n for i, n in enumerate(logits_shape) if i != axis)
     if name == "class_weight":
         return (logits_shape[axis],)
-    if name == "sample_weight":
+    if name in ("sample_weight", "temperature"):
         return rows
     if name == "tangent":
         return tuple(logits_shape)

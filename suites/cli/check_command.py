@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from xentbench.reference import head
+from xentbench.reference.options import CROSS_ENTROPIES
 from xentbench.suites.accuracy.check import CheckRequest, dtype_name, run_check
 from xentbench.suites.cli.check_inputs import load_array, normalise
 from xentbench.suites.cli.check_linear_inputs import normalise_linear, refuse_other_options
@@ -24,6 +26,9 @@ _OPTION_FLAGS = {
     "class_axis": "class_axis",
     "cotangent": "cotangent",
     "tangent": "tangent",
+    "softcap": "softcap",
+    "temperature": "temperature",
+    "z_loss": "z_loss",
 }
 
 
@@ -40,6 +45,10 @@ def check_options(args) -> dict:
             except (OSError, ValueError) as exc:
                 raise UsageError(f"cannot read --{flag.replace('_', '-')} array: {exc}") from None
         options[name] = value
+    try:  # a bad cap, temperature or z-loss: one line naming the value and what is valid
+        head.validate(args.op, options, CROSS_ENTROPIES)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return options
 
 

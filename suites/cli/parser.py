@@ -226,6 +226,14 @@ def _compare_parser(commands) -> None:
     compare.add_argument("--format", choices=("table", "json"), default="table")
 
 
+def _number_or_path(text: str) -> float | Path:
+    """A number as given, or the path of a .npy array (``--temperature``)."""
+    try:
+        return float(text)
+    except ValueError:
+        return Path(text)
+
+
 def _option_flags(check: argparse.ArgumentParser) -> None:
     """``xentbench check``'s call options (reference.options) and quantities."""
     from xentbench.reference.options import REDUCTIONS
@@ -244,6 +252,18 @@ def _option_flags(check: argparse.ArgumentParser) -> None:
     )
     check.add_argument("--cotangent", type=Path, metavar="G.npy", help="for grad (a VJP)")
     check.add_argument("--tangent", type=Path, metavar="T.npy", help="for jvp")
+    check.add_argument(
+        "--softcap", type=float, metavar="CAP", help="cap * tanh(x / cap), a cap > 0 (LLM head)"
+    )
+    check.add_argument(
+        "--temperature",
+        type=_number_or_path,
+        metavar="T",
+        help="x / T first: a number > 0, or T.npy with one per row",
+    )
+    check.add_argument(
+        "--z-loss", type=float, metavar="Z", help="adds Z * logsumexp^2 per row, Z >= 0"
+    )
     check.add_argument(
         "--quantity",
         nargs="+",

@@ -29,6 +29,12 @@ _TORCH_APIS = {
     "F.linear_cross_entropy(chunked,compact,16)": (
         '_fused(_chunking(batch_chunk_size=16, acc_policy="compact"))'
     ),
+    # The LLM head's compositions (adapters/torch_head.py).
+    "torch.softmax(softcapped)": "_head_unlabelled(torch.softmax)",
+    "torch.log_softmax(softcapped)": "_head_unlabelled(torch.log_softmax)",
+    "torch.logsumexp(softcapped)": "_head_unlabelled(torch.logsumexp)",
+    "F.cross_entropy(softcapped)+z_loss": "_head_cross_entropy",
+    "F.cross_entropy(softcapped,probabilities)+z_loss": "_head_cross_entropy",
 }
 _JAX_APIS = {
     "jax.nn.softmax": "lambda x, y, class_axis=-1: jax.nn.softmax(x, axis=int(class_axis))",
@@ -42,6 +48,8 @@ _JAX_APIS = {
     "optax.softmax_cross_entropy": "_optax_soft",
     "optax.softmax_cross_entropy_with_integer_labels": "_optax_sparse",
     "optax.safe_softmax_cross_entropy": "_optax_safe",
+    "optax.softmax_cross_entropy_with_integer_labels(softcapped)+z_loss": "_optax_head_sparse",
+    "optax.softmax_cross_entropy(softcapped)+z_loss": "_optax_head_soft",
     "optax.sigmoid_binary_cross_entropy": "lambda x, y: optax.sigmoid_binary_cross_entropy(x, y)",
     "x@w.T+optax.softmax_cross_entropy_with_integer_labels": "_linear_loss",
 }
@@ -217,6 +225,7 @@ def _sources(*functions) -> str:
 
 def _torch(expr: str) -> str:
     from xentbench.adapters import torch_adapter as t
+    from xentbench.adapters import torch_head as h
 
     definitions = _sources(
         t._softmax,
@@ -229,8 +238,12 @@ def _torch(expr: str) -> str:
         t._linear_then_cross_entropy,
         t._fused,
         t._chunking,
+        h.softcapped,
+        h._plus_z_loss,
+        h._head_cross_entropy,
+        h._head_unlabelled,
     )
-    header = "\nimport torch\nimport torch.nn.functional as F\n\n"
+    header = "\nimport math\n\nimport torch\nimport torch.nn.functional as F\n\n"
     return (
         header + f"_REDUCTION = {t._REDUCTION!r}\n\n\n" + definitions + _TORCH_RUN.format(expr=expr)
     )
@@ -238,9 +251,13 @@ def _torch(expr: str) -> str:
 
 def _jax(expr: str) -> str:
     from xentbench.adapters import jax_adapter as j
+    from xentbench.adapters import jax_head as h
 
     definitions = _sources(
         j._reduce, j._optax_soft, j._optax_sparse, j._optax_safe, j._with_quantity, j._linear_loss
+    )
+    definitions += "\n\n" + _sources(
+        h._head_softcapped, h._head_loss, h._optax_head_sparse, h._optax_head_soft
     )
     header = (
         "\nimport functools\n\nimport jax\n\n"

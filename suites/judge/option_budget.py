@@ -12,14 +12,16 @@ sum's error on the magnitudes it adds. Work is in float64 on the rows with the c
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from xentbench.reference import Exact
+from xentbench.reference import Exact, head
 from xentbench.reference import options as family
+from xentbench.suites.judge import head_budget
 from xentbench.suites.judge.budget import Output, error_scale, shifted, weighted
 from xentbench.suites.judge.roundoff import LAMBDA, accumulation_roundoff, sigma
 
@@ -46,6 +48,7 @@ class _Rows:
     lead: tuple[int, ...]  # the call's shape without its class axis
     result: np.ndarray  # |t|: the exact result's magnitude, float64, in the call's layout
     u: float  # u_acc, the internals' unit roundoff
+    head: head_budget.HeadTerms | None = None  # softcap, temperature, z_loss: x holds z
 
 
 def _to_rows(array, shape, axis) -> np.ndarray:
@@ -74,11 +77,24 @@ def option_scale(output: Output, options: dict[str, Any]) -> np.ndarray:
     call as rows, the op's rule for its options on them, then back to the call's layout."""
     rows = _as_rows(output, options)
     with np.errstate(all="ignore"):
-        if rows.op in family.CROSS_ENTROPIES:
+        if head.active(options):  # the rules below run on z (suites.judge.head_budget)
+            terms = head_budget.transform(rows.x, options, rows.u, rows.lead)
+            rows = dataclasses.replace(rows, x=terms.z, head=terms)
+        if rows.head is not None and rows.quantity == "value" and rows.op in family.UNLABELLED:
+            scale = _head_value(rows)
+        elif rows.op in family.CROSS_ENTROPIES:
             scale = _cross_entropy(rows, output.labels, options)
         else:
             scale = _unlabelled(rows, options)
     return _in_call_layout(rows, scale)
+
+
+def _head_value(rows: _Rows) -> np.ndarray:
+    """softmax, log_softmax or logsumexp of z: the base op's A on z plus z's own error."""
+    exact = np.moveaxis(rows.result, rows.axis, -1) if rows.op != "logsumexp" else rows.result
+    exact = exact.reshape(len(rows.x), -1)[:, 0 if rows.op == "logsumexp" else slice(None)]
+    output = Output(rows.op, "value", rows.dtype, rows.x, None, Exact(exact, exact))
+    return error_scale(output) + head_budget.value_extra(rows.head, None, rows.op, rows.u)
 
 
 def _in_call_layout(rows: _Rows, scale: np.ndarray) -> np.ndarray:
@@ -193,6 +209,8 @@ def _gradient(rows: _Rows, c, weighting: _Weighting, options: dict[str, Any]) ->
     """The VJP seed_r(p_j S_r - c_j), seed_r = w_r cot_r / D: the soft gradient's A times
     |seed_r|, plus the seed's roundings and the divisor's error on the result."""
     base = error_scale(_soft(rows, c, "grad"))
+    if rows.head is not None:
+        base = head_budget.ce_gradient(rows.head, c, base, rows.u)
     w = weighting
     cot = _direction(options, "cotangent", (len(rows.x), 1), rows.axis, True)
     cot = cot[0, 0] if w.reduction != "none" else cot[:, 0]
@@ -207,18 +225,25 @@ def _row_values(rows: _Rows, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per row loss: (the base A, the magnitude sum_j |c_j (log s - d_j)| of its terms)."""
     per_row = error_scale(_soft(rows, c, "value"))
     d, log_s, _ = shifted(rows.x)
-    return per_row, weighted(c, np.abs(log_s - d)).sum(axis=1)
+    magnitude = weighted(c, np.abs(log_s - d)).sum(axis=1)
+    if rows.head is None:
+        return per_row, magnitude
+    extra = head_budget.value_extra(rows.head, c, rows.op, rows.u)
+    return per_row + extra, magnitude + head_budget.z_loss_value(rows.head)
 
 
 def _row_tangents(rows: _Rows, c, options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Per row JVP sum_j t_j g_j, g = p S - c: (the gradient's base A along |t| plus the sum's
     error, the magnitude sum_j |t_j g_j|)."""
     t = np.abs(_direction(options, "tangent", rows.x.shape, rows.axis, False))
+    extra = 0.0 if rows.head is None else head_budget.tangent_extra(rows.head, c, t, rows.u)
+    if rows.head is not None:  # the tangent in z; the z-loss's own Hessian is in extra
+        t = t * rows.head.slope
     grad = error_scale(_soft(rows, c, "grad"))
     _, _, p = shifted(rows.x)
     magnitude = weighted(t, np.abs(c.sum(axis=1, keepdims=True) * p - c)).sum(axis=1)
     per_row = weighted(t, grad).sum(axis=1) + sigma(rows.x.shape[1]) * rows.u * magnitude
-    return per_row, magnitude
+    return per_row + extra, magnitude
 
 
 def _reduced(rows: _Rows, weighting: _Weighting, per_row, magnitude) -> np.ndarray:
@@ -244,12 +269,26 @@ def _reduced(rows: _Rows, weighting: _Weighting, per_row, magnitude) -> np.ndarr
 def _unlabelled(rows: _Rows, options: dict[str, Any]) -> np.ndarray:
     """VJPs and JVPs of softmax, log_softmax and logsumexp along g (the cotangent or tangent):
     u times the absolute-value evaluation of their formulas, p_m carrying (|d_m| + sigma)."""
+    per_row = rows.op == "logsumexp" and rows.quantity == "grad"
+    name = "cotangent" if rows.quantity == "grad" else "tangent"
+    g = _direction(options, name, rows.x.shape, rows.axis, per_row)
+    h = rows.head
+    if h is None:
+        return _unlabelled_along(rows, g)
+    if rows.quantity == "grad":
+        return head_budget.unlabelled_gradient(h, rows.op, g, _unlabelled_along(rows, g), rows.u)
+    extra = head_budget.tangent_extra(h, None, g, rows.u)  # the JVP: along t' = t dz/dx
+    scale = _unlabelled_along(rows, g * h.slope)
+    if rows.op == "logsumexp":
+        return scale + extra
+    return scale + extra[:, None] + np.abs(g) * h.dslope
+
+
+def _unlabelled_along(rows: _Rows, g: np.ndarray) -> np.ndarray:
+    """The unlabelled ops' rule along the direction rows ``g``."""
     op, quantity, u = rows.op, rows.quantity, rows.u
     d, _, p = shifted(rows.x)
     spread = sigma(rows.x.shape[1])
-    per_row = op == "logsumexp" and quantity == "grad"
-    name = "cotangent" if quantity == "grad" else "tangent"
-    g = _direction(options, name, rows.x.shape, rows.axis, per_row)
     carried = weighted(p, np.abs(d) + 2 * spread)  # p_m with its own error, then a sum's
     if op == "logsumexp":
         if quantity == "grad":

@@ -1,0 +1,97 @@
+"""The LLM head as NumPy users compose it: temperature, soft-cap, then the stable op, plus
+``z_loss * logsumexp^2`` (the order Gemma 2, PaLM and the fused kernels document).
+
+Each formula runs in the input dtype with NumPy's ufuncs, written as a user types it::
+
+    z = x / T                        # T a scalar, or one per row as T[:, None]
+    z = cap * np.tanh(z / cap)       # Gemma 2's final_logit_softcapping
+    loss = lse(z) - z[arange(n), k] + z_loss * lse(z) ** 2
+
+Value only (NumPy has no autodiff); the gradients are measured on the frameworks that have one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+HEAD = ("softcap", "temperature", "z_loss")
+UNLABELLED_HEAD = ("softcap", "temperature")
+HeadFunction = Callable[[np.ndarray, np.ndarray | None, dict[str, Any]], np.ndarray]
+
+
+def transformed(x: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    """cap * tanh((x / T) / cap) in x's dtype; x / T without a cap, x without either."""
+    z = x
+    if "temperature" in options:
+        t = np.asarray(options["temperature"])
+        z = z / (t[..., None] if t.ndim else float(t))
+    cap = float(options.get("softcap", np.inf))
+    if np.isfinite(cap):
+        cap_ = np.asarray(cap, dtype=x.dtype)
+        z = cap_ * np.tanh(z / cap_)
+    return z
+
+
+def _lse(z: np.ndarray) -> np.ndarray:
+    m = np.max(z, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return (m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True)))[..., 0]
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    return z - _lse(z)[..., None]
+
+
+def _with_z_loss(loss: np.ndarray, z: np.ndarray, options: dict[str, Any]) -> np.ndarray:
+    if "z_loss" not in options:
+        return loss
+    return loss + np.asarray(options["z_loss"], dtype=z.dtype) * _lse(z) ** 2
+
+
+def _sparse(x, labels, options):
+    z = transformed(x, options)
+    picked = np.take_along_axis(_log_softmax(z), labels[..., None].astype(np.int64), axis=-1)
+    return _with_z_loss(-picked[..., 0], z, options)
+
+
+def _soft(x, labels, options):
+    z = transformed(x, options)
+    return _with_z_loss(-np.sum(labels * _log_softmax(z), axis=-1), z, options)
+
+
+# api -> (op, function of (logits, labels, options), options taken, formula)
+HEAD_APIS: dict[str, tuple[str, HeadFunction, tuple[str, ...], str]] = {
+    "head.softmax": (
+        "softmax",
+        lambda x, _, o: np.exp(_log_softmax(transformed(x, o))),
+        UNLABELLED_HEAD,
+        "exp(log_softmax(cap * tanh(x / T / cap)))",
+    ),
+    "head.log_softmax": (
+        "log_softmax",
+        lambda x, _, o: _log_softmax(transformed(x, o)),
+        UNLABELLED_HEAD,
+        "log_softmax(cap * tanh(x / T / cap)), max-shifted",
+    ),
+    "head.logsumexp": (
+        "logsumexp",
+        lambda x, _, o: _lse(transformed(x, o)),
+        UNLABELLED_HEAD,
+        "logsumexp(cap * tanh(x / T / cap)), max-shifted",
+    ),
+    "head.sparse_softmax_cross_entropy": (
+        "sparse_softmax_cross_entropy",
+        _sparse,
+        HEAD,
+        "-log_softmax(z)[k] + z_loss * logsumexp(z)^2, z = cap * tanh(x / T / cap)",
+    ),
+    "head.softmax_cross_entropy": (
+        "softmax_cross_entropy",
+        _soft,
+        HEAD,
+        "-sum(y * log_softmax(z)) + z_loss * logsumexp(z)^2, z = cap * tanh(x / T / cap)",
+    ),
+}

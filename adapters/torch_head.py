@@ -1,0 +1,69 @@
+"""The LLM head as PyTorch users compose it around torch's own ops (no fused kernel here).
+
+``softcapped = cap * torch.tanh((x / T) / cap)`` (Gemma 2's ``final_logit_softcapping``; ``x / T``
+first, ``T`` a number or one per row), then the op on it; the cross-entropies add
+``z_loss * torch.logsumexp(softcapped, -1) ** 2`` (PaLM) to ``F.cross_entropy(...,
+reduction="none")``. Autograd differentiates the composition, so the gradient is torch's
+backward of tanh, division and the fused cross-entropy: nothing is emulated or fixed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+HEAD = ("softcap", "temperature", "z_loss")
+_DIRECTIONS = ("cotangent", "tangent")
+ADAPTATION = "a composition: softcapped = cap * tanh((x / T) / cap), then the API"
+
+
+def softcapped(x: torch.Tensor, softcap=None, temperature=None) -> torch.Tensor:
+    """cap * tanh((x / T) / cap) in x's dtype, as written in Gemma 2's modelling code."""
+    z = x
+    if temperature is not None:
+        per_row = torch.is_tensor(temperature) and temperature.ndim > 0
+        z = z / (temperature[..., None] if per_row else temperature)
+    if softcap is not None and math.isfinite(float(softcap)):
+        z = softcap * torch.tanh(z / softcap)
+    return z
+
+
+def _plus_z_loss(loss: torch.Tensor, z: torch.Tensor, z_loss) -> torch.Tensor:
+    if z_loss is None:
+        return loss
+    return loss + z_loss * torch.logsumexp(z, dim=-1) ** 2
+
+
+def _head_cross_entropy(logits, labels, softcap=None, temperature=None, z_loss=None):
+    z = softcapped(logits, softcap, temperature)
+    return _plus_z_loss(F.cross_entropy(z, labels, reduction="none"), z, z_loss)
+
+
+def _head_unlabelled(op):
+    def function(logits, labels, softcap=None, temperature=None):
+        return op(softcapped(logits, softcap, temperature), dim=-1)
+
+    return function
+
+
+# api (after "torch:") -> (op, function of (logits, labels, **options), options it declares)
+HEAD_APIS: dict[str, tuple[str, object, tuple[str, ...]]] = {
+    "torch.softmax(softcapped)": ("softmax", _head_unlabelled(torch.softmax), HEAD[:2]),
+    "torch.log_softmax(softcapped)": ("log_softmax", _head_unlabelled(torch.log_softmax), HEAD[:2]),
+    "torch.logsumexp(softcapped)": ("logsumexp", _head_unlabelled(torch.logsumexp), HEAD[:2]),
+    "F.cross_entropy(softcapped)+z_loss": (
+        "sparse_softmax_cross_entropy",
+        _head_cross_entropy,
+        HEAD,
+    ),
+    "F.cross_entropy(softcapped,probabilities)+z_loss": (
+        "softmax_cross_entropy",
+        _head_cross_entropy,
+        HEAD,
+    ),
+}
+HEAD_OPTIONS: dict[str, dict] = {
+    api: {"options": (*options, *_DIRECTIONS)} for api, (_, _, options) in HEAD_APIS.items()
+}

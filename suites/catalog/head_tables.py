@@ -1,0 +1,98 @@
+"""The LLM head's table: soft-capping, temperature and z-loss as LLM trainers call the loss.
+
+Gemma 2 caps the final logits at 30 (``final_logit_softcapping``; 50 for attention), PaLM adds
+``1e-4 * logsumexp^2``, and vocabularies are padded with -inf lanes (50257 -> 50304); each row
+names the failure it aims at. Batches stay small: the reference evaluates every element in
+ball arithmetic.
+"""
+
+from __future__ import annotations
+
+from xentbench.suites.catalog.case import LABELLED_SOFTMAX, SOFTMAX_FAMILY, SPARSE, Scenario
+
+VALUE_GRAD = ("value", "grad")
+CAPS = tuple(
+    Scenario(
+        f"softcap-{cap}-wide",
+        "uniform",
+        f"cap {cap} on logits up to ±1e4: tanh saturates, the slope sech^2 is tiny (Gemma 2)",
+        {"scale": 1e4},
+        ops=SOFTMAX_FAMILY,
+        options={"softcap": float(cap)},
+        quantities=VALUE_GRAD,
+    )
+    for cap in (30, 50)
+)
+PADDED = Scenario(
+    "softcap-padded-vocabulary",
+    "padded_vocabulary",
+    "50257 classes padded to 50304 with -inf lanes, cap 30: a capped -inf lane is -30 and "
+    "keeps probability exp(-30 - lse) (the formula), too little to show at these magnitudes",
+    {"padding": 47},
+    ops=SPARSE,
+    batch=1,
+    classes=50304,
+    dtypes=("float32", "bfloat16"),  # what LLMs train in; each row costs seconds exactly
+    labels="unmasked",
+    options={"softcap": 30.0},
+    quantities=VALUE_GRAD,
+)
+PADDED_SATURATED = Scenario(
+    "softcap-padded-saturated",
+    "padded_vocabulary",
+    "16 -inf padding lanes beside 48 logits near -100, cap 30: every lane sits near -30, so "
+    "the capped padding lanes carry a quarter of the mass (a kernel that excludes them differs)",
+    {"padding": 16, "shift": -100.0},
+    ops=SPARSE,
+    batch=4,
+    classes=64,
+    labels="unmasked",
+    options={"softcap": 30.0},
+    quantities=VALUE_GRAD,
+)
+TEMPERATURES = (
+    *(
+        Scenario(
+            f"temperature-{name}",
+            "normal",
+            f"temperature {t}: logits / T, the gradient scaled by 1/T",
+            {"scale": 3.0},
+            ops=SOFTMAX_FAMILY,
+            options={"temperature": t},
+            quantities=VALUE_GRAD,
+        )
+        for name, t in (("half", 0.5), ("two", 2.0))
+    ),
+    Scenario(
+        "temperature-per-row",
+        "normal",
+        "one temperature per row in [0.5, 2] (per-sequence sampling temperatures)",
+        {"scale": 3.0},
+        ops=LABELLED_SOFTMAX,
+        options={"temperature": "@temperatures"},
+        quantities=VALUE_GRAD,
+    ),
+)
+Z_LOSS = (
+    Scenario(
+        "z-loss-confident",
+        "dominant",
+        "z-loss 1e-4 on confident rows (the label raised by 20, above the max): the gradient "
+        "2 z lse p dominates p - onehot (PaLM; Liger-Kernel, gpt-neox)",
+        {"gap": 20.0},
+        labels="argmax",
+        ops=LABELLED_SOFTMAX,
+        options={"z_loss": 1e-4},
+        quantities=VALUE_GRAD,
+    ),
+    Scenario(
+        "head-offset-cap-z-loss",
+        "uniform",
+        "1e4 + noise, temperature 0.5, cap 30 and z-loss 1e-4 together (the full head)",
+        {"scale": 3.0, "shift": 1e4},
+        ops=SPARSE,
+        options={"temperature": 0.5, "softcap": 30.0, "z_loss": 1e-4},
+        quantities=VALUE_GRAD,
+    ),
+)
+HEAD_CASES: tuple[Scenario, ...] = (*CAPS, PADDED, PADDED_SATURATED, *TEMPERATURES, *Z_LOSS)
