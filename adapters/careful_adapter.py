@@ -27,17 +27,11 @@ from xentbench.adapters.base import (
     numpy_dtype,
 )
 from xentbench.reference import evaluate as reference_ops
+from xentbench.reference.evaluate import LINEAR_OP, OPS
 
 BACKEND = "careful"
 # The ops taking logits (the linear head's logits come from a matmul the budget bounds apart).
-CAREFUL_OPS: tuple[str, ...] = (
-    "softmax",
-    "log_softmax",
-    "logsumexp",
-    "softmax_cross_entropy",
-    "sparse_softmax_cross_entropy",
-    "sigmoid_cross_entropy",
-)
+CAREFUL_OPS: tuple[str, ...] = tuple(op for op in OPS if op != LINEAR_OP)
 SIXTEEN_BIT = ("float16", "bfloat16")
 ADAPTATION = (
     "the budget's own algorithm in NumPy: max shift, exp and a pairwise sum in float32 for "

@@ -17,6 +17,7 @@ import numpy as np
 
 from xentbench.reference import Exact
 from xentbench.reference.dtypes import numpy_dtype
+from xentbench.reference.evaluate import OPS
 from xentbench.suites.judge.allowance import call_allowance
 from xentbench.suites.judge.budget import Output
 from xentbench.suites.judge.ulps import (
@@ -31,14 +32,8 @@ from xentbench.suites.judge.verdicts import accuracy_tier, verdict_for_result
 
 # Ops whose value is a log-probability, a log-normaliser or a loss: numbers in nats, whose
 # error users also read in nats (a trainer's and a generator's log-probs, ``nats_error``).
-NATS_OPS: tuple[str, ...] = (
-    "log_softmax",
-    "logsumexp",
-    "softmax_cross_entropy",
-    "sparse_softmax_cross_entropy",
-    "sigmoid_cross_entropy",
-    "linear_cross_entropy",
-)
+# Every op but the softmax, whose values are probabilities.
+NATS_OPS: tuple[str, ...] = tuple(op for op in OPS if op != "softmax")
 
 
 @dataclass(frozen=True)
