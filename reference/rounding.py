@@ -8,6 +8,7 @@ the part beyond float64 that the metrics need to measure float64 implementations
 from __future__ import annotations
 
 import math
+import sys
 from fractions import Fraction
 
 import numpy as np
@@ -167,6 +168,16 @@ def _largest(dtype: np.dtype) -> float:
     return float(finfo(dtype).max)
 
 
+def _neighbour(value: float, up: bool) -> Fraction:
+    """The next float64 above (``up``) or below ``value``, exactly; past the largest finite
+    float it is +-2^1024, the value an unbounded exponent would give: IEEE 754 rounds to
+    infinity from the midpoint between it and the largest float."""
+    following = math.nextafter(value, math.inf if up else -math.inf)
+    if math.isinf(following):
+        return Fraction(2**1024) if up else -Fraction(2**1024)
+    return Fraction(following)
+
+
 def round_one_sided(exact: Fraction, width: Fraction, sign: int) -> tuple[float, float] | None:
     """``(hi, lo)`` for every t in the half-open interval from ``exact`` (excluded) to
     ``exact + sign * width``, or None if RN64 is not constant there.
@@ -178,16 +189,22 @@ def round_one_sided(exact: Fraction, width: Fraction, sign: int) -> tuple[float,
     """
     nearest = fraction_to_float(exact)
     if math.isinf(nearest):
-        return nearest, 0.0
+        largest = math.copysign(sys.float_info.max, nearest)
+        midpoint = (Fraction(largest) + _neighbour(largest, nearest > 0)) / 2
+        if exact != midpoint or (sign > 0) == (nearest > 0):
+            return nearest, 0.0
+        nearest = largest  # just inside the midpoint to infinity: the largest float
     chosen = nearest
     if Fraction(nearest) != exact:
-        other = math.nextafter(nearest, math.inf if exact > Fraction(nearest) else -math.inf)
-        if exact == (Fraction(nearest) + Fraction(other)) / 2 and (other > nearest) == (sign > 0):
-            chosen = other
+        up = exact > Fraction(nearest)
+        if exact == (Fraction(nearest) + _neighbour(nearest, up)) / 2 and up == (sign > 0):
+            chosen = math.nextafter(nearest, math.inf if up else -math.inf)
+            if math.isinf(chosen):  # the midpoint above the largest float rounds to infinity
+                return chosen, 0.0
     base = Fraction(chosen)
     far = exact + sign * width
-    upper = (base + Fraction(math.nextafter(chosen, math.inf))) / 2
-    lower = (base + Fraction(math.nextafter(chosen, -math.inf))) / 2
+    upper = (base + _neighbour(chosen, True)) / 2
+    lower = (base + _neighbour(chosen, False)) / 2
     if not lower < far < upper:
         return None
     return chosen + 0.0, residual_to_float(exact + sign * width / 2 - base)

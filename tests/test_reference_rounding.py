@@ -15,7 +15,7 @@ import pytest
 from reference_helpers import INF, SIGMOID_CE, SOFT_CE, SPARSE_CE
 
 from xentbench import reference
-from xentbench.reference.rounding import round_to_dtype
+from xentbench.reference.rounding import round_one_sided, round_to_dtype
 
 # --- values on a float64 rounding midpoint, derived by hand --------------------------------
 # Each is an exact dyadic part lying on a midpoint between two float64 neighbours plus a
@@ -248,3 +248,32 @@ def test_bfloat16_rounding_of_a_log_softmax_element_is_not_double():
     hi, lo = np.array([-71.2500000000222]), np.array([0.0])
     assert Fraction(-71.2500000000222) < Fraction(-7125, 100)
     assert round_to_dtype(hi, lo, NARROW["bfloat16"]).astype(np.float64).tolist() == [-71.5]
+
+
+# ---------------------------------------------------------------- at the edge of the range
+
+LARGEST = Fraction(2**1024 - 2**971)  # the largest float64, (2 - 2^-52) * 2^1023
+TO_INFINITY = Fraction(2**1024 - 2**970)  # IEEE 754: from this midpoint up, RN64 is inf
+
+
+def test_a_value_just_above_the_largest_float_rounds_to_it_with_its_residual():
+    tiny = Fraction(1, 2**1000)
+    assert round_one_sided(LARGEST + tiny, tiny, 1) == (float(LARGEST), 1.5 * 2.0**-1000)
+
+
+@pytest.mark.parametrize("sign", [1, -1])
+def test_the_midpoint_to_infinity_rounds_by_the_side_the_remainder_lies_on(sign):
+    hi, lo = round_one_sided(TO_INFINITY, Fraction(1), sign)
+    if sign > 0:
+        assert (hi, lo) == (math.inf, 0.0)
+    else:
+        assert (hi, lo) == (float(LARGEST), float(TO_INFINITY - Fraction(1, 2) - LARGEST))
+    assert round_one_sided(-TO_INFINITY, Fraction(1), -sign) == (-hi, -lo)
+
+
+def test_soft_cross_entropy_of_a_loss_at_the_largest_float_is_finite():
+    # 0.5 * (lse - x_1) with x = [0, -max, max]: max + 0.5 log(1 + e^-max + e^-2max) rounds to max
+    largest = float(LARGEST)
+    logits = np.array([[0.0, -largest, largest]])
+    labels = np.array([[0.0, 0.5, 0.0]])
+    assert reference.exact(SOFT_CE, logits, labels, "value").hi.tolist() == [largest]

@@ -158,6 +158,14 @@ def test_sigmoid_cross_entropy_matches_the_oracle_on_many_searched_inputs(path, 
     _check_sigmoid(path, x, z)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_a_found_row_whose_loss_lies_just_above_the_largest_float_matches(path):
+    """A row the thorough search found: the soft loss is max + 0.5 log(1 + e^-max), whose
+    rounding asked for the float after the largest one (rounding.round_one_sided)."""
+    largest = np.finfo(np.float64).max
+    _check_softmax_row(path, (np.array([0.0, -largest, largest]), np.array([0.0, 0.5, 0.0]), 0))
+
+
 def _one_ulp_up(function):
     def wrapped(*args, **kwargs):
         hi, lo = function(*args, **kwargs)
