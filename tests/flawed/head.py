@@ -24,8 +24,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from xentbench.adapters.base import Adapter, Implementation, PreparedCall
-from xentbench.reference.dtypes import numpy_dtype
+from flawed.options import WideArithmeticAdapter
+from xentbench.adapters.base import Implementation
 
 ENTRY_POINTS = {
     "head_careful": "flawed.head:CarefulHead",
@@ -83,34 +83,17 @@ class _Head:
         return cotangent.reshape(-1, 1) * g * slope
 
 
-def _implementation(name: str) -> Implementation:
-    return Implementation(
-        name=name,
-        op=SPARSE,
-        dtypes=("float16", "bfloat16", "float32", "float64"),
-        gradient=True,
-        options=("softcap", "temperature", "z_loss", "cotangent"),
-    )
-
-
-class _HeadAdapter(Adapter):
+class _HeadAdapter(WideArithmeticAdapter):
     kinds: ClassVar[dict[str, _Head]]
 
-    def version(self) -> str:
-        return "1.0"
-
-    def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(_implementation(name) for name in self.kinds)
-
-    def prepare(self, call, logits, labels) -> PreparedCall:
-        arithmetic = self.kinds[call.implementation.name]
-        target = numpy_dtype(call.dtype)
-
-        def run():
-            wide = arithmetic.compute(call.quantity, logits, labels, call.options)
-            return np.asarray(wide).astype(np.float64).astype(target)  # rounded once
-
-        return PreparedCall(run=run, to_numpy=np.asarray)
+    def implementation(self, name: str) -> Implementation:
+        return Implementation(
+            name=name,
+            op=SPARSE,
+            dtypes=("float16", "bfloat16", "float32", "float64"),
+            gradient=True,
+            options=("softcap", "temperature", "z_loss", "cotangent"),
+        )
 
 
 class CarefulHead(_HeadAdapter):

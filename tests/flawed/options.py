@@ -126,14 +126,21 @@ def _implementation(name: str) -> Implementation:
     )
 
 
-class _OptionsAdapter(Adapter):
-    kinds: ClassVar[dict[str, _Sparse]]
+class WideArithmeticAdapter(Adapter):
+    """A backend whose implementations compute in wide arithmetic (``kinds``: name ->
+    an object with ``compute(quantity, logits, labels, options)``) and round once."""
+
+    kinds: ClassVar[dict]
 
     def version(self) -> str:
         return "1.0"
 
+    def implementation(self, name: str) -> Implementation:
+        """What the implementation ``name`` declares."""
+        return _implementation(name)
+
     def implementations(self) -> tuple[Implementation, ...]:
-        return tuple(_implementation(name) for name in self.kinds)
+        return tuple(self.implementation(name) for name in self.kinds)
 
     def prepare(self, call, logits, labels) -> PreparedCall:
         arithmetic = self.kinds[call.implementation.name]
@@ -147,12 +154,12 @@ class _OptionsAdapter(Adapter):
         return PreparedCall(run=run, to_numpy=np.asarray)
 
 
-class CarefulOptions(_OptionsAdapter):
+class CarefulOptions(WideArithmeticAdapter):
     name = "options_careful"
     kinds: ClassVar[dict[str, _Sparse]] = {"options_careful:longdouble": _Sparse()}
 
 
-class FlawedOptions(_OptionsAdapter):
+class FlawedOptions(WideArithmeticAdapter):
     name = "options_flawed"
     kinds: ClassVar[dict[str, _Sparse]] = {
         f"options_flawed:{mistake}": _Flawed(mistake)
