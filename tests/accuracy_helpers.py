@@ -1,12 +1,15 @@
-"""Helpers shared by the metrics and invariants tests: seeded inputs and stepping by ULPs."""
+"""Helpers shared by the accuracy tests: seeded inputs, stepping by ULPs, which stored rows had
+finite inputs."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from xentbench.adapters.base import numpy_dtype
+from xentbench.suites.accuracy.suite import case_inputs
 
 RNG_SEED = 20240611
+CLI_SEED = 0  # the seed `xentbench run` draws the catalog's inputs with by default
 
 
 def random_case(op: str, dtype: str, shape=(3, 50), offset: float = 0.0):
@@ -29,3 +32,13 @@ def steps(values: np.ndarray, k: int, dtype: str) -> np.ndarray:
     for _ in range(abs(k)):
         out = np.nextafter(out, target)
     return out
+
+
+def has_finite_inputs(row) -> bool:
+    """Whether the stored accuracy row's case drew only finite logits (and float labels) at the
+    CLI's default seed: the inputs on which careful implementations must never be flagged."""
+    logits, labels = case_inputs(row["case_id"], row["dtype"], CLI_SEED)
+    finite = np.isfinite(logits.astype(np.float64)).all()
+    if labels is not None and np.asarray(labels).dtype.kind == "f":
+        finite &= np.isfinite(np.asarray(labels).astype(np.float64)).all()
+    return bool(finite)

@@ -10,14 +10,12 @@ import ml_dtypes
 import numpy as np
 import pandas as pd
 import pytest
+from accuracy_helpers import has_finite_inputs
 
 from xentbench.adapters import registry
 from xentbench.adapters.careful_adapter import CAREFUL_OPS, careful, internal_dtype
-from xentbench.suites.accuracy.suite import case_inputs
 from xentbench.suites.cli import main
 from xentbench.suites.store.rows import load
-
-SEED = 0  # the CLI's default seed
 
 
 def _run(out: Path, *cases: str) -> pd.DataFrame:
@@ -26,17 +24,9 @@ def _run(out: Path, *cases: str) -> pd.DataFrame:
     return load([out], "accuracy")
 
 
-def _finite_inputs(row: pd.Series) -> bool:
-    logits, labels = case_inputs(row["case_id"], row["dtype"], SEED)
-    finite = np.isfinite(logits.astype(np.float64)).all()
-    if labels is not None and np.asarray(labels).dtype.kind == "f":
-        finite &= np.isfinite(np.asarray(labels).astype(np.float64)).all()
-    return bool(finite)
-
-
 def _flagged_on_finite_inputs(rows: pd.DataFrame) -> pd.DataFrame:
     flagged = rows[rows["verdict"].isin(["inaccurate", "wrong", "error"])]
-    return flagged[flagged.apply(_finite_inputs, axis=1)]
+    return flagged[flagged.apply(has_finite_inputs, axis=1)]
 
 
 def test_careful_backend_is_registered_as_a_baseline_plugin_with_every_logits_op():

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
+from accuracy_helpers import has_finite_inputs
 from flawed.budget import CAREFUL, ENTRY_POINTS, FLAWED
 from plugin_helpers import register_plugins
 
-from xentbench.suites.accuracy.suite import case_inputs
 from xentbench.suites.cli import main
 from xentbench.suites.store.rows import load
-
-SEED = 0  # the CLI's default seed
 
 
 @pytest.fixture
@@ -32,14 +29,6 @@ def _run(out: Path, *backends: str) -> pd.DataFrame:
     code = main(["run", "--suite", "accuracy", "--backend", *backends, "--out", str(out)])
     assert code == 0
     return load([out], "accuracy")
-
-
-def _finite_inputs(row: pd.Series) -> bool:
-    logits, labels = case_inputs(row["case_id"], row["dtype"], SEED)
-    finite = np.isfinite(logits.astype(np.float64)).all()
-    if labels is not None and np.asarray(labels).dtype.kind == "f":
-        finite &= np.isfinite(np.asarray(labels).astype(np.float64)).all()
-    return bool(finite)
 
 
 # Each flaw and where it shows: the verdict it must get on at least one case of the catalog.
@@ -73,7 +62,7 @@ def test_every_flawed_implementation_is_flagged_and_no_careful_one_on_finite_inp
     # flagged = judged inaccurate or wrong; an `error` row is the harness's (a task killed at
     # its timeout on an oversubscribed machine), not a verdict on the numbers
     flagged = careful[careful["verdict"].isin(["inaccurate", "wrong"])]
-    on_finite = flagged[flagged.apply(_finite_inputs, axis=1)]
+    on_finite = flagged[flagged.apply(has_finite_inputs, axis=1)]
     assert on_finite.empty, on_finite[["implementation", "case_id", "dtype", "worst_ratio"]]
 
 
