@@ -12,6 +12,7 @@ import datetime as dt
 import fnmatch
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,18 @@ def check_same_run(run_dir: Path, now: dict[str, Any]) -> None:
                 f"{run_dir} holds rows with {key} {before[key]!r}, this run has {now[key]!r} "
                 f"({what} differs); use another --out, or --new to start {run_dir} anew"
             )
+
+
+def prepare_run_dir(
+    run_dir: Path, *, new: bool, pinned: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    """Before a run writes into ``run_dir``: with ``new``, move its results aside (saying where);
+    then refuse the directory if its rows came from another seed or version."""
+    if new:
+        aside = start_anew(run_dir)
+        if aside:
+            say(f"previous results moved to {aside}")
+    check_same_run(run_dir, pinned)
 
 
 def start_anew(run_dir: Path) -> Path | None:

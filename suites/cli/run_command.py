@@ -12,10 +12,9 @@ from xentbench.suites.cli.params import (
     check_cases,
     check_implementations,
     check_numbers,
-    check_same_run,
     interpreters,
+    prepare_run_dir,
     selected_backends,
-    start_anew,
     writable_dir,
 )
 from xentbench.suites.cli.usage import UsageError
@@ -108,11 +107,7 @@ def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> l
     """Start (or resume) one run directory and return its jobs, backend x suite."""
     from xentbench.suites.run.worker import WorkerJob
 
-    if args.new:
-        aside = start_anew(run_dir)
-        if aside:
-            console.print(f"previous results moved to {aside}")
-    check_same_run(run_dir, run_info.pinned(args.seed))
+    prepare_run_dir(run_dir, new=args.new, pinned=run_info.pinned(args.seed), say=console.print)
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
     console.print(f"run directory: {run_dir}")
     return [

@@ -23,7 +23,7 @@ from xentbench.adapters.function_adapter import (
     load_function,
 )
 from xentbench.suites.catalog.selection import Selection
-from xentbench.suites.cli.params import check_cases, check_same_run, start_anew, writable_dir
+from xentbench.suites.cli.params import check_cases, prepare_run_dir, writable_dir
 from xentbench.suites.cli.usage import UsageError
 from xentbench.suites.run import run_info
 from xentbench.suites.store.run_json import update_run_info
@@ -84,11 +84,7 @@ def verify_command(args, console, stdout) -> int:
     check_cases(tuple(args.cases), (target.op,))
     out = writable_dir(args.out or run_info.default_run_dir())
     with hold(out):
-        if args.new:
-            aside = start_anew(out)
-            if aside:
-                console.print(f"previous results moved to {aside}")
-        check_same_run(out, run_info.pinned(args.seed))
+        prepare_run_dir(out, new=args.new, pinned=run_info.pinned(args.seed), say=console.print)
         outcomes = _run(args, target, out, console)
     os.environ[ENV_VAR] = target.to_json()  # the reproducers load the function in this process
     return print_outcome(out, target, args, outcomes, stdout)
