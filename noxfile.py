@@ -47,23 +47,26 @@ RUN_DIR = Path(
 
 
 def install(session: nox.Session, *extras: str, locked: bool = True) -> None:
-    """Install the project (editable) with ``extras``, torch first so its pin is the one used;
-    within the lock unless ``locked`` is false (then the newest releases the ranges allow).
+    """Install the project (editable) with ``extras`` within the lock, torch first so its pin is
+    the one used; unless ``locked`` is false: then the newest releases the ranges allow, torch
+    included (a pinned torch installed first would only be upgraded again).
 
     Bytecode is not compiled up front: Python compiles what the tests import, a fraction of
     what the frameworks ship.
     """
     pins = ["-c", str(LOCK)] if locked else ["--upgrade", "--upgrade-strategy", "eager"]
-    if {"torch", "all"} & set(extras):
+    if locked and {"torch", "all"} & set(extras):
         session.install("--no-compile", *pins, TORCH)
     session.install("--no-compile", *pins, "-e", f".[{','.join(extras)}]" if extras else ".")
 
 
 def run_pytest(session: nox.Session, *tier: str) -> None:
-    """pytest in two passes: every test but the ``timing`` ones on two workers (pytest-xdist),
-    then the ``timing`` tests alone, so nothing of the suite's own load reaches a measurement.
-    Both passes list their slowest tests. posargs go to both (a pass left with no test is fine).
+    """The installed versions, then pytest in two passes: every test but the ``timing`` ones on
+    two workers (pytest-xdist), then the ``timing`` tests alone, so nothing of the suite's own
+    load reaches a measurement. Both passes list their slowest tests. posargs go to both (a
+    pass left with no test is fine).
     """
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
     shown = ("--durations=15", "--durations-min=1")
     session.run("pytest", "-n", "2", "-m", "not timing", *shown, *tier, *session.posargs)
     session.run("pytest", "-m", "timing", *shown, *tier, *session.posargs, success_codes=[0, 5])
@@ -73,7 +76,6 @@ def run_pytest(session: nox.Session, *tier: str) -> None:
 def tests(session: nox.Session) -> None:
     """The fast tier, within the lock: unit, reference, conformance and flawed-plugin tests."""
     install(session, "all", "test")
-    session.run("pip", "freeze", "--exclude-editable", silent=False)
     run_pytest(session)
 
 
@@ -81,7 +83,6 @@ def tests(session: nox.Session) -> None:
 def tests_full(session: nox.Session) -> None:
     """Every test, within the lock: the fast tier and the tests marked slow."""
     install(session, "all", "test")
-    session.run("pip", "freeze", "--exclude-editable", silent=False)
     run_pytest(session, "--run-slow")
 
 
@@ -89,7 +90,6 @@ def tests_full(session: nox.Session) -> None:
 def tests_latest(session: nox.Session) -> None:
     """The fast tier against the newest releases that pyproject.toml's ranges admit."""
     install(session, "all", "test", locked=False)
-    session.run("pip", "freeze", "--exclude-editable", silent=False)
     run_pytest(session)
 
 
