@@ -25,14 +25,30 @@ import nox
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint"]
 
-BACKENDS = ["numpy", "torch", "tensorflow", "jax", "onnxruntime"]
+BACKENDS = ["numpy", "torch", "tensorflow", "jax", "onnxruntime", "paddle", "tinygrad"]
 EXTRAS = {
     "numpy": [],
     "torch": ["torch"],
     "tensorflow": ["tensorflow"],
     "jax": ["jax"],
     "onnxruntime": ["onnxruntime"],
+    "paddle": ["paddle"],
+    "tinygrad": ["tinygrad"],
+    # The CUDA environments of `nox -s gpu` (tests/gpu_session.py), made only where a GPU is.
+    "gpu-torch": ["torch", "test", "cut-cross-entropy", "liger-kernel"],
+    "gpu-jax": ["test", "jax-cuda"],
+    "gpu-tensorflow": ["test", "tensorflow-cuda"],
 }
+# Plugin backends shipped here whose framework is an extra of its own, outside "all" and the
+# tests environment: conformance(backend) installs one with the test extra and runs its
+# conformance tests.
+PLUGIN_BACKENDS = ["paddle", "tinygrad"]
+# Extras installed outside the lock, after the project within it: paddlepaddle pins
+# opt_einsum==3.3.0, which the lock (opt-einsum 3.4.0, for JAX) excludes.
+# The GPU extras are not in the lock at all (CUDA wheels).
+UNLOCKED_EXTRAS = frozenset(
+    {"paddle", "cut-cross-entropy", "liger-kernel", "jax-cuda", "tensorflow-cuda"}
+)
 # torch 2.13.0 as a CPU build installs in seconds where pip finds it locally; elsewhere pip
 # takes PyPI's build of that release. Any other requirement: XENTBENCH_TORCH="torch>=2.14".
 TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
@@ -86,6 +102,21 @@ def tests_full(session: nox.Session) -> None:
     machine's disk)."""
     command = [sys.executable, "-m", "nox", "-s", "tests", "--", "--run-slow", *session.posargs]
     session.run(*command, external=True)
+
+
+@nox.session
+@nox.parametrize("backend", PLUGIN_BACKENDS)
+def conformance(session: nox.Session, backend: str) -> None:
+    """The conformance tests of one plugin backend, in an environment with only its framework
+    and the test extra (``.nox/conformance-backend-<name>``), within the lock."""
+    locked = [extra for extra in EXTRAS[backend] if extra not in UNLOCKED_EXTRAS]
+    install(session, *locked, "test")
+    unlocked = [extra for extra in EXTRAS[backend] if extra in UNLOCKED_EXTRAS]
+    if unlocked:
+        session.install("--no-compile", "-e", f".[{','.join(unlocked)}]")
+    session.run("pip", "freeze", "--exclude-editable", silent=False)
+    command = ["pytest", "-n", "2", "tests/test_conformance.py", "--backend", backend]
+    session.run(*command, "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
@@ -179,10 +210,12 @@ def _install(backend: str) -> str | None:
     env = environment(backend)
     log = env.with_name(f"{env.name}.log")
     pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--no-compile", "-c", str(LOCK)]
-    extras = ",".join(EXTRAS[backend])
+    extras = ",".join(e for e in EXTRAS[backend] if e not in UNLOCKED_EXTRAS)
+    unlocked = ",".join(e for e in EXTRAS[backend] if e in UNLOCKED_EXTRAS)
     steps = [[sys.executable, "-m", "venv", str(env)]]
-    steps += [[*pip, TORCH]] if backend == "torch" else []
+    steps += [[*pip, TORCH]] if "torch" in EXTRAS[backend] else []
     steps += [[*pip, "-e", f".[{extras}]" if extras else "."]]
+    steps += [[*pip[:-2], "-e", f".[{unlocked}]"]] if unlocked else []
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as output:
         for step in steps:
@@ -249,6 +282,26 @@ def report(session: nox.Session) -> None:
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, left_out)
+
+
+@nox.session(venv_backend="none")
+def gpu(session: nox.Session) -> None:
+    """CUDA conformance of torch, JAX and TensorFlow, the triton paths of cut-cross-entropy and
+    Liger-Kernel, and the timing grid at language-model shapes, into RUN_DIR (docs/gpu.md).
+
+    ``tests/gpu_session.py --probe`` first: without a GPU nothing is installed and every part is
+    recorded unavailable with the reason (exit 0, seconds); with one, the CUDA environments are
+    made (once) and the parts run, each under its limit.
+    """
+    script = [sys.executable, "tests/gpu_session.py"]
+    probe = subprocess.run([*script, "--probe"], capture_output=True, text=True)
+    pythons = []
+    if probe.returncode == 0:
+        envs = backend_environments(session, ["gpu-torch", "gpu-jax", "gpu-tensorflow"])
+        pythons = [f"{name}={(env / 'bin' / 'python').absolute()}" for name, env in envs.items()]
+    else:
+        session.log(probe.stdout.strip() or probe.stderr.strip())
+    session.run(*script, str(RUN_DIR), *pythons, external=True)
 
 
 @nox.session(venv_backend="none")

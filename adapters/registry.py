@@ -155,13 +155,22 @@ def discover() -> list[BackendStatus]:
 
 def _install_command(name: str, exc: Exception) -> str | None:
     """``pip install 'DIST[EXTRA]'`` when plugin ``name`` failed to import a module that an
-    optional extra of its own distribution provides (read from that distribution's metadata);
-    None for anything else (a built-in, another error, a module no extra names)."""
+    optional extra of its own distribution provides (read from that distribution's metadata),
+    or, for a module named unlike its distribution (``paddle`` from ``paddlepaddle``), the
+    extra named after the backend; None for anything else (a built-in, another error, a
+    module no extra names)."""
     entry = _plugins().get(name)
     if not isinstance(exc, ModuleNotFoundError) or not exc.name or entry is None or not entry.dist:
         return None
     extra = extra_providing(entry.dist, exc.name.partition(".")[0], prefer=name)
+    extra = extra or _extra_named(entry.dist, name)
     return f"pip install '{entry.dist.name}[{extra}]'" if extra else None
+
+
+def _extra_named(dist: Distribution, backend: str) -> str | None:
+    """The optional extra of ``dist`` named like ``backend`` (PEP 503 normalised), if any."""
+    extras = dist.metadata.get_all("Provides-Extra") or []
+    return next((e for e in extras if _normalised(e) == _normalised(backend)), None)
 
 
 def extra_providing(dist: Distribution, module: str, prefer: str = "") -> str | None:

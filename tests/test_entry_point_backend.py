@@ -75,6 +75,7 @@ def fake_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
             fake = {modules["fake"]}:FakeAdapter
             broken = {modules["broken"]}:BrokenAdapter
             optional = {modules["optional"]}:OptionalAdapter
+            everything = {modules["broken"]}:BrokenAdapter
             numpy = {modules["fake"]}:FakeAdapter
             """)
     )
@@ -116,6 +117,15 @@ def test_backend_with_missing_framework_is_unavailable_with_reason(fake_distribu
     assert "ModuleNotFoundError" in status.reason
     with pytest.raises(registry.BackendUnavailable, match=MISSING_FRAMEWORK):
         registry.load("broken")
+
+
+def test_backend_missing_a_module_named_unlike_any_distribution_reads_its_own_extra(
+    fake_distribution,
+):
+    # As paddle (the module) from paddlepaddle: no extra names the module, one names the backend.
+    status = registry.status("everything")
+    assert MISSING_FRAMEWORK in status.reason
+    assert status.summary == f"not installed: pip install '{DISTRIBUTION}[everything]'"
 
 
 def test_discover_reports_every_backend_without_raising(fake_distribution, monkeypatch):
