@@ -139,3 +139,19 @@ def test_gpu_session_runs_each_part_in_its_environment_and_fails_on_a_failed_par
 
 def test_gpu_session_limits_add_up_to_under_eight_minutes():
     assert gpu_session.TOTAL_LIMIT_S < 8 * 60
+
+
+def test_gpu_session_commands_parse_as_the_cli_and_pytest_read_them(tmp_path):
+    from xentbench.suites.cli.parser import build_parser
+
+    pythons = {name: sys.executable for name in ("gpu-torch", "gpu-jax", "gpu-tensorflow")}
+    for part in gpu_session.PARTS:
+        command = gpu_session._expand(part, tmp_path, pythons)
+        assert isinstance(command, list), f"{part.name}: {command}"
+        if command[1:3] == ["-m", "xentbench.suites.cli"]:
+            parsed = build_parser().parse_args(command[3:])
+            assert Path(parsed.run_dirs[0] if part.name == "report" else parsed.out) == tmp_path
+        else:
+            assert command[1:4] == ["-m", "pytest", "tests/test_conformance.py"]
+            backends = command[command.index("--backend") + 1 :: 2][: command.count("--backend")]
+            assert set(backends) <= set(registry.backend_names())
