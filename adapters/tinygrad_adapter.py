@@ -113,7 +113,7 @@ _DTYPES = {name: getattr(dtypes, name) for name in DTYPES}
 
 def _to_tensor(array: np.ndarray) -> Tensor:
     """A realized tensor of the array's dtype (bfloat16 through float32, exactly)."""
-    dtype = _DTYPES.get(str(array.dtype)) if array.dtype.kind == "f" or array.ndim else None
+    dtype = _DTYPES.get(str(array.dtype))  # None for the int64 labels: kept as they are
     tensor = Tensor(np.array(widen_bfloat16(array)))
     if dtype is not None and tensor.dtype != dtype:
         tensor = tensor.cast(dtype)
