@@ -314,3 +314,33 @@ def test_the_real_index_lists_scipy_releases():
         pytest.skip(f"no index reachable: {exc}")
     assert {"1.14.1", "1.15.0"} <= set(found)
     assert found == sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def test_a_matrix_cell_names_the_findings_verdict_pass_absent_or_not_evaluated():
+    import pandas as pd
+
+    from xentbench.suites.versions.matrix import cell
+
+    rows = pd.DataFrame(
+        {
+            "implementation": ["numpy:x", "numpy:x", "numpy:x", "numpy:y"],
+            "quantity": ["value", "value", "grad", "value"],
+            "case_id": ["a", "b", "a", "a"],
+            "verdict": ["pass", "inaccurate", "wrong", "pass"],
+        }
+    )
+    assert cell(rows, None, "numpy:x", "value", ["a"]) == "pass"
+    assert cell(rows, None, "numpy:x", "value", ["a", "b"]) == "absent"
+    assert cell(rows, None, "numpy:x", "value", ["c"]) == "-"
+    assert cell(rows, None, "numpy:z", "value", ["a"]) == "-"
+
+
+def test_a_release_that_did_not_install_has_its_column_and_reason(tmp_path):
+    from xentbench.suites.versions.matrix import Column, write_matrix
+
+    broken = Env("jax-0.4.1", tmp_path / "jax-0.4.1", failure="no jaxlib wheel for cp311")
+    path = write_matrix(tmp_path, "jax", [Column("0.4.1", broken, tmp_path / "x")], "all")
+    text = path.read_text()
+    assert "- jax 0.4.1: no jaxlib wheel for cp311" in text
+    state = json.loads((tmp_path / "matrix.json").read_text())
+    assert state["releases"]["0.4.1"]["failure"] == "no jaxlib wheel for cp311"

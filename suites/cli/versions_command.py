@@ -85,7 +85,10 @@ def versions_command(args, console) -> int:
         names = [envs.env_name(known.package, version) for version in known.versions]
     for name in names:
         print(f"{name:<28} {cached.get(name, '-'):<7} {_size(name, cached.get(name))}".rstrip())
-    print(f"cache: {envs.cache_dir()} (xentbench versions --prune [NAME...] empties it)")
+    print(
+        f"cache: {envs.cache_dir()} (xentbench versions --prune [NAME...] empties it; the "
+        "wheels stay in uv's cache until `uv cache clean PACKAGE`)"
+    )
     return 0
 
 
@@ -94,9 +97,7 @@ def _size(name: str, state: str | None) -> str:
     if state != "ready":
         return ""
     total, own = envs.disk_usage(envs.cache_dir() / name)
-    return (
-        f"{total / 2**20:,.0f} MB, {own / 2**20:,.0f} MB its own (the rest shared with uv's cache)"
-    )
+    return f"{total / 2**20:,.0f} MB, {own / 2**20:,.0f} MB not hard-linked from uv's cache"
 
 
 def bisect_command(args, console) -> int:
