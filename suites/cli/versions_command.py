@@ -35,7 +35,8 @@ class Releases:
             )
         if self.stack.cost and not args.index:
             raise UsageError(f"{backend} versions are opt-in: {self.stack.cost}")
-        self.index = (args.index or releases.index_url()).rstrip("/")
+        self.pip_index = releases.index_url()
+        self.index = (args.index or self.pip_index).rstrip("/")
         every = self._list(self.package)
         try:
             self.versions = releases.window(every, args.since, args.until)
@@ -58,7 +59,13 @@ class Releases:
             companions = {name: version in known for name, known in self._companions.items()}
             print(f"environment {self.package} {version} ...", file=sys.stderr, flush=True)
             self._built[version] = envs.ensure(
-                self.stack, self.package, version, companions, index=self.index, uv=_uv()
+                self.stack,
+                self.package,
+                version,
+                companions,
+                index=self.pip_index,
+                package_index=self.index,
+                uv=_uv(),
             )
         return self._built[version]
 

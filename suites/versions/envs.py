@@ -157,11 +157,13 @@ def ensure(
     *,
     cache: Path | None = None,
     index: str = "",
+    package_index: str = "",
     runner: Runner = _run,
     uv: str | None = None,
 ) -> Env:
-    """The environment of ``package==version``, built now if missing or stale; a failed build
-    is recorded (and not tried again until pruned) and returned with its reason."""
+    """The environment of ``package==version``, built now if missing or stale, from ``index``
+    (pip's) with ``package_index`` (``--index``) first; a failed build is recorded (and not
+    tried again until pruned) and returned with its reason."""
     cache = cache or cache_dir()
     name = env_name(package, version)
     path = cache / name
@@ -170,6 +172,7 @@ def ensure(
         "requirements": wanted,
         "python": sys.version.split()[0],
         "index": index,
+        "package_index": package_index,
         "undeclared": [list(rule[:3]) for rule in UNDECLARED],
     }
     record = cache / f"{name}.failed.json"
@@ -187,7 +190,11 @@ def _build(name, path: Path, stamp: dict, cache: Path, runner: Runner, uv: str) 
     log_path = cache / f"{name}.log"
     shutil.rmtree(path, ignore_errors=True)
     python = str(path / "bin" / "python")
+    # The stepped package's index (--index) comes first: uv prefers an extra index to the
+    # default one for a package both hold, and pip's index serves the rest.
     index = ["--index-url", stamp["index"]] if stamp["index"] else []
+    if stamp.get("package_index") and stamp["package_index"] != stamp["index"]:
+        index += ["--extra-index-url", stamp["package_index"]]
     steps = [
         [uv, "venv", "--quiet", "--python", sys.executable, str(path)],
         [uv, "pip", "install", "--python", python, *index, *stamp["requirements"]],

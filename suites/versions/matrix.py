@@ -33,8 +33,9 @@ class Column:
 
 
 def cell(rows: pd.DataFrame, finding: Finding | None, implementation: str, quantity: str, cases):
-    """A finding's cell in one release: its worst verdict there with the number of its
-    evaluations when the release shows it; else ``pass`` when its implementation and quantity
+    """A finding's cell in one release: its worst verdict there (``invariant`` for a broken
+    invariant on passing rows) with the number of its evaluations when the release shows it;
+    else ``pass`` when its implementation and quantity
     pass on its cases there, ``absent`` when they fail there another way, ``-`` when none
     was evaluated."""
     mine = rows[
@@ -46,8 +47,8 @@ def cell(rows: pd.DataFrame, finding: Finding | None, implementation: str, quant
     if not verdicts:
         return "-"
     worst = max(verdicts, key=SEVERITY.__getitem__)
-    if finding is not None:
-        return f"{worst} ({finding.evaluations})"
+    if finding is not None:  # a finding on passing rows is an invariant they break
+        return f"{worst if worst != 'pass' else 'invariant'} ({finding.evaluations})"
     return "pass" if worst == "pass" else "absent"
 
 
@@ -100,8 +101,9 @@ def write_matrix(out: Path, package: str, columns: list[Column], selection_text:
         f"# Version matrix: {package}",
         "",
         f"Selection: {selection_text}. One run directory per release below this one; "
-        "a cell is the finding's worst verdict in that release with its number of failing "
-        "evaluations; `pass` (its implementation and quantity pass on its cases there), "
+        "a cell is the finding's worst verdict in that release (`invariant` for an invariant "
+        "broken on passing rows) with its number of evaluations; `pass` (its implementation "
+        "and quantity pass on its cases there), "
         "`absent` (they fail there another way), `not installable`, or `-` (not evaluated).",
         "",
     ]
