@@ -1,5 +1,5 @@
 """nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
-timing(backend), report (the main job), hunt.
+timing(backend), report (the main job), hunt, matrix.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -336,3 +336,12 @@ def hunt(session: nox.Session) -> None:
     session.run(*command, "--out", str(RUN_DIR), *session.posargs, external=True)
     session.run(xentbench, "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, [backend for backend in longest_first if backend not in envs])
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """``xentbench matrix`` (the accuracy suite across a backend's releases, docs/bisect.md)
+    from an environment holding uv, which builds one environment per release; posargs go to
+    it (e.g. ``nox -s matrix -- --backend onnxruntime --minors 4``)."""
+    install(session, "dev")
+    session.run("xentbench", "matrix", *(session.posargs or ["--backend", "numpy"]))

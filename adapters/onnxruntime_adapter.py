@@ -120,7 +120,12 @@ def build_model(api: str, dtype: str, options: dict | None = None) -> onnx.Model
     body = helper.make_graph(
         list(graph.nodes), api, inputs, [output], initializer=list(graph.initializers)
     )
-    model = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)])
+    # The lowest IR version the opset needs, not the installed onnx's newest: an onnxruntime
+    # released before that onnx refuses a newer IR version though it runs the opset.
+    opsets = [helper.make_opsetid("", OPSET)]
+    model = helper.make_model(
+        body, opset_imports=opsets, ir_version=helper.find_min_ir_version_for(opsets)
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 

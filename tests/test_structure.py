@@ -34,7 +34,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("catalog", "judge", "store"),  # what is evaluated, how a result is judged, where rows live
     ("accuracy", "timing", "hunt"),  # the suites: inputs through implementations, into rows
     ("run", "findings"),  # worker processes driving the suites; findings of stored rows
-    ("report",),  # reports and compare, from stored rows and findings
+    ("report", "versions"),  # reports and compare; runs across releases (bisect, matrix)
     ("cli",),  # the command line
 )
 # What the packages outside the rooms may import of the project, besides themselves (the

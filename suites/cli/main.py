@@ -1,5 +1,5 @@
 """The ``xentbench`` command line: list, run, check, report, compare, findings, repro, hunt,
-verify.
+verify, and across releases versions, bisect, matrix.
 
 Bad usage exits with status 2 and one line naming the bad value and the valid ones; no input
 makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C exits 130.
@@ -241,6 +241,18 @@ def _verify(args, console) -> int:
     return verify_command(args, console, _stdout())
 
 
+def _versions(name: str, args, console) -> int:
+    """``versions``, ``bisect`` and ``matrix`` (suites.cli.versions_command, matrix_command)."""
+    if name == "matrix_command":
+        from xentbench.suites.cli.matrix_command import matrix_command
+
+        return matrix_command(args, console)
+    from xentbench.suites.cli.versions_command import bisect_command, versions_command
+
+    command = bisect_command if name == "bisect_command" else versions_command
+    return command(args, console)
+
+
 COMMANDS = {
     "list": _list,
     "run": run_command,
@@ -251,4 +263,7 @@ COMMANDS = {
     "repro": _repro,
     "hunt": _hunt,
     "verify": _verify,
+    "versions": lambda args, console: _versions("versions_command", args, console),
+    "bisect": lambda args, console: _versions("bisect_command", args, console),
+    "matrix": lambda args, console: _versions("matrix_command", args, console),
 }

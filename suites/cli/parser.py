@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     from xentbench.suites.cli.verify_parser import verify_parser
 
     verify_parser(commands)
+    from xentbench.suites.cli.versions_parser import versions_parsers
+
+    versions_parsers(commands, check_flags)
     return parser
 
 
@@ -171,7 +174,15 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
 
 def _check_parser(commands) -> None:
     check = commands.add_parser("check", help="run your own logits through every implementation")
-    check.add_argument("--op", required=True, choices=OPS)
+    check_flags(check, op_required=True)
+    check.add_argument("--backend", nargs="+", metavar="B")
+    check.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def check_flags(check: argparse.ArgumentParser, op_required: bool) -> None:
+    """What ``check`` takes as its test: the op, the arrays, dtypes, devices, modes and call
+    options (``bisect`` takes the same)."""
+    check.add_argument("--op", required=op_required, choices=OPS)
     check.add_argument(
         "--logits", type=Path, help=".npy file, classes on the last axis (every op but the linear)"
     )
@@ -187,11 +198,9 @@ def _check_parser(commands) -> None:
     )
     check.add_argument("--bias", type=Path, metavar="B.npy", help="linear_cross_entropy: bias [C]")
     check.add_argument("--labels", type=Path, help=".npy file (integers for the sparse op)")
-    check.add_argument("--backend", nargs="+", metavar="B")
     check.add_argument("--dtype", nargs="+", choices=DTYPES, help="default: the logits' own dtype")
     check.add_argument("--device", nargs="+", choices=DEVICES, default=["cpu"])
     check.add_argument("--mode", nargs="+", choices=MODES, default=["eager"])
-    check.add_argument("--format", choices=("table", "json"), default="table")
     _option_flags(check)
 
 

@@ -1,0 +1,1 @@
+"""Across releases: version environments built by uv, bisection, the version matrix."""
