@@ -1,5 +1,5 @@
 """nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
-timing(backend), report (the main job), hunt.
+timing(backend), report (the main job), report_full (its full timing profile), hunt.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -235,17 +235,30 @@ def timing(session: nox.Session, backend: str) -> None:
 
 @nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
-    """The main job: every backend's accuracy and timing, then the report in RUN_DIR.
+    """The main job: every backend's accuracy and timing (the default timing profile), then
+    the report in RUN_DIR.
 
     One ``xentbench run`` drives all five backends, each in its own environment: accuracy
     workers two at a time (this machine has two cores), then timing workers one at a time.
     A backend whose environment fails to install is left out of the run and the report, and
     the session then fails, naming it.
     """
+    main_job(session, "default")
+
+
+@nox.session(venv_backend="none")
+def report_full(session: nox.Session) -> None:
+    """The main job with the full timing profile: every shape, each of five rounds in a fresh
+    process per backend (the grid and rounds a timing change is gated with)."""
+    main_job(session, "full")
+
+
+def main_job(session: nox.Session, profile: str) -> None:
+    """``report``'s run with timing profile ``profile``, then the report in RUN_DIR."""
     # Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so
     # the other backends share the second core meanwhile.
     longest_first = ["jax", "torch", "tensorflow", "numpy", "onnxruntime"]
-    left_out = run_suites(session, "all", longest_first, "--jobs", "2")
+    left_out = run_suites(session, "all", longest_first, "--jobs", "2", "--profile", profile)
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, left_out)
