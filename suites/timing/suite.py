@@ -12,8 +12,9 @@ Every row keeps its raw samples (``times_s``), what the process got while they w
 round, so a slow phase of a shared machine spreads over every implementation and shape instead
 of hitting one; each round's task returns the row of its key with the samples of the rounds
 so far pooled (the store keeps the last), so an interrupted run keeps what it measured. The
-runner gives each round a worker process of its own (``only_round``, pooling with the stored
-rows of the earlier rounds); planned without it, the rounds run in one process.
+runner plans one round at a time (``only_round``, pooling with the stored rows of the earlier
+rounds), each in a worker process of its own or, in the default profile, one after the other
+in one worker (``suites.timing.profiles``).
 """
 
 from __future__ import annotations
