@@ -46,19 +46,17 @@ def _timing_jobs(jobs):
 RUN = ["run", "--suite", "timing", "--backend", "numpy", "--op", "softmax"]
 
 
-def test_the_default_profile_pools_two_rounds_in_one_worker_on_its_own_grid(
-    tmp_path, captured_jobs
-):
+def test_the_default_profile_times_its_own_grid_in_one_worker_per_backend(tmp_path, captured_jobs):
     assert main([*RUN, "--out", str(tmp_path / "run")]) == 0
     (job,) = _timing_jobs(captured_jobs)
-    assert job.timing_options["rounds"] == 2 and job.timing_options["in_process"] is True
+    assert job.timing_options["rounds"] == 1 and job.timing_options["in_process"] is True
     assert job.timing_options["overhead_window_s"] == 0.0
-    assert job.selection.shapes == DEFAULT_PROFILE_SHAPES == ((1, 1000), (64, 1000), (8, 256000))
+    assert job.selection.shapes == DEFAULT_PROFILE_SHAPES == ((1, 1000), (256, 32000), (8, 256000))
     info = read_run_info(tmp_path / "run")
     assert info["profile"] == "default"
-    assert info["timing_profile"]["rounds"] == 2
+    assert info["timing_profile"]["rounds"] == 1
     assert info["timing_profile"]["rounds_in_process"] is True
-    assert info["timing_profile"]["description"].startswith("default (2 rounds in one process")
+    assert info["timing_profile"]["description"].startswith("default (1 round in one process")
 
 
 def test_the_full_profile_keeps_the_grid_and_rounds_in_fresh_processes(tmp_path, captured_jobs):
@@ -185,6 +183,7 @@ def test_a_default_run_pools_its_rounds_in_one_worker_and_records_where_time_wen
     out = tmp_path / "run"
     argv = ["run", "--backend", "steady", "--dtype", "float64", "--mode", "eager"]
     argv += ["--shapes", "4x5", "--cases", "softmax/benign/normal-4x16", "--out", str(out)]
+    argv += ["--repeat-runs", "2"]  # both rounds in the default profile's one worker
     assert main(argv) == 0
     row = load([out], "timing").query("verdict == 'ok'").iloc[0]
     assert row["rounds"] == 2 and len(row["round_medians_s"]) == 2
@@ -204,7 +203,7 @@ def test_a_default_run_pools_its_rounds_in_one_worker_and_records_where_time_wen
     assert main(["report", str(out)]) == 0
     assert "report built in" in capsys.readouterr().out
     report = (out / "report.md").read_text()
-    assert "- Timing profile: default (2 rounds in one process per backend;" in report
+    assert "- Timing profile: default (2 rounds in one process per backend;" in report  # 2 given
     assert "## Where the time went" in report and "| timing steady" in report
     recorded = time_breakdown(read_run_info(out))["report"]
     assert set(recorded) == {"wall_s", "plots_s", "tables_s"}
