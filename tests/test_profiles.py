@@ -12,6 +12,8 @@ from plugin_helpers import register_plugins
 
 from xentbench.suites.catalog.selection import DEFAULT_SHAPES
 from xentbench.suites.cli import main
+from xentbench.suites.report import run_time
+from xentbench.suites.report.build import build_report
 from xentbench.suites.run import run_info
 from xentbench.suites.run.phases import PhaseClock
 from xentbench.suites.run.runner import BackendOutcome, rounds_apart
@@ -208,6 +210,12 @@ def test_a_default_run_pools_its_rounds_in_one_worker_and_records_where_time_wen
     recorded = time_breakdown(read_run_info(out))["report"]
     assert set(recorded) == {"wall_s", "plots_s", "tables_s"}
     assert recorded["plots_s"] <= recorded["wall_s"]
+    # Plots drawn in processes of their own (a large report's way) are the same files.
+    monkeypatch.setattr(run_time, "PARALLEL_FROM_ROWS", 0)
+    apart = build_report([out], tmp_path / "apart")
+    pngs = sorted(name for name in apart if name.endswith(".png"))
+    assert pngs and pngs == sorted(path.name for path in out.glob("*.png"))
+    assert all(apart[name].stat().st_size > 1000 for name in pngs)
 
 
 # ---------------------------------------------------------------- the breakdown's schema
