@@ -187,6 +187,9 @@ def test_a_default_run_pools_its_rounds_in_one_worker_and_records_where_time_wen
     argv += ["--shapes", "4x5", "--cases", "softmax/benign/normal-4x16", "--out", str(out)]
     argv += ["--repeat-runs", "2"]  # both rounds in the default profile's one worker
     assert main(argv) == 0
+    said = "".join(capsys.readouterr())
+    assert "time, accuracy (summed over backends): wall " in said
+    assert "time, timing (summed over backends): wall " in said
     row = load([out], "timing").query("verdict == 'ok'").iloc[0]
     assert row["rounds"] == 2 and len(row["round_medians_s"]) == 2
     assert len(set(pids.read_text().split())) >= 2  # accuracy's worker and timing's one

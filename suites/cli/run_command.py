@@ -96,7 +96,8 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
     except KeyboardInterrupt:
         raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
     for run_dir in runs:
-        run_info.finish(run_dir, outcomes)
+        info = run_info.finish(run_dir, outcomes)
+        console.print(_time_line(run_dir, info) if len(runs) == 1 else "", end="")
     _refuse_unusable(args, outcomes)
     if "timing" in suites:
         for run_dir in runs:
@@ -212,3 +213,27 @@ def _gate(run_dir: Path, level: str, console) -> int:
         console.print(f"--fail-on {level}: {len(bad)} evaluations at or beyond {level!r}")
         return 1
     return 0
+
+
+def _time_line(run_dir: Path, info: dict) -> str:
+    """Where the run's time went, one line per suite, summed over its backends (run.json's
+    ``time_breakdown`` keeps each backend's)."""
+    from xentbench.suites.store.run_json import time_breakdown
+
+    totals: dict[str, dict[str, float]] = {}
+    for entry, phases in time_breakdown(info).items():
+        if entry == "report":  # an earlier report's, not this run's
+            continue
+        suite = totals.setdefault(entry.split(" ")[0], {})
+        for phase, seconds in phases.items():
+            suite[phase] = suite.get(phase, 0.0) + seconds
+    lines = [
+        f"time, {suite} (summed over backends): "
+        + ", ".join(
+            f"{phase.removesuffix('_s')} {seconds:.0f} s" for phase, seconds in phases.items()
+        )
+        + "\n"
+        for suite, phases in totals.items()
+    ]
+    where = f"per backend: {run_dir / 'run.json'} (time_breakdown)\n"
+    return "".join(lines) + where if lines else ""
