@@ -1,5 +1,5 @@
 """nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
-timing(backend), report (the main job), hunt, matrix.
+timing(backend), report (the main job), report_full (its full timing profile), hunt, matrix.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -277,7 +277,8 @@ def timing(session: nox.Session, backend: str) -> None:
 
 @nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
-    """The main job: every backend's accuracy and timing, then the report in RUN_DIR.
+    """The main job: every backend's accuracy and timing (the default timing profile), then
+    the report in RUN_DIR.
 
     One ``xentbench run`` drives the backends, each in its own environment: accuracy
     workers two at a time (this machine has two cores), then timing workers one at a time.
@@ -285,11 +286,23 @@ def report(session: nox.Session) -> None:
     the session then fails, naming it. Without clang, tinygrad runs on its Python emulator
     (docs/plugin-backends.md): its accuracy on the small cases only, and no timing.
     """
+    main_job(session, "default")
+
+
+@nox.session(venv_backend="none")
+def report_full(session: nox.Session) -> None:
+    """The main job with the full timing profile: every shape, each of five rounds in a fresh
+    process per backend (the grid and rounds a timing change is gated with)."""
+    main_job(session, "full")
+
+
+def main_job(session: nox.Session, profile: str) -> None:
+    """``report``'s run with timing profile ``profile``, then the report in RUN_DIR."""
     # Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so
     # the other backends share the second core meanwhile.
     longest_first = ["jax", "torch", "tensorflow", "paddle", "numpy", "onnxruntime"]
     longest_first += ["tinygrad"] if shutil.which("clang") else []
-    left_out = run_suites(session, "all", longest_first, "--jobs", "2")
+    left_out = run_suites(session, "all", longest_first, "--jobs", "2", "--profile", profile)
     if not shutil.which("clang"):  # tinygrad on its Python emulator: small cases, no timing
         left_out += run_suites(session, "accuracy", ["tinygrad"], *TINYGRAD_EMULATOR_RUN)
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it

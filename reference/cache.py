@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -26,6 +27,15 @@ REFERENCE_VERSION = "2"
 
 CACHE_ENV = "XENTBENCH_CACHE"
 DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".xentbench-cache" / "reference"
+
+# Seconds this process spent in ``cached_exact`` (reading, computing and writing), for the
+# time breakdown a run records (``suites.run.phases``).
+_seconds = [0.0]
+
+
+def seconds_spent() -> float:
+    """Seconds this process has spent in ``cached_exact`` so far."""
+    return _seconds[0]
 
 
 def cache_directory() -> Path:
@@ -107,6 +117,14 @@ def cached_exact(
 ) -> evaluate.Exact:
     """``reference.exact(op, logits, labels, quantity, **options)``, read from or written to
     the disk cache."""
+    start = time.perf_counter()
+    try:
+        return _cached_exact(op, logits, labels, quantity, cache_dir, options)
+    finally:
+        _seconds[0] += time.perf_counter() - start
+
+
+def _cached_exact(op, logits, labels, quantity, cache_dir, options) -> evaluate.Exact:
     logits = np.asarray(logits)
     labels = None if labels is None else np.asarray(labels)
     options = options or {}

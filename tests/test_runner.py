@@ -231,6 +231,7 @@ def test_each_timing_round_runs_in_a_fresh_worker_and_a_crash_keeps_the_earlier_
     out = tmp_path / "run"
     argv = ["run", "--suite", "timing", "--backend", "later", "--dtype", "float64"]
     argv += ["--mode", "eager", "--shapes", "4x5", "--repeat-runs", "2", "--out", str(out)]
+    argv += ["--profile", "full"]  # its rounds each in a fresh worker
     assert main(argv) == 0
     # Round 1 measured in one process; round 2's process died on its first call.
     row = load([out], "timing").query("verdict == 'ok'").iloc[0]

@@ -7,6 +7,7 @@ makes a traceback reach the user (an internal error is one line, exit 3); Ctrl-C
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -95,7 +96,8 @@ def _check(args, console) -> int:
 
 
 def _report(args, console) -> int:
-    from xentbench.suites.report.build import build_report
+    from xentbench.suites.report.build import REPORT_SECONDS, build_report
+    from xentbench.suites.store.run_json import update_run_info
 
     run_dirs = [existing_dir(path) for path in args.run_dirs]
     for run_dir in run_dirs:
@@ -104,6 +106,12 @@ def _report(args, console) -> int:
     paths = build_report(run_dirs, out)
     for name, path in paths.items():
         print(f"{name}: {path}")
+    seconds = {name: round(value, 3) for name, value in REPORT_SECONDS.items()}
+    print(f"report built in {seconds['wall_s']:.1f} s (plots {seconds['plots_s']:.1f} s)")
+    own = out.resolve() == run_dirs[0].resolve() and (run_dirs[0] / "run.json").is_file()
+    if own:  # the run's own report: part of its time
+        with contextlib.suppress(OSError):
+            update_run_info(run_dirs[0], {"time_breakdown": {"report": seconds}})
     return 0
 
 

@@ -24,7 +24,12 @@ from xentbench.suites.store.safe_paths import inside, regular_files
 from xentbench.suites.store.schema import SUITES
 
 # The run.json entries that must agree for rows to be mixed: (key, what the user changes).
-PINNED = (("seed", "--seed"), ("git_commit", "xentbench version"), ("python", "Python version"))
+PINNED = (
+    ("seed", "--seed"),
+    ("git_commit", "xentbench version"),
+    ("python", "Python version"),
+    ("profile", "--profile"),
+)
 
 
 def check_numbers(jobs: int, timeout_s: float) -> None:

@@ -11,6 +11,7 @@ from xentbench.adapters.base import DEVICES, DTYPES, MODES, OPS
 from xentbench.suites.catalog.selection import DEFAULT_SHAPES
 from xentbench.suites.hunt import DEFAULT_BUDGET_S
 from xentbench.suites.store.schema import SUITES
+from xentbench.suites.timing.profiles import PROFILES
 from xentbench.suites.timing.rounds import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
 
 DESCRIPTION = "xentbench: softmax and cross-entropy checked against an exact reference, and timed"
@@ -91,7 +92,16 @@ def _run_parser(commands) -> None:
         nargs="+",
         type=_shape,
         metavar="BxC",
-        help="timing shapes (default: " + " ".join(f"{b}x{c}" for b, c in DEFAULT_SHAPES) + ")",
+        help="timing shapes (default: the profile's; full: "
+        + " ".join(f"{b}x{c}" for b, c in DEFAULT_SHAPES)
+        + ")",
+    )
+    run.add_argument(
+        "--profile",
+        choices=tuple(PROFILES),
+        help="timing: default ranks the implementations within this run (fewer shapes, "
+        f"{PROFILES['default'].rounds} rounds in one process per backend); full is the grid and "
+        f"{DEFAULT_ROUNDS} rounds in fresh processes a change is gated with (--against: always)",
     )
     _run_process_flags(run)
 
@@ -140,9 +150,8 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
         "--repeat-runs",
         type=_positive_int,
         metavar="K",
-        help=f"timing: K rounds over the whole grid, each in a fresh process (default "
-        f"{DEFAULT_ROUNDS}, {AB_DEFAULT_ROUNDS} with --against); compare decides a change from "
-        "the rounds' medians",
+        help="timing: K rounds over the whole grid (default: the profile's; "
+        f"{AB_DEFAULT_ROUNDS} with --against); compare decides a change from the rounds' medians",
     )
     run.add_argument(
         "--against",

@@ -4,10 +4,11 @@ its outcome recorded, contended timings named, and the ``--fail-on`` gate applie
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from xentbench.adapters.base import DTYPES, OPS
-from xentbench.suites.catalog.selection import DEFAULT_SHAPES, Selection
+from xentbench.suites.catalog.selection import Selection
 from xentbench.suites.cli.params import (
     check_cases,
     check_implementations,
@@ -22,7 +23,8 @@ from xentbench.suites.judge.verdicts import at_or_beyond
 from xentbench.suites.run import run_info
 from xentbench.suites.store.run_json import update_run_info
 from xentbench.suites.store.schema import SUITES
-from xentbench.suites.timing.rounds import AB_DEFAULT_ROUNDS, DEFAULT_ROUNDS
+from xentbench.suites.timing.profiles import DEFAULT_PROFILE, PROFILES, Profile
+from xentbench.suites.timing.rounds import AB_DEFAULT_ROUNDS
 
 DEFAULT_MODES = {"accuracy": ("eager",), "timing": ("eager", "compiled")}
 DEFAULT_DTYPES = {"accuracy": DTYPES, "timing": ("float32",)}
@@ -71,12 +73,20 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
     start, run, record, gate."""
     from xentbench.suites.run.runner import run_all
 
-    rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if len(runs) > 1 else DEFAULT_ROUNDS)
+    pair = len(runs) > 1
+    profile = _profile(args, pair)
+    rounds = args.repeat_runs or (AB_DEFAULT_ROUNDS if pair else profile.rounds)
+    timing = {
+        "rounds": rounds,
+        "memory": args.memory,
+        "in_process": profile.rounds_in_process,
+        "overhead_window_s": profile.overhead_window_s,
+    }
     per_run = [
-        _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds)
+        _jobs_of_run(args, console, run_dir, pythons, backends, suites, (profile, timing))
         for run_dir, pythons in runs.items()
     ]
-    if len(runs) > 1:  # compare reads it: the pair's rounds took turns on one machine
+    if pair:  # compare reads it: the pair's rounds took turns on one machine
         names = [jobs[0].run_id for jobs in per_run]
         for run_dir, other in zip(runs, reversed(names), strict=True):
             update_run_info(run_dir, {"interleaved_with": other})
@@ -86,7 +96,8 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
     except KeyboardInterrupt:
         raise KeyboardInterrupt from None  # finished rows are stored; main says so in one line
     for run_dir in runs:
-        run_info.finish(run_dir, outcomes)
+        info = run_info.finish(run_dir, outcomes)
+        console.print(_time_line(run_dir, info) if len(runs) == 1 else "", end="")
     _refuse_unusable(args, outcomes)
     if "timing" in suites:
         for run_dir in runs:
@@ -103,12 +114,35 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
     return _gate(next(iter(runs)), args.fail_on, console) if args.fail_on else 0
 
 
-def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> list:
-    """Start (or resume) one run directory and return its jobs, backend x suite."""
+def _profile(args, pair: bool) -> Profile:
+    """The timing profile: ``--profile``'s (default: ``default``); an A/B pair's is ``full``
+    (its rounds each in a fresh process, as the gate's statistics were measured)."""
+    if not pair:
+        return PROFILES[args.profile or DEFAULT_PROFILE]
+    if args.profile not in (None, "full"):
+        raise UsageError(
+            f"--against times a gate pair with the full profile; invalid with --profile "
+            f"{args.profile}; valid: --profile full"
+        )
+    return dataclasses.replace(PROFILES["full"], rounds_in_process=False)
+
+
+def _jobs_of_run(args, console, run_dir, pythons, backends, suites, timing) -> list:
+    """Start (or resume) one run directory and return its jobs, backend x suite; ``timing``
+    is the profile and the timing jobs' options."""
     from xentbench.suites.run.worker import WorkerJob
 
-    prepare_run_dir(run_dir, new=args.new, pinned=run_info.pinned(args.seed), say=console.print)
-    info = run_info.start(run_dir, args.seed, timing="timing" in suites)
+    profile, options = timing
+    timed = "timing" in suites
+    pinned = run_info.pinned(args.seed) | ({"profile": profile.name} if timed else {})
+    prepare_run_dir(run_dir, new=args.new, pinned=pinned, say=console.print)
+    record = {
+        "name": profile.name,
+        "rounds": options["rounds"],
+        "rounds_in_process": options["in_process"],
+        "description": profile.describe(options["rounds"], options["in_process"]),
+    }
+    info = run_info.start(run_dir, args.seed, timing=timed, profile=record)
     console.print(f"run directory: {run_dir}")
     return [
         WorkerJob.in_run(
@@ -116,9 +150,9 @@ def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> l
             info,
             backend,
             suite,
-            _selection(args, suite),
+            _selection(args, suite, profile),
             python=pythons.get(backend, ""),
-            timing_options={"rounds": rounds, "memory": args.memory} if suite == "timing" else {},
+            timing_options=dict(options) if suite == "timing" else {},
         )
         for suite in suites
         for backend in backends
@@ -142,7 +176,7 @@ def _refuse_unusable(args, outcomes) -> None:
         )
 
 
-def _selection(args, suite: str) -> Selection:
+def _selection(args, suite: str, profile: Profile) -> Selection:
     return Selection(
         ops=tuple(args.op or OPS),
         dtypes=tuple(args.dtype or DEFAULT_DTYPES[suite]),
@@ -150,7 +184,7 @@ def _selection(args, suite: str) -> Selection:
         modes=tuple(args.mode or DEFAULT_MODES[suite]),
         implementations=tuple(args.impl),
         cases=tuple(args.cases),
-        shapes=tuple(args.shapes or DEFAULT_SHAPES),
+        shapes=tuple(args.shapes or profile.shapes),
         seed=args.seed,
     )
 
@@ -179,3 +213,27 @@ def _gate(run_dir: Path, level: str, console) -> int:
         console.print(f"--fail-on {level}: {len(bad)} evaluations at or beyond {level!r}")
         return 1
     return 0
+
+
+def _time_line(run_dir: Path, info: dict) -> str:
+    """Where the run's time went, one line per suite, summed over its backends (run.json's
+    ``time_breakdown`` keeps each backend's)."""
+    from xentbench.suites.store.run_json import time_breakdown
+
+    totals: dict[str, dict[str, float]] = {}
+    for entry, phases in time_breakdown(info).items():
+        if entry == "report":  # an earlier report's, not this run's
+            continue
+        suite = totals.setdefault(entry.split(" ")[0], {})
+        for phase, seconds in phases.items():
+            suite[phase] = suite.get(phase, 0.0) + seconds
+    lines = [
+        f"time, {suite} (summed over backends): "
+        + ", ".join(
+            f"{phase.removesuffix('_s')} {seconds:.0f} s" for phase, seconds in phases.items()
+        )
+        + "\n"
+        for suite, phases in totals.items()
+    ]
+    where = f"per backend: {run_dir / 'run.json'} (time_breakdown)\n"
+    return "".join(lines) + where if lines else ""

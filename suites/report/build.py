@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,6 @@ import pandas as pd
 
 from xentbench.suites.judge.budget import BUDGET_RULE
 from xentbench.suites.judge.verdicts import FAILURES, SEVERITY
-from xentbench.suites.report import plots
 from xentbench.suites.report.accuracy import (
     accuracy_sections,
     baseline_sections,
@@ -40,11 +40,16 @@ from xentbench.suites.report.render import (
     render_html,
     render_markdown,
 )
+from xentbench.suites.report.run_time import PlotJobs, run_time_section
 from xentbench.suites.report.timing import csv_frame as timing_csv_frame
 from xentbench.suites.report.timing import fastest_table, timing_sections
 from xentbench.suites.store.rows import load
 from xentbench.suites.store.run_json import read_run_info
 from xentbench.suites.store.schema import KEYS
+
+# The seconds of the latest ``build_report`` (wall, plots, the rest), for ``xentbench report``
+# to record in the run's time breakdown.
+REPORT_SECONDS: dict[str, float] = {}
 
 # ---------------------------------------------------------------- header and summary
 
@@ -82,7 +87,15 @@ _RUN_FACTS = (
     ),
     ("Measured memory bandwidth", "memory_bandwidth_gbps", lambda v: f"{v:.3g} GB/s"),
     ("Harness overhead per call", "harness_overhead_s", format_seconds),
+    ("Timing profile", "timing_profile", lambda p: _profile_text(p)),
 )
+
+
+def _profile_text(profile: Any) -> str:
+    """The timing profile a run recorded (``suites.timing.profiles``)."""
+    if isinstance(profile, dict):
+        return str(profile.get("description") or profile.get("name") or "unknown")
+    return str(profile)
 
 
 def _reference_text(reference: Any) -> str:
@@ -240,14 +253,19 @@ def _move_into(path: Path, out_dir: Path) -> Path:
 
 
 def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[str, Path]:
-    """Every report file, written into ``out_dir``."""
-    written = _write_csvs(accuracy, timing, out_dir)
+    """Every report file, written into ``out_dir``; the plots drawn beside the findings."""
+    started = time.perf_counter()
     infos = [(d, read_run_info(d)) for d in run_dirs]
-    accuracy_plots = plots.accuracy_plots(accuracy, out_dir)
-    timing_plots = plots.timing_plots(timing, out_dir, _bandwidth(infos))
+    drawing = PlotJobs(accuracy, timing, out_dir, _bandwidth(infos))
+    try:
+        written = _write_csvs(accuracy, timing, out_dir)
+        findings = [findings_section(accuracy, run_dirs)] if not accuracy.empty else []
+        accuracy_plots, timing_plots = drawing.result("accuracy"), drawing.result("timing")
+    finally:
+        drawing.close()
     written.update({p.name: p for p in [*accuracy_plots, *timing_plots]})
     sections = [
-        *([findings_section(accuracy, run_dirs)] if not accuracy.empty else []),
+        *findings,
         summary_section(accuracy, timing),
         *accuracy_sections(accuracy, accuracy_plots, _with_benchmarks(timing, run_dirs)),
         *failure_sections(_without_baselines(accuracy)),
@@ -255,6 +273,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
         *invariant_sections(accuracy),
         *hunt_sections(accuracy),
         *timing_sections(timing, timing_plots),
+        *filter(None, [run_time_section(infos)]),
     ]
     contents = " · ".join(f"[{s.title}](#{anchor(s.title)})" for s in sections if s.level == 2)
     header = header_section(infos, [f for f in (accuracy, timing) if not f.empty])
@@ -266,6 +285,10 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
     ):
         (out_dir / name).write_text(text, encoding="utf-8")
         written[name] = out_dir / name
+    wall_s = time.perf_counter() - started
+    REPORT_SECONDS.update(
+        wall_s=wall_s, plots_s=drawing.seconds, tables_s=max(0.0, wall_s - drawing.waited)
+    )
     return written
 
 

@@ -71,8 +71,11 @@ def pinned(seed: int) -> dict[str, Any]:
     return {"seed": seed, "git_commit": _git_commit(), "python": sys.version.split()[0]}
 
 
-def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
-    """Record the machine and the command in ``run.json`` (creating the run) and return it."""
+def start(
+    run_dir: Path, seed: int, *, timing: bool, profile: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Record the machine and the command in ``run.json`` (creating the run) and return it;
+    a timing run also its load, thread settings and ``profile`` (``timing_profile``)."""
     from xentbench.suites.judge.budget import BUDGET_RULE, worked_examples_text
     from xentbench.suites.judge.linear_budget import LINEAR_BUDGET_RULE
 
@@ -108,6 +111,9 @@ def start(run_dir: Path, seed: int, *, timing: bool) -> dict[str, Any]:
             for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
             if name in os.environ
         }
+    if timing and profile:  # the name is pinned (``suites.cli.params``), the rest described
+        info["profile"] = profile["name"]
+        info["timing_profile"] = profile
     if timing and "memory_bandwidth_gbps" not in existing:
         from xentbench.suites.timing.bandwidth import memory_bandwidth_gbps
         from xentbench.suites.timing.harness import harness_overhead_s
@@ -127,5 +133,22 @@ def finish(run_dir: Path, outcomes) -> dict[str, Any]:
     crashes += [f"{o.suite} {o.backend}: harness: {e}" for o in outcomes for e in o.harness_errors]
     return update_run_info(
         run_dir,
-        {"finished": _now(), "backends": backends, "unavailable": unavailable, "crashes": crashes},
+        {
+            "finished": _now(),
+            "backends": backends,
+            "unavailable": unavailable,
+            "crashes": crashes,
+            "time_breakdown": time_breakdown(outcomes),
+        },
     )
+
+
+def time_breakdown(outcomes) -> dict[str, dict[str, float]]:
+    """Seconds per phase (``suites.store.run_json.TIME_PHASES``) of each suite and backend,
+    summed over its jobs (a timing run's rounds, restarts after a crash)."""
+    breakdown: dict[str, dict[str, float]] = {}
+    for outcome in outcomes:
+        entry = breakdown.setdefault(f"{outcome.suite} {outcome.backend}", {})
+        for phase, seconds in outcome.phases.items():
+            entry[phase] = round(entry.get(phase, 0.0) + seconds, 3)
+    return {name: dict(sorted(entry.items())) for name, entry in breakdown.items() if entry}

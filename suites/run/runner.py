@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 
 from xentbench.suites.run import worker_log
+from xentbench.suites.run.phases import add_seconds, interpreter_s
 from xentbench.suites.run.progress import BarDisplay, LineDisplay, display_for
 from xentbench.suites.run.worker import WorkerJob
 from xentbench.suites.store.rows import RowWriter
@@ -62,6 +63,7 @@ class BackendOutcome:
     round_: str = ""  # "2/5": one round of a timing run (``rounds_apart``)
     run_dir: str = ""  # the run it served (``run --against`` runs two at once)
     run_label: str = ""  # the run's name in progress and summaries, where there are several
+    phases: dict[str, float] = field(default_factory=dict)  # seconds (``suites.run.phases``)
 
 
 class _Worker:
@@ -80,6 +82,7 @@ class _Worker:
             str(write_fd),
         ]
         command.append(str(os.getpid()))
+        self.started = time.monotonic()
         self.log = worker_log.log_path(job.run_dir, job.suite, job.backend)
         log_fd, self.log_start = worker_log.open_log(job.run_dir, job.suite, job.backend, title)
         # Its own session: a terminal's Ctrl-C goes to this process only, which stops workers.
@@ -216,11 +219,15 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
     core more: ``reports/bench/timing-rounds-apart``); rounds that take turns see the same
     machine, so ``compare`` tests the software, not the hour (0 of 550 false alarms against
     217: ``reports/bench/timing-interleaved-7-check``).
+
+    A job whose rounds share a process (``in_process``, the default profile) stays one job.
     """
+    together = [job for job in jobs if job.timing_options.get("in_process")]
+    jobs = [job for job in jobs if not job.timing_options.get("in_process")]
     if jobs and all(job.timing_options.get("only_round") for job in jobs):
-        return list(jobs)  # already one job per round, in the caller's order
+        return together + jobs  # already one job per round, in the caller's order
     most = max((job.timing_options.get("rounds", 1) for job in jobs), default=1)
-    return [
+    return together + [
         dataclasses.replace(job, timing_options={**job.timing_options, "only_round": round_})
         for round_ in range(1, most + 1)
         for job in jobs
@@ -230,7 +237,7 @@ def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
 
 def _drive(worker, job, outcome, display, bar, timeout_s) -> bool:
     """Consume one worker's messages; True when it finished (or the backend is unavailable)."""
-    in_flight = None
+    in_flight, planned = None, False
     while True:
         wait_s = PLAN_TIMEOUT_S if in_flight is None else timeout_s
         message = worker.receive(wait_s)
@@ -247,6 +254,7 @@ def _drive(worker, job, outcome, display, bar, timeout_s) -> bool:
             setattr(outcome, kind, payload)
             return True
         if kind == "plan":
+            planned = planned or add_seconds(outcome.phases, interpreter_s(worker.started, payload))
             outcome.version = payload["version"]
             outcome.names = payload.get("names", [])
             outcome.planned = payload["total"]
@@ -265,6 +273,7 @@ def _drive(worker, job, outcome, display, bar, timeout_s) -> bool:
             display.advance(bar)
             display.note(f"harness error in {_name(outcome)}: {payload}", style="red")
         elif kind == "end":
+            add_seconds(outcome.phases, payload or {})
             return True
 
 
@@ -322,6 +331,7 @@ def run_all(
             RowWriter(Path(job.run_dir), job.store_suite, job.backend).close()
             _record_load(job, "after")
             outcome.verdicts = dict(sorted(outcome.verdicts.items()))
+            add_seconds(outcome.phases, {"wall_s": time.monotonic() - started})
             display.note(_summary(outcome, time.monotonic() - started))
             return outcome
 

@@ -21,12 +21,13 @@ import signal
 import sys
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from xentbench.adapters import registry
 from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.run.phases import PhaseClock
 from xentbench.suites.store.rows import RowWriter, stored_keys, stored_rows, stored_versions
 
 
@@ -101,13 +102,22 @@ def plan(job: WorkerJob, adapter, stored: dict[tuple, dict] | None = None) -> li
         return plan_accuracy(adapter, job.selection)
     from xentbench.suites.timing.suite import plan_timing
 
+    options = {k: v for k, v in job.timing_options.items() if k != "in_process"}
     return plan_timing(
-        adapter,
-        job.selection,
-        bandwidth_gbps=job.bandwidth_gbps,
-        stored=stored,
-        **job.timing_options,
+        adapter, job.selection, bandwidth_gbps=job.bandwidth_gbps, stored=stored, **options
     )
+
+
+def _rounds(job: WorkerJob) -> list[WorkerJob]:
+    """The jobs this worker runs one after the other: a timing job whose rounds share this
+    process (``in_process``, the default profile's) as one job per round, round-major, so
+    each round plans, skips and pools exactly as a round in a process of its own does;
+    any other job as itself."""
+    options = job.timing_options
+    if job.suite != "timing" or not options.get("in_process") or options.get("only_round"):
+        return [job]
+    rounds = range(1, options.get("rounds", 1) + 1)
+    return [replace(job, timing_options={**options, "only_round": r}) for r in rounds]
 
 
 def _round_rows(job: WorkerJob) -> dict[tuple, dict] | None:
@@ -146,46 +156,58 @@ def work(job: WorkerJob, connection) -> None:
     # what they do. Each distinct warning is shown once, on stderr: the runner points it at the
     # backend's log in the run directory (``worker_log``), away from the progress display.
     warnings.simplefilter("default")
+    clock = PhaseClock()
     try:
-        adapter = registry.load(job.backend)
+        with clock.phase("import_s"):
+            adapter = registry.load(job.backend)
+            version = str(adapter.version())  # plain: the parent may not unpickle a framework's
     except registry.BackendUnavailable as exc:
         connection.send(("unavailable", exc.summary))
         return
-    version = str(adapter.version())  # plain: the parent may not have the framework to unpickle
     refused = _version_conflict(job, version)
     if refused:
         connection.send(("refused", refused))
         return
-    stored = _round_rows(job)
-    tasks = plan(job, adapter, stored)
-    done = _done(job, stored)
-    todo = [task for task in tasks if task.key not in done]
     names = sorted(str(impl.name) for impl in adapter.implementations())
-    plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}
-    connection.send(("plan", plan_info))
     writer = RowWriter(Path(job.run_dir), job.store_suite, job.backend)
-    try:
-        _work_through(todo, writer, provenance(job, version), connection)
-    except Stopped:
-        writer.flush()  # the finished rows; the task in flight leaves no row
-        return
-    writer.close()
-    connection.send(("end", None))
+    for one_round in _rounds(job):
+        with clock.phase("plan_s"):
+            stored = _round_rows(one_round)
+            tasks = plan(one_round, adapter, stored)
+            done = _done(one_round, stored)
+            todo = [task for task in tasks if task.key not in done]
+        plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}
+        connection.send(("plan", {**plan_info, "phases": clock.seconds()}))
+        try:
+            _work_through(todo, writer, provenance(job, version), connection, clock)
+        except Stopped:
+            writer.flush()  # the finished rows; the task in flight leaves no row
+            return
+        with clock.phase("write_s"):
+            writer.flush()  # the next round pools with this one's rows
+    with clock.phase("write_s"):
+        writer.close()
+    connection.send(("end", clock.seconds()))
 
 
-def _work_through(todo: list[Task], writer: RowWriter, extra: dict, connection) -> None:
+def _work_through(
+    todo: list[Task], writer: RowWriter, extra: dict, connection, clock: PhaseClock
+) -> None:
     for task in todo:
         connection.send(("start", (task.key, task.label, {**task.template, **extra})))
         try:
-            row = task.evaluate()
+            with clock.task():
+                row = task.evaluate()
         except Exception as exc:
             # A bug of the harness, not the implementation's error: no row (a re-run retries
             # the task), and the parent reports it and fails the run.
             connection.send(("harness_error", f"{task.label}: {_describe(exc)}"))
             continue
         rows = row if isinstance(row, list) else [row]  # a hunt task gives several rows
-        for one in rows:
-            writer.write({**one, **extra})
+        clock.add_compile(rows)
+        with clock.phase("write_s"):
+            for one in rows:
+                writer.write({**one, **extra})
         worst = max((one["verdict"] for one in rows), key=_severity, default="pass")
         connection.send(("done", worst))
 

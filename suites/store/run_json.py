@@ -67,3 +67,41 @@ def update_run_info(run_dir: Path, update: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(info, indent=2, sort_keys=True, default=str)
         atomic_write_text(Path(run_dir), path, text)
     return info
+
+
+# Where a run's time went (``suites.run.phases``), seconds per phase, one entry per
+# "<suite> <backend>" and one for "report": what ``time_breakdown`` reads back.
+TIME_PHASES = (
+    "wall_s",  # the backend's jobs from start to end, as the runner saw them
+    "interpreter_s",  # worker interpreters starting, xentbench's own imports
+    "import_s",  # the framework's import (registry.load)
+    "plan_s",  # planning the tasks, reading the stored rows to resume or pool
+    "reference_s",  # the exact reference, computed or read from its cache
+    "compile_s",  # compilation on first calls (timing rows' compile_s)
+    "evaluate_s",  # the rest of the tasks: framework calls and judging, or timing samples
+    "write_s",  # writing rows
+    "plots_s",  # report: rendering the plots
+    "tables_s",  # report: the rest (loading rows, sections, markdown, HTML, CSV)
+)
+
+
+def time_breakdown(info: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """run.json's ``time_breakdown``: per entry, its known phases with non-negative numbers
+    (anything else is dropped, so an older or damaged record never breaks a report)."""
+    recorded = info.get("time_breakdown")
+    if not isinstance(recorded, dict):
+        return {}
+    breakdown = {}
+    for entry, phases in recorded.items():
+        if not isinstance(phases, dict):
+            continue
+        kept = {
+            phase: float(phases[phase])
+            for phase in TIME_PHASES
+            if isinstance(phases.get(phase), int | float)
+            and not isinstance(phases.get(phase), bool)
+            and phases[phase] >= 0
+        }
+        if kept:
+            breakdown[str(entry)] = kept
+    return breakdown

@@ -12,8 +12,9 @@ Every row keeps its raw samples (``times_s``), what the process got while they w
 round, so a slow phase of a shared machine spreads over every implementation and shape instead
 of hitting one; each round's task returns the row of its key with the samples of the rounds
 so far pooled (the store keeps the last), so an interrupted run keeps what it measured. The
-runner gives each round a worker process of its own (``only_round``, pooling with the stored
-rows of the earlier rounds); planned without it, the rounds run in one process.
+runner plans one round at a time (``only_round``, pooling with the stored rows of the earlier
+rounds), each in a worker process of its own or, in the default profile, one after the other
+in one worker (``suites.timing.profiles``).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class _Plan:
     overheads: dict[tuple, float | None] = field(default_factory=dict)
     pools: dict[tuple, Pool] = field(default_factory=dict)
     memory: bool = False
+    overhead_options: dict[str, float] = field(default_factory=dict)  # beyond measure_options
 
     def overhead_s(self, call: Call) -> float | None:
         """Median on a [1, 2] input (the fixed per-call cost), once per signature; None on error."""
@@ -86,8 +88,9 @@ class _Plan:
         if signature not in self.overheads:
             tiny_inputs = InputFactory(self.inputs.seed)  # leaves the shared masters alone
             try:
+                options = {**self.measure_options, **self.overhead_options}
                 self.overheads[signature] = _prepare_and_measure(
-                    self.adapter, tiny_inputs, call, OVERHEAD_SHAPE, self.measure_options
+                    self.adapter, tiny_inputs, call, OVERHEAD_SHAPE, options
                 )[0].median_s
             except Exception:  # the task's own measurement reports any error
                 self.overheads[signature] = None
@@ -262,6 +265,7 @@ def plan_timing(
     only_round: int | None = None,
     stored: dict[tuple, dict[str, Any]] | None = None,
     memory: bool = False,
+    overhead_window_s: float | None = None,
 ) -> list[TimingTask]:
     """Every timing task ``selection`` asks of ``adapter``, shape by shape (inputs are reused).
 
@@ -274,7 +278,8 @@ def plan_timing(
     round 1 has visited every task); ``only_round`` plans one of them, in a process of its own
     (the runner's way: see ``suites.run.runner``), pooling with the ``stored`` rows of the
     earlier rounds; ``memory`` adds the CPU peak memory of each op, measured once, in the last
-    round.
+    round; ``overhead_window_s`` samples the per-call overhead in a shorter window, without the
+    contention check's retries (a profile's choice: ``suites.timing.profiles``).
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
@@ -287,6 +292,11 @@ def plan_timing(
         "max_retries": max_retries,
     }
     plan = _Plan(adapter, InputFactory(selection.seed), bandwidth_gbps, options, memory=memory)
+    if overhead_window_s is not None:
+        plan.overhead_options = {"min_window_s": overhead_window_s}
+        plan.overhead_options |= (
+            {"max_retries": 0} if overhead_window_s < harness.MIN_WINDOW_S else {}
+        )
     earlier = {key: row for key, row in (stored or {}).items() if poolable(row)}
     plan.pools = {key: Pool.from_row(row) for key, row in earlier.items()}
     pass_of = {quantity: pass_ for pass_, quantity in PASSES.items()}
