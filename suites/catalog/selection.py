@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from dataclasses import dataclass
 
 from xentbench.adapters.base import DTYPES, OPS, Call, Implementation
@@ -29,6 +30,16 @@ class Selection:
     cases: tuple[str, ...] = ("*",)
     shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES
     seed: int = 0
+    shard: tuple[int, int] = (1, 1)  # (I, N): this run evaluates part I of N (``in_shard``)
+
+    def in_shard(self, key: tuple) -> bool:
+        """Whether the task of ``key`` belongs to this run's shard: a stable hash of the key,
+        so each task lands in the same part on every machine, whatever the plan's order."""
+        index, count = self.shard
+        if count == 1:
+            return True
+        text = "\x1f".join(map(str, key)).encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") % count == index - 1
 
     def wants_implementation(self, impl: Implementation) -> bool:
         return impl.op in self.ops and any(

@@ -47,6 +47,20 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> tuple[int, int]:
+    """``I/N``: part I of N (1 <= I <= N), for ``run --shard``."""
+    index, slash, count = text.partition("/")
+    try:
+        shard = (int(index), int(count)) if slash else None
+    except ValueError:
+        shard = None
+    if shard is None or not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(
+            f"invalid shard {text!r}; valid: I/N with integers 1 <= I <= N, e.g. 2/3"
+        )
+    return shard
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xentbench`` argument parser: one sub-parser per command."""
     parser = _Parser(prog="xentbench", description=DESCRIPTION)
@@ -161,6 +175,14 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
         "--memory",
         action="store_true",
         help="timing: also measure each op's CPU peak memory in a fresh process (slow)",
+    )
+    run.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="I/N",
+        help="run part I of N of the tasks (a stable hash of each task's key), one part per "
+        "machine into its own --out; `xentbench report DIR1 ... DIRN` merges them",
     )
     run.add_argument(
         "--fail-on",

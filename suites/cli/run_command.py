@@ -109,6 +109,8 @@ def _jobs_of_run(args, console, run_dir, pythons, backends, suites, rounds) -> l
 
     prepare_run_dir(run_dir, new=args.new, pinned=run_info.pinned(args.seed), say=console.print)
     info = run_info.start(run_dir, args.seed, timing="timing" in suites)
+    if tuple(args.shard) != (1, 1):  # provenance: the report names each directory's part
+        update_run_info(run_dir, {"shard": "{}/{}".format(*args.shard)})
     console.print(f"run directory: {run_dir}")
     return [
         WorkerJob.in_run(
@@ -135,7 +137,7 @@ def _refuse_unusable(args, outcomes) -> None:
         check_implementations(
             tuple(args.impl), {name for outcome in usable for name in outcome.names}
         )
-    if usable and not any(outcome.planned for outcome in usable):
+    if usable and not any(outcome.planned for outcome in usable) and args.shard == (1, 1):
         raise UsageError(
             "the selection matches no evaluation (--op/--dtype/--mode/--device/--impl/--cases "
             "combined); widen it"
@@ -152,6 +154,7 @@ def _selection(args, suite: str) -> Selection:
         cases=tuple(args.cases),
         shapes=tuple(args.shapes or DEFAULT_SHAPES),
         seed=args.seed,
+        shard=tuple(args.shard),
     )
 
 

@@ -100,6 +100,8 @@ def _run_bullet(run_dir: Path, info: dict) -> str:
         parts.append(f"git `{str(info['git_commit'])[:12]}`")
     if info.get("seed") is not None:
         parts.append(f"seed {info['seed']}")
+    if info.get("shard"):
+        parts.append(f"shard {info['shard']}")
     if info.get("started"):
         parts.append(f"{info['started']} → {info.get('finished') or 'unfinished'}")
     return ", ".join(parts)

@@ -157,7 +157,7 @@ def work(job: WorkerJob, connection) -> None:
         connection.send(("refused", refused))
         return
     stored = _round_rows(job)
-    tasks = plan(job, adapter, stored)
+    tasks = [task for task in plan(job, adapter, stored) if job.selection.in_shard(task.key)]
     done = _done(job, stored)
     todo = [task for task in tasks if task.key not in done]
     names = sorted(str(impl.name) for impl in adapter.implementations())
