@@ -4,7 +4,9 @@ The function takes the op's inputs as the canonical op defines them (logits ``[N
 labels where the op has them) as NumPy arrays, or torch / JAX tensors, and returns the op's
 output (per row for the cross-entropies). Its gradient comes from the framework's autograd
 (torch, JAX) or from a second function ``grad_fn(logits, [labels,] cotangent)`` returning
-d/dlogits. Call options the user declares (``Target.options``) are passed as keyword arguments.
+d/dlogits. Call options are passed as keyword arguments: the names the user declares
+(``Target.options``, values from the catalog's options cases) and the values the user gives
+(``Target.values``, every call, e.g. ``label_smoothing=0.1``).
 
 The adapter is configured by the environment variable ``XENTBENCH_VERIFY`` (a JSON
 ``Target``), which ``xentbench verify`` gives the worker process it starts, so the runner's
@@ -75,7 +77,8 @@ class CallTimedOut(Exception):
 class Target:
     """What to verify: ``spec`` (``path/to/file.py:function`` or ``module:function``), the op,
     the array kind, the gradient function's name ("" for autograd, None for no gradient), the
-    keyword options it takes, its dtypes, and the seconds one call may take."""
+    keyword options it takes, the option values every call passes (name, scalar) pairs, its
+    dtypes, and the seconds one call may take."""
 
     spec: str
     op: str
@@ -86,6 +89,7 @@ class Target:
     dtypes: tuple[str, ...] = DTYPES
     timeout_s: float = 30.0
     device: str = "cpu"
+    values: tuple[tuple[str, Any], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -95,6 +99,7 @@ class Target:
         fields = json.loads(text)
         for name in ("options", "dtypes"):
             fields[name] = tuple(fields[name])
+        fields["values"] = tuple(tuple(pair) for pair in fields.get("values", ()))
         return cls(**fields)
 
     @property
@@ -201,7 +206,11 @@ class FunctionAdapter(Adapter):
         self.arrays = function_arrays.kind(target.array)
 
     def version(self) -> str:
-        return f"{self.target.spec} sha256:{source_hash(self.target.spec)} ({self.target.array})"
+        """The file's content hash, the array kind and the option values: rows of another
+        version of the kernel, or of other values, are never mixed in one run directory."""
+        target = self.target
+        values = "".join(f", {name}={value}" for name, value in target.values)
+        return f"{target.spec} sha256:{source_hash(target.spec)} ({target.array}{values})"
 
     def devices(self) -> tuple[str, ...]:
         return self.arrays.devices()
@@ -217,7 +226,7 @@ class FunctionAdapter(Adapter):
                 dtypes=target.dtypes,
                 devices=(target.device,),
                 gradient=gradient,
-                options=(*target.options, *cotangent),
+                options=tuple(dict.fromkeys((*target.options, *dict(target.values), *cotangent))),
             ),
         )
 

@@ -7,48 +7,16 @@ import csv
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from verify_helpers import KERNELS, SPARSE, finding_line, verify
 
 from xentbench.adapters import registry
 from xentbench.suites.cli import main
 
-KERNELS = Path(__file__).resolve().parent / "kernels"
-SPARSE = "sparse_softmax_cross_entropy"
-
-
-def _verify(tmp_path: Path, target: str, *args: str) -> subprocess.CompletedProcess:
-    """``xentbench verify`` on a kernel of ``tests/kernels`` in a fresh process, into tmp_path."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xentbench.suites.cli",
-            "verify",
-            f"{KERNELS / target}",
-            *args,
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def _finding_line(output: str, quantity: str, mode: str) -> str:
-    """The printed finding of this quantity and failure mode (fails the test if absent)."""
-    lines = [line for line in output.splitlines() if line.startswith("xf-")]
-    found = [line for line in lines if f" {quantity} {mode} " in line]
-    assert found, f"no {quantity} {mode} finding in {lines}"
-    return found[0]
-
 
 def test_the_careful_kernel_passes_values_and_gradients_and_exits_0(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "careful.py:sparse_cross_entropy",
         *("--op", SPARSE, "--grad-fn", "sparse_cross_entropy_grad"),
@@ -69,7 +37,7 @@ def test_the_careful_kernel_passes_values_and_gradients_and_exits_0(tmp_path):
 
 
 def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "zeros.py:softmax",
         "--op",
@@ -82,7 +50,7 @@ def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path
         "0",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    line = _finding_line(result.stdout, "value", "over-budget")
+    line = finding_line(result.stdout, "value", "over-budget")
     finding = line.split()[0]
     assert f"FAIL: 1 findings: {finding} (over-budget)" in result.stdout
     script = tmp_path / "run" / "repro" / f"{finding}.py"
@@ -103,20 +71,20 @@ def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path
 
 
 def test_a_bfloat16_true_class_probability_fails_the_sparse_gradient(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "bf16_probability.py:sparse_cross_entropy",
         *("--op", SPARSE, "--grad-fn", "sparse_cross_entropy_grad", "--dtype", "float32"),
         *("--cases", "*/benign/*", "--budget-s", "0", "--no-repro"),
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    _finding_line(result.stdout, "grad", "over-budget")
+    finding_line(result.stdout, "grad", "over-budget")
     findings = [line for line in result.stdout.splitlines() if line.startswith("xf-")]
     assert not any(" value " in line for line in findings), findings
 
 
 def test_an_online_softmax_with_a_leading_masked_block_returns_nan(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "online_softmax.py:logsumexp",
         "--op",
@@ -130,11 +98,11 @@ def test_an_online_softmax_with_a_leading_masked_block_returns_nan(tmp_path):
         "--no-repro",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "masked-blocks-32000" in _finding_line(result.stdout, "value", "nan-for-finite")
+    assert "masked-blocks-32000" in finding_line(result.stdout, "value", "nan-for-finite")
 
 
 def test_a_kernel_wrapping_label_minus_one_answers_invalid_input(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "wrapping_labels.py:sparse_cross_entropy",
         "--op",
@@ -149,11 +117,11 @@ def test_a_kernel_wrapping_label_minus_one_answers_invalid_input(tmp_path):
         "--no-repro",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "label-minus-one" in _finding_line(result.stdout, "value", "answers-invalid-input")
+    assert "label-minus-one" in finding_line(result.stdout, "value", "answers-invalid-input")
 
 
 def test_a_raising_kernel_gets_error_verdicts_naming_the_exception(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "misbehaving.py:raises",
         "--op",
@@ -167,12 +135,12 @@ def test_a_raising_kernel_gets_error_verdicts_naming_the_exception(tmp_path):
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "raised RuntimeError: kernel not built for this GPU" in result.stdout
-    _finding_line(result.stdout, "value", "raises-on-valid-input")
+    finding_line(result.stdout, "value", "raises-on-valid-input")
     assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "misbehaving.py:hangs",
         "--op",
@@ -189,7 +157,7 @@ def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "did not return within 1 s" in result.stdout
     assert "hunt skipped" in result.stderr
-    _finding_line(result.stdout, "value", "raises-on-valid-input")
+    finding_line(result.stdout, "value", "raises-on-valid-input")
 
 
 @pytest.mark.parametrize(
@@ -201,7 +169,7 @@ def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
     ],
 )
 def test_outputs_of_the_wrong_kind_get_a_verdict_saying_so(tmp_path, function, message):
-    result = _verify(
+    result = verify(
         tmp_path,
         f"misbehaving.py:{function}",
         "--op",
@@ -220,7 +188,7 @@ def test_outputs_of_the_wrong_kind_get_a_verdict_saying_so(tmp_path, function, m
 
 def test_torch_autograd_gives_the_gradient_of_a_torch_function(tmp_path):
     pytest.importorskip("torch")
-    result = _verify(
+    result = verify(
         tmp_path,
         "framework_ops.py:torch_cross_entropy",
         "--array",
@@ -274,7 +242,7 @@ def test_the_verify_backend_is_reserved_and_never_listed(monkeypatch):
 
 
 def test_declared_keyword_options_run_the_catalogs_options_cases(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path, "careful.py:smoothed_cross_entropy", "--op", SPARSE,
         "--options", "label_smoothing", "--dtype", "float32",
         "--cases", "*/options/smoothing-*", "--budget-s", "0",

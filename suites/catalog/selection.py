@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from xentbench.adapters.base import DTYPES, OPS, Call, Implementation
 
@@ -30,6 +31,9 @@ class Selection:
     cases: tuple[str, ...] = ("*",)
     shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES
     seed: int = 0
+    # Call options every call passes, (name, scalar) pairs beneath a case's own options
+    # (``xentbench verify --label-smoothing 0.1``); the reference takes the same values.
+    options: tuple[tuple[str, Any], ...] = ()
     shard: tuple[int, int] = (1, 1)  # (I, N): this run evaluates part I of N (``in_shard``)
 
     def in_shard(self, key: tuple) -> bool:
