@@ -251,3 +251,17 @@ def test_declared_keyword_options_run_the_catalogs_options_cases(tmp_path):
     with (tmp_path / "run" / "verify-trivial.csv").open() as table:
         rows = {row["case_id"]: row["verdict"] for row in csv.DictReader(table)}
     assert rows == {f"{SPARSE}/options/smoothing-{name}": "pass" for name in ("extreme", "masked")}
+
+
+def test_device_cuda_without_a_cuda_device_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal is for machines without one")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    target = f"{KERNELS}/framework_ops.py:torch_cross_entropy"
+    argv = ["verify", target, "--op", SPARSE, "--array", "torch", "--device", "cuda"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "--device cuda: torch sees no CUDA device" in lines[0] and "--device cpu" in lines[0]
+    assert not (tmp_path / "run").exists()

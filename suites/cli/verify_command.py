@@ -46,6 +46,8 @@ def checked_target(args) -> Target:
         raise UsageError(
             f"--device {args.device} needs device arrays; valid: --array torch|jax with it"
         )
+    if args.device != "cpu":
+        _require_device(args.array, args.device)
     grad = bool(args.grad or args.grad_fn)
     if grad and args.array == "numpy" and not args.grad_fn:
         raise UsageError(
@@ -74,6 +76,22 @@ def checked_target(args) -> Target:
     except TargetError as exc:
         raise UsageError(str(exc)) from None
     return target
+
+
+def _require_device(array: str, device: str) -> None:
+    """A device the array kind's framework sees on this machine, or one line saying it does
+    not (every case would otherwise be ``unsupported``)."""
+    from xentbench.adapters import function_arrays
+
+    try:
+        found = function_arrays.kind(array).devices()
+    except ImportError as exc:
+        raise UsageError(f"--array {array} needs {array} installed ({exc})") from None
+    if device not in found:
+        raise UsageError(
+            f"--device {device}: {array} sees no {device.upper()} device on this machine; "
+            f"valid here: --device {' '.join(found)}"
+        )
 
 
 def _values(args) -> tuple[tuple[str, object], ...]:
