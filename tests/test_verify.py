@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from verify_helpers import KERNELS, SPARSE, finding_line, verify
 
@@ -68,6 +71,15 @@ def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path
     )  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "again" / f"{finding}.py").is_file()
+    # the report's trivial-output margins: the zeros column of each case is what the kernel
+    # returning zeros scored there, judged on its own path (adapter, worker, store)
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    assert "## Trivial-output guard" in (tmp_path / "report" / "report.md").read_text()
+    margins = pd.read_csv(tmp_path / "report" / "trivial.csv").set_index("case_id")["zeros"]
+    stored = pq.read_table(tmp_path / "run" / "accuracy-verify.parquet").to_pandas()
+    stored = stored.set_index("case_id")["worst_ratio"]
+    assert len(margins) == len(stored) > 0 and (margins > 1).all()
+    assert np.allclose(margins.sort_index(), stored.sort_index(), rtol=1e-12)
 
 
 def test_a_bfloat16_true_class_probability_fails_the_sparse_gradient(tmp_path):

@@ -42,6 +42,7 @@ from xentbench.suites.report.render import (
 )
 from xentbench.suites.report.timing import csv_frame as timing_csv_frame
 from xentbench.suites.report.timing import fastest_table, timing_sections
+from xentbench.suites.report.trivial import trivial_frame, trivial_sections, write_trivial_csv
 from xentbench.suites.store.rows import load
 from xentbench.suites.store.run_json import read_run_info
 from xentbench.suites.store.schema import KEYS
@@ -244,6 +245,8 @@ def _move_into(path: Path, out_dir: Path) -> Path:
 def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[str, Path]:
     """Every report file, written into ``out_dir``."""
     written = _write_csvs(accuracy, timing, out_dir)
+    guard = trivial_frame(accuracy, run_dirs)
+    written.update(write_trivial_csv(guard, out_dir))
     infos = [(d, read_run_info(d)) for d in run_dirs]
     accuracy_plots = plots.accuracy_plots(accuracy, out_dir)
     timing_plots = plots.timing_plots(timing, out_dir, _bandwidth(infos))
@@ -255,6 +258,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
         *failure_sections(_without_baselines(accuracy)),
         *(baseline_sections(accuracy) if not accuracy.empty else []),
         *invariant_sections(accuracy),
+        *trivial_sections(guard),
         *hunt_sections(accuracy),
         *timing_sections(timing, timing_plots),
     ]
