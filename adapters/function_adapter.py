@@ -12,7 +12,8 @@ The adapter is configured by the environment variable ``XENTBENCH_VERIFY`` (a JS
 ``Target``), which ``xentbench verify`` gives the worker process it starts, so the runner's
 process isolation, per-task timeout, crash records and resume apply to the function as to any
 backend. It never fixes the function: what it returns is converted to NumPy, and a non-array,
-another dtype or a call that outlasts ``timeout_s`` raises (an ``error`` verdict saying so).
+another dtype or a call that outlasts ``timeout_s`` raises (an ``error`` verdict saying so);
+after ``GIVE_UP_AFTER`` such calls in a row the function is no longer called.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ from xentbench.reference.evaluate import output_shape
 BACKEND = "verify"  # the reserved backend name (``adapters.registry.RESERVED``)
 ENV_VAR = "XENTBENCH_VERIFY"
 ARRAY_KINDS: tuple[str, ...] = ("numpy", "torch", "jax")
+# After this many calls in a row outlast the timeout, the function is not called again in this
+# worker (each later call an ``error`` saying so): a hanging kernel costs a few timeouts, not
+# one per case.
+GIVE_UP_AFTER = 3
 # Call options a function may declare it takes (keyword arguments, values from the catalog's
 # options family); the class axis, cotangents and tangents are not keyword arguments here.
 KEYWORD_OPTIONS: tuple[str, ...] = (
@@ -204,6 +209,7 @@ class FunctionAdapter(Adapter):
         self.function = load_function(target.spec)
         self.grad_function = load_function(target.spec, target.grad_fn) if target.grad_fn else None
         self.arrays = function_arrays.kind(target.array)
+        self.hung = 0  # calls in a row that outlasted the timeout (``GIVE_UP_AFTER``)
 
     def version(self) -> str:
         """The file's content hash, the array kind and the option values: rows of another
@@ -248,8 +254,19 @@ class FunctionAdapter(Adapter):
         limit = self.target.timeout_s
 
         def timed() -> Any:
-            with deadline(limit):
-                return run()
+            if self.hung >= GIVE_UP_AFTER:
+                raise CallTimedOut(
+                    f"not called: the function did not return within {limit:g} s on "
+                    f"{self.hung} calls in a row before this one"
+                )
+            try:
+                with deadline(limit):
+                    out = run()
+            except CallTimedOut:
+                self.hung += 1
+                raise
+            self.hung = 0
+            return out
 
         return PreparedCall(run=timed, to_numpy=lambda out: self._checked(out, call.dtype))
 

@@ -171,3 +171,20 @@ def test_zeros_and_the_constant_fail_every_options_case_but_the_listed(op):
                 if passing and (case.id.split("/", 1)[1], quantity) not in OPTION_PASSES:
                     unlisted.append(f"{passing} pass {case.id} {dtype} {quantity}")
     assert not unlisted
+
+
+def test_the_report_reads_back_the_values_a_run_gave_beneath_a_cases_options():
+    from xentbench.suites.report.trivial import given_values
+
+    assert given_values("", {}) == ()
+    assert given_values("label_smoothing=0.25,temperature=2.0,z_loss=0.0001", {}) == (
+        ("label_smoothing", 0.25),
+        ("temperature", 2.0),
+        ("z_loss", 0.0001),
+    )
+    own = {"label_smoothing": 0.1}
+    assert given_values("label_smoothing=0.1,reduction=mean", own) == (("reduction", "mean"),)
+    assert given_values("ignore_index=-100", {}) == (("ignore_index", -100),)
+    # arrays are not read back from their hash: such a row has no margins
+    assert given_values("class_weight=float32[16]#1a2b3c", {}) is None
+    assert given_values("label_smoothing=abc", {}) is None

@@ -172,6 +172,23 @@ def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
     finding_line(result.stdout, "value", "raises-on-valid-input")
 
 
+def test_a_kernel_hanging_on_every_call_is_given_up_on_after_three_timeouts(tmp_path):
+    result = verify(
+        tmp_path,
+        "misbehaving.py:hangs",
+        *("--op", "softmax", "--dtype", "float32", "--timeout", "1", "--no-repro"),
+        *("--cases", "softmax/benign/*", "softmax/special/*"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = pq.read_table(tmp_path / "run" / "accuracy-verify.parquet").to_pandas()
+    assert len(rows) > 4 and (rows["verdict"] == "error").all()
+    messages = rows["message"].tolist()
+    # the first calls time out; after three in a row the function is not called again
+    assert sum("raised CallTimedOut: the call did not return within 1 s" in m for m in messages)
+    assert sum("not called: the function did not return within 1 s on 3 calls" in m
+               for m in messages) >= len(rows) - 3  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("function", "message"),
     [

@@ -88,6 +88,14 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
     for run_dir in runs:
         run_info.finish(run_dir, outcomes)
     _refuse_unusable(args, outcomes)
+    unstarted = [o for o in outcomes if _failed_to_start(o)]
+    for outcome in unstarted:  # e.g. a --python interpreter without xentbench
+        console.print(
+            f"[red]{outcome.backend} ({outcome.suite}): the worker failed to start[/]: "
+            f"{outcome.crashes[0]}"
+        )
+    if unstarted and not any(outcome.planned for outcome in outcomes):
+        return 1
     if "timing" in suites:
         for run_dir in runs:
             _warn_contended(run_dir, console)
@@ -132,7 +140,7 @@ def _refuse_unusable(args, outcomes) -> None:
     refused = [outcome.refused for outcome in outcomes if outcome.refused]
     if refused:
         raise UsageError(refused[0])
-    usable = [outcome for outcome in outcomes if not outcome.unavailable]
+    usable = [o for o in outcomes if not o.unavailable and not _failed_to_start(o)]
     if usable:
         check_implementations(
             tuple(args.impl), {name for outcome in usable for name in outcome.names}
@@ -142,6 +150,11 @@ def _refuse_unusable(args, outcomes) -> None:
             "the selection matches no evaluation (--op/--dtype/--mode/--device/--impl/--cases "
             "combined); widen it"
         )
+
+
+def _failed_to_start(outcome) -> bool:
+    """A worker that died before it planned anything (its crash names its log)."""
+    return not outcome.unavailable and not outcome.planned and bool(outcome.crashes)
 
 
 def _selection(args, suite: str) -> Selection:
