@@ -183,7 +183,7 @@ def test_the_report_reads_back_the_values_a_run_gave_beneath_a_cases_options():
         ("z_loss", 0.0001),
     )
     own = {"label_smoothing": 0.1}
-    assert given_values("label_smoothing=0.1,reduction=mean", own) == (("reduction", "mean"),)
+    assert given_values("reduction=mean,label_smoothing=0.1", own) == (("reduction", "mean"),)
     assert given_values("ignore_index=-100", {}) == (("ignore_index", -100),)
     # arrays are not read back from their hash: such a row has no margins
     assert given_values("class_weight=float32[16]#1a2b3c", {}) is None
