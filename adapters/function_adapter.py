@@ -4,13 +4,16 @@ The function takes the op's inputs as the canonical op defines them (logits ``[N
 labels where the op has them) as NumPy arrays, or torch / JAX tensors, and returns the op's
 output (per row for the cross-entropies). Its gradient comes from the framework's autograd
 (torch, JAX) or from a second function ``grad_fn(logits, [labels,] cotangent)`` returning
-d/dlogits. Call options the user declares (``Target.options``) are passed as keyword arguments.
+d/dlogits. Call options are passed as keyword arguments: the names the user declares
+(``Target.options``, values from the catalog's options cases) and the values the user gives
+(``Target.values``, every call, e.g. ``label_smoothing=0.1``).
 
 The adapter is configured by the environment variable ``XENTBENCH_VERIFY`` (a JSON
 ``Target``), which ``xentbench verify`` gives the worker process it starts, so the runner's
 process isolation, per-task timeout, crash records and resume apply to the function as to any
 backend. It never fixes the function: what it returns is converted to NumPy, and a non-array,
-another dtype or a call that outlasts ``timeout_s`` raises (an ``error`` verdict saying so).
+another dtype or a call that outlasts ``timeout_s`` raises (an ``error`` verdict saying so);
+after ``GIVE_UP_AFTER`` such calls in a row the function is no longer called.
 """
 
 from __future__ import annotations
@@ -48,6 +51,10 @@ from xentbench.reference.evaluate import output_shape
 BACKEND = "verify"  # the reserved backend name (``adapters.registry.RESERVED``)
 ENV_VAR = "XENTBENCH_VERIFY"
 ARRAY_KINDS: tuple[str, ...] = ("numpy", "torch", "jax")
+# After this many calls in a row outlast the timeout, the function is not called again in this
+# worker (each later call an ``error`` saying so): a hanging kernel costs a few timeouts, not
+# one per case.
+GIVE_UP_AFTER = 3
 # Call options a function may declare it takes (keyword arguments, values from the catalog's
 # options family); the class axis, cotangents and tangents are not keyword arguments here.
 KEYWORD_OPTIONS: tuple[str, ...] = (
@@ -75,7 +82,8 @@ class CallTimedOut(Exception):
 class Target:
     """What to verify: ``spec`` (``path/to/file.py:function`` or ``module:function``), the op,
     the array kind, the gradient function's name ("" for autograd, None for no gradient), the
-    keyword options it takes, its dtypes, and the seconds one call may take."""
+    keyword options it takes, the option values every call passes (name, scalar) pairs, its
+    dtypes, and the seconds one call may take."""
 
     spec: str
     op: str
@@ -86,6 +94,7 @@ class Target:
     dtypes: tuple[str, ...] = DTYPES
     timeout_s: float = 30.0
     device: str = "cpu"
+    values: tuple[tuple[str, Any], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -95,6 +104,7 @@ class Target:
         fields = json.loads(text)
         for name in ("options", "dtypes"):
             fields[name] = tuple(fields[name])
+        fields["values"] = tuple(tuple(pair) for pair in fields.get("values", ()))
         return cls(**fields)
 
     @property
@@ -199,9 +209,14 @@ class FunctionAdapter(Adapter):
         self.function = load_function(target.spec)
         self.grad_function = load_function(target.spec, target.grad_fn) if target.grad_fn else None
         self.arrays = function_arrays.kind(target.array)
+        self.hung = 0  # calls in a row that outlasted the timeout (``GIVE_UP_AFTER``)
 
     def version(self) -> str:
-        return f"{self.target.spec} sha256:{source_hash(self.target.spec)} ({self.target.array})"
+        """The file's content hash, the array kind and the option values: rows of another
+        version of the kernel, or of other values, are never mixed in one run directory."""
+        target = self.target
+        values = "".join(f", {name}={value}" for name, value in target.values)
+        return f"{target.spec} sha256:{source_hash(target.spec)} ({target.array}{values})"
 
     def devices(self) -> tuple[str, ...]:
         return self.arrays.devices()
@@ -217,7 +232,7 @@ class FunctionAdapter(Adapter):
                 dtypes=target.dtypes,
                 devices=(target.device,),
                 gradient=gradient,
-                options=(*target.options, *cotangent),
+                options=tuple(dict.fromkeys((*target.options, *dict(target.values), *cotangent))),
             ),
         )
 
@@ -239,8 +254,19 @@ class FunctionAdapter(Adapter):
         limit = self.target.timeout_s
 
         def timed() -> Any:
-            with deadline(limit):
-                return run()
+            if self.hung >= GIVE_UP_AFTER:
+                raise CallTimedOut(
+                    f"not called: the function did not return within {limit:g} s on "
+                    f"{self.hung} calls in a row before this one"
+                )
+            try:
+                with deadline(limit):
+                    out = run()
+            except CallTimedOut:
+                self.hung += 1
+                raise
+            self.hung = 0
+            return out
 
         return PreparedCall(run=timed, to_numpy=lambda out: self._checked(out, call.dtype))
 

@@ -233,3 +233,16 @@ def test_against_a_directory_another_run_writes_exits_2_naming_the_holder(capsys
         code = main([*argv, "--against", str(tmp_path / "b")])
     assert code == 2
     assert "being written by another xentbench run (pid" in capsys.readouterr().err
+
+
+def test_a_worker_that_fails_to_start_says_so_and_new_moves_its_log_aside(tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float32"]
+    argv += ["--cases", "softmax/benign/*", "--python", "numpy=/bin/false", "--out", str(out)]
+    assert main(argv) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert "numpy (accuracy): the worker failed to start" in err, err
+    assert "logs/accuracy-numpy.log" in err and "matches no evaluation" not in err
+    assert (out / "logs" / "accuracy-numpy.log").is_file()
+    assert main([*argv, "--new"]) == 1
+    assert len(list(out.glob("previous-*/logs/accuracy-numpy.log"))) == 1

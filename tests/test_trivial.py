@@ -10,7 +10,7 @@ import pytest
 
 from xentbench.reference import exact as reference_exact
 from xentbench.reference.dtypes import DTYPES
-from xentbench.suites.accuracy.suite import case_exact, case_inputs
+from xentbench.suites.accuracy.suite import case_exact, case_inputs, case_options
 from xentbench.suites.catalog import cases
 from xentbench.suites.catalog.case import LOGITS_OPS
 from xentbench.suites.judge.trivial import TRIVIAL_OUTPUTS, trivial_outputs, trivial_passes
@@ -121,3 +121,70 @@ def test_every_trivial_output_fails_the_default_catalog(op, dtype):
             assert len(passed.get((quantity, name), [])) < count, (
                 f"a {name} output passes every default {op} {dtype} {quantity} case"
             )
+
+
+# Where zeros or a constant pass a case of the options family ((case name, quantity) -> why).
+# The softmax gradients and the saturated head cases are weak cases of the catalog: listed here
+# so that they stay visible, not hidden.
+_SOFTMAX_VJP = (
+    "softmax's vector-Jacobian product with the unit cotangent is exactly 0 "
+    "(p_i (1 - sum p) = 0): a softmax gradient case without a drawn cotangent cannot fail zeros"
+)
+OPTION_PASSES: dict[tuple[str, str], str] = {
+    ("options/all-ignored", "grad"): "every row ignored: the gradient is exactly 0 everywhere",
+    ("options/softcap-30-wide", "grad"): (
+        "logits of magnitude 34 to 1e4 past the cap 30: sech^2 flattens the gradient to ~1e-14 "
+        "(softmax's: " + _SOFTMAX_VJP + "), within the allowance of 0 below float64"
+    ),
+    ("options/softcap-30-wide", "value"): (
+        "most lanes saturate near the cap 30: the rows' logsumexp agree to bfloat16's ULP"
+    ),
+    ("options/softcap-50-wide", "grad"): _SOFTMAX_VJP,
+    ("options/temperature-half", "grad"): _SOFTMAX_VJP,
+    ("options/temperature-two", "grad"): _SOFTMAX_VJP,
+    ("options/head-offset-cap-z-loss", "grad"): (
+        "1e4 / 0.5 saturates every lane at the cap 30: the softmax is uniform and the gradient "
+        "through sech^2(667) vanishes"
+    ),
+    ("options/head-offset-cap-z-loss", "value"): (
+        "every lane saturated at the cap: every row's loss is log C + z (30 + log C)^2 alike"
+    ),
+    ("options/softcap-padded-saturated", "value"): (
+        "every lane near -30 after the cap: the rows' losses agree to bfloat16's ULP"
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op", LOGITS_OPS)
+def test_zeros_and_the_constant_fail_every_options_case_but_the_listed(op):
+    unlisted = []
+    for case in (c for c in cases.catalog() if c.op == op and c.options):
+        for dtype in case.dtypes:
+            logits, labels = case_inputs(case.id, dtype, SEED)
+            for quantity in case.evaluated_quantities:
+                exact = case_exact(case.id, dtype, SEED, quantity)
+                if isinstance(exact, ValueError):
+                    continue
+                options = case_options(case.id, dtype, SEED, quantity)
+                passing = trivial_passes(op, quantity, dtype, logits, labels, exact, options)
+                if passing and (case.id.split("/", 1)[1], quantity) not in OPTION_PASSES:
+                    unlisted.append(f"{passing} pass {case.id} {dtype} {quantity}")
+    assert not unlisted
+
+
+def test_the_report_reads_back_the_values_a_run_gave_beneath_a_cases_options():
+    from xentbench.suites.report.trivial import given_values
+
+    assert given_values("", {}) == ()
+    assert given_values("label_smoothing=0.25,temperature=2.0,z_loss=0.0001", {}) == (
+        ("label_smoothing", 0.25),
+        ("temperature", 2.0),
+        ("z_loss", 0.0001),
+    )
+    own = {"label_smoothing": 0.1}
+    assert given_values("reduction=mean,label_smoothing=0.1", own) == (("reduction", "mean"),)
+    assert given_values("ignore_index=-100", {}) == (("ignore_index", -100),)
+    # arrays are not read back from their hash: such a row has no margins
+    assert given_values("class_weight=float32[16]#1a2b3c", {}) is None
+    assert given_values("label_smoothing=abc", {}) is None

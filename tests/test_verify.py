@@ -7,48 +7,19 @@ import csv
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
 import pytest
+from verify_helpers import KERNELS, SPARSE, finding_line, verify
 
 from xentbench.adapters import registry
 from xentbench.suites.cli import main
 
-KERNELS = Path(__file__).resolve().parent / "kernels"
-SPARSE = "sparse_softmax_cross_entropy"
-
-
-def _verify(tmp_path: Path, target: str, *args: str) -> subprocess.CompletedProcess:
-    """``xentbench verify`` on a kernel of ``tests/kernels`` in a fresh process, into tmp_path."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "xentbench.suites.cli",
-            "verify",
-            f"{KERNELS / target}",
-            *args,
-            "--out",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=tmp_path,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-
-
-def _finding_line(output: str, quantity: str, mode: str) -> str:
-    """The printed finding of this quantity and failure mode (fails the test if absent)."""
-    lines = [line for line in output.splitlines() if line.startswith("xf-")]
-    found = [line for line in lines if f" {quantity} {mode} " in line]
-    assert found, f"no {quantity} {mode} finding in {lines}"
-    return found[0]
-
 
 def test_the_careful_kernel_passes_values_and_gradients_and_exits_0(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "careful.py:sparse_cross_entropy",
         *("--op", SPARSE, "--grad-fn", "sparse_cross_entropy_grad"),
@@ -69,7 +40,7 @@ def test_the_careful_kernel_passes_values_and_gradients_and_exits_0(tmp_path):
 
 
 def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "zeros.py:softmax",
         "--op",
@@ -82,7 +53,7 @@ def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path
         "0",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    line = _finding_line(result.stdout, "value", "over-budget")
+    line = finding_line(result.stdout, "value", "over-budget")
     finding = line.split()[0]
     assert f"FAIL: 1 findings: {finding} (over-budget)" in result.stdout
     script = tmp_path / "run" / "repro" / f"{finding}.py"
@@ -100,23 +71,32 @@ def test_a_kernel_returning_zeros_fails_with_a_finding_and_a_reproducer(tmp_path
     )  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / "again" / f"{finding}.py").is_file()
+    # the report's trivial-output margins: the zeros column of each case is what the kernel
+    # returning zeros scored there, judged on its own path (adapter, worker, store)
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    assert "## Trivial-output guard" in (tmp_path / "report" / "report.md").read_text()
+    margins = pd.read_csv(tmp_path / "report" / "trivial.csv").set_index("case_id")["zeros"]
+    stored = pq.read_table(tmp_path / "run" / "accuracy-verify.parquet").to_pandas()
+    stored = stored.set_index("case_id")["worst_ratio"]
+    assert len(margins) == len(stored) > 0 and (margins > 1).all()
+    assert np.allclose(margins.sort_index(), stored.sort_index(), rtol=1e-12)
 
 
 def test_a_bfloat16_true_class_probability_fails_the_sparse_gradient(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "bf16_probability.py:sparse_cross_entropy",
         *("--op", SPARSE, "--grad-fn", "sparse_cross_entropy_grad", "--dtype", "float32"),
         *("--cases", "*/benign/*", "--budget-s", "0", "--no-repro"),
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    _finding_line(result.stdout, "grad", "over-budget")
+    finding_line(result.stdout, "grad", "over-budget")
     findings = [line for line in result.stdout.splitlines() if line.startswith("xf-")]
     assert not any(" value " in line for line in findings), findings
 
 
 def test_an_online_softmax_with_a_leading_masked_block_returns_nan(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "online_softmax.py:logsumexp",
         "--op",
@@ -130,11 +110,11 @@ def test_an_online_softmax_with_a_leading_masked_block_returns_nan(tmp_path):
         "--no-repro",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "masked-blocks-32000" in _finding_line(result.stdout, "value", "nan-for-finite")
+    assert "masked-blocks-32000" in finding_line(result.stdout, "value", "nan-for-finite")
 
 
 def test_a_kernel_wrapping_label_minus_one_answers_invalid_input(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "wrapping_labels.py:sparse_cross_entropy",
         "--op",
@@ -149,11 +129,11 @@ def test_a_kernel_wrapping_label_minus_one_answers_invalid_input(tmp_path):
         "--no-repro",
     )
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "label-minus-one" in _finding_line(result.stdout, "value", "answers-invalid-input")
+    assert "label-minus-one" in finding_line(result.stdout, "value", "answers-invalid-input")
 
 
 def test_a_raising_kernel_gets_error_verdicts_naming_the_exception(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "misbehaving.py:raises",
         "--op",
@@ -167,12 +147,12 @@ def test_a_raising_kernel_gets_error_verdicts_naming_the_exception(tmp_path):
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "raised RuntimeError: kernel not built for this GPU" in result.stdout
-    _finding_line(result.stdout, "value", "raises-on-valid-input")
+    finding_line(result.stdout, "value", "raises-on-valid-input")
     assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path,
         "misbehaving.py:hangs",
         "--op",
@@ -189,7 +169,24 @@ def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     assert "did not return within 1 s" in result.stdout
     assert "hunt skipped" in result.stderr
-    _finding_line(result.stdout, "value", "raises-on-valid-input")
+    finding_line(result.stdout, "value", "raises-on-valid-input")
+
+
+def test_a_kernel_hanging_on_every_call_is_given_up_on_after_three_timeouts(tmp_path):
+    result = verify(
+        tmp_path,
+        "misbehaving.py:hangs",
+        *("--op", "softmax", "--dtype", "float32", "--timeout", "1", "--no-repro"),
+        *("--cases", "softmax/benign/*", "softmax/special/*"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    rows = pq.read_table(tmp_path / "run" / "accuracy-verify.parquet").to_pandas()
+    assert len(rows) > 4 and (rows["verdict"] == "error").all()
+    messages = rows["message"].tolist()
+    # the first calls time out; after three in a row the function is not called again
+    assert sum("raised CallTimedOut: the call did not return within 1 s" in m for m in messages)
+    assert sum("not called: the function did not return within 1 s on 3 calls" in m
+               for m in messages) >= len(rows) - 3  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -201,7 +198,7 @@ def test_a_hanging_kernel_times_out_per_call_and_the_run_finishes(tmp_path):
     ],
 )
 def test_outputs_of_the_wrong_kind_get_a_verdict_saying_so(tmp_path, function, message):
-    result = _verify(
+    result = verify(
         tmp_path,
         f"misbehaving.py:{function}",
         "--op",
@@ -220,7 +217,7 @@ def test_outputs_of_the_wrong_kind_get_a_verdict_saying_so(tmp_path, function, m
 
 def test_torch_autograd_gives_the_gradient_of_a_torch_function(tmp_path):
     pytest.importorskip("torch")
-    result = _verify(
+    result = verify(
         tmp_path,
         "framework_ops.py:torch_cross_entropy",
         "--array",
@@ -274,7 +271,7 @@ def test_the_verify_backend_is_reserved_and_never_listed(monkeypatch):
 
 
 def test_declared_keyword_options_run_the_catalogs_options_cases(tmp_path):
-    result = _verify(
+    result = verify(
         tmp_path, "careful.py:smoothed_cross_entropy", "--op", SPARSE,
         "--options", "label_smoothing", "--dtype", "float32",
         "--cases", "*/options/smoothing-*", "--budget-s", "0",
@@ -283,3 +280,17 @@ def test_declared_keyword_options_run_the_catalogs_options_cases(tmp_path):
     with (tmp_path / "run" / "verify-trivial.csv").open() as table:
         rows = {row["case_id"]: row["verdict"] for row in csv.DictReader(table)}
     assert rows == {f"{SPARSE}/options/smoothing-{name}": "pass" for name in ("extreme", "masked")}
+
+
+def test_device_cuda_without_a_cuda_device_exits_2_in_one_line(tmp_path, capsys, monkeypatch):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: the refusal is for machines without one")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    target = f"{KERNELS}/framework_ops.py:torch_cross_entropy"
+    argv = ["verify", target, "--op", SPARSE, "--array", "torch", "--device", "cuda"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "--device cuda: torch sees no CUDA device" in lines[0] and "--device cpu" in lines[0]
+    assert not (tmp_path / "run").exists()

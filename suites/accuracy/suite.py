@@ -44,10 +44,11 @@ def case_options(case_id: str, dtype: str, seed: int, quantity: str) -> dict[str
 
 
 @lru_cache(maxsize=128)
-def case_exact(case_id: str, dtype: str, seed: int, quantity: str):
-    """The exact result for a case's inputs, or the ValueError the reference raises on them."""
+def case_exact(case_id: str, dtype: str, seed: int, quantity: str, fixed: tuple = ()):
+    """The exact result for a case's inputs, or the ValueError the reference raises on them;
+    ``fixed``: (name, scalar) call options beneath the case's own (``Selection.options``)."""
     logits, labels = case_inputs(case_id, dtype, seed)
-    options = case_options(case_id, dtype, seed, quantity)
+    options = {**dict(fixed), **case_options(case_id, dtype, seed, quantity)}
     try:
         return cached_exact(cases.find(case_id).op, logits, labels, quantity, options=options)
     except ValueError as exc:
@@ -71,6 +72,7 @@ class AccuracyTask:
     call: Call
     case: cases.Case
     seed: int
+    fixed: tuple = ()  # the selection's call options beneath the case's (``Selection.options``)
 
     @property
     def key(self) -> tuple:
@@ -100,10 +102,10 @@ class AccuracyTask:
         row["max_abs_logit"] = _max_abs_logit(logits, options)
         linear = "weight" in options  # hidden [N, d] stands for the logits [N, C]
         row["n_elements"] = len(logits) * self.case.classes if linear else int(logits.size)
-        exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity)
+        exact = case_exact(self.case.id, self.call.dtype, self.seed, self.call.quantity, self.fixed)
         judged, got = judge(self.adapter, self.call, logits, labels, exact)
         row.update(judged)
-        if got is not None and not self.case.options:  # invariants hold for the plain ops
+        if got is not None and not self.case.options and not self.fixed:  # the plain ops
             row.update(self._invariants(logits, labels, got, exact))
         return row
 
@@ -157,6 +159,9 @@ def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:
                     continue  # a case without a bias has no bias gradient
                 if call.dtype in case.dtypes and call.quantity in case.evaluated_quantities:
                     options = case_options(case.id, call.dtype, selection.seed, call.quantity)
+                    options = {**dict(selection.options), **options}
                     call = dataclasses.replace(call, options=options)
-                    tasks.append(AccuracyTask(adapter, call, case, selection.seed))
+                    tasks.append(
+                        AccuracyTask(adapter, call, case, selection.seed, selection.options)
+                    )
     return tasks

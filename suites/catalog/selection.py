@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from xentbench.adapters.base import DTYPES, OPS, Call, Implementation
 
@@ -29,6 +31,19 @@ class Selection:
     cases: tuple[str, ...] = ("*",)
     shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES
     seed: int = 0
+    # Call options every call passes, (name, scalar) pairs beneath a case's own options
+    # (``xentbench verify --label-smoothing 0.1``); the reference takes the same values.
+    options: tuple[tuple[str, Any], ...] = ()
+    shard: tuple[int, int] = (1, 1)  # (I, N): this run evaluates part I of N (``in_shard``)
+
+    def in_shard(self, key: tuple) -> bool:
+        """Whether the task of ``key`` belongs to this run's shard: a stable hash of the key,
+        so each task lands in the same part on every machine, whatever the plan's order."""
+        index, count = self.shard
+        if count == 1:
+            return True
+        text = "\x1f".join(map(str, key)).encode()
+        return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") % count == index - 1
 
     def wants_implementation(self, impl: Implementation) -> bool:
         return impl.op in self.ops and any(

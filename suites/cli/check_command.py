@@ -17,7 +17,8 @@ from xentbench.suites.cli.check_linear_inputs import normalise_linear, refuse_ot
 from xentbench.suites.cli.usage import UsageError
 from xentbench.suites.report.format import error_cells
 
-_OPTION_FLAGS = {
+# check's option flags (their argparse names) -> the call options they set.
+OPTION_FLAGS = {
     "reduction": "reduction",
     "ignore_index": "ignore_index",
     "label_smoothing": "label_smoothing",
@@ -35,7 +36,7 @@ _OPTION_FLAGS = {
 def check_options(args) -> dict:
     """The call options given on the command line, arrays loaded (float64, cast per dtype)."""
     options = {}
-    for flag, name in _OPTION_FLAGS.items():
+    for flag, name in OPTION_FLAGS.items():
         value = getattr(args, flag, None)
         if value is None:
             continue

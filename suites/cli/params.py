@@ -125,12 +125,14 @@ def prepare_run_dir(
 
 
 def start_anew(run_dir: Path) -> Path | None:
-    """Move the stored results and run.json into ``previous-<time>/`` (nothing is deleted)."""
+    """Move the stored results, run.json and the workers' logs into ``previous-<time>/``
+    (nothing is deleted)."""
     stored = [*regular_files(run_dir, run_dir, "*.parquet"), run_dir / "run.json"]
     stored = [path for path in stored if path.exists()]
-    parts = inside(run_dir, run_dir / "parts")
-    if parts.is_dir():
-        stored.append(parts)
+    for folder in ("parts", "logs"):  # the rows being written, the workers' logs
+        path = inside(run_dir, run_dir / folder)
+        if path.is_dir():
+            stored.append(path)
     if not stored:
         return None
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")

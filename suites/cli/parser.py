@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
 from xentbench.adapters.base import DEVICES, DTYPES, MODES, OPS
 from xentbench.suites.catalog.selection import DEFAULT_SHAPES
+from xentbench.suites.cli.option_flags import call_option_flags
 from xentbench.suites.hunt import DEFAULT_BUDGET_S
 from xentbench.suites.store.schema import SUITES
 from xentbench.suites.timing.profiles import PROFILES
@@ -30,7 +32,13 @@ def _shape(text: str) -> tuple[int, int]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, with a usage error reported in one line (not the usage block, then the line)."""
+    """argparse, with a usage error reported in one line (not the usage block, then the line),
+    and a value in scientific notation such as ``--z-loss -1e-4`` read as a negative number
+    (argparse's own pattern takes ``-1e-4`` for a flag)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str):
         command = self.prog.removeprefix("xentbench").strip()
@@ -46,6 +54,20 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"invalid count {text!r}; expected an integer >= 1")
     return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    """``I/N``: part I of N (1 <= I <= N), for ``run --shard``."""
+    index, slash, count = text.partition("/")
+    try:
+        shard = (int(index), int(count)) if slash else None
+    except ValueError:
+        shard = None
+    if shard is None or not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(
+            f"invalid shard {text!r}; valid: I/N with integers 1 <= I <= N, e.g. 2/3"
+        )
+    return shard
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +197,14 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
         help="timing: also measure each op's CPU peak memory in a fresh process (slow)",
     )
     run.add_argument(
+        "--shard",
+        type=_shard,
+        default=(1, 1),
+        metavar="I/N",
+        help="run part I of N of the tasks (a stable hash of each task's key), one part per "
+        "machine into its own --out; `xentbench report DIR1 ... DIRN` merges them",
+    )
+    run.add_argument(
         "--fail-on",
         choices=("wrong", "inaccurate"),
         help="exit 1 if any verdict at or beyond this level (error counts as beyond)",
@@ -244,44 +274,11 @@ def _compare_parser(commands) -> None:
     compare.add_argument("--format", choices=("table", "json"), default="table")
 
 
-def _number_or_path(text: str) -> float | Path:
-    """A number as given, or the path of a .npy array (``--temperature``)."""
-    try:
-        return float(text)
-    except ValueError:
-        return Path(text)
-
-
 def _option_flags(check: argparse.ArgumentParser) -> None:
     """``xentbench check``'s call options (reference.options) and quantities."""
-    from xentbench.reference.options import REDUCTIONS
-
-    check.add_argument("--reduction", choices=tuple(REDUCTIONS), help="see docs/options.md")
-    check.add_argument("--ignore-index", type=int, metavar="N")
-    check.add_argument("--label-smoothing", type=float, metavar="EPS")
-    check.add_argument("--weights", type=Path, metavar="W.npy", help="class weights [C]")
-    check.add_argument("--sample-weights", type=Path, metavar="S.npy", help="one per row")
-    check.add_argument(
-        "--class-axis",
-        type=int,
-        metavar="K",
-        help="the axis of the logits holding the classes, e.g. 1 for torch's [N, C, d]; the "
-        "arrays are judged as given (default: the last axis)",
-    )
+    call_option_flags(check)
     check.add_argument("--cotangent", type=Path, metavar="G.npy", help="for grad (a VJP)")
     check.add_argument("--tangent", type=Path, metavar="T.npy", help="for jvp")
-    check.add_argument(
-        "--softcap", type=float, metavar="CAP", help="cap * tanh(x / cap), a cap > 0 (LLM head)"
-    )
-    check.add_argument(
-        "--temperature",
-        type=_number_or_path,
-        metavar="T",
-        help="x / T first: a number > 0, or T.npy with one per row",
-    )
-    check.add_argument(
-        "--z-loss", type=float, metavar="Z", help="adds Z * logsumexp^2 per row, Z >= 0"
-    )
     check.add_argument(
         "--quantity",
         nargs="+",

@@ -99,6 +99,14 @@ def _run_locked(args, console, runs: dict[Path, dict[str, str]], backends, suite
         info = run_info.finish(run_dir, outcomes)
         console.print(_time_line(run_dir, info) if len(runs) == 1 else "", end="")
     _refuse_unusable(args, outcomes)
+    unstarted = [o for o in outcomes if _failed_to_start(o)]
+    for outcome in unstarted:  # e.g. a --python interpreter without xentbench
+        console.print(
+            f"[red]{outcome.backend} ({outcome.suite}): the worker failed to start[/]: "
+            f"{outcome.crashes[0]}"
+        )
+    if unstarted and not any(outcome.planned for outcome in outcomes):
+        return 1
     if "timing" in suites:
         for run_dir in runs:
             _warn_contended(run_dir, console)
@@ -143,6 +151,8 @@ def _jobs_of_run(args, console, run_dir, pythons, backends, suites, timing) -> l
         "description": profile.describe(options["rounds"], options["in_process"]),
     }
     info = run_info.start(run_dir, args.seed, timing=timed, profile=record)
+    if tuple(args.shard) != (1, 1):  # provenance: the report names each directory's part
+        update_run_info(run_dir, {"shard": "{}/{}".format(*args.shard)})
     console.print(f"run directory: {run_dir}")
     return [
         WorkerJob.in_run(
@@ -164,16 +174,21 @@ def _refuse_unusable(args, outcomes) -> None:
     refused = [outcome.refused for outcome in outcomes if outcome.refused]
     if refused:
         raise UsageError(refused[0])
-    usable = [outcome for outcome in outcomes if not outcome.unavailable]
+    usable = [o for o in outcomes if not o.unavailable and not _failed_to_start(o)]
     if usable:
         check_implementations(
             tuple(args.impl), {name for outcome in usable for name in outcome.names}
         )
-    if usable and not any(outcome.planned for outcome in usable):
+    if usable and not any(outcome.planned for outcome in usable) and args.shard == (1, 1):
         raise UsageError(
             "the selection matches no evaluation (--op/--dtype/--mode/--device/--impl/--cases "
             "combined); widen it"
         )
+
+
+def _failed_to_start(outcome) -> bool:
+    """A worker that died before it planned anything (its crash names its log)."""
+    return not outcome.unavailable and not outcome.planned and bool(outcome.crashes)
 
 
 def _selection(args, suite: str, profile: Profile) -> Selection:
@@ -186,6 +201,7 @@ def _selection(args, suite: str, profile: Profile) -> Selection:
         cases=tuple(args.cases),
         shapes=tuple(args.shapes or profile.shapes),
         seed=args.seed,
+        shard=tuple(args.shard),
     )
 
 

@@ -46,6 +46,8 @@ def checked_target(args) -> Target:
         raise UsageError(
             f"--device {args.device} needs device arrays; valid: --array torch|jax with it"
         )
+    if args.device != "cpu":
+        _require_device(args.array, args.device)
     grad = bool(args.grad or args.grad_fn)
     if grad and args.array == "numpy" and not args.grad_fn:
         raise UsageError(
@@ -53,6 +55,7 @@ def checked_target(args) -> Target:
             "valid: --grad-fn NAME, or --array torch|jax"
         )
     target = Target(
+        values=_values(args),
         spec=args.target,
         op=args.op,
         array=args.array,
@@ -73,6 +76,36 @@ def checked_target(args) -> Target:
     except TargetError as exc:
         raise UsageError(str(exc)) from None
     return target
+
+
+def _require_device(array: str, device: str) -> None:
+    """A device the array kind's framework sees on this machine, or one line saying it does
+    not (every case would otherwise be ``unsupported``)."""
+    from xentbench.adapters import function_arrays
+
+    try:
+        found = function_arrays.kind(array).devices()
+    except ImportError as exc:
+        raise UsageError(f"--array {array} needs {array} installed ({exc})") from None
+    if device not in found:
+        raise UsageError(
+            f"--device {device}: {array} sees no {device.upper()} device on this machine; "
+            f"valid here: --device {' '.join(found)}"
+        )
+
+
+def _values(args) -> tuple[tuple[str, object], ...]:
+    """The call option values given as ``check`` takes them (``--label-smoothing 0.1``, ...),
+    checked against the op by the reference's own rules: (name, value) pairs."""
+    from xentbench.reference.options import validate
+    from xentbench.suites.cli.check_command import check_options
+
+    values = check_options(args)
+    try:
+        validate(args.op, "value", values)
+    except ValueError as exc:
+        raise UsageError(f"{exc} (--op {args.op})") from None
+    return tuple(sorted(values.items()))
 
 
 def verify_command(args, console, stdout) -> int:
@@ -106,12 +139,18 @@ def _run(args, target: Target, out: Path, console) -> list:
         devices=(target.device,),
         cases=tuple(args.cases),
         seed=args.seed,
+        options=target.values,
     )
     catalog = WorkerJob.in_run(out, info, BACKEND, "accuracy", selection, environment=environment)
     task_timeout = 2 * target.timeout_s + TASK_GRACE_S
     outcomes = run_all([catalog], task_timeout, console)
     _refuse(outcomes)
-    if args.budget_s > 0 and _timed_out(out):
+    if args.budget_s > 0 and target.values:
+        console.print(
+            "hunt skipped: the hunt searches calls without options; with option values given, "
+            "the catalog runs alone"
+        )
+    elif args.budget_s > 0 and _timed_out(out):
         console.print("hunt skipped: the function timed out on catalog cases (see the verdicts)")
     elif args.budget_s > 0:
         quantities = ("value", "grad") if target.grad else ("value",)

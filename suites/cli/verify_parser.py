@@ -7,6 +7,7 @@ from pathlib import Path
 from xentbench.adapters.base import DEVICES, DTYPES
 from xentbench.adapters.function_adapter import ARRAY_KINDS, KEYWORD_OPTIONS
 from xentbench.suites.catalog.case import LOGITS_OPS
+from xentbench.suites.cli.option_flags import call_option_flags
 
 DEFAULT_VERIFY_BUDGET_S = 3.0  # seconds of hunt per target: a CI step, not a search campaign
 DEFAULT_CALL_TIMEOUT_S = 30.0
@@ -49,6 +50,8 @@ def verify_parser(commands) -> None:
         help="keyword options the function takes (cross-entropies): the catalog's options "
         "cases using only these are run too, the values passed by keyword",
     )
+    # Values passed by keyword on every call, and to the reference, as check takes them.
+    call_option_flags(verify, arrays=False)
     _run_flags(verify)
 
 

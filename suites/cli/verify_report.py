@@ -39,7 +39,7 @@ def print_outcome(out: Path, target: Target, args, outcomes, stdout) -> int:
             "--cases); widen the selection"
         )
     catalog = evaluated[evaluated["source"] == "catalog"].copy()
-    catalog["trivial_pass"] = trivial_column(catalog, args.seed)
+    catalog["trivial_pass"] = trivial_column(catalog, args.seed, target.values)
     catalog[["case_id", "dtype", "quantity", "verdict", "trivial_pass"]].to_csv(
         out / TRIVIAL_FILE, index=False
     )
@@ -67,19 +67,20 @@ def _problems(outcomes, stdout) -> list[str]:
     return problems
 
 
-def trivial_column(catalog: pd.DataFrame, seed: int) -> list[str]:
-    """Per catalog row: the trivial outputs the judge would pass there, comma-separated."""
+def trivial_column(catalog: pd.DataFrame, seed: int, fixed: tuple = ()) -> list[str]:
+    """Per catalog row: the trivial outputs the judge would pass there, comma-separated
+    (``fixed``: the option values every call passed, beneath each case's own)."""
     from xentbench.suites.accuracy.suite import case_exact, case_inputs, case_options
     from xentbench.suites.judge.trivial import trivial_passes
 
     column = []
     for row in catalog.itertuples(index=False):
-        exact = case_exact(row.case_id, row.dtype, seed, row.quantity)
+        exact = case_exact(row.case_id, row.dtype, seed, row.quantity, fixed)
         if isinstance(exact, ValueError):  # invalid input: any number is wrong
             column.append("")
             continue
         logits, labels = case_inputs(row.case_id, row.dtype, seed)
-        options = case_options(row.case_id, row.dtype, seed, row.quantity)
+        options = {**dict(fixed), **case_options(row.case_id, row.dtype, seed, row.quantity)}
         passes = trivial_passes(row.op, row.quantity, row.dtype, logits, labels, exact, options)
         column.append(",".join(passes))
     return column
@@ -149,6 +150,8 @@ def reproduce_command(target: Target, args, case_id: str, dtype: str) -> str:
         words += ["--grad"]
     if target.options:
         words += ["--options", *target.options]
+    for name, value in target.values:
+        words += [f"--{name.replace('_', '-')}={value}"]
     return shlex.join(words)
 
 
@@ -171,14 +174,16 @@ def _print_findings(out: Path, target: Target, args, stdout) -> list:
                 f"  again: {reproduce_command(target, args, sample.case_id, sample.dtype)}"
             )
         if not args.no_repro:
-            stdout.print(f"  reproducer: {_reproducer(finding, out)}")
+            stdout.print(f"  reproducer: {_reproducer(finding, out, target)}")
     return findings
 
 
-def _reproducer(finding, out: Path) -> str:
+def _reproducer(finding, out: Path, target: Target) -> str:
     """The path of the finding's standalone script, or why there is none."""
     from xentbench.suites.findings.repro import build_reproducer, write_reproducer
 
+    if target.values:
+        return "none (reproducers render a case's own options, not values given to verify)"
     if finding.failure_mode == "raises-on-valid-input" and _timed_out(finding, out):
         return "none (the call timed out; the rows say so)"
     try:

@@ -19,6 +19,7 @@ import numpy as np
 
 from xentbench.adapters.base import Call
 from xentbench.adapters.careful_adapter import BACKEND, CarefulAdapter, internal_dtype
+from xentbench.reference.options import canonical
 from xentbench.suites.accuracy.suite import case_exact, case_inputs, case_options
 from xentbench.suites.catalog import cases
 from xentbench.suites.findings.group import Finding
@@ -84,9 +85,19 @@ def row_careful_ratio(row: dict[str, Any], seed: int) -> float:
     draws the input it was measured on (``redrawn_as_stored``)."""
     op, case_id, dtype = str(row["op"]), str(row["case_id"]), str(row["dtype"])
     ratio = careful_ratio(op, case_id, dtype, int(seed), str(row["quantity"]))
-    if math.isnan(ratio) or not redrawn_as_stored(row, seed):
+    if math.isnan(ratio) or not redrawn_as_stored(row, seed) or _other_options(row, seed):
         return math.nan
     return ratio
+
+
+def _other_options(row: dict[str, Any], seed: int) -> bool:
+    """Whether the row was called with options beyond its case's own (values every call of a
+    ``verify`` run passed): the careful kernel redoes the case's call, not that one."""
+    stored = row.get("options")
+    if not isinstance(stored, str):
+        return False
+    case = case_options(str(row["case_id"]), str(row["dtype"]), int(seed), str(row["quantity"]))
+    return stored != canonical(case)
 
 
 def internals_of(dtype: str) -> str:

@@ -19,6 +19,7 @@ float64 and rounded to the dtype once.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,29 @@ def trivial_outputs(
         }
 
 
+def trivial_margins(
+    op: str,
+    quantity: str,
+    dtype: str,
+    logits,
+    labels,
+    exact: Exact,
+    options: dict[str, Any] | None = None,
+) -> dict[str, float]:
+    """Each defined trivial output's ``worst_ratio`` on this call (error / allowance, inf for
+    a wrong kind): the margin by which it fails, a pass at 1 or below."""
+    outputs = trivial_outputs(op, quantity, dtype, logits, labels, exact, not options)
+    margins = {}
+    for name, got in outputs.items():
+        judged = measure.evaluate(op, quantity, dtype, logits, labels, got, exact, options)
+        ratio = judged.worst_ratio
+        if judged.verdict == "pass":  # NaN: every element a matched non-finite, i.e. exact
+            margins[name] = 0.0 if math.isnan(ratio) else ratio
+        else:  # a failure by kind (a number where the truth is NaN) has no finite ratio
+            margins[name] = ratio if ratio > 1 else math.inf
+    return margins
+
+
 def trivial_passes(
     op: str,
     quantity: str,
@@ -124,11 +148,5 @@ def trivial_passes(
     options: dict[str, Any] | None = None,
 ) -> tuple[str, ...]:
     """The trivial outputs the judge would pass on this call (in ``TRIVIAL_OUTPUTS`` order)."""
-    plain = not options
-    outputs = trivial_outputs(op, quantity, dtype, logits, labels, exact, plain)
-    return tuple(
-        name
-        for name, got in outputs.items()
-        if measure.evaluate(op, quantity, dtype, logits, labels, got, exact, options).verdict
-        == "pass"
-    )
+    margins = trivial_margins(op, quantity, dtype, logits, labels, exact, options)
+    return tuple(name for name, margin in margins.items() if margin <= 1)

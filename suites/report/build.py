@@ -43,6 +43,7 @@ from xentbench.suites.report.render import (
 from xentbench.suites.report.run_time import PlotJobs, run_time_section
 from xentbench.suites.report.timing import csv_frame as timing_csv_frame
 from xentbench.suites.report.timing import fastest_table, timing_sections
+from xentbench.suites.report.trivial import trivial_frame, trivial_sections, write_trivial_csv
 from xentbench.suites.store.rows import load
 from xentbench.suites.store.run_json import read_run_info
 from xentbench.suites.store.schema import KEYS
@@ -113,6 +114,8 @@ def _run_bullet(run_dir: Path, info: dict) -> str:
         parts.append(f"git `{str(info['git_commit'])[:12]}`")
     if info.get("seed") is not None:
         parts.append(f"seed {info['seed']}")
+    if info.get("shard"):
+        parts.append(f"shard {info['shard']}")
     if info.get("started"):
         parts.append(f"{info['started']} → {info.get('finished') or 'unfinished'}")
     return ", ".join(parts)
@@ -259,6 +262,8 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
     drawing = PlotJobs(accuracy, timing, out_dir, _bandwidth(infos))
     try:
         written = _write_csvs(accuracy, timing, out_dir)
+        guard = trivial_frame(accuracy, run_dirs)
+        written.update(write_trivial_csv(guard, out_dir))
         findings = [findings_section(accuracy, run_dirs)] if not accuracy.empty else []
         accuracy_plots, timing_plots = drawing.result("accuracy"), drawing.result("timing")
     finally:
@@ -271,6 +276,7 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
         *failure_sections(_without_baselines(accuracy)),
         *(baseline_sections(accuracy) if not accuracy.empty else []),
         *invariant_sections(accuracy),
+        *trivial_sections(guard),
         *hunt_sections(accuracy),
         *timing_sections(timing, timing_plots),
         *filter(None, [run_time_section(infos)]),

@@ -173,7 +173,7 @@ def work(job: WorkerJob, connection) -> None:
     for one_round in _rounds(job):
         with clock.phase("plan_s"):
             stored = _round_rows(one_round)
-            tasks = plan(one_round, adapter, stored)
+            tasks = [t for t in plan(one_round, adapter, stored) if job.selection.in_shard(t.key)]
             done = _done(one_round, stored)
             todo = [task for task in tasks if task.key not in done]
         plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}

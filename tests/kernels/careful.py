@@ -71,3 +71,23 @@ def smoothed_cross_entropy(x, labels, label_smoothing=0.0):
         spread = -np.mean(log_p, axis=-1)
         loss = np.where(eps == 0, on_label, (1 - eps) * on_label + eps * spread)
     return _round_once(loss, x)
+
+
+def head_cross_entropy(x, labels, label_smoothing=0.0, temperature=1.0, z_loss=0.0):
+    """The sparse loss of the LLM head, every keyword option honoured: logits divided by the
+    temperature, smoothing eps (1 - eps on the label, eps / C on every class), and
+    z_loss * logsumexp^2 added per row. A temperature is a number or one per row."""
+    k = _class_ids(labels, x.shape[-1])
+    t = _widen(np.asarray(temperature))
+    z = _widen(x) / (t[:, None] if t.ndim else t)
+    log_p, _ = _log_softmax_and_p(z)
+    eps = WIDE(label_smoothing)
+    with np.errstate(all="ignore"):
+        top = np.max(z, axis=-1, keepdims=True)
+        shift = np.where(np.isfinite(top), top, 0)
+        lse = (shift + np.log(np.sum(np.exp(z - shift), axis=-1, keepdims=True)))[:, 0]
+        on_label = -np.take_along_axis(log_p, k[:, None], axis=-1)[:, 0]
+        spread = -np.mean(log_p, axis=-1)
+        loss = np.where(eps == 0, on_label, (1 - eps) * on_label + eps * spread)
+        loss = np.where(WIDE(z_loss) == 0, loss, loss + WIDE(z_loss) * lse * lse)
+    return _round_once(loss, x)

@@ -1,0 +1,63 @@
+"""``xentbench run --shard I/N``: N parts of one run, each in its own directory, merged by
+``xentbench report``, hold exactly the rows of the unsharded run, key by key."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.cli import main
+from xentbench.suites.store.rows import load
+from xentbench.suites.store.schema import KEYS
+
+SELECTION = [
+    *("run", "--suite", "accuracy", "--backend", "numpy", "--dtype", "float32", "--jobs", "1"),
+    *("--cases", "*/benign/*", "*/special/*"),
+]
+# Columns that say where and when a row was computed, not what it holds.
+PROVENANCE = ("run_id", "host", "elapsed_s")
+
+
+def _rows(run_dirs) -> pd.DataFrame:
+    rows = load(run_dirs, "accuracy")
+    return rows.set_index(list(KEYS["accuracy"])).sort_index()
+
+
+def test_three_shards_merged_equal_the_unsharded_run_key_by_key(tmp_path):
+    assert main([*SELECTION, "--out", str(tmp_path / "whole")]) == 0
+    shards = [tmp_path / f"shard-{index}" for index in (1, 2, 3)]
+    for index, shard in enumerate(shards, start=1):
+        assert main([*SELECTION, "--shard", f"{index}/3", "--out", str(shard)]) == 0
+    whole = _rows([tmp_path / "whole"])
+    parts = [_rows([shard]) for shard in shards]
+    assert all(0 < len(part) < len(whole) for part in parts), [len(p) for p in parts]
+    merged = _rows(shards)
+    assert not merged.index.duplicated().any()  # the parts are disjoint
+    assert merged.index.equals(whole.index)
+    columns = [c for c in whole.columns if c not in PROVENANCE]
+    pd.testing.assert_frame_equal(merged[columns], whole[columns])
+    # report merges the three directories, naming each run and its part
+    assert main(["report", *map(str, shards), "--out", str(tmp_path / "merged")]) == 0
+    text = (tmp_path / "merged" / "report.md").read_text()
+    assert all(f"shard {index}/3" in text for index in (1, 2, 3))
+
+
+def test_a_task_lands_in_exactly_one_shard_whatever_the_order():
+    keys = [("numpy:softmax", f"softmax/benign/c{i}", "float32", "cpu", "eager", "value")
+            for i in range(300)]  # fmt: skip
+    shards = [Selection(shard=(index, 4)) for index in range(1, 5)]
+    owners = [[s.shard[0] for s in shards if s.in_shard(key)] for key in keys]
+    assert all(len(owner) == 1 for owner in owners)
+    assert owners == [[s.shard[0] for s in shards if s.in_shard(k)] for k in reversed(keys)][::-1]
+    assert {owner[0] for owner in owners} == {1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("value", ["0/3", "4/3", "x", "1/0", "2", "1/3/5"])
+def test_a_bad_shard_exits_2_naming_the_value_and_the_valid_form(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--shard", value, "--out", str(tmp_path / "run")])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and repr(value) in lines[0] and "I/N" in lines[0], lines
+    assert not (tmp_path / "run").exists()
