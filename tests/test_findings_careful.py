@@ -68,6 +68,8 @@ def test_the_careful_kernel_passes_on_a_catalog_input_and_is_not_judged_on_a_dri
     assert math.isnan(row_careful_ratio(drifted, seed=0))
     unknown = {**row, "case_id": "softmax/hunted/not-a-case"}
     assert math.isnan(row_careful_ratio(unknown, seed=0))
+    raised = {**row, "worst_index": math.nan, "expected": math.nan}  # an error row, as stored
+    assert row_careful_ratio(raised, seed=0) == ratio
 
 
 def _finding(implementation: str, mode: str, ratio: float, careful: float, **fields) -> Finding:

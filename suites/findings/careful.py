@@ -65,9 +65,10 @@ def redrawn_as_stored(row: dict[str, Any], seed: int) -> bool:
     """Whether the case redrawn today is the input the row was measured on: the exact value at
     the row's worst element equals its stored ``expected`` (a catalog changed since the run
     draws other numbers). A row without a worst element cannot be checked and is trusted."""
-    index, expected = str(row.get("worst_index") or ""), row.get("expected")
-    if not index or expected is None:
+    index, expected = row.get("worst_index"), row.get("expected")
+    if _missing(index) or not str(index) or _missing(expected):  # stored as None or NaN
         return True
+    index = str(index)
     exact = case_exact(str(row["case_id"]), str(row["dtype"]), int(seed), str(row["quantity"]))
     if isinstance(exact, ValueError):
         return True
@@ -76,6 +77,10 @@ def redrawn_as_stored(row: dict[str, Any], seed: int) -> bool:
     except (ValueError, SyntaxError, IndexError, TypeError):
         return False
     return at == float(expected) or (math.isnan(at) and math.isnan(float(expected)))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def row_careful_ratio(row: dict[str, Any], seed: int) -> float:
@@ -110,7 +115,9 @@ def careful_sentence(finding: Finding) -> str:
             "the budget is wrong here"
         )
     if math.isnan(careful):
-        return "no careful-kernel comparison (an input or option it does not take)"
+        return (
+            "no careful-kernel comparison (a hunted input, or a case that draws other inputs today)"
+        )
     if math.isinf(ratio) or math.isnan(ratio):
         return f"a careful {internals} kernel gets it right ({careful:.3g} x its allowance)"
     if careful == 0:
