@@ -14,7 +14,12 @@ from plugin_helpers import register_plugins
 
 from xentbench.suites.cli import main
 from xentbench.suites.findings import known
-from xentbench.suites.findings.careful import careful_cell, careful_sentence, row_careful_ratio
+from xentbench.suites.findings.careful import (
+    careful_cell,
+    careful_sentence,
+    row_careful_ratio,
+    triage,
+)
 from xentbench.suites.findings.causes import assign_causes
 from xentbench.suites.findings.group import Finding, Sample
 from xentbench.suites.findings.modes import verdict_mode
@@ -95,6 +100,14 @@ def test_a_finding_says_how_many_times_the_careful_kernels_error_it_makes():
     assert "the budget is wrong here" in careful_sentence(fails_too)
     right = _finding("torch:torch.logsumexp", "nan-for-finite", math.inf, 0.2)
     assert careful_sentence(right).startswith("a careful float32 kernel gets it right")
+
+
+def test_a_defect_is_confirmed_only_where_the_careful_kernel_passes_on_its_inputs():
+    assert triage(_finding("torch:torch.logsumexp", "over-budget", 90.0, 0.45)) == "confirmed"
+    assert triage(_finding("torch:torch.logsumexp", "over-budget", 3.0, 1.5)) == "unexplained"
+    assert triage(_finding("torch:torch.logsumexp", "over-budget", 3.0, math.nan)) == "unexplained"
+    known = _finding("torch:torch.logsumexp", "over-budget", 3.0, math.nan, klass="upstream")
+    assert triage(known) == "catalogued"
 
 
 # ------------------------------------------------------------------ causes
@@ -186,6 +199,26 @@ def test_findings_show_the_careful_kernel_and_write_an_upstream_report(small_run
     assert "`numpy:stable.softmax`" in body.split("## Other implementations")[1]
     assert "| got | nan" in body and "```python" in body
     assert (out / f"{nan['id']}.py").read_text() in body
+
+
+def test_the_triage_summary_counts_the_findings_grouped_from_the_stored_rows(small_run, capsys):
+    assert main(["findings", str(small_run), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    states = {
+        f["implementation"] + " " + f["failure_mode"]: f["triage"] for f in document["findings"]
+    }
+    # the flawed plugin's NaN: no catalogue entry, the careful kernel passes on its input
+    assert states["overflowing:softmax nan-for-finite"] == "confirmed"
+    # the project's own formula in bfloat16: a baseline of the catalogue
+    assert states["numpy:stable.softmax over-budget"] == "catalogued"
+    counted = {state: list(states.values()).count(state) for state in document["triage"]}
+    assert document["triage"] == counted and sum(counted.values()) == len(states)
+    assert main(["findings", str(small_run)]) == 0
+    triaged = document["triage"]
+    assert (
+        f"Triage: {triaged['catalogued']} catalogued, {triaged['confirmed']} `defect?` confirmed"
+        in capsys.readouterr().out
+    )
 
 
 def test_an_upstream_report_needs_an_output_directory(small_run, capsys):

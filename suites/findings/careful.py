@@ -125,6 +125,20 @@ def careful_sentence(finding: Finding) -> str:
     return f"{ratio / careful:.3g} x the error of a careful {internals} kernel"
 
 
+TRIAGE: tuple[str, ...] = ("catalogued", "confirmed", "unexplained")
+
+
+def triage(finding: Finding) -> str:
+    """Where a finding stands: ``catalogued`` (a catalogue entry explains it), ``confirmed``
+    (no entry, but the careful kernel passes on the same inputs where the implementation
+    fails: a real loss against what a careful kernel achieves), else ``unexplained`` (no
+    careful comparison, or the careful kernel fails too)."""
+    if finding.klass != "defect?":
+        return "catalogued"
+    worst = finding.careful_worst_ratio
+    return "confirmed" if not math.isnan(worst) and worst <= 1 else "unexplained"
+
+
 def careful_cell(finding: Finding) -> str:
     """``careful_sentence`` in a table cell's few words."""
     ratio, careful, worst = finding.worst_ratio, finding.careful_ratio, finding.careful_worst_ratio
