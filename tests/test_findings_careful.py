@@ -191,11 +191,18 @@ def test_findings_show_the_careful_kernel_and_write_an_upstream_report(small_run
     out = tmp_path / "upstream"
     assert main(["findings", str(small_run), "--upstream", nan["id"], "--out", str(out)]) == 0
     body = (out / f"{nan['id']}.md").read_text()
-    assert body.startswith("# `overflowing:softmax` value: nan for finite on ")
-    for heading in ("Environment", "Expected against got", "A careful kernel on the same input",
-                    "Minimal reproducer", "Other implementations on the same input",
+    assert body.startswith("# `softmax` returns NaN where the result is finite in float32 (")
+    for heading in ("Summary", "Environment", "Expected against got",
+                    "A careful kernel on the same input", "Minimal reproducer",
+                    "Other implementations on the same input",
                     "Known behaviour it is not"):  # fmt: skip
         assert f"## {heading}" in body
+    summary = body.split("## Summary")[1].split("## Environment")[0]
+    # the shrunk input inline, got against the exact value and the careful kernel, one cause
+    assert "- logits: `[[" in summary and "- `softmax` value returns: `[[" in summary
+    assert "nan" in summary.split("returns: `")[1].split("`")[0]
+    assert "- a careful kernel (float32 internals for 16-bit, one rounding) returns: `[[" in summary
+    assert "Likely cause: an undefined intermediate" in summary
     assert "`numpy:stable.softmax`" in body.split("## Other implementations")[1]
     assert "| got | nan" in body and "```python" in body
     assert (out / f"{nan['id']}.py").read_text() in body
