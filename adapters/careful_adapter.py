@@ -181,7 +181,7 @@ def _with_options(op: str, quantity: str, x: np.ndarray, labels, options: dict[s
     rows, lead = careful_options.rows_of(x, axis)
     z, slope = careful_options.head(rows, options)
     if op in careful_options.CROSS_ENTROPIES:
-        return careful_options.cross_entropy(quantity, z, slope, labels, options, axis, lead)
+        return careful_options.cross_entropy(op, quantity, z, slope, labels, options, axis, lead)
     if quantity == "value":
         out = _value(op, z, None)
         return out.reshape(lead) if op == "logsumexp" else careful_options.back(out, lead, axis)
@@ -205,7 +205,7 @@ class CarefulAdapter(Adapter):
     name = BACKEND
 
     def version(self) -> str:
-        return f"careful 1.0 (numpy {np.__version__})"
+        return f"careful 1.1 (numpy {np.__version__})"
 
     def implementations(self) -> tuple[Implementation, ...]:
         return tuple(

@@ -130,10 +130,8 @@ def _silent(weights: np.ndarray, z: np.ndarray) -> np.ndarray:
     return (weights == 0) & ~np.isnan(z).any(axis=1)
 
 
-def cross_entropy(quantity, z, slope, labels, options, axis, lead) -> np.ndarray:
+def cross_entropy(op: str, quantity: str, z, slope, labels, options, axis, lead) -> np.ndarray:
     """A cross-entropy's value, VJP or JVP under every option, on the rows ``z``."""
-    op = "sparse_softmax_cross_entropy" if np.asarray(labels).dtype.kind in "iu" else ""
-    op = op or "softmax_cross_entropy"
     c, kept, at_label = _coefficients(op, z, labels, options, axis)
     sample = options.get("sample_weight")
     sample = np.ones(len(z), z.dtype) if sample is None else np.asarray(sample).astype(z.dtype)
