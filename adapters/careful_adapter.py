@@ -186,7 +186,8 @@ def _with_options(op: str, quantity: str, x: np.ndarray, labels, options: dict[s
         out = _value(op, z, None)
         return out.reshape(lead) if op == "logsumexp" else careful_options.back(out, lead, axis)
     if quantity == "jvp":
-        t = careful_options.rows_of(np.asarray(options["tangent"]).astype(x.dtype), axis)[0]
+        t = np.asarray(options.get("tangent", np.ones_like(x))).astype(x.dtype)  # ones: absent
+        t = careful_options.rows_of(t, axis)[0]
         out = careful_options.unlabelled_jvp(op, z, t if slope is None else t * slope)
         return out.reshape(lead) if op == "logsumexp" else careful_options.back(out, lead, axis)
     g = options.get("cotangent")

@@ -158,7 +158,12 @@ def cross_entropy(op: str, quantity: str, z, slope, labels, options, axis, lead)
             row = row + z_loss * lse[:, 0] ** 2
         silent = _silent(sample, z)
     else:
-        t = rows_of(np.asarray(options["tangent"]).astype(z.dtype), axis)[0]
+        t = options.get("tangent")  # ones when absent, as the reference says
+        t = (
+            np.ones(z.shape, z.dtype)
+            if t is None
+            else rows_of(np.asarray(t).astype(z.dtype), axis)[0]
+        )
         t = t if slope is None else t * slope
         row = pairwise_sum(t * (p * total - c))[:, 0]
         silent = _silent(sample, z) | _silent(np.abs(t).max(axis=1), z)
