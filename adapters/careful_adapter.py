@@ -6,7 +6,9 @@ one rounding to the output dtype. This backend is that implementation, in NumPy:
 internals for float16 and bfloat16 inputs (the max shift, exp and a pairwise sum in float32,
 then one rounding of the output), the dtype's own precision for float32 and float64. It is
 the yardstick of a finding (``suites.findings.careful``): "N x the error of a careful kernel".
-Where it fails on finite input, the budget is wrong there, not the kernel.
+Where it fails on finite input, the budget is wrong there, not the kernel. Every call option
+the reference defines (reductions, weights, smoothing, ignored labels, the class axis, the LLM
+head), forward mode and the linear head are computed the same way (``careful_options``).
 
 Registered as a plugin (pyproject's ``[project.entry-points."xentbench.adapters"]``) and
 declared a baseline: reports count it apart from the implementations people rely on.
@@ -18,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from xentbench.adapters import careful_options
 from xentbench.adapters.base import (
     DTYPES,
+    FORWARD_OPS,
     Adapter,
     Call,
     Implementation,
@@ -28,10 +32,15 @@ from xentbench.adapters.base import (
 )
 from xentbench.reference import evaluate as reference_ops
 from xentbench.reference.evaluate import LINEAR_OP, OPS
+from xentbench.reference.options import ACCEPTED
 
 BACKEND = "careful"
-# The ops taking logits (the linear head's logits come from a matmul the budget bounds apart).
-CAREFUL_OPS: tuple[str, ...] = tuple(op for op in OPS if op != LINEAR_OP)
+CAREFUL_OPS: tuple[str, ...] = OPS
+# The options each op takes: the reference's (``reference.options.ACCEPTED``), a cotangent for
+# every gradient, the linear head's weight, bias and ignored label.
+OPTIONS: dict[str, tuple[str, ...]] = {
+    op: tuple(dict.fromkeys((*ACCEPTED.get(op, ()), "cotangent"))) for op in OPS
+} | {LINEAR_OP: ("weight", "bias", "ignore_index")}
 SIXTEEN_BIT = ("float16", "bfloat16")
 ADAPTATION = (
     "the budget's own algorithm in NumPy: max shift, exp and a pairwise sum in float32 for "
@@ -44,21 +53,7 @@ def internal_dtype(dtype: str) -> np.dtype:
     return np.dtype(np.float32) if dtype in SIXTEEN_BIT else numpy_dtype(dtype)
 
 
-def pairwise_sum(values: np.ndarray) -> np.ndarray:
-    """The sum over the last axis, kept: NumPy sums a contiguous axis pairwise (blocks of 128
-    summed 8-way, then halved recursively), in the array's own dtype."""
-    return np.add.reduce(np.ascontiguousarray(values), axis=-1, keepdims=True)
-
-
-def shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(m, d = x - m, log s, p) per row in x's dtype; m is the row max, 0 where it is not
-    finite (a row of -inf has s = 0 and no softmax, as the reference says)."""
-    row_max = x.max(axis=-1, keepdims=True)
-    m = np.where(np.isfinite(row_max), row_max, 0).astype(x.dtype)
-    d = x - m
-    e = np.exp(d)
-    s = pairwise_sum(e)
-    return m, d, np.log(s), e / s
+pairwise_sum, shifted = careful_options.pairwise_sum, careful_options.shifted
 
 
 def _where_label(y: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -139,31 +134,79 @@ def _vjp(op: str, x: np.ndarray, y: Any, g: np.ndarray) -> np.ndarray:
     return row * (p - (np.arange(x.shape[-1]) == k[..., None]))
 
 
-def careful(op: str, quantity: str, logits, labels, dtype: str, cotangent=None) -> np.ndarray:
-    """The op's ``quantity`` ("value" or "grad", with ``cotangent``, ones when None) on the
-    inputs, computed in ``internal_dtype(dtype)`` and rounded once to ``dtype``."""
+def careful(
+    op: str,
+    quantity: str,
+    logits,
+    labels,
+    dtype: str,
+    cotangent=None,
+    options: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """The op's ``quantity`` ("value", "grad" with ``cotangent`` (ones when None), "jvp", or a
+    linear-head gradient) under the call ``options``, computed in ``internal_dtype(dtype)``
+    and rounded once to ``dtype``."""
     internal = internal_dtype(dtype)
-    x = np.asarray(logits).astype(internal)
-    y = labels
-    if labels is not None and op != "sparse_softmax_cross_entropy":
-        y = np.asarray(labels).astype(internal)
+    options = dict(options or {})
+    if cotangent is not None:
+        options["cotangent"] = cotangent
     with np.errstate(all="ignore"):
-        if quantity == "value":
-            result = _value(op, x, y)
+        if op == LINEAR_OP:
+            result = careful_options.linear(quantity, logits, labels, options, internal)
+        elif set(options) - {"cotangent"} or quantity == "jvp":
+            result = _with_options(
+                op, quantity, np.asarray(logits).astype(internal), labels, options
+            )
         else:
-            shape = reference_ops.output_shape(op, "value", x.shape)  # the cotangent's
-            g = np.ones(shape, internal) if cotangent is None else cotangent
-            result = _grad(op, x, y, np.asarray(g).astype(internal))
+            result = _plain(op, quantity, np.asarray(logits).astype(internal), labels, options)
         return np.asarray(result).astype(numpy_dtype(dtype))  # past the range: inf, silently
 
 
+def _plain(op: str, quantity: str, x: np.ndarray, labels, options: dict[str, Any]):
+    """An op without options (but a cotangent) on the logits x, in x's dtype."""
+    y = labels
+    if labels is not None and op != "sparse_softmax_cross_entropy":
+        y = np.asarray(labels).astype(x.dtype)
+    if quantity == "value":
+        return _value(op, x, y)
+    shape = reference_ops.output_shape(op, "value", x.shape)  # the cotangent's
+    g = options.get("cotangent")
+    g = np.ones(shape, x.dtype) if g is None else np.asarray(g).astype(x.dtype)
+    return _grad(op, x, y, g)
+
+
+def _with_options(op: str, quantity: str, x: np.ndarray, labels, options: dict[str, Any]):
+    """An op of the softmax family under call options, on rows with the class axis last."""
+    axis = int(options.get("class_axis", -1)) % x.ndim
+    rows, lead = careful_options.rows_of(x, axis)
+    z, slope = careful_options.head(rows, options)
+    if op in careful_options.CROSS_ENTROPIES:
+        return careful_options.cross_entropy(op, quantity, z, slope, labels, options, axis, lead)
+    if quantity == "value":
+        out = _value(op, z, None)
+        return out.reshape(lead) if op == "logsumexp" else careful_options.back(out, lead, axis)
+    if quantity == "jvp":
+        t = np.asarray(options.get("tangent", np.ones_like(x))).astype(x.dtype)  # ones: absent
+        t = careful_options.rows_of(t, axis)[0]
+        out = careful_options.unlabelled_jvp(op, z, t if slope is None else t * slope)
+        return out.reshape(lead) if op == "logsumexp" else careful_options.back(out, lead, axis)
+    g = options.get("cotangent")
+    if g is None:
+        g = np.ones(lead if op == "logsumexp" else x.shape, x.dtype)
+    g = np.asarray(g).astype(x.dtype)
+    g = g.reshape(-1, 1) if op == "logsumexp" else careful_options.rows_of(g, axis)[0]
+    out = _grad(op, z, None, g[:, 0] if op == "logsumexp" else g)
+    return careful_options.back(out if slope is None else out * slope, lead, axis)
+
+
 class CarefulAdapter(Adapter):
-    """``careful:<op>``: value and gradient (with a cotangent) of every logits op, every dtype."""
+    """``careful:<op>``: value, gradient (any cotangent) and forward mode of every op, with every
+    call option the reference defines, in every dtype."""
 
     name = BACKEND
 
     def version(self) -> str:
-        return f"careful 1.0 (numpy {np.__version__})"
+        return f"careful 1.1 (numpy {np.__version__})"
 
     def implementations(self) -> tuple[Implementation, ...]:
         return tuple(
@@ -172,9 +215,10 @@ class CarefulAdapter(Adapter):
                 op=op,
                 dtypes=DTYPES,
                 gradient=True,
-                options=("cotangent",),
+                options=OPTIONS[op],
                 adaptation=ADAPTATION,
                 baseline=True,
+                forward=op in FORWARD_OPS,
             )
             for op in CAREFUL_OPS
         )
@@ -182,8 +226,8 @@ class CarefulAdapter(Adapter):
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         """Bind the inputs; ``run`` computes the op with the budget's internals."""
         op, quantity, dtype = call.implementation.op, call.quantity, call.dtype
-        cotangent = call.options.get("cotangent")
+        options = dict(call.options)
         return PreparedCall(
-            run=lambda: careful(op, quantity, logits, labels, dtype, cotangent),
+            run=lambda: careful(op, quantity, logits, labels, dtype, options=options),
             to_numpy=np.asarray,
         )

@@ -5,8 +5,11 @@ textbook formulas exactly as people type them (``exp(x) / sum(exp(x))``): they o
 return NaN where they do, which is the point of measuring them. ``stable.*`` are the same
 maths max-shifted, as a careful user writes it. Both compute in the input dtype with NumPy's
 own ufuncs (for bfloat16, the ufuncs ml_dtypes registers, which round every step to bfloat16).
-Sparse labels are picked with fancy indexing, ``x[np.arange(n), labels]``, as users do: a
-label past the last class raises IndexError and a negative label silently wraps around.
+Sparse labels are picked with fancy indexing, ``x[np.arange(n), labels]``, as users do: in the
+naive formulas a label past the last class raises IndexError and a negative label silently
+wraps around (the lesson); the stable ones check the labels first and raise on either. The
+stable soft cross-entropy forms a term whose ``x_i - max`` overflows (logits spanning more than
+the dtype's range) as ``y_i (max + log s) - y_i x_i``, where both products are in range.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import scipy.special
 
 from xentbench.adapters._table import TableAdapter
 from xentbench.adapters.base import DTYPES, Call, Implementation, PreparedCall
-from xentbench.adapters.numpy_head import HEAD_APIS
+from xentbench.adapters.numpy_head import HEAD_APIS, soft_cross_entropy
 
 Function = Callable[..., np.ndarray]  # (logits, labels), and options for the LLM head
 
@@ -49,12 +52,17 @@ def _stable_log_softmax(x: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
-def _stable_softmax_cross_entropy(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return -np.sum(labels * _stable_log_softmax(x), axis=-1)
+def _checked_labels(labels: np.ndarray, classes: int) -> np.ndarray:
+    """The class ids, IndexError for one outside [0, C): NumPy would wrap a negative one."""
+    ids = np.asarray(labels)
+    if ((ids < 0) | (ids >= classes)).any():
+        raise IndexError(f"class ids must lie in [0, {classes})")
+    return ids
 
 
 def _stable_sparse_softmax_cross_entropy(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return -_stable_log_softmax(x)[np.arange(x.shape[0]), labels]
+    ids = _checked_labels(labels, x.shape[-1])
+    return -_stable_log_softmax(x)[np.arange(x.shape[0]), ids]
 
 
 def _stable_sigmoid_cross_entropy(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -98,13 +106,15 @@ _APIS: dict[str, tuple[str, Function, str]] = {
     ),
     "stable.softmax_cross_entropy": (
         "softmax_cross_entropy",
-        _stable_softmax_cross_entropy,
-        "-sum(y * log_softmax(x)), log_softmax max-shifted",
+        soft_cross_entropy,
+        "-sum(y * log_softmax(x)), log_softmax max-shifted, y_i (m + log s) - y_i x_i where "
+        "x_i - m overflows",
     ),
     "stable.sparse_softmax_cross_entropy": (
         "sparse_softmax_cross_entropy",
         _stable_sparse_softmax_cross_entropy,
-        "-log_softmax(x)[arange(n), labels], log_softmax max-shifted",
+        "-log_softmax(x)[arange(n), labels], log_softmax max-shifted, labels outside [0, C) "
+        "refused",
     ),
     "stable.sigmoid_cross_entropy": (
         "sigmoid_cross_entropy",

@@ -5,7 +5,7 @@ Each formula runs in the input dtype with NumPy's ufuncs, written as a user type
 
     z = x / T                        # T a scalar, or one per row as T[:, None]
     z = cap * np.tanh(z / cap)       # Gemma 2's final_logit_softcapping
-    loss = lse(z) - z[arange(n), k] + z_loss * lse(z) ** 2
+    loss = -log_softmax(z)[arange(n), k] + z_loss * lse(z) ** 2   # log_softmax max-shifted
 
 Value only (NumPy has no autodiff); the gradients are measured on the frameworks that have one.
 """
@@ -42,7 +42,29 @@ def _lse(z: np.ndarray) -> np.ndarray:
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
-    return z - _lse(z)[..., None]
+    # (z - m) - log(sum(exp(z - m))), not z - logsumexp(z): that loses the digits below
+    # logsumexp's ulp (a shift-variant result on logits of 1e3).
+    _, shifted, log_s = max_shifted(z)
+    return shifted - log_s
+
+
+def max_shifted(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(m, x - m, log(sum(exp(x - m)))) per row in x's dtype, m the row max (0 if infinite)."""
+    row_max = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(row_max), row_max, 0).astype(x.dtype)
+    shifted = x - m
+    return m, shifted, np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def soft_cross_entropy(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """-sum(y * log_softmax(x)) max-shifted, except where x_i - m overflows (logits of +-0.9
+    max): there y_i (m + log s) - y_i x_i, two products in range, instead of y_i * -inf."""
+    m, shifted, log_s = max_shifted(x)
+    terms = labels * (log_s - shifted)
+    overflowed = ~np.isfinite(shifted) & np.isfinite(x)
+    if overflowed.any():
+        terms = np.where(overflowed, labels * (m + log_s) - labels * x, terms)
+    return np.sum(terms, axis=-1)
 
 
 def _with_z_loss(loss: np.ndarray, z: np.ndarray, options: dict[str, Any]) -> np.ndarray:
@@ -53,13 +75,16 @@ def _with_z_loss(loss: np.ndarray, z: np.ndarray, options: dict[str, Any]) -> np
 
 def _sparse(x, labels, options):
     z = transformed(x, options)
-    picked = np.take_along_axis(_log_softmax(z), labels[..., None].astype(np.int64), axis=-1)
+    ids = np.asarray(labels).astype(np.int64)
+    if ((ids < 0) | (ids >= x.shape[-1])).any():  # take_along_axis would wrap a negative id
+        raise IndexError(f"class ids must lie in [0, {x.shape[-1]})")
+    picked = np.take_along_axis(_log_softmax(z), ids[..., None], axis=-1)
     return _with_z_loss(-picked[..., 0], z, options)
 
 
 def _soft(x, labels, options):
     z = transformed(x, options)
-    return _with_z_loss(-np.sum(labels * _log_softmax(z), axis=-1), z, options)
+    return _with_z_loss(soft_cross_entropy(z, labels), z, options)
 
 
 # api -> (op, function of (logits, labels, options), options taken, formula)

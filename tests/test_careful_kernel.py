@@ -14,6 +14,8 @@ from accuracy_helpers import has_finite_inputs
 
 from xentbench.adapters import registry
 from xentbench.adapters.careful_adapter import CAREFUL_OPS, careful, internal_dtype
+from xentbench.reference.evaluate import LINEAR_OP, OPS
+from xentbench.reference.options import CROSS_ENTROPIES, OPTION_NAMES
 from xentbench.suites.cli import main
 from xentbench.suites.store.rows import load
 
@@ -29,12 +31,18 @@ def _flagged_on_finite_inputs(rows: pd.DataFrame) -> pd.DataFrame:
     return flagged[flagged.apply(has_finite_inputs, axis=1)]
 
 
-def test_careful_backend_is_registered_as_a_baseline_plugin_with_every_logits_op():
+def test_careful_backend_is_registered_as_a_baseline_plugin_with_every_op_and_option():
     adapter = registry.load("careful")
-    implementations = adapter.implementations()
-    assert {impl.op for impl in implementations} == set(CAREFUL_OPS)
-    assert all(impl.baseline and impl.gradient for impl in implementations)
+    implementations = {impl.op: impl for impl in adapter.implementations()}
+    assert set(implementations) == set(CAREFUL_OPS) == set(OPS)
+    assert all(impl.baseline and impl.gradient for impl in implementations.values())
     assert registry.registered()["careful"][1].startswith("entry point")
+    for op in CROSS_ENTROPIES:  # every option the reference defines, and forward mode
+        assert set(implementations[op].options) == set(OPTION_NAMES)
+        assert "jvp" in implementations[op].quantities
+    assert set(implementations[LINEAR_OP].quantities) == {
+        "value", "grad_hidden", "grad_weight", "grad_bias"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -65,6 +73,57 @@ def test_careful_kernel_passes_typical_large_and_extreme_cases_in_every_dtype(tm
     assert set(measured["dtype"]) == {"float16", "bfloat16", "float32", "float64"}
     assert len(measured) > 400
     assert _flagged_on_finite_inputs(measured).empty
+
+
+def test_a_mean_with_ignored_rows_and_smoothing_is_the_float32_computation_rounded_once():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 3, (6, 5)).astype(np.float16)
+    labels = np.array([0, 4, -100, 2, -100, 1])
+    options = {"reduction": "mean", "ignore_index": -100, "label_smoothing": 0.1}
+    got = careful("sparse_softmax_cross_entropy", "value", logits, labels, "float16",
+                  options=options)  # fmt: skip
+    x = logits.astype(np.float64)  # the definition, in float64 by hand
+    log_p = x - x.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    kept = labels != -100
+    target = np.full((6, 5), 0.1 / 5)
+    target[np.flatnonzero(kept), labels[kept]] += 0.9
+    truth = -(target * log_p).sum(1)[kept].sum() / kept.sum()
+    assert got.dtype == np.float16 and got.shape == ()
+    assert abs(float(got) - truth) <= float(np.finfo(np.float16).eps) * abs(truth)
+
+
+def test_forward_mode_along_a_tangent_is_the_directional_derivative():
+    rng = np.random.default_rng(3)
+    logits, tangent = rng.normal(0, 2, (3, 7)), rng.normal(0, 1, (3, 7))
+    got = careful("logsumexp", "jvp", logits, None, "float64", options={"tangent": tangent})
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(got, (p * tangent).sum(1), rtol=1e-14)
+
+
+# One case per option kind, forward mode and the linear head (gradients w.r.t. each input).
+OPTION_CASES = (
+    "sparse_softmax_cross_entropy/options/llm-mean-ignore-smoothing",
+    "softmax_cross_entropy/options/class-axis-1-smoothing",
+    "softmax_cross_entropy/options/sample-weights-mean",
+    "sparse_softmax_cross_entropy/options/class-weights-spread-mean",
+    "softmax/options/tangent-normal",
+    "sparse_softmax_cross_entropy/options/tangent-mean-ignore-smoothing",
+    "sparse_softmax_cross_entropy/options/head-offset-cap-z-loss",
+    "log_softmax/options/temperature-half",
+    "linear_cross_entropy/linear/bias",
+    "linear_cross_entropy/linear/padding-75pct",
+)
+
+
+def test_careful_kernel_passes_cases_with_options_tangents_and_the_linear_head(tmp_path):
+    rows = _run(tmp_path / "run", *OPTION_CASES)
+    measured = rows[rows["verdict"] != "unsupported"]
+    assert set(measured["dtype"]) == {"float16", "bfloat16", "float32", "float64"}
+    assert {"value", "grad", "jvp", "grad_weight", "grad_bias"} <= set(measured["quantity"])
+    assert len(measured) >= 4 * (len(OPTION_CASES) + 6)
+    assert (measured["verdict"] == "pass").all(), measured[measured["verdict"] != "pass"]
 
 
 @pytest.mark.slow

@@ -89,8 +89,10 @@ def test_check_out_of_range_label_silent_number_is_wrong(capsys, tmp_path):
     args = ["check", "--op", "sparse_softmax_cross_entropy", "--logits", str(logits)]
     assert main([*args, "--labels", str(labels), "--backend", "numpy", "--format", "json"]) == 0
     records = {r["implementation"]: r for r in json.loads(capsys.readouterr().out)}
-    # NumPy indexing wraps label -1 around to the last class: a silent number for invalid input.
-    assert records["numpy:stable.sparse_softmax_cross_entropy"]["verdict"] == "wrong"
+    # NumPy indexing wraps label -1 around to the last class: a silent number for invalid input,
+    # which the naive formula returns; the stable one checks its labels and raises (a pass).
+    assert records["numpy:naive.sparse_softmax_cross_entropy"]["verdict"] == "wrong"
+    assert records["numpy:stable.sparse_softmax_cross_entropy"]["verdict"] == "pass"
 
 
 @pytest.mark.parametrize("level, expected", [("wrong", 1), ("inaccurate", 1)])

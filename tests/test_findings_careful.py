@@ -14,7 +14,12 @@ from plugin_helpers import register_plugins
 
 from xentbench.suites.cli import main
 from xentbench.suites.findings import known
-from xentbench.suites.findings.careful import careful_cell, careful_sentence, row_careful_ratio
+from xentbench.suites.findings.careful import (
+    careful_cell,
+    careful_sentence,
+    row_careful_ratio,
+    triage,
+)
 from xentbench.suites.findings.causes import assign_causes
 from xentbench.suites.findings.group import Finding, Sample
 from xentbench.suites.findings.modes import verdict_mode
@@ -68,6 +73,8 @@ def test_the_careful_kernel_passes_on_a_catalog_input_and_is_not_judged_on_a_dri
     assert math.isnan(row_careful_ratio(drifted, seed=0))
     unknown = {**row, "case_id": "softmax/hunted/not-a-case"}
     assert math.isnan(row_careful_ratio(unknown, seed=0))
+    raised = {**row, "worst_index": math.nan, "expected": math.nan}  # an error row, as stored
+    assert row_careful_ratio(raised, seed=0) == ratio
 
 
 def _finding(implementation: str, mode: str, ratio: float, careful: float, **fields) -> Finding:
@@ -93,6 +100,14 @@ def test_a_finding_says_how_many_times_the_careful_kernels_error_it_makes():
     assert "the budget is wrong here" in careful_sentence(fails_too)
     right = _finding("torch:torch.logsumexp", "nan-for-finite", math.inf, 0.2)
     assert careful_sentence(right).startswith("a careful float32 kernel gets it right")
+
+
+def test_a_defect_is_confirmed_only_where_the_careful_kernel_passes_on_its_inputs():
+    assert triage(_finding("torch:torch.logsumexp", "over-budget", 90.0, 0.45)) == "confirmed"
+    assert triage(_finding("torch:torch.logsumexp", "over-budget", 3.0, 1.5)) == "unexplained"
+    assert triage(_finding("torch:torch.logsumexp", "over-budget", 3.0, math.nan)) == "unexplained"
+    known = _finding("torch:torch.logsumexp", "over-budget", 3.0, math.nan, klass="upstream")
+    assert triage(known) == "catalogued"
 
 
 # ------------------------------------------------------------------ causes
@@ -176,14 +191,41 @@ def test_findings_show_the_careful_kernel_and_write_an_upstream_report(small_run
     out = tmp_path / "upstream"
     assert main(["findings", str(small_run), "--upstream", nan["id"], "--out", str(out)]) == 0
     body = (out / f"{nan['id']}.md").read_text()
-    assert body.startswith("# `overflowing:softmax` value: nan for finite on ")
-    for heading in ("Environment", "Expected against got", "A careful kernel on the same input",
-                    "Minimal reproducer", "Other implementations on the same input",
+    assert body.startswith("# `softmax` returns NaN where the result is finite in float32 (")
+    for heading in ("Summary", "Environment", "Expected against got",
+                    "A careful kernel on the same input", "Minimal reproducer",
+                    "Other implementations on the same input",
                     "Known behaviour it is not"):  # fmt: skip
         assert f"## {heading}" in body
+    summary = body.split("## Summary")[1].split("## Environment")[0]
+    # the shrunk input inline, got against the exact value and the careful kernel, one cause
+    assert "- logits: `[[" in summary and "- `softmax` value returns: `[[" in summary
+    assert "nan" in summary.split("returns: `")[1].split("`")[0]
+    assert "- a careful kernel (float32 internals for 16-bit, one rounding) returns: `[[" in summary
+    assert "Likely cause: an undefined intermediate" in summary
     assert "`numpy:stable.softmax`" in body.split("## Other implementations")[1]
     assert "| got | nan" in body and "```python" in body
     assert (out / f"{nan['id']}.py").read_text() in body
+
+
+def test_the_triage_summary_counts_the_findings_grouped_from_the_stored_rows(small_run, capsys):
+    assert main(["findings", str(small_run), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    states = {
+        f["implementation"] + " " + f["failure_mode"]: f["triage"] for f in document["findings"]
+    }
+    # the flawed plugin's NaN: no catalogue entry, the careful kernel passes on its input
+    assert states["overflowing:softmax nan-for-finite"] == "confirmed"
+    # the project's own formula in bfloat16: a baseline of the catalogue
+    assert states["numpy:stable.softmax over-budget"] == "catalogued"
+    counted = {state: list(states.values()).count(state) for state in document["triage"]}
+    assert document["triage"] == counted and sum(counted.values()) == len(states)
+    assert main(["findings", str(small_run)]) == 0
+    triaged = document["triage"]
+    assert (
+        f"Triage: {triaged['catalogued']} catalogued, {triaged['confirmed']} `defect?` confirmed"
+        in capsys.readouterr().out
+    )
 
 
 def test_an_upstream_report_needs_an_output_directory(small_run, capsys):

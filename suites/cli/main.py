@@ -205,7 +205,7 @@ def _upstream(args) -> int:
     if chosen is None:
         known = ", ".join(f.id for f in findings[:10]) or "none"
         raise UsageError(f"no finding {args.upstream!r} in the runs; valid: {known} ...")
-    print(f"{chosen.id}: {write_upstream(chosen, rows, args.out)}")
+    print(f"{chosen.id}: {write_upstream(chosen, rows, args.out, findings)}")
     return 0
 
 

@@ -66,9 +66,10 @@ def redrawn_as_stored(row: dict[str, Any], seed: int) -> bool:
     """Whether the case redrawn today is the input the row was measured on: the exact value at
     the row's worst element equals its stored ``expected`` (a catalog changed since the run
     draws other numbers). A row without a worst element cannot be checked and is trusted."""
-    index, expected = str(row.get("worst_index") or ""), row.get("expected")
-    if not index or expected is None:
+    index, expected = row.get("worst_index"), row.get("expected")
+    if _missing(index) or not str(index) or _missing(expected):  # stored as None or NaN
         return True
+    index = str(index)
     exact = case_exact(str(row["case_id"]), str(row["dtype"]), int(seed), str(row["quantity"]))
     if isinstance(exact, ValueError):
         return True
@@ -77,6 +78,10 @@ def redrawn_as_stored(row: dict[str, Any], seed: int) -> bool:
     except (ValueError, SyntaxError, IndexError, TypeError):
         return False
     return at == float(expected) or (math.isnan(at) and math.isnan(float(expected)))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def row_careful_ratio(row: dict[str, Any], seed: int) -> float:
@@ -121,12 +126,28 @@ def careful_sentence(finding: Finding) -> str:
             "the budget is wrong here"
         )
     if math.isnan(careful):
-        return "no careful-kernel comparison (an input or option it does not take)"
+        return (
+            "no careful-kernel comparison (a hunted input, or a case that draws other inputs today)"
+        )
     if math.isinf(ratio) or math.isnan(ratio):
         return f"a careful {internals} kernel gets it right ({careful:.3g} x its allowance)"
     if careful == 0:
         return f"a careful {internals} kernel is exact on this input"
     return f"{ratio / careful:.3g} x the error of a careful {internals} kernel"
+
+
+TRIAGE: tuple[str, ...] = ("catalogued", "confirmed", "unexplained")
+
+
+def triage(finding: Finding) -> str:
+    """Where a finding stands: ``catalogued`` (a catalogue entry explains it), ``confirmed``
+    (no entry, but the careful kernel passes on the same inputs where the implementation
+    fails: a real loss against what a careful kernel achieves), else ``unexplained`` (no
+    careful comparison, or the careful kernel fails too)."""
+    if finding.klass != "defect?":
+        return "catalogued"
+    worst = finding.careful_worst_ratio
+    return "confirmed" if not math.isnan(worst) and worst <= 1 else "unexplained"
 
 
 def careful_cell(finding: Finding) -> str:

@@ -42,6 +42,9 @@ class Reproducer:
     shape: tuple[int, ...]
     original_shape: tuple[int, ...]
     tries: int
+    # What the script holds: the shrunk input (logits, labels, options), its dtype and the
+    # exact values (hi, truth, allowance), for a report to quote (suites.findings.upstream).
+    facts: dict[str, Any] | None = None
 
     @property
     def size(self) -> int:
@@ -217,8 +220,9 @@ def build_reproducer(finding: Finding, max_tries: int = 400, max_s: float = 120.
         reducing = (finding.op, finding.quantity) in REDUCING
         rendered = snippets.run_source(finding.implementation, reducing)
     framework, source = rendered
-    text = render(_facts(finding, call, shrunk, framework), source)
-    return Reproducer(finding, text, shrunk.item.shape, shrunk.original_shape, shrunk.tries)
+    facts = _facts(finding, call, shrunk, framework)
+    text = render(facts, source)
+    return Reproducer(finding, text, shrunk.item.shape, shrunk.original_shape, shrunk.tries, facts)
 
 
 def write_reproducer(reproducer: Reproducer, out_dir: Path) -> Path:

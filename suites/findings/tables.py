@@ -12,7 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from xentbench.suites.findings.careful import careful_cell, careful_sentence, row_careful_ratio
+from xentbench.suites.findings.careful import (
+    TRIAGE,
+    careful_cell,
+    careful_sentence,
+    row_careful_ratio,
+    triage,
+)
 from xentbench.suites.findings.causes import Cause, assign_causes
 from xentbench.suites.findings.group import Finding, exploded, group_findings, run_seeds
 from xentbench.suites.findings.known import CLASSES, UNMATCHED, cause_of, classify
@@ -38,13 +44,23 @@ class FindingsOfRuns:
         found = Counter(f.klass for f in self.findings)
         return {klass: found.get(klass, 0) for klass in CLASSES}
 
+    def triage_counts(self) -> dict[str, int]:
+        """Findings per triage state (``suites.findings.careful.triage``)."""
+        found = Counter(triage(f) for f in self.findings)
+        return {state: found.get(state, 0) for state in TRIAGE}
+
     def headline(self) -> str:
         per_class = ", ".join(f"{n} {klass}" for klass, n in self.counts().items())
         runs = ", ".join(f"`{r}`" for r in self.run_ids)
+        triaged = self.triage_counts()
         return (
             f"**{len(self.findings)} findings** ({per_class}) behind {self.failing:,} failing "
             f"evaluations and {self.invariant_breaks:,} invariant breaks on passing ones "
-            f"(run {runs}). `defect?` findings have no known explanation: look at them first."
+            f"(run {runs}). `defect?` findings have no known explanation: look at them first. "
+            f"Triage: {triaged['catalogued']} catalogued, {triaged['confirmed']} `defect?` "
+            "confirmed (the careful kernel passes on the inputs where the implementation "
+            f"fails), {triaged['unexplained']} `defect?` unexplained (no careful comparison, "
+            "or the careful kernel fails too)."
         )
 
 
@@ -215,8 +231,12 @@ def render_json(result: FindingsOfRuns) -> str:
         "failing_evaluations": result.failing,
         "invariant_breaks": result.invariant_breaks,
         "counts": result.counts(),
+        "triage": result.triage_counts(),
         "causes": [c.as_record() for c in result.causes],
-        "findings": [{**f.as_record(), "careful": careful_sentence(f)} for f in result.findings],
+        "findings": [
+            {**f.as_record(), "careful": careful_sentence(f), "triage": triage(f)}
+            for f in result.findings
+        ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False)
 

@@ -2,10 +2,12 @@
 
 ``xentbench findings RUN --upstream ID --out DIR`` writes ``DIR/<ID>.md`` and, beside it, the
 finding's standalone reproducer ``DIR/<ID>.py`` (``suites.findings.repro``). The body holds a
-title, the environment and versions (``run.json``), the reproducer inline, expected against got
-at the worst element with exact values, the careful kernel's result on the same input, the other
-implementations' verdicts on the same case, dtype and quantity from the same run, and which
-catalogue entries (``known.toml``) it is not.
+title naming the API, the version and what goes wrong; a summary on the shrunk input (got,
+expected and a careful float32 kernel's result, exact) with one named cause; the environment
+and versions (``run.json``); expected against got at the worst stored element with exact values;
+the careful kernel's result on the same input; the reproducer inline; the other implementations'
+verdicts on the same case, dtype and quantity from the same run, and the findings sharing its
+cause; and which catalogue entries (``known.toml``) it is not.
 """
 
 from __future__ import annotations
@@ -19,16 +21,43 @@ import pandas as pd
 from xentbench.suites.findings.careful import careful_sentence
 from xentbench.suites.findings.group import Finding
 from xentbench.suites.findings.known import Entry, load_entries
-from xentbench.suites.findings.repro import NotReproducible, build_reproducer, write_reproducer
+from xentbench.suites.findings.repro import (
+    NotReproducible,
+    Reproducer,
+    build_reproducer,
+    write_reproducer,
+)
+from xentbench.suites.findings.upstream_cause import cause_line, minimal_summary, shared_with
 from xentbench.suites.store.run_json import read_run_info
+
+# What each failure mode is, in a title's words.
+_WHAT = {
+    "nan-for-finite": "returns NaN where the result is finite",
+    "nan-for-infinite": "returns NaN where the result is infinite",
+    "inf-for-finite": "returns inf where the result is finite",
+    "wrong-infinity": "returns the wrong infinity",
+    "finite-for-nonfinite": "returns a finite number where the result is NaN or infinite",
+    "answers-invalid-input": "returns a number for an out-of-range class id",
+    "raises-on-valid-input": "raises on valid input",
+    "over-budget": "loses accuracy",
+    "flushed-subnormal": "flushes subnormal results to zero",
+    "shift-variant": "changes when the logits are shifted",
+}
 
 
 def title(finding: Finding) -> str:
-    """The issue title: what is wrong, in which API, on what input."""
-    case = finding.worst_case or f"{finding.cases[0]} {finding.dtypes[0]}"
-    case_id, _, dtype = case.partition(" ")
-    what = finding.failure_mode.replace("-", " ")
-    return f"`{finding.implementation}` {finding.quantity}: {what} on {dtype} input ({case_id})"
+    """The issue title: which API and version, what goes wrong, in which dtype, on what input."""
+    case_id = finding.sample.case_id  # the reproducer's input
+    dtype = finding.sample.dtype
+    if len(finding.dtypes) > 1:
+        dtype += f" (and {', '.join(d for d in finding.dtypes if d != finding.sample.dtype)})"
+    what = _WHAT.get(finding.failure_mode, finding.failure_mode.replace("-", " "))
+    if finding.failure_mode == "over-budget" and math.isfinite(finding.worst_ratio):
+        what += f" (error up to {finding.worst_ratio:.3g} x the allowance a careful kernel meets)"
+    api = finding.implementation.partition(":")[2]
+    version = finding.versions[0] if finding.versions else finding.backend
+    quantity = "" if finding.quantity == "value" else f" ({finding.quantity})"
+    return f"`{api}`{quantity} {what} in {dtype} ({version}; {case_id.split('/', 1)[-1]})"
 
 
 def _environment(finding: Finding) -> list[str]:
@@ -154,10 +183,19 @@ def _reproducer(finding: Finding, reproducer: str, note: str) -> list[str]:
     return [saved, "", "```python", reproducer.rstrip(), "```"]
 
 
-def upstream_body(finding: Finding, rows: pd.DataFrame, reproducer: str, note: str = "") -> str:
+def upstream_body(
+    finding: Finding,
+    rows: pd.DataFrame,
+    reproducer: str,
+    note: str = "",
+    minimal: list[str] | None = None,
+    shared: list[str] | None = None,
+) -> str:
     """The markdown issue body of one finding (``reproducer`` the script's text, "" for none,
-    with ``note`` saying why)."""
+    with ``note`` saying why; ``minimal`` the summary on the shrunk input, ``shared`` the other
+    findings of its cause)."""
     sections = [
+        ("Summary", [*(minimal or []), "", f"Likely cause: {cause_line(finding)}"]),
         ("Environment", _environment(finding)),
         (
             "Expected against got",
@@ -167,7 +205,7 @@ def upstream_body(finding: Finding, rows: pd.DataFrame, reproducer: str, note: s
         ("Minimal reproducer", _reproducer(finding, reproducer, note)),
         (
             "Other implementations on the same input",
-            _others_table(others_on_same_input(finding, rows)),
+            [*_others_table(others_on_same_input(finding, rows)), "", *(shared or [])],
         ),
         ("Known behaviour it is not", _not_these(finding, load_entries())),
     ]
@@ -177,16 +215,28 @@ def upstream_body(finding: Finding, rows: pd.DataFrame, reproducer: str, note: s
     return "\n".join(lines)
 
 
-def write_upstream(finding: Finding, rows: pd.DataFrame, out_dir: Path) -> Path:
-    """Write ``out_dir/<id>.md`` and, where one can be built, the reproducer ``<id>.py``."""
+def write_upstream(
+    finding: Finding, rows: pd.DataFrame, out_dir: Path, findings: list[Finding] | None = None
+) -> Path:
+    """Write ``out_dir/<id>.md`` and, where one can be built, the reproducer ``<id>.py``;
+    ``findings`` (all of the run's) name the others that share its cause."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    text, note = "", ""
+    text, note, reproducer = "", "", None
     try:
         reproducer = build_reproducer(finding)
         write_reproducer(reproducer, out_dir)
         text = reproducer.text
     except NotReproducible as exc:
         note = str(exc)
+    body = upstream_body(
+        finding, rows, text, note, _minimal(finding, reproducer), shared_with(finding, findings)
+    )
     path = out_dir / f"{finding.id}.md"
-    path.write_text(upstream_body(finding, rows, text, note), encoding="utf-8")
+    path.write_text(body, encoding="utf-8")
     return path
+
+
+def _minimal(finding: Finding, reproducer: Reproducer | None) -> list[str]:
+    if reproducer is None or reproducer.facts is None:
+        return [f"{_WHAT.get(finding.failure_mode, finding.failure_mode)} (see below)."]
+    return minimal_summary(finding, reproducer.facts)
