@@ -265,6 +265,13 @@ def _option_flags(check: argparse.ArgumentParser) -> None:
         "--z-loss", type=float, metavar="Z", help="adds Z * logsumexp^2 per row, Z >= 0"
     )
     check.add_argument(
+        "--shards",
+        type=int,
+        metavar="K",
+        help="vocabulary-parallel: the classes split into K shards (1 <= K <= C, uneven as "
+        "numpy.array_split), judged against the unsharded loss (sparse labels)",
+    )
+    check.add_argument(
         "--quantity",
         nargs="+",
         choices=("value", "grad", "jvp", "grad_hidden", "grad_weight", "grad_bias"),
