@@ -52,6 +52,8 @@ class _Sharded:
         x = np.asarray(logits).astype(np.float64).astype(wide)
         k = np.asarray(labels).astype(np.int64)
         count, classes = x.shape
+        if ((k < 0) | (k >= classes)).any():
+            raise ValueError(f"class ids must lie in [0, {classes})")
         shards = int(options.get("shards", 1))
         eps = wide(float(options.get("label_smoothing", 0.0)))
         spans = bounds(classes, shards)
@@ -74,6 +76,12 @@ class _Sharded:
         weights = (1 - eps) * onehot + spread
         if quantity == "value":
             terms = np.where(weights == 0, 0, weights * log_p)  # summed per shard, then reduced
+            # x - M past the dtype's range (logits of both signs near the max): that difference
+            # in float64, then its small weight, so a finite smoothing term stays finite
+            over = ~np.isfinite(log_p) & np.isfinite(x) & (weights != 0)
+            if over.any():
+                wide64 = (x.astype(np.float64) - top.astype(np.float64)) - log_s
+                terms = np.where(over, (weights * wide64).astype(wide), terms)
             return -np.sum([terms[:, a:b].sum(axis=1) for a, b in spans], axis=0)
         grad = np.exp(log_p) * weights.sum(axis=1, keepdims=True) - weights
         cotangent = np.asarray(options.get("cotangent", np.ones(count))).astype(wide)
