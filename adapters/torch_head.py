@@ -62,7 +62,8 @@ def vocab_parallel(
     log-probabilities; the loss is returned in the logits' dtype."""
     wide = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
     z = softcapped(wide, softcap, temperature)
-    pieces = [(start, z[:, start:stop]) for start, stop in bounds(z.shape[-1], int(shards))]
+    classes = int(z.shape[-1])  # static: the split shapes the graph (torch.compile specialises)
+    pieces = [(start, z[:, start:stop]) for start, stop in bounds(classes, int(shards))]
     top = torch.stack([piece.max(dim=-1).values for _, piece in pieces]).max(dim=0).values
     top = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()[:, None]
     total = sum(torch.exp(piece - top).sum(dim=-1) for _, piece in pieces)
@@ -76,7 +77,7 @@ def vocab_parallel(
     loss = log_s - target
     if label_smoothing:
         spread = sum((log_s[:, None] - (piece - top)).sum(dim=-1) for _, piece in pieces)
-        loss = (1 - label_smoothing) * loss + label_smoothing / z.shape[-1] * spread
+        loss = (1 - label_smoothing) * loss + label_smoothing / classes * spread
     if z_loss is not None:
         loss = loss + z_loss * (top[:, 0] + log_s) ** 2
     return loss.to(logits.dtype)

@@ -24,7 +24,7 @@ SPLIT_RULE = (
 
 def bounds(classes: int, shards: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of each shard's classes under ``SPLIT_RULE``."""
-    quotient, remainder = divmod(classes, shards)
+    quotient, remainder = classes // shards, classes % shards  # not divmod: torch.compile
     out, start = [], 0
     for index in range(shards):
         stop = start + quotient + (index < remainder)

@@ -140,3 +140,18 @@ def test_check_judges_sharded_plugins_on_given_inputs(sharded_plugins, tmp_path,
     assert verdicts[("sharded_careful:internals", "grad")] == "pass"
     for mistake in flawed_sharded.MISTAKES:
         assert verdicts[(f"sharded_flawed:{mistake}", "value")] in ("wrong", "inaccurate")
+
+
+def test_the_compiled_compositions_pass_on_two_vocabulary_sizes(tmp_path, monkeypatch):
+    """torch.compile's second shape recompiles with dynamic shapes: the split stays static."""
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    monkeypatch.setenv("XENTBENCH_CACHE", str(tmp_path / "cache"))
+    out, cases = tmp_path / "run", CASES[:2]
+    argv = ["run", "--suite", "accuracy", "--backend", "torch", "jax", "--out", str(out)]
+    argv += ["--cases", *cases, "--dtype", "float32", "--mode", "compiled", "--jobs", "1"]
+    assert main(argv) == 0
+    rows = load([out], "accuracy")
+    mine = rows[rows["implementation"].str.contains("vocab_parallel")]
+    assert len(mine) == 2 * 2 * 2  # two backends, two cases, value and grad
+    assert set(mine["verdict"]) == {"pass"}, mine[["case_id", "verdict", "message"]]
