@@ -8,6 +8,8 @@ Each formula runs in the input dtype with NumPy's ufuncs, written as a user type
     loss = -log_softmax(z)[arange(n), k] + z_loss * lse(z) ** 2   # log_softmax max-shifted
 
 Value only (NumPy has no autodiff); the gradients are measured on the frameworks that have one.
+``head.vocab_parallel_cross_entropy`` computes the same loss the Megatron way, the classes
+split into ``shards`` slices (``reference.shards``) simulated in one process.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from xentbench.reference.shards import bounds
 
 HEAD = ("softcap", "temperature", "z_loss")
 UNLABELLED_HEAD = ("softcap", "temperature")
@@ -87,6 +91,47 @@ def _soft(x, labels, options):
     return _with_z_loss(soft_cross_entropy(z, labels), z, options)
 
 
+def vocab_parallel(x, labels, options):
+    """Megatron's vocab_parallel_cross_entropy on simulated shards: per shard a max, the
+    all-reduced max M, per shard sum(exp(z - M)), their all-reduced sum s, the label's logit
+    from the shard that holds it (0 elsewhere, then summed), and label smoothing as the
+    all-reduced sum of each shard's sum of log-probabilities."""
+    z = transformed(x, options)
+    classes, rows = z.shape[-1], np.arange(len(z))
+    pieces = [
+        (start, z[:, start:stop]) for start, stop in bounds(classes, options.get("shards", 1))
+    ]
+    top = np.max([np.max(piece, axis=-1) for _, piece in pieces], axis=0)
+    top = np.where(np.isfinite(top), top, 0)[:, None]
+    total = np.sum([np.sum(np.exp(piece - top), axis=-1) for _, piece in pieces], axis=0)
+    log_s = np.log(total)[:, None]
+    k = labels.astype(np.int64)
+    target = np.zeros(len(z), z.dtype)
+    for start, piece in pieces:
+        mine = (k >= start) & (k < start + piece.shape[-1])
+        local = np.clip(k - start, 0, piece.shape[-1] - 1)
+        target += np.where(mine, piece[rows, local] - top[:, 0], 0)
+    loss = log_s[:, 0] - target
+    eps = float(options.get("label_smoothing", 0.0))
+    if eps:
+        spread = np.sum([np.sum(log_s - (piece - top), axis=-1) for _, piece in pieces], axis=0)
+        loss = (1 - eps) * loss + z.dtype.type(eps / classes) * spread
+    if "z_loss" in options:  # on the all-reduced logsumexp
+        loss = loss + z.dtype.type(options["z_loss"]) * (top[:, 0] + log_s[:, 0]) ** 2
+    return loss
+
+
+def linear(x, labels, options):
+    """logits = x @ w.T + b in x's dtype, then the head's sparse composition; 0 on padding."""
+    logits = x @ options["weight"].T
+    if options.get("bias") is not None:
+        logits = logits + options["bias"]
+    ignore = options.get("ignore_index")
+    kept = np.ones(len(labels), bool) if ignore is None else labels != int(ignore)
+    loss = _sparse(logits, np.where(kept, labels, 0), options)
+    return np.where(kept, loss, np.zeros((), loss.dtype))
+
+
 # api -> (op, function of (logits, labels, options), options taken, formula)
 HEAD_APIS: dict[str, tuple[str, HeadFunction, tuple[str, ...], str]] = {
     "head.softmax": (
@@ -118,5 +163,19 @@ HEAD_APIS: dict[str, tuple[str, HeadFunction, tuple[str, ...], str]] = {
         _soft,
         HEAD,
         "-sum(y * log_softmax(z)) + z_loss * logsumexp(z)^2, z = cap * tanh(x / T / cap)",
+    ),
+    "head.linear_cross_entropy": (
+        "linear_cross_entropy",
+        linear,
+        ("weight", "bias", "ignore_index", *HEAD),
+        "x @ w.T + b, then -log_softmax(z)[k] + z_loss * logsumexp(z)^2, "
+        "z = cap * tanh(logits / T / cap)",
+    ),
+    "head.vocab_parallel_cross_entropy": (
+        "sparse_softmax_cross_entropy",
+        vocab_parallel,
+        (*HEAD, "shards", "label_smoothing"),
+        "Megatron's vocab_parallel_cross_entropy on simulated shards (per-shard max and "
+        "sum(exp), all-reduced; the label's logit from its shard; smoothing summed per shard)",
     ),
 }

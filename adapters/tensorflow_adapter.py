@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xentbench.adapters import tensorflow_options
+from xentbench.adapters import tensorflow_head, tensorflow_options
 from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
 from xentbench.adapters.base import DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
@@ -191,11 +191,13 @@ class TensorflowAdapter(TableAdapter):
 
     def entries(self) -> list[tuple[Implementation, OpFunction]]:
         """The plain entries, those that take options replaced by their option-taking form
-        (``adapters.tensorflow_options``), then the Keras loss classes and the linear head."""
+        (``adapters.tensorflow_options``), then the Keras loss classes, the linear op and the
+        LLM head (``adapters.tensorflow_head``)."""
         with_options = tensorflow_options.option_entries()
         plain = _tf_entries() + _keras_entries()
         plain = [with_options.pop(impl.api, (impl, function)) for impl, function in plain]
-        return plain + list(with_options.values()) + _linear_entries()
+        head = tensorflow_head.head_entries()  # the LLM head's compositions
+        return plain + list(with_options.values()) + _linear_entries() + head
 
     def _function(self, call: Call, options: dict, directed: bool) -> OpFunction:
         """The eager function (options bound), or its cached XLA tf.function (which traces once

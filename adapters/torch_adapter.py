@@ -36,7 +36,7 @@ from xentbench.adapters.base import (
     Implementation,
     PreparedCall,
 )
-from xentbench.adapters.torch_head import ADAPTATION, HEAD_APIS, HEAD_OPTIONS
+from xentbench.adapters.torch_head import ADAPTATION, HEAD, HEAD_APIS, HEAD_OPTIONS, softcapped
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
 Function = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -259,11 +259,24 @@ def _bound(function: Function, options: dict) -> Function:
 # Functions of (hidden, weight, bias or None, labels, ignore_index) -> per-row loss.
 LinearFunction = Callable[..., torch.Tensor]
 LINEAR_OPTIONS = ("weight", "bias", "ignore_index")
+# F.linear_cross_entropy takes no cap, temperature or z-loss (torch 2.13): the composition does.
+LINEAR_HEAD = "F.linear+F.cross_entropy(softcapped)+z_loss"
 IGNORE_DEFAULT = -100  # torch's default ignore_index: a case without padding has no such label
 
 
 def _linear_then_cross_entropy(x, w, b, y, ignore_index):
     return F.cross_entropy(F.linear(x, w, b), y, reduction="none", ignore_index=ignore_index)
+
+
+def _linear_head(x, w, b, y, ignore_index, softcap=None, temperature=None, z_loss=None):
+    """F.linear, the head's composition (adapters.torch_head), F.cross_entropy, + z-loss on
+    the rows that are not padding."""
+    z = softcapped(F.linear(x, w, b), softcap, temperature)
+    loss = F.cross_entropy(z, y, reduction="none", ignore_index=ignore_index)
+    if z_loss is None:
+        return loss
+    kept = y != ignore_index
+    return loss + torch.where(kept, z_loss * torch.logsumexp(z, dim=-1) ** 2, 0.0)
 
 
 def _fused(chunking: torch.nn.LinearCrossEntropyOptions | None) -> LinearFunction:
@@ -285,6 +298,7 @@ def _linear_entries() -> list[tuple[Implementation, LinearFunction]]:
     its chunked path (``options=LinearCrossEntropyOptions(...)``: automatic, and a 16-row
     chunk with the "compact" accumulation policy, which leaves ragged last chunks)."""
     apis: dict[str, LinearFunction] = {"F.linear+F.cross_entropy": _linear_then_cross_entropy}
+    apis[LINEAR_HEAD] = _linear_head
     if hasattr(F, "linear_cross_entropy"):
         apis["F.linear_cross_entropy"] = _fused(None)
         apis["F.linear_cross_entropy(chunked)"] = _fused(_chunking())
@@ -301,7 +315,7 @@ def _linear_entries() -> list[tuple[Implementation, LinearFunction]]:
                 modes=("eager",),
                 devices=("cpu", "cuda"),
                 gradient=True,
-                options=LINEAR_OPTIONS,
+                options=(*LINEAR_OPTIONS, *HEAD) if api == LINEAR_HEAD else LINEAR_OPTIONS,
                 adaptation="reduction='none'; gradients of the summed loss by autograd",
             ),
             function,
@@ -326,9 +340,13 @@ def prepare_linear(
     y = _to_tensor(np.asarray(labels), device)
     ignore_index = int(call.options.get("ignore_index", IGNORE_DEFAULT))
     synchronize = _synchronize(device)
+    head = {name: call.options[name] for name in HEAD if name in call.options}
+    if "temperature" in head:  # one per row as a tensor; a scalar stays a number
+        t = np.asarray(head["temperature"])
+        head["temperature"] = _to_tensor(t, device) if t.ndim else float(t)
 
     def run() -> torch.Tensor:
-        output = function(*tensors, y, ignore_index)
+        output = function(*tensors, y, ignore_index, **head)
         if wanted is not None:
             (output,) = torch.autograd.grad(output.sum(), tensors[wanted])
         synchronize()

@@ -30,7 +30,9 @@ Non-finite inputs (``reference.linear_limits``): a logit is NaN when its dot pro
 term, an inf * 0 term or +inf and -inf terms, else +-inf when a term is infinite, else the exact
 dot product; rows then follow ``reference.edges`` (NaN row, +inf, masked -inf classes); an
 ignored row takes no part; in G W, G^T X, G^T 1 an exact-zero G_ij contributes 0 against any
-input (the limit), other non-finite terms follow IEEE. The finite part stays exact.
+input (the limit), other non-finite terms follow IEEE.
+The finite part stays exact. Temperature, soft-capping and z-loss (the LLM head) take the
+exact logits into ``reference.linear_head``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import numpy as np
 from flint import arb, ctx
 
 import xentbench.reference.dd as dd
+import xentbench.reference.linear_head as linear_head
 import xentbench.reference.linear_limits as linear_limits
 from xentbench.reference.ozaki import Enclosure, exact_logits, product
 from xentbench.reference.rounding import decided, narrow_midpoint, round_ball
@@ -51,7 +54,8 @@ QUANTITIES: tuple[str, ...] = ("value", "grad_hidden", "grad_weight", "grad_bias
 # Bump when this module's numbers may change: it is part of the linear op's cache key
 # (reference.cache), so results of an older version of this module are never served.
 VERSION = "3"
-OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index")
+# softcap, temperature (scalar or per row) and z_loss: the LLM head (reference.linear_head)
+OPTIONS: tuple[str, ...] = ("weight", "bias", "ignore_index", "softcap", "temperature", "z_loss")
 LOW = -650.0  # dd.exp's range: e^d for d in [DEEP, LOW) is e^(d + SHIFT) * e^-SHIFT
 DEEP = -746.0  # e^-746 < 2^-1074: below it e^d is bounded by E_LOW, not evaluated
 E_LOW = 2.0**-1074  # > e^-746
@@ -187,6 +191,11 @@ def linear_exact(
     x, w, b, labels, active = _validate(hidden, labels, options)
     if quantity == "grad_bias" and b is None:
         raise ValueError("grad_bias needs options['bias']")
+    if linear_head.active(options):
+        finish = lambda q, g, xf, wf, kept: _quantity(q, Terms(g, g), xf, wf, kept, False)  # noqa: E731
+        return LinearExact(
+            *linear_head.head_exact(quantity, x, w, b, labels, active, options, finish)
+        )
     limits = linear_limits.logit_limits(x, w, b)
     xf, wf = linear_limits.finite_part(x), linear_limits.finite_part(w)
     bf = None if b is None else linear_limits.finite_part(b)
@@ -234,15 +243,18 @@ def _terms(z: Enclosure, labels, active, limits) -> tuple[Terms, np.ndarray | No
     return Terms(loss, g), masked, fixed
 
 
-def _quantity(quantity: str, terms: Terms, x, w, active) -> Enclosure:
-    """The finite part of one quantity from the terms (non-finite G entries count as 0)."""
+def _quantity(quantity: str, terms: Terms, x, w, active, vanish: bool = True) -> Enclosure:
+    """The finite part of one quantity from the terms (non-finite G entries count as 0);
+    ``vanish``: G's rows sum to 0, so a constant column of W gives dX exactly 0 there (not
+    under a cap or a z-loss, whose G rows do not sum to 0)."""
     g = terms.grad_logits
     if not np.isfinite(g.hi).all():
         g = Enclosure(*(np.where(np.isfinite(g.hi), a, 0.0) for a in (g.hi, g.lo, g.err)))
     if quantity == "value":
         result = terms.loss
     elif quantity == "grad_hidden":
-        result = _constant_columns_vanish(product([g.hi, g.lo], w, g.err), w)
+        result = product([g.hi, g.lo], w, g.err)
+        result = _constant_columns_vanish(result, w) if vanish else result
         padding = ~active[:, None]  # G's row is exactly 0 there, and so is dX's
         result = Enclosure(*(np.where(padding, 0.0, a) for a in result.__dict__.values()))
     elif quantity == "grad_weight":

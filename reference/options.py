@@ -15,6 +15,8 @@ Definitions (``R`` rows after moving the class axis last and flattening; ``p`` t
   ``ignore_class`` and masks, optax ``where=`` then a mean over the kept rows);
   ``sum_over_batch_size`` = ``sum l_r / R`` (Keras's default, ``tf.reduce_mean`` of the per-row
   loss, torch ``mean`` with probability targets).
+- ``shards`` (sparse labels): vocabulary-parallel, the same loss computed over k slices of
+  the classes (``reference.shards``); only the count is checked, 1 <= k <= C;
 - ``grad`` = the vector-Jacobian product with ``cotangent`` (ones by default) w.r.t. the logits;
   ``jvp`` = the directional derivative along ``tangent``.
 
@@ -48,6 +50,7 @@ import numpy as np
 
 import xentbench.reference.head as head
 import xentbench.reference.options_math as options_math
+import xentbench.reference.shards as shards
 
 OPTION_NAMES: tuple[str, ...] = (
     "reduction",
@@ -59,6 +62,7 @@ OPTION_NAMES: tuple[str, ...] = (
     "cotangent",
     "tangent",
     *head.HEAD_OPTIONS,  # softcap, temperature, z_loss: the LLM head (reference.head)
+    "shards",  # vocabulary-parallel: the algorithm, not the maths (reference.shards)
 )
 REDUCTIONS: dict[str, str] = {
     "none": "per row l_r = sw_r sum_i cw_i y'_i (-log p_i), 0 on ignored rows",
@@ -72,7 +76,9 @@ UNLABELLED = ("softmax", "log_softmax", "logsumexp")
 # Options each op accepts in the reference.
 ACCEPTED: dict[str, tuple[str, ...]] = {
     **{op: ("class_axis", "cotangent", "tangent", "softcap", "temperature") for op in UNLABELLED},
-    **{op: OPTION_NAMES for op in CROSS_ENTROPIES},
+    **{op: tuple(name for name in OPTION_NAMES if name != "shards") for op in CROSS_ENTROPIES},
+    shards.OP: OPTION_NAMES,
+    "linear_cross_entropy": head.HEAD_OPTIONS,  # on its exact logits (reference.linear_head)
 }
 ARRAY_OPTIONS = ("class_weight", "sample_weight", "cotangent", "tangent", "temperature")
 
@@ -167,6 +173,7 @@ def exact_family(
     moved = np.moveaxis(x, axis, -1)
     if moved.shape[-1] == 0:
         raise ValueError(f"logits need a non-empty class axis, got shape {x.shape}")
+    shards.validate(options, moved.shape[-1])  # the sharded loss is the unsharded one
     rows, lead = moved.reshape(-1, moved.shape[-1]), moved.shape[:-1]
     y = _labels(op, labels, x.shape, axis, lead, options)
     nan_row = np.isnan(rows).any(axis=1)

@@ -203,6 +203,11 @@ class Case(Drawing):
             padded = rng.random(self.batch) < self.padding
             labels = np.where(padded, IGNORE_INDEX, labels)
             options["ignore_index"] = IGNORE_INDEX
+        for name, value in self.options:  # the LLM head's: scalars, or "@name" one per row
+            if isinstance(value, str) and value.startswith("@"):
+                value = option_cases.ARRAYS[value[1:]](rng, None, labels, (self.batch,))
+                value = value.astype(target)
+            options[name] = value
         return hidden.astype(target), labels.astype(np.int64), options
 
 

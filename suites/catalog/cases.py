@@ -21,7 +21,7 @@ from xentbench.suites.catalog.case import (
     Case,
     Scenario,
 )
-from xentbench.suites.catalog.head_tables import HEAD_CASES
+from xentbench.suites.catalog.head_tables import HEAD_CASES, SHARD_CASES
 from xentbench.suites.catalog.linear import LINEAR_ROWS
 from xentbench.suites.catalog.option_tables import OPTION_CASES
 
@@ -220,7 +220,7 @@ TABLES: tuple[tuple[str, tuple[Scenario, ...]], ...] = (
     ("soft_labels", LABEL_CASES),
     ("size", SIZES),
     ("sigmoid", SIGMOID),
-    ("options", (*OPTION_CASES, *HEAD_CASES)),
+    ("options", (*OPTION_CASES, *HEAD_CASES, *SHARD_CASES)),
     ("linear", LINEAR),
     ("hunted", HUNTED),
 )

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from xentbench.reference.shards import bounds
+
 # Committed inputs (a hunted failure promoted into the catalog): ``saved`` reads them.
 SAVED_DIR = Path(__file__).resolve().parent / "saved"
 
@@ -241,6 +243,13 @@ def _out_of_range(rng: np.random.Generator, logits: np.ndarray, below: bool) -> 
     return labels
 
 
+def _shard_boundaries(rng: np.random.Generator, logits: np.ndarray, shards: int) -> np.ndarray:
+    """The first and last class of each of ``shards`` shards (``reference.shards.bounds``),
+    in turn down the rows: where a shard offset off by one reads the wrong logit."""
+    edges = [c for start, stop in bounds(logits.shape[1], shards) for c in (start, stop - 1)]
+    return np.resize(np.asarray(edges, dtype=np.int64), len(logits))
+
+
 _CLASS_LABELS: dict[str, Callable[[np.random.Generator, np.ndarray], np.ndarray]] = {
     "random": lambda rng, x: rng.integers(0, x.shape[1], len(x)),
     "argmax": _argmax,
@@ -252,6 +261,7 @@ _CLASS_LABELS: dict[str, Callable[[np.random.Generator, np.ndarray], np.ndarray]
     "last": lambda rng, x: np.full(len(x), x.shape[1] - 1, dtype=np.int64),
     "minus-one": partial(_out_of_range, below=True),
     "classes": partial(_out_of_range, below=False),
+    **{f"shard-boundaries-{k}": partial(_shard_boundaries, shards=k) for k in (2, 3, 8)},
 }
 
 

@@ -2,7 +2,8 @@
 
 Gemma 2 caps the final logits at 30 (``final_logit_softcapping``; 50 for attention), PaLM adds
 ``1e-4 * logsumexp^2``, and vocabularies are padded with -inf lanes (50257 -> 50304); each row
-names the failure it aims at. Batches stay small: the reference evaluates every element in
+names the failure it aims at; the shard cases split the vocabulary as Megatron's tensor-parallel
+ranks do (reference.shards). Batches stay small: the reference evaluates every element in
 ball arithmetic.
 """
 
@@ -96,3 +97,50 @@ Z_LOSS = (
     ),
 )
 HEAD_CASES: tuple[Scenario, ...] = (*CAPS, PADDED, PADDED_SATURATED, *TEMPERATURES, *Z_LOSS)
+
+# Vocabulary-parallel cross-entropy (reference.shards): k shards over a vocabulary k does not
+# divide (Megatron-LM #1754), labels on the first and last class of every shard (an offset off
+# by one reads a neighbour's logit), with and without label smoothing (Megatron-LM #7452: the
+# smoothing spread over the local vocabulary; a loss off by log(k)). Judged against the
+# unsharded loss, which is the same number.
+SHARDED: tuple[Scenario, ...] = tuple(
+    Scenario(
+        f"shards-{k}{suffix}",
+        "normal",
+        f"{k} shards over {classes} classes (uneven), labels on every shard's first and last "
+        f"class{why}",
+        {"scale": 3.0},
+        ops=SPARSE,
+        batch=2 * k,
+        classes=classes,
+        labels=f"shard-boundaries-{k}",
+        options={"shards": k, **extra},
+        quantities=VALUE_GRAD,
+    )
+    for k, classes, suffix, extra, why in (
+        (2, 51, "-boundaries", {}, ""),
+        (3, 50, "-smoothing", {"label_smoothing": 0.1}, ", label smoothing 0.1 over all shards"),
+        (8, 100, "-smoothing", {"label_smoothing": 0.1}, ", label smoothing 0.1 over all shards"),
+    )
+)
+SHARDED_HEAD = Scenario(
+    "shards-3-offset-cap-z-loss",
+    "uniform",
+    "3 shards, 1e4 + noise, temperature 0.5, cap 30, z-loss 1e-4 and smoothing 0.1: the "
+    "head's options on the all-reduced max and logsumexp",
+    {"scale": 3.0, "shift": 1e4},
+    ops=SPARSE,
+    batch=6,
+    classes=50,
+    labels="shard-boundaries-3",
+    dtypes=("float32", "float64"),  # 16-bit dtypes round 1e4 + noise to one value
+    options={
+        "shards": 3,
+        "label_smoothing": 0.1,
+        "temperature": 0.5,
+        "softcap": 30.0,
+        "z_loss": 1e-4,
+    },
+    quantities=VALUE_GRAD,
+)
+SHARD_CASES: tuple[Scenario, ...] = (*SHARDED, SHARDED_HEAD)

@@ -107,6 +107,45 @@ NON_FINITE_LINEAR: tuple[tuple, ...] = (
     ),
 )
 
+# The LLM head on the linear op (reference.linear_head), in LINEAR_ROWS's tuple form.
+HEAD_LINEAR: tuple[tuple, ...] = (
+    (
+        "softcap-30-temperature-per-row",
+        "normal",
+        {"scale": 50.0},
+        8,
+        32,
+        100,
+        {
+            "bias": True,
+            "padding": 0.25,
+            "options": {"softcap": 30.0, "temperature": "@temperatures"},
+        },
+        "cap 30 on logits of std 50 (Gemma 2's final_logit_softcapping), one temperature per "
+        "row in [0.5, 2], padding rows: tanh saturates, the slope sech^2 / T_i in every gradient",
+    ),
+    (
+        "head-confident",
+        "confident",
+        {"gap": 20.0},
+        4,
+        64,
+        256,
+        {"bias": True, "options": {"temperature": 0.5, "softcap": 30.0, "z_loss": 1e-4}},
+        "confident rows (gap 20), T 0.5, cap 30, z-loss 1e-4: the full head, p_y near 1",
+    ),
+    (
+        "offset-z-loss",
+        "offset",
+        {"offset": 1000.0},
+        4,
+        32,
+        128,
+        {"bias": True, "options": {"temperature": 2.0, "z_loss": 1e-4}},
+        "a common offset of 1000 at T 2: z-loss 1e-4 of a logsumexp of ~500 dominates",
+    ),
+)
+
 # The linear family's table rows, expanded by ``suites.catalog.cases``:
 # (name, generator, its params, rows N, features d, classes C, extra Scenario fields, why)
 LINEAR_ROWS: tuple[tuple, ...] = (
@@ -164,4 +203,5 @@ LINEAR_ROWS: tuple[tuple, ...] = (
     ),
     ("hidden-4096", "normal", {}, 4, 4096, 256, {}, "d = 4096: long dot products"),
     *NON_FINITE_LINEAR,
+    *HEAD_LINEAR,
 )

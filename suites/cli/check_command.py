@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from xentbench.reference import head
+from xentbench.reference import head, shards
 from xentbench.reference.options import CROSS_ENTROPIES
 from xentbench.suites.accuracy.check import CheckRequest, dtype_name, run_check
 from xentbench.suites.cli.check_inputs import load_array, normalise
@@ -30,6 +30,7 @@ OPTION_FLAGS = {
     "softcap": "softcap",
     "temperature": "temperature",
     "z_loss": "z_loss",
+    "shards": "shards",
 }
 
 
@@ -47,7 +48,7 @@ def check_options(args) -> dict:
                 raise UsageError(f"cannot read --{flag.replace('_', '-')} array: {exc}") from None
         options[name] = value
     try:  # a bad cap, temperature or z-loss: one line naming the value and what is valid
-        head.validate(args.op, options, CROSS_ENTROPIES)
+        head.validate(args.op, options, (*CROSS_ENTROPIES, "linear_cross_entropy"))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     return options
@@ -66,6 +67,12 @@ def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...
         logits = load_array(str(args.logits), "--logits")
         logits, labels, class_axis = normalise(args.op, logits, labels, args.class_axis)
         options = _with_class_axis(check_options(args), class_axis)
+        try:  # a shard count the classes cannot hold, or an op without shards: one line
+            if "shards" in options and args.op != shards.OP:
+                raise ValueError(f"op {args.op} takes no option 'shards'; valid: {shards.OP}")
+            shards.validate(options, logits.shape[-1 if class_axis is None else class_axis])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     try:
         dtypes = tuple(args.dtype) if args.dtype else (dtype_name(logits),)
         request = CheckRequest(
@@ -98,14 +105,16 @@ def _linear_inputs(args, labels) -> tuple:
         raise UsageError(
             "linear_cross_entropy takes no --logits; valid: --hidden X.npy --classifier W.npy"
         )
-    refuse_other_options(check_options(args))
+    given = check_options(args)
+    refuse_other_options(given)
     arrays = {
         flag: None
         if getattr(args, flag) is None
         else load_array(str(getattr(args, flag)), f"--{flag}")
         for flag in ("hidden", "classifier", "bias")
     }
-    return normalise_linear(*arrays.values(), labels, args.ignore_index)
+    hidden, labels, options = normalise_linear(*arrays.values(), labels, args.ignore_index)
+    return hidden, labels, {**options, **{k: v for k, v in given.items() if k in head.HEAD_OPTIONS}}
 
 
 def _no_linear_flags(args) -> None:

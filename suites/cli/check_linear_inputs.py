@@ -15,7 +15,7 @@ from xentbench.adapters.base import DTYPES, LINEAR_OP
 from xentbench.suites.cli.usage import UsageError
 
 # check's option flags the linear op takes (reference.linear.OPTIONS), and those it does not.
-TAKES = ("--classifier", "--bias", "--ignore-index")
+TAKES = ("--classifier", "--bias", "--ignore-index", "--softcap", "--temperature", "--z-loss")
 REFUSED = {
     "reduction": "--reduction",
     "label_smoothing": "--label-smoothing",
@@ -24,6 +24,7 @@ REFUSED = {
     "class_axis": "--class-axis",
     "cotangent": "--cotangent",
     "tangent": "--tangent",
+    "shards": "--shards",
 }
 
 

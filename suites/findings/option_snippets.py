@@ -35,6 +35,8 @@ _TORCH_APIS = {
     "torch.logsumexp(softcapped)": "_head_unlabelled(torch.logsumexp)",
     "F.cross_entropy(softcapped)+z_loss": "_head_cross_entropy",
     "F.cross_entropy(softcapped,probabilities)+z_loss": "_head_cross_entropy",
+    "vocab_parallel_cross_entropy(simulated shards)": "vocab_parallel",
+    "F.linear+F.cross_entropy(softcapped)+z_loss": "_linear_head",
 }
 _JAX_APIS = {
     "jax.nn.softmax": "lambda x, y, class_axis=-1: jax.nn.softmax(x, axis=int(class_axis))",
@@ -50,6 +52,8 @@ _JAX_APIS = {
     "optax.safe_softmax_cross_entropy": "_optax_safe",
     "optax.softmax_cross_entropy_with_integer_labels(softcapped)+z_loss": "_optax_head_sparse",
     "optax.softmax_cross_entropy(softcapped)+z_loss": "_optax_head_soft",
+    "jax.nn.log_softmax(softcapped)": "_head_log_softmax",
+    "vocab_parallel_cross_entropy(simulated shards)": "_vocab_parallel",
     "optax.sigmoid_binary_cross_entropy": "lambda x, y: optax.sigmoid_binary_cross_entropy(x, y)",
     "x@w.T+optax.softmax_cross_entropy_with_integer_labels": "_linear_loss",
 }
@@ -68,6 +72,10 @@ _TENSORFLOW_APIS = {
         "_keras_class(keras.losses.SparseCategoricalCrossentropy)"
     ),
     "tf.matmul+keras.losses.sparse_categorical_crossentropy": "_keras_linear_loss",
+    # The LLM head's compositions (adapters/tensorflow_head.py).
+    "tf.nn.sparse_softmax_cross_entropy_with_logits(softcapped)+z_loss": "_sparse",
+    "keras.losses.categorical_crossentropy(softcapped,from_logits=True)+z_loss": "_keras_soft",
+    "tf.nn.log_softmax(softcapped)": "_log_softmax",
 }
 
 _TORCH_RUN = """
@@ -86,7 +94,9 @@ def run_linear(x, y):
     wanted = {{"grad_hidden": 0, "grad_weight": 1, "grad_bias": 2}}.get(QUANTITY)
     if wanted is not None:
         tensors[wanted].requires_grad_(True)
-    output = OP(*tensors, tensor(y), int(OPTIONS.get("ignore_index", -100)))
+    head = {{k: tensor(v) if isinstance(v, np.ndarray) else v
+            for k, v in OPTIONS.items() if k in ("softcap", "temperature", "z_loss")}}
+    output = OP(*tensors, tensor(y), int(OPTIONS.get("ignore_index", -100)), **head)
     if wanted is not None:
         (output,) = torch.autograd.grad(output.sum(), tensors[wanted])
     return output
@@ -226,6 +236,7 @@ def _sources(*functions) -> str:
 def _torch(expr: str) -> str:
     from xentbench.adapters import torch_adapter as t
     from xentbench.adapters import torch_head as h
+    from xentbench.reference.shards import bounds
 
     definitions = _sources(
         t._softmax,
@@ -242,6 +253,9 @@ def _torch(expr: str) -> str:
         h._plus_z_loss,
         h._head_cross_entropy,
         h._head_unlabelled,
+        bounds,
+        h.vocab_parallel,
+        t._linear_head,
     )
     header = "\nimport math\n\nimport torch\nimport torch.nn.functional as F\n\n"
     return (
@@ -252,12 +266,19 @@ def _torch(expr: str) -> str:
 def _jax(expr: str) -> str:
     from xentbench.adapters import jax_adapter as j
     from xentbench.adapters import jax_head as h
+    from xentbench.reference.shards import bounds
 
     definitions = _sources(
         j._reduce, j._optax_soft, j._optax_sparse, j._optax_safe, j._with_quantity, j._linear_loss
     )
     definitions += "\n\n" + _sources(
-        h._head_softcapped, h._head_loss, h._optax_head_sparse, h._optax_head_soft
+        h._head_softcapped,
+        h._head_loss,
+        h._optax_head_sparse,
+        h._optax_head_soft,
+        h._head_log_softmax,
+        bounds,
+        h._vocab_parallel,
     )
     header = (
         "\nimport functools\n\nimport jax\n\n"
@@ -269,6 +290,7 @@ def _jax(expr: str) -> str:
 
 def _tensorflow(expr: str) -> str:
     from xentbench.adapters import tensorflow_adapter as a
+    from xentbench.adapters import tensorflow_head as h
     from xentbench.adapters import tensorflow_options as o
 
     definitions = _sources(
@@ -281,9 +303,15 @@ def _tensorflow(expr: str) -> str:
         o.with_direction,
         a._with_quantity,
         a._keras_linear_loss,
+        h.softcapped,
+        h._plus_z_loss,
+        h._sparse,
+        h._keras_soft,
+        h._log_softmax,
     )
     header = (
-        '\nimport functools\nimport os\n\nos.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")\n'
+        "\nimport functools\nimport math\nimport os\n\n"
+        'os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")\n'
         'os.environ.setdefault("KERAS_BACKEND", "tensorflow")\nimport keras\n'
         "import tensorflow as tf\n\n"
         "_TF_REDUCE = {\n"

@@ -5,7 +5,9 @@ the unit searched here is a whole batch of ``ROWS`` rows with its call options, 
 one candidate, one framework call, one exact value. The configurations are the realistic ones
 people train with (``CONFIGS``): a mean over a padding-heavy batch (90% of the labels
 ``ignore_index``) and over an all-ignored one, label smoothing 0.1 and extreme (1.0), class
-weights spanning 1e-3..1e3, sample weights of that spread with exact zeros. An implementation
+weights spanning 1e-3..1e3, sample weights of that spread with exact zeros, and the LLM head:
+a cap of 30, temperature with z-loss, the three together, and 3 vocabulary-parallel shards
+with smoothing. An implementation
 gets those its declaration accepts (``Adapter.unsupported_reason``), each with the first
 reduction it offers from the configuration's list; an option it lacks is never emulated.
 
@@ -63,7 +65,19 @@ CONFIGS: tuple[Config, ...] = (
     Config("smoothing 1.0", ("none",), (("label_smoothing", 1.0),)),
     Config("class weights 1e-3..1e3, mean", (*MEANS, "sum"), class_weight=True),
     Config("sample weights with zeros, mean", (*MEANS, "sum"), sample_weight=True),
+    # The LLM head (reference.head) and vocabulary-parallel shards (reference.shards); the
+    # batch scaling by 2^k moves the logits through the cap's saturation.
+    Config("softcap 30", ("none",), (("softcap", 30.0),)),
+    Config("temperature 0.5, z-loss 1e-4", ("none",), (("temperature", 0.5), ("z_loss", 1e-4))),
+    Config(
+        "softcap 30, temperature 2, z-loss 1e-4",
+        ("none",),
+        (("softcap", 30.0), ("temperature", 2.0), ("z_loss", 1e-4)),
+    ),
+    Config("shards 3, smoothing 0.1", ("none",), (("shards", 3), ("label_smoothing", 0.1))),
 )
+# Options only the sparse cross-entropy takes (class ids).
+SPARSE_ONLY = ("ignore_index", "shards")
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,8 @@ def supported_configs(adapter: Adapter, call: Call) -> list[tuple[Config, dict[s
     op = call.implementation.op
     found = []
     for config in CONFIGS:
-        if config.ignored and op != SPARSE:
-            continue  # ignore_index needs class ids
+        if op != SPARSE and (config.ignored or set(dict(config.scalars)) & set(SPARSE_ONLY)):
+            continue  # ignore_index and shards need class ids
         for reduction in config.reductions:
             scalars = {"reduction": reduction, **dict(config.scalars)}
             if reduction == "none":

@@ -17,6 +17,8 @@ import numpy as np
 from xentbench.reference.dtypes import finfo, numpy_dtype
 from xentbench.reference.evaluate import GRADIENT_OPS, LINEAR_OP
 from xentbench.suites.judge.budget import Output, addends, error_scale
+from xentbench.suites.judge.linear_head_budget import active as head_active
+from xentbench.suites.judge.linear_head_budget import linear_head_scale
 from xentbench.suites.judge.option_budget import option_scale
 from xentbench.suites.judge.roundoff import K, accumulation_roundoff
 from xentbench.suites.judge.ulps import spacing, truth_in, ulp_at
@@ -50,6 +52,9 @@ def call_allowance(output: Output, options: dict[str, Any] | None = None) -> All
     if op != LINEAR_OP and (options or not plain):
         scale = option_scale(output, options)
         magnitudes = np.full(np.shape(output.exact.hi), np.nan)
+    elif op == LINEAR_OP and head_active(options):  # suites.judge.linear_head_budget
+        args = (output.quantity, output.dtype, output.logits, output.labels, options)
+        scale, magnitudes = linear_head_scale(*args), np.full(np.shape(output.exact.hi), np.nan)
     else:
         scale, magnitudes = error_scale(output, options), addends(output)
     return _in_output_dtype(output, scale, magnitudes)

@@ -20,6 +20,7 @@ underflow's absolute error on a probability, Higham section 2.1.) Padding rows h
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -41,10 +42,22 @@ def _growth(length: int) -> float:
     return LAMBDA * math.sqrt(length) + 1
 
 
-def linear_error_scale(
-    quantity: str, dtype, hidden: np.ndarray, labels: np.ndarray, options: dict
-) -> np.ndarray:
-    """A per output element of a linear_cross_entropy quantity (module docstring)."""
+@dataclass(frozen=True)
+class LogitTerms:
+    """The float64 logits of one linear call and their error bound A_z, for the budget only."""
+
+    u: float
+    eta: float
+    x: np.ndarray
+    w: np.ndarray
+    labels: np.ndarray  # int64, 0 on padding rows
+    active: np.ndarray  # rows that are not padding
+    z: np.ndarray
+    a_z: np.ndarray
+
+
+def logit_terms(dtype, hidden: np.ndarray, labels: np.ndarray, options: dict) -> LogitTerms:
+    """z = X W^T + b in float64 and A_z per element (the module docstring's first line)."""
     u, eta = unit_roundoff(dtype), float(finfo(dtype).smallest_subnormal)
     x = np.asarray(hidden).astype(np.float64)
     w = np.asarray(options["weight"]).astype(np.float64)
@@ -53,25 +66,40 @@ def linear_error_scale(
     labels = np.asarray(labels).astype(np.int64)
     ignore = options.get("ignore_index")
     active = np.ones(len(labels), bool) if ignore is None else labels != int(ignore)
-    labels = np.where(active, labels, 0)
     with np.errstate(all="ignore"):
         z = x @ w.T + b
         a_z = u * (_growth(x.shape[1]) * (np.abs(x) @ np.abs(w).T) + np.abs(b) + np.abs(z))
-        d = z - z.max(axis=1, keepdims=True)
+    return LogitTerms(u, eta, x, w, np.where(active, labels, 0), active, z, a_z)
+
+
+def products(quantity: str, t: LogitTerms, a_g: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """A of G W, G^T X or G^T 1 from G's error A_G and magnitude |G| (padding rows zeroed)."""
+    a_g, g = a_g * t.active[:, None], g * t.active[:, None]
+    u, x, w = t.u, t.x, t.w
+    if quantity == "grad_hidden":
+        return a_g @ np.abs(w) + u * _growth(w.shape[0]) * (g @ np.abs(w))
+    if quantity == "grad_weight":
+        return a_g.T @ np.abs(x) + u * _growth(len(x)) * (g.T @ np.abs(x))
+    return a_g.sum(axis=0) + u * _growth(len(x)) * g.sum(axis=0)
+
+
+def linear_error_scale(
+    quantity: str, dtype, hidden: np.ndarray, labels: np.ndarray, options: dict
+) -> np.ndarray:
+    """A per output element of a linear_cross_entropy quantity (module docstring)."""
+    t = logit_terms(dtype, hidden, labels, options)
+    u, eta, a_z, labels = t.u, t.eta, t.a_z, t.labels
+    with np.errstate(all="ignore"):
+        d = t.z - t.z.max(axis=1, keepdims=True)
         p = np.exp(d)
         p /= p.sum(axis=1, keepdims=True)
-        rows = np.arange(len(x))
+        rows = np.arange(len(t.x))
         onehot = np.zeros_like(p)
         onehot[rows, labels] = 1.0
         spread = (p * a_z).sum(axis=1, keepdims=True)
+        classes = t.w.shape[0]
         if quantity == "value":
-            value = u * (np.abs(d[rows, labels]) + sigma(w.shape[0])) + spread[:, 0]
-            return np.where(active, value + a_z[rows, labels], 0.0)
-        a_g = u * (p * (np.abs(d) + sigma(w.shape[0])) + onehot) + p * (a_z + spread) + eta
-        g = np.abs(p - onehot)
-        a_g, g = a_g * active[:, None], g * active[:, None]
-        if quantity == "grad_hidden":
-            return a_g @ np.abs(w) + u * _growth(w.shape[0]) * (g @ np.abs(w))
-        if quantity == "grad_weight":
-            return a_g.T @ np.abs(x) + u * _growth(len(x)) * (g.T @ np.abs(x))
-        return a_g.sum(axis=0) + u * _growth(len(x)) * g.sum(axis=0)
+            value = u * (np.abs(d[rows, labels]) + sigma(classes)) + spread[:, 0]
+            return np.where(t.active, value + a_z[rows, labels], 0.0)
+        a_g = u * (p * (np.abs(d) + sigma(classes)) + onehot) + p * (a_z + spread) + eta
+        return products(quantity, t, a_g, np.abs(p - onehot))

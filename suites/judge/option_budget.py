@@ -8,6 +8,15 @@ cross-entropy's with labels ``c``; a reduction adds the error of a sum of ``n`` 
 and the division (one rounding each), and the divisor's own sum error. Derivatives follow the
 same first-order analysis: products of the terms' scales with the directions' magnitudes, a
 sum's error on the magnitudes it adds. Work is in float64 on the rows with the class axis last.
+
+Vocabulary-parallel shards (``reference.shards``) add no term. The all-reduced max is exact;
+the all-reduced sum of exponentials is a blocked sum in which each term passes through at most
+``(ceil(C/k) - 1) + (k - 1) <= C - 1`` additions, and the probabilistic bound
+``lambda sqrt(n) u sum|x_i|`` (Higham & Mary 2019, Thm 3.1) is a bound on the product of each
+term's ``(1 + delta)`` factors, so it holds for any summation tree of depth ``n <= C - 1`` (as
+``roundoff.sigma`` states for blocked and pairwise sums); the label's logit is read, not
+computed; the smoothing's per-shard sums of ``-log p`` are a blocked sum of the same terms. The
+careful sharded plugin (tests/flawed/sharded.py), computing in the budget's internals, passes.
 """
 
 from __future__ import annotations

@@ -25,8 +25,9 @@ ENTRY_POINTS = {
 }
 
 SPARSE = "sparse_softmax_cross_entropy"
-# The careful plugin takes every option the reference defines but the LLM head's (flawed.head).
-ALL_OPTIONS = tuple(name for name in OPTION_NAMES if name not in HEAD_OPTIONS)
+# The careful plugin takes every option the reference defines but the LLM head's (flawed.head)
+# and the shards (flawed.sharded): it computes neither.
+ALL_OPTIONS = tuple(name for name in OPTION_NAMES if name not in (*HEAD_OPTIONS, "shards"))
 WIDE = np.longdouble
 
 
