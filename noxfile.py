@@ -1,5 +1,5 @@
 """nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
-timing(backend), report (the main job), hunt.
+timing(backend), conformance(backend), report (the main job), hunt.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -25,14 +25,21 @@ import nox
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint"]
 
-BACKENDS = ["numpy", "torch", "tensorflow", "jax", "onnxruntime"]
+BACKENDS = ["numpy", "torch", "tensorflow", "jax", "onnxruntime", "mlx", "keras_jax", "keras_torch"]
 EXTRAS = {
     "numpy": [],
     "torch": ["torch"],
     "tensorflow": ["tensorflow"],
     "jax": ["jax"],
     "onnxruntime": ["onnxruntime"],
+    # Plugins shipped in this repository, each in an extra of its own (not in "all"): MLX on its
+    # CPU device, and Keras on JAX and on torch (Keras takes one backend per process).
+    "mlx": ["mlx"],
+    "keras_jax": ["keras-jax"],
+    "keras_torch": ["keras-torch"],
 }
+# The extras that bring torch: their environments install TORCH first.
+TORCH_EXTRAS = frozenset({"torch", "all", "keras-torch"})
 # torch 2.13.0 as a CPU build installs in seconds where pip finds it locally; elsewhere pip
 # takes PyPI's build of that release. Any other requirement: XENTBENCH_TORCH="torch>=2.14".
 TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
@@ -55,7 +62,7 @@ def install(session: nox.Session, *extras: str, locked: bool = True) -> None:
     what the frameworks ship.
     """
     pins = ["-c", str(LOCK)] if locked else ["--upgrade", "--upgrade-strategy", "eager"]
-    if locked and {"torch", "all"} & set(extras):
+    if locked and TORCH_EXTRAS & set(extras):
         session.install("--no-compile", *pins, TORCH)
     session.install("--no-compile", *pins, "-e", f".[{','.join(extras)}]" if extras else ".")
 
@@ -181,7 +188,7 @@ def _install(backend: str) -> str | None:
     pip = [str(env / "bin" / "python"), "-m", "pip", "install", "--no-compile", "-c", str(LOCK)]
     extras = ",".join(EXTRAS[backend])
     steps = [[sys.executable, "-m", "venv", str(env)]]
-    steps += [[*pip, TORCH]] if backend == "torch" else []
+    steps += [[*pip, TORCH]] if TORCH_EXTRAS & set(EXTRAS[backend]) else []
     steps += [[*pip, "-e", f".[{extras}]" if extras else "."]]
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as output:
@@ -234,17 +241,42 @@ def timing(session: nox.Session, backend: str) -> None:
 
 
 @nox.session(venv_backend="none")
+@nox.parametrize("backend", BACKENDS)
+def conformance(session: nox.Session, backend: str) -> None:
+    """The conformance tests of one backend in its own environment (only its framework, plus the
+    test extra): a backend that cannot share a process with another (Keras takes one backend
+    per process) is tested where it runs. posargs go to pytest."""
+    envs = backend_environments(session, [backend])
+    if backend not in envs:
+        fail_if_left_out(session, [backend])
+    bin_dir = envs[backend] / "bin"
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "--no-compile", "-c", str(LOCK)]
+    session.run(*pip, "-e", ".[test]", external=True, silent=True)
+    pytest = [str(bin_dir / "pytest"), "-n", "2", "tests/test_conformance.py"]
+    session.run(*pytest, "--backend", backend, *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
     """The main job: every backend's accuracy and timing, then the report in RUN_DIR.
 
-    One ``xentbench run`` drives all five backends, each in its own environment: accuracy
+    One ``xentbench run`` drives every backend, each in its own environment: accuracy
     workers two at a time (this machine has two cores), then timing workers one at a time.
     A backend whose environment fails to install is left out of the run and the report, and
     the session then fails, naming it.
     """
     # Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so
     # the other backends share the second core meanwhile.
-    longest_first = ["jax", "torch", "tensorflow", "numpy", "onnxruntime"]
+    longest_first = [
+        "jax",
+        "torch",
+        "tensorflow",
+        "keras_jax",
+        "keras_torch",
+        "numpy",
+        "mlx",
+        "onnxruntime",
+    ]
     left_out = run_suites(session, "all", longest_first, "--jobs", "2")
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
