@@ -1,5 +1,6 @@
 """nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
-timing(backend), report (the main job), report_full (its full timing profile), hunt, matrix.
+timing(backend), conformance(backend), report (the main job), report_full (its full timing
+profile), hunt, matrix.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -26,24 +27,36 @@ import nox
 nox.options.reuse_venv = "yes"
 nox.options.sessions = ["tests", "lint"]
 
-BACKENDS = ["numpy", "torch", "tensorflow", "jax", "onnxruntime", "paddle", "tinygrad"]
+BACKENDS = [
+    "numpy",
+    "torch",
+    "tensorflow",
+    "jax",
+    "onnxruntime",
+    "paddle",
+    "tinygrad",
+    "mlx",
+    "keras_jax",
+    "keras_torch",
+]
 EXTRAS = {
     "numpy": [],
     "torch": ["torch"],
     "tensorflow": ["tensorflow"],
     "jax": ["jax"],
     "onnxruntime": ["onnxruntime"],
+    # Plugins shipped in this repository, each in an extra of its own (not in "all"): Paddle,
+    # tinygrad, MLX on its CPU device, and Keras on JAX and on torch (one backend per process).
     "paddle": ["paddle"],
+    "mlx": ["mlx"],
+    "keras_jax": ["keras-jax"],
+    "keras_torch": ["keras-torch"],
     "tinygrad": ["tinygrad"],
     # The CUDA environments of `nox -s gpu` (tests/gpu_session.py), made only where a GPU is.
     "gpu-torch": ["torch", "test", "cut-cross-entropy", "liger-kernel"],
     "gpu-jax": ["test", "jax-cuda"],
     "gpu-tensorflow": ["test", "tensorflow-cuda"],
 }
-# Plugin backends shipped here whose framework is an extra of its own, outside "all" and the
-# tests environment: conformance(backend) installs one with the test extra and runs its
-# conformance tests.
-PLUGIN_BACKENDS = ["paddle", "tinygrad"]
 # tinygrad's accuracy run where it has only its Python emulator (no clang): the cases small
 # enough for it, in float32 (the timing suite would measure the emulator, not tinygrad).
 TINYGRAD_EMULATOR_RUN = (
@@ -58,12 +71,15 @@ TINYGRAD_EMULATOR_RUN = (
 UNLOCKED_EXTRAS = frozenset(
     {"paddle", "cut-cross-entropy", "liger-kernel", "jax-cuda", "tensorflow-cuda"}
 )
+# The extras that bring torch: their environments install TORCH first.
+TORCH_EXTRAS = frozenset({"torch", "all", "keras-torch"})
 # torch 2.13.0 as a CPU build installs in seconds where pip finds it locally; elsewhere pip
 # takes PyPI's build of that release. Any other requirement: XENTBENCH_TORCH="torch>=2.14".
 TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
 LOCK = Path("constraints.txt")
 # The extras the lock resolves: every optional dependency a session installs (the
-# cut-cross-entropy plugin brings triton and a CUDA torch, so it is installed unlocked).
+# cut-cross-entropy plugin brings triton and a CUDA torch, so it is installed unlocked; the
+# keras-jax and keras-torch extras hold only packages "all" locks; mlx is not locked yet).
 LOCKED_EXTRAS = ("all", "test", "lint", "docs", "dev")
 RUN_DIR = Path(
     os.environ.get("XENTBENCH_RUN_DIR")
@@ -80,7 +96,7 @@ def install(session: nox.Session, *extras: str, locked: bool = True) -> None:
     what the frameworks ship.
     """
     pins = ["-c", str(LOCK)] if locked else ["--upgrade", "--upgrade-strategy", "eager"]
-    if locked and {"torch", "all"} & set(extras):
+    if locked and TORCH_EXTRAS & set(extras):
         session.install("--no-compile", *pins, TORCH)
     session.install("--no-compile", *pins, "-e", f".[{','.join(extras)}]" if extras else ".")
 
@@ -111,21 +127,6 @@ def tests_full(session: nox.Session) -> None:
     machine's disk)."""
     command = [sys.executable, "-m", "nox", "-s", "tests", "--", "--run-slow", *session.posargs]
     session.run(*command, external=True)
-
-
-@nox.session
-@nox.parametrize("backend", PLUGIN_BACKENDS)
-def conformance(session: nox.Session, backend: str) -> None:
-    """The conformance tests of one plugin backend, in an environment with only its framework
-    and the test extra (``.nox/conformance-backend-<name>``), within the lock."""
-    locked = [extra for extra in EXTRAS[backend] if extra not in UNLOCKED_EXTRAS]
-    install(session, *locked, "test")
-    unlocked = [extra for extra in EXTRAS[backend] if extra in UNLOCKED_EXTRAS]
-    if unlocked:
-        session.install("--no-compile", "-e", f".[{','.join(unlocked)}]")
-    session.run("pip", "freeze", "--exclude-editable", silent=False)
-    command = ["pytest", "-n", "2", "tests/test_conformance.py", "--backend", backend]
-    session.run(*command, "-p", "no:cacheprovider", *session.posargs)
 
 
 @nox.session
@@ -222,7 +223,7 @@ def _install(backend: str) -> str | None:
     extras = ",".join(e for e in EXTRAS[backend] if e not in UNLOCKED_EXTRAS)
     unlocked = ",".join(e for e in EXTRAS[backend] if e in UNLOCKED_EXTRAS)
     steps = [[sys.executable, "-m", "venv", str(env)]]
-    steps += [[*pip, TORCH]] if "torch" in EXTRAS[backend] else []
+    steps += [[*pip, TORCH]] if TORCH_EXTRAS & set(EXTRAS[backend]) else []
     steps += [[*pip, "-e", f".[{extras}]" if extras else "."]]
     steps += [[*pip[:-2], "-e", f".[{unlocked}]"]] if unlocked else []
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +277,22 @@ def timing(session: nox.Session, backend: str) -> None:
 
 
 @nox.session(venv_backend="none")
+@nox.parametrize("backend", BACKENDS)
+def conformance(session: nox.Session, backend: str) -> None:
+    """The conformance tests of one backend in its own environment (only its framework, plus the
+    test extra): a backend that cannot share a process with another (Keras takes one backend
+    per process) is tested where it runs. posargs go to pytest."""
+    envs = backend_environments(session, [backend])
+    if backend not in envs:
+        fail_if_left_out(session, [backend])
+    bin_dir = envs[backend] / "bin"
+    pip = [str(bin_dir / "python"), "-m", "pip", "install", "--no-compile", "-c", str(LOCK)]
+    session.run(*pip, "-e", ".[test]", external=True, silent=True)
+    pytest = [str(bin_dir / "pytest"), "-n", "2", "tests/test_conformance.py"]
+    session.run(*pytest, "--backend", backend, *session.posargs, external=True)
+
+
+@nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
     """The main job: every backend's accuracy and timing (the default timing profile), then
     the report in RUN_DIR.
@@ -300,7 +317,8 @@ def main_job(session: nox.Session, profile: str) -> None:
     """``report``'s run with timing profile ``profile``, then the report in RUN_DIR."""
     # Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so
     # the other backends share the second core meanwhile.
-    longest_first = ["jax", "torch", "tensorflow", "paddle", "numpy", "onnxruntime"]
+    longest_first = ["jax", "torch", "tensorflow", "keras_jax", "keras_torch", "paddle"]
+    longest_first += ["numpy", "mlx", "onnxruntime"]
     longest_first += ["tinygrad"] if shutil.which("clang") else []
     left_out = run_suites(session, "all", longest_first, "--jobs", "2", "--profile", profile)
     if not shutil.which("clang"):  # tinygrad on its Python emulator: small cases, no timing

@@ -167,9 +167,11 @@ class JaxAdapter(TableAdapter):
     """JAX ``jax.nn`` and ``jax.scipy.special`` ops and optax losses."""
 
     name = "jax"
+    # float64 needs JAX's 64-bit mode (a subclass may run without it: adapters.keras_jax_adapter)
+    x64: bool = True
 
     def __init__(self) -> None:
-        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_enable_x64", self.x64)
         jax.config.update(
             "jax_compilation_cache_dir", os.environ.get("XENTBENCH_JAX_CACHE", _CACHE)
         )

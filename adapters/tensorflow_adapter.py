@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # drop C++ INFO/WARNING lines, keep errors
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ["KERAS_BACKEND"] = "tensorflow"  # Keras reads it once, on its first import
 
 import functools
 import logging
@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xentbench.adapters import tensorflow_head, tensorflow_options
+from xentbench.adapters import keras_losses, tensorflow_head, tensorflow_options
 from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
 from xentbench.adapters.base import DTYPES, LINEAR_OP, Call, Implementation, PreparedCall
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
@@ -44,31 +44,9 @@ OpFunction = Callable[[tf.Tensor, tf.Tensor | None], tf.Tensor]
 
 _TF_DEVICE_NAMES = {"cpu": "/CPU:0", "cuda": "/GPU:0"}
 _SOFTMAX_FIRST = "tf.nn.softmax applied to the logits first, as users do (timed and differentiated)"
-_TRAILING_AXIS = (
-    "logits and labels given a trailing axis of size 1, so Keras's mean over the last axis "
-    "leaves the elementwise loss"
-)
 _SIGMOID_FIRST = (
     "tf.math.sigmoid applied to the logits first, as users do (timed and differentiated)"
 )
-
-
-def _keras_softmax_loss(loss: Callable[..., tf.Tensor], from_logits: bool) -> OpFunction:
-    """A Keras categorical loss on the logits, or on their softmax as users write it."""
-    if from_logits:
-        return lambda logits, labels: loss(labels, logits, from_logits=True)
-    return lambda logits, labels: loss(labels, tf.nn.softmax(logits), from_logits=False)
-
-
-def _keras_binary_loss(from_logits: bool) -> OpFunction:
-    """Keras binary cross-entropy per element (see ``_TRAILING_AXIS``)."""
-
-    def binary(logits: tf.Tensor, labels: tf.Tensor | None) -> tf.Tensor:
-        logits, labels = logits[..., None], labels[..., None]
-        predictions = logits if from_logits else tf.math.sigmoid(logits)
-        return keras.losses.binary_crossentropy(labels, predictions, from_logits=from_logits)
-
-    return binary
 
 
 def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") -> Implementation:
@@ -77,7 +55,6 @@ def _implementation(name: str, op: str, gradient: bool, adaptation: str = "") ->
         op,
         gradient=gradient,
         adaptation=adaptation,
-        baseline="from_logits=False" in name,  # probabilities where logits belong: a lesson
     )
 
 
@@ -106,40 +83,6 @@ def _tf_entries() -> list[tuple[Implementation, OpFunction]]:
             lambda x, y: tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x),
         ),
     ]
-
-
-def _keras_entries() -> list[tuple[Implementation, OpFunction]]:
-    """The Keras losses, with and without ``from_logits``, each with the function that calls it."""
-    cce, scce = keras.losses.categorical_crossentropy, keras.losses.sparse_categorical_crossentropy
-    entries: list[tuple[Implementation, OpFunction]] = []
-    for from_logits in (True, False):
-        call = f"(from_logits={from_logits})"
-        softmax_note = "" if from_logits else _SOFTMAX_FIRST
-        binary_note = _TRAILING_AXIS if from_logits else f"{_TRAILING_AXIS}; {_SIGMOID_FIRST}"
-        entries += [
-            (
-                _implementation(
-                    f"keras.losses.categorical_crossentropy{call}", SOFT_CE, True, softmax_note
-                ),
-                _keras_softmax_loss(cce, from_logits),
-            ),
-            (
-                _implementation(
-                    f"keras.losses.sparse_categorical_crossentropy{call}",
-                    SPARSE_CE,
-                    True,
-                    softmax_note,
-                ),
-                _keras_softmax_loss(scce, from_logits),
-            ),
-            (
-                _implementation(
-                    f"keras.losses.binary_crossentropy{call}", SIGMOID_CE, True, binary_note
-                ),
-                _keras_binary_loss(from_logits),
-            ),
-        ]
-    return entries
 
 
 def _with_quantity(function: OpFunction, quantity: str) -> OpFunction:
@@ -177,6 +120,7 @@ class TensorflowAdapter(TableAdapter):
     name = "tensorflow"
 
     def __init__(self) -> None:
+        keras_losses.require_backend("tensorflow")
         super().__init__()
         self._devices = ("cpu", "cuda") if tf.config.list_physical_devices("GPU") else ("cpu",)
         logger = tf.get_logger()
@@ -194,10 +138,14 @@ class TensorflowAdapter(TableAdapter):
         (``adapters.tensorflow_options``), then the Keras loss classes, the linear op and the
         LLM head (``adapters.tensorflow_head``)."""
         with_options = tensorflow_options.option_entries()
-        plain = _tf_entries() + _keras_entries()
-        plain = [with_options.pop(impl.api, (impl, function)) for impl, function in plain]
+        plain = [with_options.pop(impl.api, (impl, function)) for impl, function in _tf_entries()]
+        keras_entries = keras_losses.keras_entries(
+            tensorflow_options.tf_implementation,
+            softmax=(tf.nn.softmax, _SOFTMAX_FIRST),
+            sigmoid=(tf.math.sigmoid, _SIGMOID_FIRST),
+        )
         head = tensorflow_head.head_entries()  # the LLM head's compositions
-        return plain + list(with_options.values()) + _linear_entries() + head
+        return plain + keras_entries + list(with_options.values()) + _linear_entries() + head
 
     def _function(self, call: Call, options: dict, directed: bool) -> OpFunction:
         """The eager function (options bound), or its cached XLA tf.function (which traces once

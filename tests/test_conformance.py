@@ -21,6 +21,7 @@ import functools
 import traceback
 import warnings
 from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase as fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,27 @@ EXACT_DTYPES = frozenset({"float32", "float64"})
 # takes 2-20 s per graph here. jax.jit and XLA tf.function (~0.1-0.4 s each) run in full.
 COMPILED_REPRESENTATIVE: dict[str, tuple[str, str, str]] = {
     "torch": ("torch:F.cross_entropy", "float32", "grad"),
+    "keras_torch": (
+        "keras_torch:keras.losses.sparse_categorical_crossentropy(from_logits=True)",
+        "float32",
+        "grad",
+    ),
+}
+# Disagreements on the benign input that are the framework's, measured and understood: call-id
+# glob -> (the tolerance the cause explains, the cause). Within it a call is an expected failure
+# naming the finding; beyond it, a failure like any other.
+FLOAT32_INTERNALS = 1e-6
+KNOWN_DISAGREEMENTS: dict[str, tuple[float, str]] = {
+    "keras_torch:keras.losses.binary_crossentropy(*)-float64-*": (
+        FLOAT32_INTERNALS,
+        "Keras's mean over the trailing axis on torch computes float64 in float32 "
+        "(keras.backend.result_type('float64', 'float32') is 'float32' in Keras 3.15)",
+    ),
+    "mlx:*-float64-*": (
+        FLOAT32_INTERNALS,
+        "MLX's CPU exponential of float64 is accurate to float32 only "
+        "(mx.exp(0.1) is 1.1051709651947021 in float64)",
+    ),
 }
 
 
@@ -307,6 +329,15 @@ def test_prepared_call_runs_twice_alike_with_expected_shape_and_dtype(
         warnings.warn(message, DtypeChangedWarning, stacklevel=1)
 
 
+def known_disagreement(identifier: str, error: np.ndarray, expected: np.ndarray) -> str | None:
+    """The cause from ``KNOWN_DISAGREEMENTS`` when it names this call and explains every error
+    (each within its tolerance), else None."""
+    for glob, (tolerance, cause) in KNOWN_DISAGREEMENTS.items():
+        if fnmatch(identifier, glob):
+            return cause if (error <= tolerance * (1 + np.abs(expected))).all() else None
+    return None
+
+
 def test_agrees_with_exact_reference_on_benign_input(backend, call, request):
     adapter = accepted_adapter(backend, call)
     got = run_or_report_finding(adapter, call).astype(np.float64)
@@ -317,6 +348,9 @@ def test_agrees_with_exact_reference_on_benign_input(backend, call, request):
     excess = np.nan_to_num(error - tolerance * (1 + np.abs(expected)), nan=np.inf)
     if (excess > 0).any():
         worst = tuple(int(i) for i in np.unravel_index(np.argmax(excess), excess.shape))
+        finding = known_disagreement(call_id(call), error, expected)
+        if finding:
+            pytest.xfail(f"finding: {finding}; error {float(error[worst]):.3g}")
         pytest.fail(
             f"{call_id(call)} ({adapter.version()}) disagrees with the reference at {worst}: "
             f"got {float(got[worst])!r}, expected {float(expected[worst])!r}, error "
@@ -405,6 +439,27 @@ def test_unavailable_backend_is_parametrised_as_one_skip_with_its_reason(bogus_b
         (mark,) = param.marks
         assert mark.name == "skip"
         assert BOGUS_MODULE in mark.kwargs["reason"]
+
+
+def test_a_known_disagreement_explains_only_its_calls_and_only_within_its_tolerance():
+    expected = np.array([2.0, 0.5])
+    float32_error = np.array([3e-8, 1e-8])
+    cause = KNOWN_DISAGREEMENTS["mlx:*-float64-*"][1]
+    assert known_disagreement("mlx:mx.logsumexp-float64-cpu-eager-value", float32_error, expected)
+    assert (
+        known_disagreement("mlx:mx.logsumexp-float64-cpu-eager-value", float32_error, expected)
+        == cause
+    )
+    assert (
+        known_disagreement("mlx:mx.logsumexp-float32-cpu-eager-value", float32_error, expected)
+        is None
+    )
+    assert (
+        known_disagreement("jax:jax.nn.softmax-float64-cpu-eager-value", float32_error, expected)
+        is None
+    )
+    worse = np.array([1e-3, 0.0])  # beyond what float32 internals explain: a plain failure
+    assert known_disagreement("mlx:mx.logsumexp-float64-cpu-eager-value", worse, expected) is None
 
 
 def test_call_id_reads_as_the_call():
