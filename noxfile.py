@@ -79,7 +79,8 @@ TORCH = os.environ.get("XENTBENCH_TORCH", "torch==2.13.0")
 LOCK = Path("constraints.txt")
 # The extras the lock resolves: every optional dependency a session installs (the
 # cut-cross-entropy plugin brings triton and a CUDA torch, so it is installed unlocked; the
-# keras-jax and keras-torch extras hold only packages "all" locks; mlx is not locked yet).
+# keras-jax and keras-torch extras hold only packages "all" locks; mlx and tinygrad are not
+# locked yet).
 LOCKED_EXTRAS = ("all", "test", "lint", "docs", "dev")
 RUN_DIR = Path(
     os.environ.get("XENTBENCH_RUN_DIR")
