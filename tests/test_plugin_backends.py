@@ -112,7 +112,8 @@ def test_the_keras_losses_are_declared_alike_on_every_keras_backend():
     _need("keras", "tensorflow", "jax")
     tensorflow = _statuses("tensorflow", "keras_jax")["tensorflow"]["keras"]
     keras_jax = _statuses("keras_jax", "tensorflow")["keras_jax"]["keras"]
-    losses = [api for api in tensorflow if api.startswith("keras.losses.")]
+    # The LLM head's compositions (adapters/tensorflow_head.py) are declared for TensorFlow only.
+    losses = [a for a in tensorflow if a.startswith("keras.losses.") and "softcapped" not in a]
     assert len(losses) == 8
     assert [api for api in keras_jax if api.startswith("keras.losses.")] == losses
     ops = {api for api in keras_jax if api.startswith("keras.ops.")}
