@@ -31,6 +31,33 @@ def everywhere(backend: str, name: str, op: str, **fields: Any) -> Implementatio
     )
 
 
+# One row of a plugin's API table: op, function, options, option values, adaptation.
+ApiRow = tuple[str, Function, tuple[str, ...], tuple, str]
+
+
+def api_table_entries(
+    backend: str, apis: dict[str, ApiRow], dtypes: tuple[str, ...]
+) -> list[tuple[Implementation, Function]]:
+    """``apis`` declared for ``dtypes``, eager and compiled, with gradients: the table of a
+    plugin whose every API takes the same dtypes and modes."""
+    return [
+        (
+            Implementation(
+                name=f"{backend}:{api}",
+                op=op,
+                dtypes=dtypes,
+                modes=("eager", "compiled"),
+                gradient=True,
+                options=options,
+                option_values=values,
+                adaptation=adaptation,
+            ),
+            function,
+        )
+        for api, (op, function, options, values, adaptation) in apis.items()
+    ]
+
+
 class TableAdapter(Adapter):
     """An adapter whose implementations are a table ``api -> (Implementation, function)``."""
 

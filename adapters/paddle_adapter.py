@@ -31,7 +31,14 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
+from xentbench.adapters._table import (
+    SIGMOID_CE,
+    SOFT_CE,
+    SPARSE_CE,
+    ApiRow,
+    TableAdapter,
+    api_table_entries,
+)
 from xentbench.adapters.base import Call, Implementation, PreparedCall
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
@@ -90,7 +97,7 @@ def _binary_cross_entropy_with_logits(x, y):
 _UNLABELLED_OPTIONS = ("class_axis", "cotangent")
 _SPARSE_OPTIONS = ("reduction", "ignore_index", "class_weight", "class_axis", "cotangent")
 # api (after "paddle:") -> (op, function, options, option_values, adaptation)
-_APIS: dict[str, tuple[str, Function, tuple[str, ...], tuple, str]] = {
+_APIS: dict[str, ApiRow] = {
     "F.softmax": ("softmax", _softmax, _UNLABELLED_OPTIONS, (), ""),
     "F.log_softmax": ("log_softmax", _log_softmax, _UNLABELLED_OPTIONS, (), ""),
     "paddle.logsumexp": ("logsumexp", _logsumexp, _UNLABELLED_OPTIONS, (), ""),
@@ -152,22 +159,7 @@ class PaddleAdapter(TableAdapter):
         return f"paddlepaddle {paddle.__version__}"
 
     def entries(self) -> list[tuple[Implementation, Function]]:
-        return [
-            (
-                Implementation(
-                    name=f"paddle:{api}",
-                    op=op,
-                    dtypes=DTYPES,
-                    modes=("eager", "compiled"),
-                    gradient=True,
-                    options=options,
-                    option_values=values,
-                    adaptation=adaptation,
-                ),
-                function,
-            )
-            for api, (op, function, options, values, adaptation) in _APIS.items()
-        ]
+        return api_table_entries("paddle", _APIS, DTYPES)
 
     def _function(self, call: Call, options: dict) -> Function:
         function = self.function(call)

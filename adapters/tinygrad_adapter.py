@@ -33,7 +33,14 @@ import numpy as np
 from tinygrad import Device, Tensor, TinyJit, dtypes
 
 from xentbench.adapters._convert import widen_bfloat16
-from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter
+from xentbench.adapters._table import (
+    SIGMOID_CE,
+    SOFT_CE,
+    SPARSE_CE,
+    ApiRow,
+    TableAdapter,
+    api_table_entries,
+)
 from xentbench.adapters.base import DTYPES, Call, Implementation, PreparedCall
 from xentbench.reference.options import ARRAY_OPTIONS, canonical
 
@@ -74,7 +81,7 @@ def _binary_crossentropy_logits(x, y):
 
 _UNLABELLED = (("class_axis", "cotangent"), ())
 # api (after "tinygrad:") -> (op, function, options, option_values, adaptation)
-_APIS: dict[str, tuple[str, Function, tuple[str, ...], tuple, str]] = {
+_APIS: dict[str, ApiRow] = {
     "Tensor.softmax": ("softmax", _softmax, *_UNLABELLED, ""),
     "Tensor.log_softmax": ("log_softmax", _log_softmax, *_UNLABELLED, ""),
     "Tensor.logsumexp": ("logsumexp", _logsumexp, *_UNLABELLED, ""),
@@ -136,22 +143,7 @@ class TinygradAdapter(TableAdapter):
         return described
 
     def entries(self) -> list[tuple[Implementation, Function]]:
-        return [
-            (
-                Implementation(
-                    name=f"tinygrad:{api}",
-                    op=op,
-                    dtypes=DTYPES,
-                    modes=("eager", "compiled"),
-                    gradient=True,
-                    options=options,
-                    option_values=values,
-                    adaptation=adaptation,
-                ),
-                function,
-            )
-            for api, (op, function, options, values, adaptation) in _APIS.items()
-        ]
+        return api_table_entries("tinygrad", _APIS, DTYPES)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         x = _to_tensor(logits)
