@@ -57,6 +57,10 @@ def test_torch_float32_composition_passes_every_finite_linear_case(tmp_path, mon
     cases = ["linear_cross_entropy/linear/*"]
     rows = _run(tmp_path, monkeypatch, "torch", "torch:F.linear+F.cross_entropy", cases)
     finite = rows[[find(case_id).generator != "non_finite" for case_id in rows["case_id"]]]
+    # the LLM head's options (softcap, z-loss, temperature) are not this composition's
+    declined = finite[finite["verdict"] == "unsupported"]
+    assert all(find(case_id).options for case_id in declined["case_id"]), declined
+    finite = finite[finite["verdict"] != "unsupported"]
     assert len(finite) >= 8 * 3
     assert set(finite["verdict"]) == {"pass"}, finite[finite["verdict"] != "pass"]
 

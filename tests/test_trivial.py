@@ -149,6 +149,12 @@ OPTION_PASSES: dict[tuple[str, str], str] = {
     ("options/head-offset-cap-z-loss", "value"): (
         "every lane saturated at the cap: every row's loss is log C + z (30 + log C)^2 alike"
     ),
+    ("options/shards-3-offset-cap-z-loss", "grad"): (
+        "the sharded full head: 1e4 / 0.5 saturates every lane at the cap 30, as above"
+    ),
+    ("options/shards-3-offset-cap-z-loss", "value"): (
+        "every lane saturated at the cap: every row's loss is the same number, as above"
+    ),
     ("options/softcap-padded-saturated", "value"): (
         "every lane near -30 after the cap: the rows' losses agree to bfloat16's ULP"
     ),

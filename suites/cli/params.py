@@ -18,6 +18,7 @@ from typing import Any
 
 from xentbench.adapters import registry
 from xentbench.suites.cli.usage import UsageError
+from xentbench.suites.run.run_info import UNKNOWN
 from xentbench.suites.store.rows import stored_backends
 from xentbench.suites.store.run_json import read_run_info
 from xentbench.suites.store.safe_paths import inside, regular_files
@@ -105,6 +106,9 @@ def check_same_run(run_dir: Path, now: dict[str, Any]) -> None:
         return
     before = read_run_info(run_dir)
     for key, what in PINNED:
+        # "unknown" (git absent, or slower than its timeout) says nothing about the version
+        if UNKNOWN in (before.get(key), now.get(key)):
+            continue
         if key in before and key in now and before[key] != now[key]:
             raise UsageError(
                 f"{run_dir} holds rows with {key} {before[key]!r}, this run has {now[key]!r} "

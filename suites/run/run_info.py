@@ -37,6 +37,10 @@ def _cpu() -> str:
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
 
 
+# A commit git could not tell (git absent, or slower than its timeout): never a mismatch.
+UNKNOWN = "unknown"
+
+
 def _gpu() -> str:
     try:
         listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
@@ -48,7 +52,7 @@ def _gpu() -> str:
 def _git_commit() -> str:
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
         )
         # --no-optional-locks: a status killed by the timeout must not leave the user's
         # repository with a stale index.lock (a plain status refreshes the index under it).
@@ -57,11 +61,11 @@ def _git_commit() -> str:
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
-            timeout=10,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    commit = head.stdout.strip() or "unknown"
+        return UNKNOWN
+    commit = head.stdout.strip() or UNKNOWN
     return commit + ("+dirty" if dirty.stdout.strip() else "")
 
 
