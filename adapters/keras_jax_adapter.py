@@ -29,12 +29,6 @@ from xentbench.adapters.jax_adapter import JaxAdapter
 
 BACKEND = "keras_jax"
 DTYPES = ("float16", "bfloat16", "float32")  # no 64-bit mode: see above
-SOFTMAX_FIRST = (
-    "keras.ops.softmax applied to the logits first, as users do (timed and differentiated)"
-)
-SIGMOID_FIRST = (
-    "keras.ops.sigmoid applied to the logits first, as users do (timed and differentiated)"
-)
 
 
 def declare(name: str, op: str, **fields) -> Implementation:
@@ -58,8 +52,4 @@ class KerasJaxAdapter(JaxAdapter):
         return f"keras {keras.__version__}, jax {jax.__version__}"
 
     def entries(self) -> list:
-        softmax = (keras.ops.softmax, SOFTMAX_FIRST)
-        sigmoid = (keras.ops.sigmoid, SIGMOID_FIRST)
-        return keras_losses.ops_entries(declare) + keras_losses.keras_entries(
-            declare, softmax, sigmoid
-        )
+        return keras_losses.keras_backend_entries(declare)

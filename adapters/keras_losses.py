@@ -239,3 +239,12 @@ def ops_entries(declare: Declare) -> list[tuple[Implementation, Function]]:
             ("logsumexp", ops.logsumexp),
         )
     ]
+
+
+def keras_backend_entries(declare: Declare) -> list[tuple[Implementation, Function]]:
+    """A Keras backend's whole table (JAX, torch): ``keras.ops`` and every loss, with the
+    probability-taking losses fed ``keras.ops.softmax`` / ``sigmoid`` as users do."""
+    first = "applied to the logits first, as users do (timed and differentiated)"
+    softmax = (keras.ops.softmax, f"keras.ops.softmax {first}")
+    sigmoid = (keras.ops.sigmoid, f"keras.ops.sigmoid {first}")
+    return ops_entries(declare) + keras_entries(declare, softmax, sigmoid)

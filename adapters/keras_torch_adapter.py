@@ -28,12 +28,6 @@ from xentbench.adapters.base import Call, Implementation, PreparedCall
 from xentbench.adapters.torch_adapter import TorchAdapter
 
 BACKEND = "keras_torch"
-SOFTMAX_FIRST = (
-    "keras.ops.softmax applied to the logits first, as users do (timed and differentiated)"
-)
-SIGMOID_FIRST = (
-    "keras.ops.sigmoid applied to the logits first, as users do (timed and differentiated)"
-)
 
 
 def declare(name: str, op: str, **fields) -> Implementation:
@@ -54,11 +48,7 @@ class KerasTorchAdapter(TorchAdapter):
         return f"keras {keras.__version__}, torch {torch.__version__}"
 
     def entries(self) -> list:
-        softmax = (keras.ops.softmax, SOFTMAX_FIRST)
-        sigmoid = (keras.ops.sigmoid, SIGMOID_FIRST)
-        return keras_losses.ops_entries(declare) + keras_losses.keras_entries(
-            declare, softmax, sigmoid
-        )
+        return keras_losses.keras_backend_entries(declare)
 
     def prepare(self, call: Call, logits: np.ndarray, labels: np.ndarray | None) -> PreparedCall:
         prepared = super().prepare(call, logits, labels)
