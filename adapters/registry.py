@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, entry_points
 
 from xentbench.adapters.base import Adapter
+from xentbench.adapters.import_noise import quiet_import
 
 ENTRY_POINT_GROUP = "xentbench.adapters"
 
@@ -125,8 +126,9 @@ def load(name: str) -> Adapter:
     target, _ = targets[name]
     module_name, _, attribute = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
-        adapter = getattr(module, attribute)()
+        with quiet_import():  # absl's import-time lines off an in-process command's terminal
+            module = importlib.import_module(module_name)
+            adapter = getattr(module, attribute)()
     except Exception as exc:  # an unusable framework is data, not a crash
         reason = f"{type(exc).__name__}: {exc}"
         raise BackendUnavailable(reason, _install_command(name, exc)) from exc

@@ -10,12 +10,14 @@ terminal, so the progress is plain lines).
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 from reliability_helpers import xentbench
 
+from xentbench.adapters.import_noise import quiet_import
 from xentbench.suites.store.run_json import read_run_info
 
 NOISY_MODULE = """
@@ -129,3 +131,15 @@ def test_a_worker_that_fails_to_start_is_reported_with_what_it_printed(site, tmp
     assert "    ModuleNotFoundError: NO XENTBENCH HERE" in terminal
     (crash,) = read_run_info(out)["crashes"]
     assert crash.endswith("(log: logs/accuracy-noisy.log)")
+
+
+def test_an_in_process_import_drops_absl_info_lines_and_keeps_the_rest(capfd):
+    absl = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        "I0000 00:00:1796554575.864593   27941 port.cc:153] oneDNN custom operations are on.\n"
+        "W0000 00:00:1796554575.864593   27941 cpu_feature_guard.cc:1] a warning line\n"
+    )
+    kept = "E0000 00:00:1796554575.864593   27941 op.cc:1] an error line\nplain text\n"
+    with quiet_import():
+        os.write(2, (absl + kept).encode())
+    assert capfd.readouterr().err == kept
