@@ -366,8 +366,8 @@ def main_job(session: nox.Session, profile: str, backends: list[str], run_args: 
     options = ("--jobs", "2", "--profile", profile)
     left_out = run_suites(session, "all", ordered, *options, run_args=run_args)
     if emulated:  # tinygrad on its Python emulator: small cases, no timing
-        tiny = TINYGRAD_EMULATOR_RUN
-        left_out += run_suites(session, "accuracy", ["tinygrad"], *tiny, run_args=run_args)
+        emulator = TINYGRAD_EMULATOR_RUN
+        left_out += run_suites(session, "accuracy", ["tinygrad"], *emulator, run_args=run_args)
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, left_out)
