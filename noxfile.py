@@ -1,6 +1,6 @@
 """nox sessions: tests, tests_full, tests_latest, lint, docs, lock, accuracy(backend),
-timing(backend), conformance(backend), report (the main job), report_full (its full timing
-profile), hunt, matrix.
+timing(backend), conformance(backend), report (the main job: the built-in backends, plugins
+by name), report_full (every backend, the full timing profile), hunt, matrix.
 
 Each backend's suites run in a virtual environment with only that backend installed
 (``.nox/backend-<name>``). All sessions of one ``nox`` invocation write into the same run
@@ -39,6 +39,10 @@ BACKENDS = [
     "keras_jax",
     "keras_torch",
 ]
+# The main job's backends: the five built-in frameworks; `nox -s report -- NAME...` adds
+# plugin backends by name, and `nox -s report_full` runs every backend.
+CORE_BACKENDS = BACKENDS[:5]
+PLUGIN_BACKENDS = BACKENDS[5:]
 EXTRAS = {
     "numpy": [],
     "torch": ["torch"],
@@ -237,9 +241,16 @@ def _install(backend: str) -> str | None:
     return None
 
 
-def run_suites(session: nox.Session, suite: str, backends: list[str], *options: str) -> list[str]:
+def run_suites(
+    session: nox.Session,
+    suite: str,
+    backends: list[str],
+    *options: str,
+    run_args: list[str] | None = None,
+) -> list[str]:
     """``xentbench run`` of ``suite`` into RUN_DIR, each backend in its own environment; returns
-    the backends left out because their environment failed to install.
+    the backends left out because their environment failed to install. ``run_args`` go to
+    ``xentbench run`` after ``options`` (default: the session's posargs).
 
     The driving process runs in the NumPy environment (the core dependencies only) and starts
     each backend's workers with that backend's interpreter.
@@ -252,7 +263,8 @@ def run_suites(session: nox.Session, suite: str, backends: list[str], *options: 
         pythons = [f"{b}={(envs[b] / 'bin' / 'python').absolute()}" for b in ready]
         command = [str(envs["numpy"] / "bin" / "xentbench"), "run", "--suite", suite]
         command += ["--backend", *ready, "--python", *pythons, "--out", str(RUN_DIR), *options]
-        session.run(*command, *session.posargs, external=True)
+        extra = session.posargs if run_args is None else run_args
+        session.run(*command, *extra, external=True)
     return [backend for backend in backends if backend not in envs]
 
 
@@ -295,8 +307,10 @@ def conformance(session: nox.Session, backend: str) -> None:
 
 @nox.session(venv_backend="none")
 def report(session: nox.Session) -> None:
-    """The main job: every backend's accuracy and timing (the default timing profile), then
-    the report in RUN_DIR.
+    """The main job: accuracy and timing (the default timing profile) of the five built-in
+    backends, and of the plugin backends named first among the posargs
+    (``nox -s report -- paddle mlx``; the posargs from the first option on go to
+    ``xentbench run``), then the report in RUN_DIR.
 
     One ``xentbench run`` drives the backends, each in its own environment: accuracy
     workers two at a time (this machine has two cores), then timing workers one at a time.
@@ -304,26 +318,56 @@ def report(session: nox.Session) -> None:
     the session then fails, naming it. Without clang, tinygrad runs on its Python emulator
     (docs/plugin-backends.md): its accuracy on the small cases only, and no timing.
     """
-    main_job(session, "default")
+    try:
+        added, run_args = report_arguments(session.posargs)
+    except ValueError as exc:
+        session.error(str(exc))
+    main_job(session, "default", [*CORE_BACKENDS, *added], run_args)
 
 
 @nox.session(venv_backend="none")
 def report_full(session: nox.Session) -> None:
-    """The main job with the full timing profile: every shape, each of five rounds in a fresh
-    process per backend (the grid and rounds a timing change is gated with)."""
-    main_job(session, "full")
+    """The main job over every backend, plugins included, with the full timing profile: every
+    shape, each of five rounds in a fresh process per backend (the grid and rounds a timing
+    change is gated with). posargs go to ``xentbench run``."""
+    main_job(session, "full", BACKENDS, list(session.posargs))
 
 
-def main_job(session: nox.Session, profile: str) -> None:
-    """``report``'s run with timing profile ``profile``, then the report in RUN_DIR."""
-    # Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so
-    # the other backends share the second core meanwhile.
-    longest_first = ["jax", "torch", "tensorflow", "keras_jax", "keras_torch", "paddle"]
-    longest_first += ["numpy", "mlx", "onnxruntime"]
-    longest_first += ["tinygrad"] if shutil.which("clang") else []
-    left_out = run_suites(session, "all", longest_first, "--jobs", "2", "--profile", profile)
-    if not shutil.which("clang"):  # tinygrad on its Python emulator: small cases, no timing
-        left_out += run_suites(session, "accuracy", ["tinygrad"], *TINYGRAD_EMULATOR_RUN)
+def report_arguments(posargs: list[str]) -> tuple[list[str], list[str]]:
+    """``report``'s posargs split: the backends named before the first option (each once,
+    beyond the built-in ones), and the rest for ``xentbench run``. A ValueError names an
+    unknown backend and the valid ones."""
+    names: list[str] = []
+    for position, word in enumerate(posargs):
+        if word.startswith("-"):
+            return names, list(posargs[position:])
+        if word not in BACKENDS:
+            valid, core = ", ".join(PLUGIN_BACKENDS), ", ".join(CORE_BACKENDS)
+            raise ValueError(
+                f"unknown backend {word!r} for nox -s report; valid: {valid} "
+                f"(the built-in {core} always run)"
+            )
+        if word not in CORE_BACKENDS and word not in names:
+            names.append(word)
+    return names, []
+
+
+# Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so the
+# other backends share the second core meanwhile.
+LONGEST_FIRST = ["jax", "torch", "keras_jax", "tinygrad", "paddle", "keras_torch", "mlx"]
+LONGEST_FIRST += ["tensorflow", "onnxruntime", "numpy"]
+
+
+def main_job(session: nox.Session, profile: str, backends: list[str], run_args: list[str]) -> None:
+    """The main job's run of ``backends`` with timing profile ``profile`` (``run_args`` to
+    ``xentbench run``), then the report in RUN_DIR."""
+    emulated = "tinygrad" in backends and not shutil.which("clang")
+    ordered = [b for b in LONGEST_FIRST if b in backends and not (emulated and b == "tinygrad")]
+    options = ("--jobs", "2", "--profile", profile)
+    left_out = run_suites(session, "all", ordered, *options, run_args=run_args)
+    if emulated:  # tinygrad on its Python emulator: small cases, no timing
+        emulator = TINYGRAD_EMULATOR_RUN
+        left_out += run_suites(session, "accuracy", ["tinygrad"], *emulator, run_args=run_args)
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
     session.run(str(xentbench), "report", str(RUN_DIR), external=True)
     fail_if_left_out(session, left_out)

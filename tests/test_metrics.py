@@ -466,3 +466,24 @@ def test_sixteen_bit_budget_assumes_float32_internals():
         "softmax", "value", "bfloat16", logits, None, got.astype(BFLOAT16), exact
     )
     assert result.verdict == "inaccurate" and result.budget_ulps < 1.1
+
+
+def test_the_truth_is_rounded_once_per_exact_result_and_dtype(monkeypatch):
+    """Every implementation of a case is judged against one exact result: its rounding to the
+    output dtype is computed once, kept read-only, and the same as rounding it afresh."""
+    import xentbench.reference.evaluate as evaluate
+
+    logits = np.array([[0.5, -1.25, 3.0], [1e-3, 2.0, -7.5]])
+    exact = reference.exact("log_softmax", logits)
+    fresh = {d: exact.rounded(d).astype(np.float64) for d in ("float16", "bfloat16")}
+    calls = []
+    rounding = evaluate.round_to_dtype
+    monkeypatch.setattr(evaluate, "round_to_dtype", lambda *a: calls.append(a) or rounding(*a))
+    for _ in range(3):
+        for dtype in ("float16", "bfloat16"):
+            got = measure.evaluate("log_softmax", "value", dtype, logits, None, fresh[dtype], exact)
+            assert got.verdict == "pass"
+            truth = truth_in(exact, numpy_dtype(dtype))
+            np.testing.assert_array_equal(truth, fresh[dtype])
+            assert not truth.flags.writeable
+    assert len(calls) == 2  # once per dtype

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from xentbench.reference import Exact
-from xentbench.reference.dtypes import finfo
+from xentbench.reference.dtypes import finfo, numpy_dtype
 
 
 def spacing(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
@@ -27,8 +27,18 @@ def spacing(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
 
 
 def truth_in(exact: Exact, dtype: np.dtype) -> np.ndarray:
-    """The exact value correctly rounded to ``dtype``, as float64 (inf where it overflows)."""
-    return exact.rounded(dtype).astype(np.float64)
+    """The exact value correctly rounded to ``dtype``, as float64 (inf where it overflows).
+
+    Rounded once per exact result and dtype, and kept on the result (read-only): a case's exact
+    value judges every implementation of it, the allowance and the measurement alike.
+    """
+    memo = exact.__dict__.setdefault("_truth_in", {})  # Exact is frozen: its __dict__ holds it
+    name = numpy_dtype(dtype).name
+    if name not in memo:
+        truth = exact.rounded(dtype).astype(np.float64)
+        truth.flags.writeable = False
+        memo[name] = truth
+    return memo[name]
 
 
 def ulp_at(truth: np.ndarray, dtype: np.dtype) -> np.ndarray:
