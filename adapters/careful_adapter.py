@@ -37,10 +37,10 @@ from xentbench.reference.options import ACCEPTED
 BACKEND = "careful"
 CAREFUL_OPS: tuple[str, ...] = OPS
 # The options each op takes: the reference's (``reference.options.ACCEPTED``), a cotangent for
-# every gradient, the linear head's weight, bias and ignored label.
+# every gradient, the linear head's weight, bias, ignored label and the LLM head's options.
 OPTIONS: dict[str, tuple[str, ...]] = {
     op: tuple(dict.fromkeys((*ACCEPTED.get(op, ()), "cotangent"))) for op in OPS
-} | {LINEAR_OP: ("weight", "bias", "ignore_index")}
+} | {LINEAR_OP: ("weight", "bias", "ignore_index", *careful_options.LINEAR_HEAD)}
 SIXTEEN_BIT = ("float16", "bfloat16")
 ADAPTATION = (
     "the budget's own algorithm in NumPy: max shift, exp and a pairwise sum in float32 for "

@@ -12,7 +12,8 @@ Every call is taken to rows ``[R, C]`` with the class axis last, computed in the
   slope; a JVP ``<t', g>`` along ``t' = t dz/dx`` (``p (t' - <p, t'>)``, ``t' - <p, t'>`` and
   ``<p, t'>`` for softmax, log_softmax and logsumexp);
 - the linear op: logits ``X W^T + b`` by the internal dtype's matrix product, the sparse
-  cross-entropy, and ``G W``, ``G^T X``, ``G^T 1`` with ``G = p - onehot`` (0 on ignored rows).
+  cross-entropy (under the head's options as above), and ``G W``, ``G^T X``, ``G^T 1`` with
+  ``G = p - onehot`` (its VJP under the head's options; 0 on ignored rows).
 
 A zero weight, cotangent row or tangent row contributes exactly 0 unless the row holds a NaN,
 as the reference's conventions say.
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 CROSS_ENTROPIES = ("softmax_cross_entropy", "sparse_softmax_cross_entropy")
+LINEAR_HEAD = ("temperature", "softcap", "z_loss")  # the LLM head's options on the linear op
 
 
 def pairwise_sum(values: np.ndarray) -> np.ndarray:
@@ -194,13 +196,23 @@ def linear(quantity: str, hidden, labels, options: dict[str, Any], internal) -> 
     ids = np.asarray(labels).astype(np.int64).ravel()
     kept = ids != int(options.get("ignore_index", -(2**62)))
     safe = np.where(kept, ids, 0)
-    _, d, log_s, p = shifted(z)
-    rows = np.arange(len(z))
-    if quantity == "value":
-        return np.where(kept, (log_s - d)[rows, safe], 0)
-    onehot = np.zeros_like(p)
-    onehot[rows[kept], ids[kept]] = 1
-    g = np.where(kept[:, None], p - onehot, 0)
+    head_options = {k: options[k] for k in LINEAR_HEAD if options.get(k) is not None}
+    if head_options:  # the sparse cross-entropy under the head, on these logits
+        rows_options = {**head_options, "ignore_index": options.get("ignore_index", -(2**62))}
+        t, slope = head(z, rows_options)
+        ce = "sparse_softmax_cross_entropy"
+        if quantity == "value":
+            return cross_entropy(ce, "value", t, slope, labels, rows_options, 1, (len(z),))
+        g = cross_entropy(ce, "grad", t, slope, labels, rows_options, 1, (len(z),))
+        g = np.where(kept[:, None], g, 0)
+    else:
+        _, d, log_s, p = shifted(z)
+        rows = np.arange(len(z))
+        if quantity == "value":
+            return np.where(kept, (log_s - d)[rows, safe], 0)
+        onehot = np.zeros_like(p)
+        onehot[rows[kept], ids[kept]] = 1
+        g = np.where(kept[:, None], p - onehot, 0)
     if quantity == "grad_hidden":
         return _product(g, w)
     if quantity == "grad_weight":

@@ -16,7 +16,10 @@ from xentbench.adapters import registry
 from xentbench.adapters.careful_adapter import CAREFUL_OPS, careful, internal_dtype
 from xentbench.reference.evaluate import LINEAR_OP, OPS
 from xentbench.reference.options import ACCEPTED, CROSS_ENTROPIES
+from xentbench.suites.accuracy.suite import case_options
+from xentbench.suites.catalog import cases
 from xentbench.suites.cli import main
+from xentbench.suites.findings.careful import careful_ratio
 from xentbench.suites.store.rows import load
 
 
@@ -134,3 +137,22 @@ def test_careful_kernel_passes_every_finite_input_case_of_the_default_catalog(tm
     flagged = _flagged_on_finite_inputs(rows)
     columns = ["implementation", "case_id", "dtype", "quantity", "worst_ratio"]
     assert flagged.empty, flagged[columns]
+
+
+HEAD_LINEAR_CASES = (
+    "linear_cross_entropy/linear/softcap-30-temperature-per-row",
+    "linear_cross_entropy/linear/head-confident",
+    "linear_cross_entropy/linear/offset-z-loss",
+)
+
+
+@pytest.mark.parametrize("case_id", HEAD_LINEAR_CASES)
+def test_the_linear_head_under_temperature_softcap_and_z_loss_is_within_the_budget(case_id):
+    """The linear op's logits under the LLM head's options, in every dtype and quantity: the
+    careful kernel takes them and stays within its allowance (a comparison for every finding)."""
+    case = cases.find(case_id)
+    assert {"temperature", "z_loss"} & set(case_options(case_id, "float32", 0, "value"))
+    for dtype in case.dtypes:
+        for quantity in ("value", "grad_hidden", "grad_weight", "grad_bias"):
+            ratio = careful_ratio(LINEAR_OP, case_id, dtype, 0, quantity)
+            assert 0 <= ratio <= 1, (dtype, quantity, ratio)

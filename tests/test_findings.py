@@ -184,9 +184,73 @@ def test_evaluations_explained_by_different_entries_are_different_findings(tmp_p
         group_findings(rows, {}, lambda row: known.cause_of(row, entries)), entries
     )
     assert [(f.klass, f.cases) for f in found] == [("defect?", cases[1:]), ("upstream", cases[:1])]
-    unexplained = found[0]
-    assert unexplained.id == finding_id("torch:torch.logsumexp", "grad", "nan-for-finite")
-    assert found[1].id != unexplained.id and found[1].evidence["url"] == "https://example.org/issue"
+    unexplained, masked = found
+    # The part holding the triple's first evaluation (the options case sorts first) keeps the
+    # triple's id; the other adds its own first evaluation, never the entry.
+    assert masked.id == finding_id("torch:torch.logsumexp", "grad", "nan-for-finite")
+    anchor = "logsumexp/special/plus-inf float32 eager cpu"
+    assert unexplained.id == finding_id("torch:torch.logsumexp", "grad", "nan-for-finite", anchor)
+    assert masked.evidence["url"] == "https://example.org/issue"
+
+
+_CASES = [
+    "logsumexp/options/cotangent-zero-on-masked-rows",
+    "logsumexp/special/plus-inf",
+    "logsumexp/special/two-plus-inf",
+    "logsumexp/extreme/near-max",
+]
+
+
+def _ids(tmp_path: Path, catalogue: str) -> dict[str, str]:
+    """case -> the id of the finding holding it, with ``catalogue`` as known.toml."""
+    folder = tmp_path / f"catalogue-{abs(hash(catalogue))}"  # load_entries caches by path
+    folder.mkdir(exist_ok=True)
+    entries = _known_entries(folder, catalogue) if catalogue else ()
+    rows = pd.DataFrame([_failing_row(case) for case in _CASES])
+    found = known.classify(
+        group_findings(rows, {}, lambda row: known.cause_of(row, entries)), entries
+    )
+    return {case: f.id for f in found for case in f.cases}
+
+
+_ENTRY = """
+[[known]]
+id = "{id}"
+class = "{klass}"
+implementations = ["torch:*"]
+cases = {cases}
+reason = "r"
+url = "https://example.org/x"
+state = "open"
+quote = "q"
+"""
+
+
+@pytest.mark.parametrize("klass", ["upstream", "documented", "convention"])
+def test_cataloguing_a_finding_changes_no_id(tmp_path, klass):
+    bare = _ids(tmp_path, "")
+    assert len(set(bare.values())) == 1  # one triple, one finding
+    whole = _ids(tmp_path, _ENTRY.format(id="all", klass=klass, cases='["*"]'))
+    assert whole == bare
+    special = _ENTRY.format(id="special", klass=klass, cases='["*/special/*"]')
+    split = _ids(tmp_path, special)
+    assert len(set(split.values())) == 2  # the catalogue split it: two distinct ids
+    # which entry or class explains a part never changes its id
+    renamed = _ids(tmp_path, special.replace('"special"', '"renamed"').replace(klass, "baseline"))
+    assert renamed == split
+    # explaining the remaining part as well changes no id
+    rest = _ENTRY.format(id="rest", klass="convention", cases='["*"]')
+    assert _ids(tmp_path, special + rest) == split
+    assert split[_CASES[0]] == bare[_CASES[0]]  # the part holding the first evaluation keeps it
+
+
+def test_findings_of_one_run_have_distinct_ids(tmp_path):
+    catalogue = "".join(
+        _ENTRY.format(id=f"e{n}", klass="convention", cases=f'["{case}"]')
+        for n, case in enumerate(_CASES[1:])
+    )
+    ids = _ids(tmp_path, catalogue)
+    assert len(set(ids.values())) == len(_CASES)
 
 
 @pytest.mark.parametrize(

@@ -176,8 +176,12 @@ def _compare(args, console) -> int:
 def _findings(args, console) -> int:
     from xentbench.suites.findings.tables import findings_of_runs, render_json, render_markdown
 
+    if args.upstream and args.upstream_top is not None:
+        raise UsageError("give --upstream ID or --upstream-top N, not both")
     if args.upstream:
         return _upstream(args)
+    if args.upstream_top is not None:
+        return _upstream_top(args)
     result = findings_of_runs([existing_dir(path) for path in args.run_dirs])
     text = render_json(result) if args.format == "json" else render_markdown(result)
     if args.out:
@@ -206,6 +210,31 @@ def _upstream(args) -> int:
         known = ", ".join(f.id for f in findings[:10]) or "none"
         raise UsageError(f"no finding {args.upstream!r} in the runs; valid: {known} ...")
     print(f"{chosen.id}: {write_upstream(chosen, rows, args.out, findings)}")
+    return 0
+
+
+def _upstream_top(args) -> int:
+    """``findings RUN --upstream-top N --out DIR``: the N most severe confirmed defects'
+    reports and their index (``suites.findings.upstream_top``)."""
+    from xentbench.suites.findings.group import run_seeds
+    from xentbench.suites.findings.tables import findings_of_rows
+    from xentbench.suites.findings.upstream_top import TRACKERS_FILE, load_checks, write_top
+    from xentbench.suites.store.rows import load
+
+    if args.upstream_top < 1:
+        raise UsageError(f"invalid --upstream-top {args.upstream_top}; valid: a whole number >= 1")
+    if args.out is None:
+        raise UsageError("--upstream-top needs --out DIR, the directory for the reports")
+    try:
+        load_checks(args.out / TRACKERS_FILE)
+    except (ValueError, OSError) as exc:  # tomllib's errors are ValueErrors
+        raise UsageError(f"invalid {args.out / TRACKERS_FILE}: {exc}".splitlines()[0]) from None
+    run_dirs = [existing_dir(path) for path in args.run_dirs]
+    rows = load(run_dirs, "accuracy")
+    findings = findings_of_rows(rows, run_seeds(run_dirs)).findings
+    for finding, what in write_top(findings, rows, args.out, args.upstream_top):
+        print(f"{finding.id} {finding.implementation} {finding.failure_mode}: {what}")
+    print(f"index: {args.out / 'README.md'}")
     return 0
 
 

@@ -313,6 +313,12 @@ def _findings_parsers(commands) -> None:
         metavar="FINDING_ID",
         help="write FINDING_ID's issue body, OUT/<id>.md, and its reproducer, OUT/<id>.py",
     )
+    findings.add_argument(
+        "--upstream-top",
+        metavar="N",
+        type=int,
+        help="write the N most severe confirmed defects' reports and OUT/README.md, their index",
+    )
     repro = commands.add_parser(
         "repro", help="write a shrunk, standalone reproducer script for a finding"
     )

@@ -3,8 +3,9 @@ cause), the cause being the catalogue entry that explains an evaluation ("" for 
 
 Splitting by cause keeps one explanation from hiding another: the NaN gradients of a special-value
 case (a convention) and those of a zero cotangent on a masked row (an upstream bug) are two
-findings, not one unexplained mixture. A finding's id is derived from those four alone, so the
-same problem keeps its id from run to run (``compare`` reports new and vanished findings by id).
+findings, not one unexplained mixture. A finding's id names the failing behaviour, never the
+catalogue (``finding_id``), so the same problem keeps its id from run to run and when an entry
+comes to explain it (``compare`` reports new and vanished findings by id).
 Each finding keeps the evaluation it would reproduce from: the smallest input showing the mode
 (16-bit dtypes last, because a reproducer reads more easily in float32), the case and call
 needed to draw it again.
@@ -28,11 +29,20 @@ from xentbench.suites.store.run_json import read_run_info
 _DTYPE_PREFERENCE = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 3}
 
 
-def finding_id(implementation: str, quantity: str, failure_mode: str, cause: str = "") -> str:
-    """The stable id of a (implementation, quantity, failure mode, cause) problem; an unexplained
-    one (cause "") keeps the id of the triple."""
-    text = f"{implementation}|{quantity}|{failure_mode}" + (f"|{cause}" if cause else "")
+def finding_id(implementation: str, quantity: str, failure_mode: str, anchor: str = "") -> str:
+    """The stable id of an implementation's quantity failing one way: a SHA-256 of the triple.
+    Where the catalogue splits a triple's evaluations into several findings, the one holding
+    the triple's first evaluation (``anchor_of``) keeps that id and each other one adds its own
+    first evaluation (``anchor``): an id never names a catalogue entry or class."""
+    text = f"{implementation}|{quantity}|{failure_mode}" + (f"|{anchor}" if anchor else "")
     return f"xf-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def anchor_of(group: pd.DataFrame) -> str:
+    """A group's first evaluation, "case_id dtype mode device" in that order: what identifies
+    a part of a split finding without naming what explains it."""
+    columns = ["case_id", "dtype", "mode", "device"]
+    return min(" ".join(str(v) for v in values) for values in group[columns].itertuples(False))
 
 
 @dataclass
@@ -180,14 +190,18 @@ def _worst_position(ratios: list[float]) -> int:
     return max(range(len(ranked)), key=ranked.__getitem__) if ranked else 0
 
 
-def _finding(key: tuple[str, str, str, str], group: pd.DataFrame, seeds) -> Finding:
+def _finding(
+    key: tuple[str, str, str, str], group: pd.DataFrame, seeds, first: dict[tuple, str]
+) -> Finding:
     implementation, quantity, mode, cause = key
+    anchor = anchor_of(group)
+    anchor = "" if anchor == first[(implementation, quantity, mode)] else anchor
     ratios = [_ratio(row, mode) for _, row in group.iterrows()]
     worst = group.iloc[_worst_position(ratios)]
     careful = [float(r) for r in group["careful_ratio"]]
     ulps = group["shift_max_ulp_error"] if mode == "shift-variant" else group["max_ulp_error"]
     return Finding(
-        id=finding_id(implementation, quantity, mode, cause),
+        id=finding_id(implementation, quantity, mode, anchor),
         implementation=implementation,
         backend=str(group["backend"].iloc[0]),
         op=str(group["op"].iloc[0]),
@@ -241,5 +255,7 @@ def group_findings(
     causes = [cause(r) for r in records] if cause else [""] * len(frame)
     ratios = [careful(r, seeds.get(r["run_id"], (0, ""))[0]) for r in records] if careful else []
     frame = frame.assign(cause=causes, careful_ratio=ratios or [math.nan] * len(frame))
-    keys = ["implementation", "quantity", "failure_mode", "cause"]
-    return [_finding(key, group, seeds) for key, group in frame.groupby(keys, sort=True)]
+    triple = ["implementation", "quantity", "failure_mode"]
+    first = {key: anchor_of(group) for key, group in frame.groupby(triple, sort=True)}
+    grouped = frame.groupby([*triple, "cause"], sort=True)
+    return [_finding(key, group, seeds, first) for key, group in grouped]

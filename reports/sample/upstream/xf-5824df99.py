@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-94c887e5: jax:optax.sigmoid_binary_cross_entropy, grad: over-budget [defect?].
+"""xentbench finding xf-5824df99: jax:jax.nn.log_softmax, value: over-budget [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
 Seen with: jax 0.10.2, jaxlib 0.10.2, optax 0.2.8.
-Input: case sigmoid_cross_entropy/size/classes-1 (float16, seed 0), shrunk by xentbench from 4x1
-to 1x1 (rows x classes) while the failure mode persisted.
+Input: case log_softmax/size/classes-2 (float16, seed 0), shrunk by xentbench from 4x2
+to 1x2 (rows x classes) while the failure mode persisted.
 
 Needs only JAX/optax and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-94c887e5'
-IMPLEMENTATION = 'jax:optax.sigmoid_binary_cross_entropy'
+FINDING = 'xf-5824df99'
+IMPLEMENTATION = 'jax:jax.nn.log_softmax'
 FAILURE_MODE = 'over-budget'
-DTYPE, DEVICE, MODE, QUANTITY = 'float16', 'cpu', 'eager', 'grad'
+DTYPE, DEVICE, MODE, QUANTITY = 'float16', 'cpu', 'eager', 'value'
 
 
 def _floats(values, shape):
@@ -33,19 +33,19 @@ def _packed(text, dtype, shape):
 
 
 # The input, exactly (float hex of the float16 values).
-LOGITS = _floats(['0x1.9780000000000p+0'], (1, 1))
-LABELS = _floats(['0x1.9e80000000000p-1'], (1, 1))
+LOGITS = _floats(['0x1.0000000000000p+1', '0x0.0p+0'], (1, 2))
+LABELS = None
 # The call's options, as the adapter passes them (arrays exact in float16, held as float64).
 OPTIONS = {}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
 # rounded to float16 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['0x1.5cf42a88a57c9p-6'], (1, 1))
-EXPECTED_LO = _floats(['0x1.63b98ab930ac0p-61'], (1, 1))
-TRUTH = _floats(['0x1.5d00000000000p-6'], (1, 1))
-ULP = _floats(['0x1.0000000000000p-16'], (1, 1))
-ALLOWANCE = _floats(['0x1.069ab6e3fccf8p-16'], (1, 1))
-SUMS_TO_ONE_TOLERANCE = 0.0009774565696716309
+EXPECTED_HI = _floats(['-0x1.03f2d54301d49p-3', '-0x1.103f2d54301d5p+1'], (1, 2))
+EXPECTED_LO = _floats(['-0x1.73698cc46b690p-59', '0x1.ba3259ccee526p-53'], (1, 2))
+TRUTH = _floats(['-0x1.0400000000000p-3', '-0x1.1040000000000p+1'], (1, 2))
+ULP = _floats(['0x1.0000000000000p-13', '0x1.0000000000000p-9'], (1, 2))
+ALLOWANCE = _floats(['0x1.0282c2f263dcap-13', '0x1.00302c2f263ddp-9'], (1, 2))
+SUMS_TO_ONE_TOLERANCE = 0.0009779615754832234
 
 import jax
 
@@ -63,7 +63,7 @@ def run(x, y):
         y = jax.device_put(y if y.dtype.kind == "i" else y.astype(dtype), device)
 
     def op(x, y):
-        return optax.sigmoid_binary_cross_entropy(x, y)
+        return jax.nn.log_softmax(x)
 
     function = jax.grad(lambda x, y: jnp.sum(op(x, y))) if QUANTITY == "grad" else op
     if MODE == "compiled":

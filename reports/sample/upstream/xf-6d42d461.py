@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-fc751eb1: torch:F.cross_entropy(probabilities), value: inf-for-finite [defect?].
+"""xentbench finding xf-6d42d461: paddle:F.log_softmax, grad: nan-for-finite [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
-Seen with: 2.13.0+cpu.
-Input: case softmax_cross_entropy/extreme/near-max (float32, seed 0), shrunk by xentbench from 4x16
-to 1x2 (rows x classes) while the failure mode persisted.
+Seen with: paddlepaddle 3.3.1.
+Input: case log_softmax/options/cotangent-zero-on-masked-rows (float32, seed 0), shrunk by xentbench from 4x16
+to 1x1 (rows x classes) while the failure mode persisted.
 
-Needs only PyTorch and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
+Needs only the paddle plugin and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-fc751eb1'
-IMPLEMENTATION = 'torch:F.cross_entropy(probabilities)'
-FAILURE_MODE = 'inf-for-finite'
-DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'value'
+FINDING = 'xf-6d42d461'
+IMPLEMENTATION = 'paddle:F.log_softmax'
+FAILURE_MODE = 'nan-for-finite'
+DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'grad'
 
 
 def _floats(values, shape):
@@ -33,41 +33,51 @@ def _packed(text, dtype, shape):
 
 
 # The input, exactly (float hex of the float32 values).
-LOGITS = _floats(['-0x1.0000000000000p+127', '0x1.0000000000000p+127'], (1, 2))
-LABELS = _floats(['0x1.21b8b80000000p-3', '0x1.cd8b200000000p-6'], (1, 2))
+LOGITS = _floats(['-inf'], (1, 1))
+LABELS = None
 # The call's options, as the adapter passes them (arrays exact in float32, held as float64).
-OPTIONS = {}
+OPTIONS = {
+    'cotangent': _floats(['0x0.0p+0'], (1, 1)),
+}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
 # rounded to float32 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['0x1.21b8b80000000p+125'], (1,))
-EXPECTED_LO = _floats(['0x0.0p+0'], (1,))
-TRUTH = _floats(['0x1.21b8b80000000p+125'], (1,))
-ULP = _floats(['0x1.0000000000000p+102'], (1,))
-ALLOWANCE = _floats(['0x1.afee05de890a1p+105'], (1,))
-SUMS_TO_ONE_TOLERANCE = 1.399075483223464e-06
+EXPECTED_HI = _floats(['0x0.0p+0'], (1, 1))
+EXPECTED_LO = _floats(['0x0.0p+0'], (1, 1))
+TRUTH = _floats(['0x0.0p+0'], (1, 1))
+ULP = _floats(['0x1.0000000000000p-149'], (1, 1))
+ALLOWANCE = _floats(['nan'], (1, 1))
+SUMS_TO_ONE_TOLERANCE = 9.5367431640625e-07
 
-import torch
-import torch.nn.functional as F
+try:
+    from xentbench.adapters import registry
+    from xentbench.adapters.base import Call  # the xentbench adapter protocol the plugin implements
+except ImportError as missing:  # cannot tell present from fixed: neither 0 nor 1
+    print(f"cannot run: {missing} (install xentbench and the plugin)", file=sys.stderr)
+    sys.exit(2)
 
 
 def run(x, y):
-    device, dtype = torch.device(DEVICE), getattr(torch, DTYPE)
-    xt = torch.tensor(x, dtype=torch.float64, device=device).to(dtype)
-    if y is not None:
-        y = torch.tensor(y, device=device)
-        y = y if y.dtype == torch.int64 else y.to(dtype)
-    xt.requires_grad_(QUANTITY == "grad")
+    try:  # a built-in backend or one registered in the xentbench.adapters entry-point group
+        adapter = registry.load('paddle')
+    except Exception as missing:  # no such plugin, or its framework is not installed
+        print(f"cannot run: backend 'paddle' unavailable ({missing!r})", file=sys.stderr)
+        raise SystemExit(2) from None
+    if DTYPE == "bfloat16":
+        import ml_dtypes
 
-    def op(x, y):
-        return F.cross_entropy(x, y, reduction="none")
-
-    if MODE == "compiled":
-        op = torch.compile(op, fullgraph=True)
-    out = op(xt, y)
-    if QUANTITY == "grad":
-        (out,) = torch.autograd.grad(out.sum(), xt)
-    return out.detach().to(torch.float64).cpu().numpy()
+        dtype = ml_dtypes.bfloat16
+    else:
+        dtype = np.dtype(DTYPE)
+    options = {  # arrays in the call's dtype, as xentbench passes them
+        k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for k, v in OPTIONS.items()
+    }
+    implementation = adapter.implementation(IMPLEMENTATION)
+    extra = {"options": options} if options else {}
+    call = Call(implementation, DTYPE, DEVICE, MODE, QUANTITY, **extra)
+    y = y if y is None or y.dtype.kind == "i" else y.astype(dtype)
+    return np.asarray(adapter.prepare(call, x.astype(dtype), y)(), dtype=np.float64)
 
 
 def kind_mismatch(got, truth):

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-173da7e0: onnxruntime:LogSoftmax, value: finite-for-nonfinite [defect?].
+"""xentbench finding xf-69c437da: mlx:nn.losses.cross_entropy, value: answers-invalid-input [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
-Seen with: onnxruntime 1.32.0, onnx 1.23.2.
-Input: case log_softmax/special/nan (float64, seed 0), shrunk by xentbench from 4x16
-to 1x2 (rows x classes) while the failure mode persisted.
+Seen with: mlx 0.32.4.
+Input: case sparse_softmax_cross_entropy/soft_labels/label-classes (float32, seed 0), shrunk by xentbench from 4x16
+to 1x1 (rows x classes) while the failure mode persisted.
 
-Needs only onnx and onnxruntime and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
+Needs only the mlx plugin and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-173da7e0'
-IMPLEMENTATION = 'onnxruntime:LogSoftmax'
-FAILURE_MODE = 'finite-for-nonfinite'
-DTYPE, DEVICE, MODE, QUANTITY = 'float64', 'cpu', 'eager', 'value'
+FINDING = 'xf-69c437da'
+IMPLEMENTATION = 'mlx:nn.losses.cross_entropy'
+FAILURE_MODE = 'answers-invalid-input'
+DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'value'
 
 
 def _floats(values, shape):
@@ -32,40 +32,50 @@ def _packed(text, dtype, shape):
     return raw.reshape(shape).astype(np.float64 if raw.dtype.kind == "f" else np.int64)
 
 
-# The input, exactly (float hex of the float64 values).
-LOGITS = _floats(['0x0.0p+0', 'nan'], (1, 2))
-LABELS = None
-# The call's options, as the adapter passes them (arrays exact in float64, held as float64).
+# The input, exactly (float hex of the float32 values).
+LOGITS = _floats(['0x0.0p+0'], (1, 1))
+LABELS = np.array([1], dtype=np.int64).reshape((1,))
+# The call's options, as the adapter passes them (arrays exact in float32, held as float64).
 OPTIONS = {}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
-# rounded to float64 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['nan', 'nan'], (1, 2))
-EXPECTED_LO = _floats(['0x0.0p+0', '0x0.0p+0'], (1, 2))
-TRUTH = _floats(['nan', 'nan'], (1, 2))
-ULP = _floats(['nan', 'nan'], (1, 2))
-ALLOWANCE = _floats(['nan', 'nan'], (1, 2))
-SUMS_TO_ONE_TOLERANCE = 2.6059811622341424e-15
+# rounded to float32 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
+EXPECTED_HI = _floats(['nan'], (1,))
+EXPECTED_LO = _floats(['nan'], (1,))
+TRUTH = _floats(['nan'], (1,))
+ULP = _floats(['nan'], (1,))
+ALLOWANCE = _floats(['nan'], (1,))
+SUMS_TO_ONE_TOLERANCE = 9.5367431640625e-07
 
-import onnxruntime as ort
-from onnx import TensorProto, helper
+try:
+    from xentbench.adapters import registry
+    from xentbench.adapters.base import Call  # the xentbench adapter protocol the plugin implements
+except ImportError as missing:  # cannot tell present from fixed: neither 0 nor 1
+    print(f"cannot run: {missing} (install xentbench and the plugin)", file=sys.stderr)
+    sys.exit(2)
 
 
 def run(x, y):
-    element = {"float16": TensorProto.FLOAT16, "float32": TensorProto.FLOAT,
-               "float64": TensorProto.DOUBLE}[DTYPE]
-    nodes = [helper.make_node("LogSoftmax", ["logits"], ["output"], axis=-1)]
-    inputs = [helper.make_tensor_value_info("logits", element, ["batch", "classes"])]
-    if y is not None:
-        inputs.append(helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch"]))
-    output = helper.make_tensor_value_info("output", element, ["batch", "classes"])
-    graph = helper.make_graph(nodes, "repro", inputs, [output], initializer=[])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {"logits": x.astype(DTYPE)}
-    if y is not None:
-        feeds["labels"] = y.astype(np.int64)
-    return session.run(["output"], feeds)[0].astype(np.float64)
+    try:  # a built-in backend or one registered in the xentbench.adapters entry-point group
+        adapter = registry.load('mlx')
+    except Exception as missing:  # no such plugin, or its framework is not installed
+        print(f"cannot run: backend 'mlx' unavailable ({missing!r})", file=sys.stderr)
+        raise SystemExit(2) from None
+    if DTYPE == "bfloat16":
+        import ml_dtypes
+
+        dtype = ml_dtypes.bfloat16
+    else:
+        dtype = np.dtype(DTYPE)
+    options = {  # arrays in the call's dtype, as xentbench passes them
+        k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for k, v in OPTIONS.items()
+    }
+    implementation = adapter.implementation(IMPLEMENTATION)
+    extra = {"options": options} if options else {}
+    call = Call(implementation, DTYPE, DEVICE, MODE, QUANTITY, **extra)
+    y = y if y is None or y.dtype.kind == "i" else y.astype(dtype)
+    return np.asarray(adapter.prepare(call, x.astype(dtype), y)(), dtype=np.float64)
 
 
 def kind_mismatch(got, truth):

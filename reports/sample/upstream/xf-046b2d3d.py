@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-b182c0b4: jax:optax.safe_softmax_cross_entropy, value: inf-for-finite [defect?].
+"""xentbench finding xf-046b2d3d: tinygrad:Tensor.sparse_categorical_crossentropy, grad: nan-for-finite [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
-Seen with: jax 0.10.2, jaxlib 0.10.2, optax 0.2.8.
-Input: case softmax_cross_entropy/extreme/near-max (float32, seed 0), shrunk by xentbench from 4x16
+Seen with: tinygrad 0.14.0 on PYTHON (the Python emulator, no clang on PATH: timings not meaningful).
+Input: case sparse_softmax_cross_entropy/options/cotangent-zero-on-masked-rows (float32, seed 0), shrunk by xentbench from 4x16
 to 1x2 (rows x classes) while the failure mode persisted.
 
-Needs only the jax plugin and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
+Needs only the tinygrad plugin and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-b182c0b4'
-IMPLEMENTATION = 'jax:optax.safe_softmax_cross_entropy'
-FAILURE_MODE = 'inf-for-finite'
-DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'value'
+FINDING = 'xf-046b2d3d'
+IMPLEMENTATION = 'tinygrad:Tensor.sparse_categorical_crossentropy'
+FAILURE_MODE = 'nan-for-finite'
+DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'grad'
 
 
 def _floats(values, shape):
@@ -33,18 +33,20 @@ def _packed(text, dtype, shape):
 
 
 # The input, exactly (float hex of the float32 values).
-LOGITS = _floats(['-0x1.0000000000000p+127', '0x1.0000000000000p+127'], (1, 2))
-LABELS = _floats(['0x1.21b8b80000000p-3', '0x1.cd8b200000000p-6'], (1, 2))
+LOGITS = _floats(['-inf', '-inf'], (1, 2))
+LABELS = np.array([1], dtype=np.int64).reshape((1,))
 # The call's options, as the adapter passes them (arrays exact in float32, held as float64).
-OPTIONS = {}
+OPTIONS = {
+    'cotangent': _floats(['0x0.0p+0'], (1,)),
+}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
 # rounded to float32 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['0x1.21b8b80000000p+125'], (1,))
-EXPECTED_LO = _floats(['0x0.0p+0'], (1,))
-TRUTH = _floats(['0x1.21b8b80000000p+125'], (1,))
-ULP = _floats(['0x1.0000000000000p+102'], (1,))
-ALLOWANCE = _floats(['0x1.afee05de890a1p+105'], (1,))
+EXPECTED_HI = _floats(['0x0.0p+0', '0x0.0p+0'], (1, 2))
+EXPECTED_LO = _floats(['0x0.0p+0', '0x0.0p+0'], (1, 2))
+TRUTH = _floats(['0x0.0p+0', '0x0.0p+0'], (1, 2))
+ULP = _floats(['0x1.0000000000000p-149', '0x1.0000000000000p-149'], (1, 2))
+ALLOWANCE = _floats(['0x1.0000000000000p-149', '0x1.0000000000000p-149'], (1, 2))
 SUMS_TO_ONE_TOLERANCE = 1.399075483223464e-06
 
 try:
@@ -57,9 +59,9 @@ except ImportError as missing:  # cannot tell present from fixed: neither 0 nor 
 
 def run(x, y):
     try:  # a built-in backend or one registered in the xentbench.adapters entry-point group
-        adapter = registry.load('jax')
+        adapter = registry.load('tinygrad')
     except Exception as missing:  # no such plugin, or its framework is not installed
-        print(f"cannot run: backend 'jax' unavailable ({missing!r})", file=sys.stderr)
+        print(f"cannot run: backend 'tinygrad' unavailable ({missing!r})", file=sys.stderr)
         raise SystemExit(2) from None
     if DTYPE == "bfloat16":
         import ml_dtypes

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-9c922ce9: torch:F.cross_entropy(probabilities), grad: over-budget [defect?].
+"""xentbench finding xf-cc16b9b7: keras_jax:keras.losses.sparse_categorical_crossentropy(from_logits=True), grad: answers-invalid-input [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
-Seen with: 2.13.0+cpu.
-Input: case softmax_cross_entropy/size/classes-2 (float16, seed 0), shrunk by xentbench from 4x2
-to 1x2 (rows x classes) while the failure mode persisted.
+Seen with: keras 3.15.1, jax 0.10.2.
+Input: case sparse_softmax_cross_entropy/soft_labels/label-classes (float32, seed 0), shrunk by xentbench from 4x16
+to 1x1 (rows x classes) while the failure mode persisted.
 
-Needs only PyTorch and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
+Needs only the keras_jax plugin and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-9c922ce9'
-IMPLEMENTATION = 'torch:F.cross_entropy(probabilities)'
-FAILURE_MODE = 'over-budget'
-DTYPE, DEVICE, MODE, QUANTITY = 'float16', 'cpu', 'eager', 'grad'
+FINDING = 'xf-cc16b9b7'
+IMPLEMENTATION = 'keras_jax:keras.losses.sparse_categorical_crossentropy(from_logits=True)'
+FAILURE_MODE = 'answers-invalid-input'
+DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'grad'
 
 
 def _floats(values, shape):
@@ -32,42 +32,50 @@ def _packed(text, dtype, shape):
     return raw.reshape(shape).astype(np.float64 if raw.dtype.kind == "f" else np.int64)
 
 
-# The input, exactly (float hex of the float16 values).
-LOGITS = _floats(['0x0.0p+0', '0x1.0000000000000p+1'], (1, 2))
-LABELS = _floats(['0x1.9dc0000000000p-3', '0x1.9880000000000p-1'], (1, 2))
-# The call's options, as the adapter passes them (arrays exact in float16, held as float64).
+# The input, exactly (float hex of the float32 values).
+LOGITS = _floats(['0x0.0p+0'], (1, 1))
+LABELS = np.array([1], dtype=np.int64).reshape((1,))
+# The call's options, as the adapter passes them (arrays exact in float32, held as float64).
 OPTIONS = {}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
-# rounded to float16 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['-0x1.534def4fd2bb3p-4', '0x1.534def4fd2bb3p-4'], (1, 2))
-EXPECTED_LO = _floats(['0x1.c71e5cdb2c4fcp-60', '-0x1.c71e5cdb2c520p-60'], (1, 2))
-TRUTH = _floats(['-0x1.5340000000000p-4', '0x1.5340000000000p-4'], (1, 2))
-ULP = _floats(['0x1.0000000000000p-14', '0x1.0000000000000p-14'], (1, 2))
-ALLOWANCE = _floats(['0x1.016acf758d119p-14', '0x1.093e6b1caf176p-14'], (1, 2))
-SUMS_TO_ONE_TOLERANCE = 0.0009779615754832234
+# rounded to float32 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
+EXPECTED_HI = _floats(['nan'], (1, 1))
+EXPECTED_LO = _floats(['nan'], (1, 1))
+TRUTH = _floats(['nan'], (1, 1))
+ULP = _floats(['nan'], (1, 1))
+ALLOWANCE = _floats(['nan'], (1, 1))
+SUMS_TO_ONE_TOLERANCE = 9.5367431640625e-07
 
-import torch
-import torch.nn.functional as F
+try:
+    from xentbench.adapters import registry
+    from xentbench.adapters.base import Call  # the xentbench adapter protocol the plugin implements
+except ImportError as missing:  # cannot tell present from fixed: neither 0 nor 1
+    print(f"cannot run: {missing} (install xentbench and the plugin)", file=sys.stderr)
+    sys.exit(2)
 
 
 def run(x, y):
-    device, dtype = torch.device(DEVICE), getattr(torch, DTYPE)
-    xt = torch.tensor(x, dtype=torch.float64, device=device).to(dtype)
-    if y is not None:
-        y = torch.tensor(y, device=device)
-        y = y if y.dtype == torch.int64 else y.to(dtype)
-    xt.requires_grad_(QUANTITY == "grad")
+    try:  # a built-in backend or one registered in the xentbench.adapters entry-point group
+        adapter = registry.load('keras_jax')
+    except Exception as missing:  # no such plugin, or its framework is not installed
+        print(f"cannot run: backend 'keras_jax' unavailable ({missing!r})", file=sys.stderr)
+        raise SystemExit(2) from None
+    if DTYPE == "bfloat16":
+        import ml_dtypes
 
-    def op(x, y):
-        return F.cross_entropy(x, y, reduction="none")
-
-    if MODE == "compiled":
-        op = torch.compile(op, fullgraph=True)
-    out = op(xt, y)
-    if QUANTITY == "grad":
-        (out,) = torch.autograd.grad(out.sum(), xt)
-    return out.detach().to(torch.float64).cpu().numpy()
+        dtype = ml_dtypes.bfloat16
+    else:
+        dtype = np.dtype(DTYPE)
+    options = {  # arrays in the call's dtype, as xentbench passes them
+        k: v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+        for k, v in OPTIONS.items()
+    }
+    implementation = adapter.implementation(IMPLEMENTATION)
+    extra = {"options": options} if options else {}
+    call = Call(implementation, DTYPE, DEVICE, MODE, QUANTITY, **extra)
+    y = y if y is None or y.dtype.kind == "i" else y.astype(dtype)
+    return np.asarray(adapter.prepare(call, x.astype(dtype), y)(), dtype=np.float64)
 
 
 def kind_mismatch(got, truth):

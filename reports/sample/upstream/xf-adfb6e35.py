@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-cd65c78b: torch:F.linear_cross_entropy(chunked), value: nan-for-finite [defect?].
+"""xentbench finding xf-adfb6e35: torch:F.linear_cross_entropy(chunked,compact,16), value: nan-for-finite [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
 Seen with: 2.13.0+cpu.
@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-cd65c78b'
-IMPLEMENTATION = 'torch:F.linear_cross_entropy(chunked)'
+FINDING = 'xf-adfb6e35'
+IMPLEMENTATION = 'torch:F.linear_cross_entropy(chunked,compact,16)'
 FAILURE_MODE = 'nan-for-finite'
 DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'value'
 
@@ -141,7 +141,60 @@ def _head_unlabelled(op):
     return function
 
 
-OP = _fused(_chunking())
+def bounds(classes: int, shards: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of each shard's classes under ``SPLIT_RULE``."""
+    quotient, remainder = classes // shards, classes % shards  # not divmod: torch.compile
+    out, start = [], 0
+    for index in range(shards):
+        stop = start + quotient + (index < remainder)
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def vocab_parallel(
+    logits, labels, shards=1, label_smoothing=0.0, softcap=None, temperature=None, z_loss=None
+):
+    """Megatron's ``vocab_parallel_cross_entropy`` (megatron/core/tensor_parallel/
+    cross_entropy.py) with each rank's slice a view: float32 for 16-bit logits as Megatron
+    casts them, the max detached, max and sums all-reduced as sums over the slices, the
+    label's logit taken from the slice that holds it, smoothing from each slice's
+    log-probabilities; the loss is returned in the logits' dtype."""
+    wide = logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+    z = softcapped(wide, softcap, temperature)
+    classes = int(z.shape[-1])  # static: the split shapes the graph (torch.compile specialises)
+    pieces = [(start, z[:, start:stop]) for start, stop in bounds(classes, int(shards))]
+    top = torch.stack([piece.max(dim=-1).values for _, piece in pieces]).max(dim=0).values
+    top = torch.where(torch.isfinite(top), top, torch.zeros_like(top)).detach()[:, None]
+    total = sum(torch.exp(piece - top).sum(dim=-1) for _, piece in pieces)
+    log_s = torch.log(total)
+    target = torch.zeros_like(log_s)
+    for start, piece in pieces:
+        mine = (labels >= start) & (labels < start + piece.shape[-1])
+        local = (labels - start).clamp(0, piece.shape[-1] - 1)
+        picked = piece.gather(1, local[:, None])[:, 0] - top[:, 0]
+        target = target + torch.where(mine, picked, torch.zeros_like(picked))
+    loss = log_s - target
+    if label_smoothing:
+        spread = sum((log_s[:, None] - (piece - top)).sum(dim=-1) for _, piece in pieces)
+        loss = (1 - label_smoothing) * loss + label_smoothing / classes * spread
+    if z_loss is not None:
+        loss = loss + z_loss * (top[:, 0] + log_s) ** 2
+    return loss.to(logits.dtype)
+
+
+def _linear_head(x, w, b, y, ignore_index, softcap=None, temperature=None, z_loss=None):
+    """F.linear, the head's composition (adapters.torch_head), F.cross_entropy, + z-loss on
+    the rows that are not padding."""
+    z = softcapped(F.linear(x, w, b), softcap, temperature)
+    loss = F.cross_entropy(z, y, reduction="none", ignore_index=ignore_index)
+    if z_loss is None:
+        return loss
+    kept = y != ignore_index
+    return loss + torch.where(kept, z_loss * torch.logsumexp(z, dim=-1) ** 2, 0.0)
+
+
+OP = _fused(_chunking(batch_chunk_size=16, acc_policy="compact"))
 
 
 def tensor(array):
@@ -155,7 +208,9 @@ def run_linear(x, y):
     wanted = {"grad_hidden": 0, "grad_weight": 1, "grad_bias": 2}.get(QUANTITY)
     if wanted is not None:
         tensors[wanted].requires_grad_(True)
-    output = OP(*tensors, tensor(y), int(OPTIONS.get("ignore_index", -100)))
+    head = {k: tensor(v) if isinstance(v, np.ndarray) else v
+            for k, v in OPTIONS.items() if k in ("softcap", "temperature", "z_loss")}
+    output = OP(*tensors, tensor(y), int(OPTIONS.get("ignore_index", -100)), **head)
     if wanted is not None:
         (output,) = torch.autograd.grad(output.sum(), tensors[wanted])
     return output

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-1378dc45: torch:F.binary_cross_entropy_with_logits, value: over-budget [defect?].
+"""xentbench finding xf-d52c8768: tensorflow:tf.nn.softmax_cross_entropy_with_logits, value: inf-for-finite [defect?].
 
 Class defect?: nothing in suites/findings/known.toml explains it.
-Seen with: 2.13.0+cpu.
-Input: case sigmoid_cross_entropy/size/classes-1 (float16, seed 0), shrunk by xentbench from 4x1
-to 1x1 (rows x classes) while the failure mode persisted.
+Seen with: tensorflow 2.21.0, keras 3.15.1.
+Input: case softmax_cross_entropy/extreme/near-max (float32, seed 0), shrunk by xentbench from 4x16
+to 1x2 (rows x classes) while the failure mode persisted.
 
-Needs only PyTorch and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
+Needs only TensorFlow/Keras and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-1378dc45'
-IMPLEMENTATION = 'torch:F.binary_cross_entropy_with_logits'
-FAILURE_MODE = 'over-budget'
-DTYPE, DEVICE, MODE, QUANTITY = 'float16', 'cpu', 'eager', 'value'
+FINDING = 'xf-d52c8768'
+IMPLEMENTATION = 'tensorflow:tf.nn.softmax_cross_entropy_with_logits'
+FAILURE_MODE = 'inf-for-finite'
+DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'value'
 
 
 def _floats(values, shape):
@@ -32,42 +32,49 @@ def _packed(text, dtype, shape):
     return raw.reshape(shape).astype(np.float64 if raw.dtype.kind == "f" else np.int64)
 
 
-# The input, exactly (float hex of the float16 values).
-LOGITS = _floats(['-0x1.0000000000000p+1'], (1, 1))
-LABELS = _floats(['0x1.4480000000000p-6'], (1, 1))
-# The call's options, as the adapter passes them (arrays exact in float16, held as float64).
+# The input, exactly (float hex of the float32 values).
+LOGITS = _floats(['-0x1.0000000000000p+127', '0x1.0000000000000p+127'], (1, 2))
+LABELS = _floats(['0x1.21b8b80000000p-3', '0x1.cd8b200000000p-6'], (1, 2))
+# The call's options, as the adapter passes them (arrays exact in float32, held as float64).
 OPTIONS = {}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
-# rounded to float16 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['0x1.5512d54301d49p-3'], (1, 1))
-EXPECTED_LO = _floats(['0x1.73698cc46b690p-59'], (1, 1))
-TRUTH = _floats(['0x1.5500000000000p-3'], (1, 1))
-ULP = _floats(['0x1.0000000000000p-13'], (1, 1))
-ALLOWANCE = _floats(['0x1.0105120000000p-13'], (1, 1))
-SUMS_TO_ONE_TOLERANCE = 0.0009774565696716309
+# rounded to float32 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
+EXPECTED_HI = _floats(['0x1.21b8b80000000p+125'], (1,))
+EXPECTED_LO = _floats(['0x0.0p+0'], (1,))
+TRUTH = _floats(['0x1.21b8b80000000p+125'], (1,))
+ULP = _floats(['0x1.0000000000000p+102'], (1,))
+ALLOWANCE = _floats(['0x1.afee05de890a1p+105'], (1,))
+SUMS_TO_ONE_TOLERANCE = 1.399075483223464e-06
 
-import torch
-import torch.nn.functional as F
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import tensorflow as tf
 
 
 def run(x, y):
-    device, dtype = torch.device(DEVICE), getattr(torch, DTYPE)
-    xt = torch.tensor(x, dtype=torch.float64, device=device).to(dtype)
-    if y is not None:
-        y = torch.tensor(y, device=device)
-        y = y if y.dtype == torch.int64 else y.to(dtype)
-    xt.requires_grad_(QUANTITY == "grad")
+    dtype = getattr(tf, DTYPE)
 
     def op(x, y):
-        return F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x)
 
+    def gradient(x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(op(x, y))
+        return tape.gradient(total, x)
+
+    function = gradient if QUANTITY == "grad" else op
     if MODE == "compiled":
-        op = torch.compile(op, fullgraph=True)
-    out = op(xt, y)
-    if QUANTITY == "grad":
-        (out,) = torch.autograd.grad(out.sum(), xt)
-    return out.detach().to(torch.float64).cpu().numpy()
+        function = tf.function(function, jit_compile=True)
+    with tf.device("/GPU:0" if DEVICE == "cuda" else "/CPU:0"):
+        xt = tf.cast(tf.constant(x, tf.float64), dtype)
+        if y is not None:
+            y = tf.constant(y, tf.int64) if y.dtype.kind == "i" else tf.cast(tf.constant(y), dtype)
+        return tf.cast(function(xt, y), tf.float64).numpy()
 
 
 def kind_mismatch(got, truth):

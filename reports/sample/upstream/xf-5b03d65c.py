@@ -1,13 +1,10 @@
 #!/usr/bin/env python3
-"""xentbench finding xf-d1fdff34: jax:optax.softmax_cross_entropy_with_integer_labels, value: answers-invalid-input [upstream].
+"""xentbench finding xf-5b03d65c: jax:optax.softmax_cross_entropy, value: inf-for-finite [defect?].
 
-Class upstream (catalogue entry optax-integer-labels-not-range-checked).
-url: https://github.com/google-deepmind/optax/issues/1185
-state: closed (checked 2026-12-06): the maintainers noted that XLA has no runtime error mechanism for values and pointed to JAX's debugging flags; still reproducing with the optax of the sample run
-reason: optax#1185 'Throw error for softmax_cross_entropy_with_integer_labels when sizes aren't correct': class ids are not range-checked, so a label of C gives a silent NaN and a label of -1 (this finding) indexes the last class and returns a finite loss and gradient.
+Class defect?: nothing in suites/findings/known.toml explains it.
 Seen with: jax 0.10.2, jaxlib 0.10.2, optax 0.2.8.
-Input: case sparse_softmax_cross_entropy/soft_labels/label-classes (float32, seed 0), shrunk by xentbench from 4x16
-to 1x1 (rows x classes) while the failure mode persisted.
+Input: case softmax_cross_entropy/extreme/near-max (float32, seed 0), shrunk by xentbench from 4x16
+to 1x2 (rows x classes) while the failure mode persisted.
 
 Needs only JAX/optax and NumPy. Exits 1 while the problem is present, 0 once it is fixed.
 """
@@ -19,9 +16,9 @@ import sys
 
 import numpy as np
 
-FINDING = 'xf-d1fdff34'
-IMPLEMENTATION = 'jax:optax.softmax_cross_entropy_with_integer_labels'
-FAILURE_MODE = 'answers-invalid-input'
+FINDING = 'xf-5b03d65c'
+IMPLEMENTATION = 'jax:optax.softmax_cross_entropy'
+FAILURE_MODE = 'inf-for-finite'
 DTYPE, DEVICE, MODE, QUANTITY = 'float32', 'cpu', 'eager', 'value'
 
 
@@ -36,19 +33,19 @@ def _packed(text, dtype, shape):
 
 
 # The input, exactly (float hex of the float32 values).
-LOGITS = _floats(['0x0.0p+0'], (1, 1))
-LABELS = np.array([1], dtype=np.int64).reshape((1,))
+LOGITS = _floats(['-0x1.0000000000000p+127', '0x1.0000000000000p+127'], (1, 2))
+LABELS = _floats(['0x1.21b8b80000000p-3', '0x1.cd8b200000000p-6'], (1, 2))
 # The call's options, as the adapter passes them (arrays exact in float32, held as float64).
 OPTIONS = {}
 SHIFTED_LOGITS = None
 # The exact result (xentbench's arbitrary-precision reference) as hi + lo, the exact value
 # rounded to float32 (TRUTH), its ULP, and the error allowance of xentbench's budget (absolute).
-EXPECTED_HI = _floats(['nan'], (1,))
-EXPECTED_LO = _floats(['nan'], (1,))
-TRUTH = _floats(['nan'], (1,))
-ULP = _floats(['nan'], (1,))
-ALLOWANCE = _floats(['nan'], (1,))
-SUMS_TO_ONE_TOLERANCE = 9.5367431640625e-07
+EXPECTED_HI = _floats(['0x1.21b8b80000000p+125'], (1,))
+EXPECTED_LO = _floats(['0x0.0p+0'], (1,))
+TRUTH = _floats(['0x1.21b8b80000000p+125'], (1,))
+ULP = _floats(['0x1.0000000000000p+102'], (1,))
+ALLOWANCE = _floats(['0x1.afee05de890a1p+105'], (1,))
+SUMS_TO_ONE_TOLERANCE = 1.399075483223464e-06
 
 import jax
 
@@ -66,7 +63,7 @@ def run(x, y):
         y = jax.device_put(y if y.dtype.kind == "i" else y.astype(dtype), device)
 
     def op(x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(x, y)
+        return optax.softmax_cross_entropy(x, y)
 
     function = jax.grad(lambda x, y: jnp.sum(op(x, y))) if QUANTITY == "grad" else op
     if MODE == "compiled":
