@@ -12,8 +12,9 @@ names (``optax.softmax_cross_entropy``) are the same objects as ``optax.losses.*
 not deprecated, so implementations are named after the shorter spelling users write.
 
 Because eager JAX compiles every primitive for every new shape and dtype, the adapter points
-JAX's persistent compilation cache at ``.xentbench-cache/jax`` (``$XENTBENCH_JAX_CACHE``
-overrides it): a second run reuses the compiled kernels instead of spending minutes compiling.
+JAX's persistent compilation cache at ``~/.cache/xentbench/jax`` (``$XENTBENCH_JAX_CACHE``
+overrides it): one folder for every clone, since JAX keys entries by the cache's path, so a
+second run, or a fresh clone, reuses the compiled kernels instead of spending minutes compiling.
 Caching compiled programs does not change what they compute.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -34,9 +34,10 @@ import optax
 from xentbench.adapters._table import SIGMOID_CE, SOFT_CE, SPARSE_CE, TableAdapter, everywhere
 from xentbench.adapters.base import LINEAR_OP, Call, Implementation, PreparedCall
 from xentbench.adapters.jax_head import ADAPTATION, HEAD_APIS
+from xentbench.reference.cache import user_cache_root
 from xentbench.reference.options import canonical
 
-_CACHE = str(Path(__file__).resolve().parent.parent / ".xentbench-cache" / "jax")
+_CACHE = str(user_cache_root() / "jax")
 
 OpFunction = Callable[[jax.Array, jax.Array | None], jax.Array]
 

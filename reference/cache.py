@@ -26,7 +26,6 @@ import xentbench.reference.linear as linear
 REFERENCE_VERSION = "2"
 
 CACHE_ENV = "XENTBENCH_CACHE"
-DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".xentbench-cache" / "reference"
 
 # Seconds this process spent in ``cached_exact`` (reading, computing and writing), for the
 # time breakdown a run records (``suites.run.phases``).
@@ -38,10 +37,17 @@ def seconds_spent() -> float:
     return _seconds[0]
 
 
+def user_cache_root() -> Path:
+    """Where xentbench keeps what it can recompute, shared by every checkout and clone of
+    this user (as pip's cache is): ``$XDG_CACHE_HOME/xentbench``, else ``~/.cache/xentbench``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "xentbench"
+
+
 def cache_directory() -> Path:
-    """``$XENTBENCH_CACHE`` when set, else ``<repo>/.xentbench-cache/reference``."""
+    """``$XENTBENCH_CACHE`` when set, else ``reference/`` under ``user_cache_root()``."""
     configured = os.environ.get(CACHE_ENV)
-    return Path(configured) if configured else DEFAULT_CACHE
+    return Path(configured) if configured else user_cache_root() / "reference"
 
 
 def _hash_array(digest, name: str, array: np.ndarray | None) -> None:
