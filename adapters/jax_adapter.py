@@ -20,6 +20,7 @@ Caching compiled programs does not change what they compute.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections.abc import Callable
@@ -173,10 +174,13 @@ class JaxAdapter(TableAdapter):
 
     def __init__(self) -> None:
         jax.config.update("jax_enable_x64", self.x64)
-        jax.config.update(
-            "jax_compilation_cache_dir", os.environ.get("XENTBENCH_JAX_CACHE", _CACHE)
-        )
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        # The persistent compilation cache only saves time; a release without its options
+        # (jax 0.4.20, in a version environment) runs without it.
+        with contextlib.suppress(AttributeError):
+            jax.config.update(
+                "jax_compilation_cache_dir", os.environ.get("XENTBENCH_JAX_CACHE", _CACHE)
+            )
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         super().__init__()
         self._devices = ("cpu", "cuda") if _gpu_devices() else ("cpu",)
 

@@ -214,6 +214,10 @@ def test_companions_move_together_and_numpy_bounds_are_the_resolvers():
     assert any(r.startswith("optax") for r in jax) and "numpy" in jax and "scipy" in jax
     unmatched = envs.requirements(STACKS["jax"], "jax", "0.4.36", {"jaxlib": False})
     assert not any(r.startswith("jaxlib") for r in unmatched)  # jax's own requirement decides
+    # jaxlib before 0.4.26 imports NumPy 1 only without saying so: the bound goes with it
+    assert "numpy<2" in envs.requirements(STACKS["jax"], "jax", "0.4.25", {"jaxlib": True})
+    assert "scipy<1.13" in envs.requirements(STACKS["jax"], "jax", "0.4.23", {"jaxlib": False})
+    assert "numpy<2" not in jax
     scipy = envs.requirements(STACKS["numpy"], "scipy", "1.11.4", {})
     assert scipy[0] == "scipy==1.11.4" and "numpy" in scipy
     assert not any(r.startswith("scipy>") for r in scipy)
@@ -344,3 +348,92 @@ def test_a_release_that_did_not_install_has_its_column_and_reason(tmp_path):
     assert "- jax 0.4.1: no jaxlib wheel for cp311" in text
     state = json.loads((tmp_path / "matrix.json").read_text())
     assert state["releases"]["0.4.1"]["failure"] == "no jaxlib wheel for cp311"
+
+
+def test_the_merged_matrix_has_a_column_per_release(tmp_path):
+    """Three releases of one backend: a real run (naive logsumexp overflows near the float32
+    maximum), a stand-in for a release that fixed it (the same run with the naive
+    implementation's rows replaced by SciPy's, judged on the same cases), and one that did
+    not install. The merged table names the finding once, with each release's cell."""
+    from xentbench.suites.store.rows import RowWriter, load
+    from xentbench.suites.versions.matrix import NOT_INSTALLABLE, Column, write_matrix
+
+    naive, fixed = "numpy:naive.logsumexp", "numpy:scipy.special.logsumexp"
+    old, new = tmp_path / "numpy-1.0", tmp_path / "numpy-2.0"
+    argv = [
+        *("run", "--suite", "accuracy", "--backend", "numpy", "--op", "logsumexp"),
+        *("--dtype", "float32", "--cases", "logsumexp/extreme/near-max*", "--jobs", "1"),
+        *("--impl", naive, fixed, "--out", str(old)),
+    ]
+    assert main(argv) == 0
+    rows = load([old], "accuracy")
+    wrong = int(((rows["implementation"] == naive) & (rows["verdict"] == "wrong")).sum())
+    assert wrong > 0 and set(rows[rows["implementation"] == fixed]["verdict"]) == {"pass"}
+    new.mkdir()
+    (new / "run.json").write_text((old / "run.json").read_text())
+    writer = RowWriter(new, "accuracy", "numpy")
+    relabelled = rows[rows["implementation"] == fixed].assign(implementation=naive)
+    for frame in (rows[rows["implementation"] == fixed], relabelled):
+        for row in frame.to_dict("records"):
+            writer.write(row)
+    writer.close()
+    broken = Env("numpy-3.0", tmp_path / "numpy-3.0", failure="no wheel for cp311")
+    columns = [
+        Column("1.0", Env("numpy-1.0", old), old),
+        Column("2.0", Env("numpy-2.0", new), new),
+        Column("3.0", broken, tmp_path / "numpy-3.0"),
+    ]
+    text = write_matrix(tmp_path, "numpy", columns, "logsumexp float32").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| finding"))
+    assert [c.strip() for c in header.strip("|").split("|")][-3:] == ["1.0", "2.0", "3.0"]
+    found = json.loads((tmp_path / "matrix.json").read_text())["findings"]
+    mine = [f for f in found if f["implementation"] == naive]
+    assert len(mine) == 1, found
+    assert mine[0]["1.0"] == f"wrong ({wrong})"
+    assert mine[0]["2.0"] == "pass" and mine[0]["3.0"] == NOT_INSTALLABLE
+    assert all(f["implementation"] != fixed for f in found)
+
+
+def test_a_backends_configured_index_lists_its_releases_and_serves_its_package(
+    monkeypatch, tmp_path, capsys
+):
+    """XENTBENCH_INDEX_TORCH stands for --index: the release list is read from it and the
+    environment installs torch from it ahead of pip's index (no network: both are faked)."""
+    cpu = "https://cpu.example.org/whl/cpu"
+    asked: list[tuple[str, str | None]] = []
+
+    def listed(package, index=None):
+        asked.append((package, index))
+        return ["2.12.0", "2.13.0"]
+
+    monkeypatch.setattr(releases, "releases", listed)
+    monkeypatch.setenv("PIP_INDEX_URL", "https://pypi.example.org/simple")
+    monkeypatch.setenv("XENTBENCH_VERSIONS_DIR", str(tmp_path))
+    monkeypatch.setenv("XENTBENCH_INDEX_TORCH", cpu + "/")
+    assert main(["versions", "--backend", "torch"]) == 0
+    assert asked == [("torch", cpu)]
+    assert "torch-2.13.0" in capsys.readouterr().out
+    seen: list[list[str]] = []
+    env = envs.ensure(
+        STACKS["torch"],
+        "torch",
+        "2.13.0",
+        {},
+        cache=tmp_path,
+        index="https://pypi.example.org/simple",
+        package_index=cpu,
+        runner=_fake_runner(None, seen),
+        uv="uv",
+    )
+    install = next(c for c in seen if c[1:3] == ["pip", "install"] and "torch==2.13.0" in c)
+    assert env.ready
+    assert install[install.index("--index-url") + 1] == "https://pypi.example.org/simple"
+    assert install[install.index("--extra-index-url") + 1] == cpu
+    # --index wins over the variable; without either, torch is refused in one line
+    asked.clear()
+    assert main(["versions", "--backend", "torch", "--index", "https://other.example/simple"]) == 0
+    assert asked == [("torch", "https://other.example/simple")]
+    monkeypatch.delenv("XENTBENCH_INDEX_TORCH")
+    assert main(["versions", "--backend", "torch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "XENTBENCH_INDEX_TORCH" in err

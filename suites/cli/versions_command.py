@@ -33,10 +33,11 @@ class Releases:
                 f"invalid --package {self.package!r} for {backend}; valid: "
                 f"{', '.join(self.stack.packages)}"
             )
-        if self.stack.cost and not args.index:
+        given = args.index or envs.backend_index(backend)
+        if self.stack.cost and not given:
             raise UsageError(f"{backend} versions are opt-in: {self.stack.cost}")
         self.pip_index = releases.index_url()
-        self.index = (args.index or self.pip_index).rstrip("/")
+        self.index = (given or self.pip_index).rstrip("/")
         every = self._list(self.package)
         try:
             self.versions = releases.window(every, args.since, args.until)

@@ -92,8 +92,8 @@ def _release_flags(parser: argparse.ArgumentParser, backend_required: bool) -> N
     parser.add_argument(
         "--index",
         metavar="URL",
-        help="a simple-API package index (default: the one pip uses); torch needs one of "
-        "CPU builds",
+        help="a simple-API package index for the stepped package (default: "
+        "XENTBENCH_INDEX_<BACKEND>, else the one pip uses); torch needs one of CPU builds",
     )
 
 

@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +42,24 @@ UNDECLARED = (
         "pyarrow 26 imports only with NumPy >= 2 (apache/arrow pull 50769), undeclared",
     ),
 )
+# Bounds a pinned release needs but does not declare, given to the resolver with it:
+# (pinned package, its releases concerned, the bound, the evidence).
+UNDECLARED_BOUNDS = (
+    (
+        "jaxlib",
+        "<0.4.26",
+        "numpy<2",
+        "jaxlib 0.4.26's changelog: 'JAX now supports NumPy 2.0'; older wheels import NumPy 1 "
+        "only, and declare no upper bound",
+    ),
+    (
+        "jax",
+        "<0.4.24",
+        "scipy<1.13",
+        "jax before 0.4.24 wraps scipy.linalg.tril and triu at import (its 0.4.24 changelog "
+        "removes them); SciPy 1.13 removed those functions",
+    ),
+)
 # What a built environment must import (the worker and the store), checked before it counts.
 SMOKE = "import xentbench.suites.run.worker, xentbench.suites.store.rows"
 
@@ -53,7 +72,7 @@ class Stack:
     packages: tuple[str, ...]  # the packages that can be stepped; the first is the default
     extra: str  # xentbench's extra holding the backend's requirements ("" for none)
     companions: tuple[str, ...] = ()  # installed at the same release as the stepped package
-    cost: str = ""  # why it is opt-in (torch): needs --index
+    cost: str = ""  # why it is opt-in (torch): needs an index of its own
 
 
 STACKS = {
@@ -65,10 +84,20 @@ STACKS = {
         "torch",
         ("torch",),
         "torch",
-        cost="the index's torch wheels are CUDA builds that pull ~2.5 GB of nvidia-* packages "
-        "per release; give --index https://download.pytorch.org/whl/cpu (CPU builds, ~200 MB)",
+        cost="PyPI's torch wheels are CUDA builds that pull 2.2-2.5 GB of nvidia-* and triton "
+        "wheels per release; give --index https://download.pytorch.org/whl/cpu or set "
+        "XENTBENCH_INDEX_TORCH to it (CPU builds, ~190 MB)",
     ),
 }
+# The environment variable naming a backend's own index, the default of --index for it.
+INDEX_VARIABLE = "XENTBENCH_INDEX_{}"
+
+
+def backend_index(backend: str) -> str:
+    """The index configured for ``backend``'s stepped package (``XENTBENCH_INDEX_TORCH`` for
+    torch), or "" for pip's own."""
+    return os.environ.get(INDEX_VARIABLE.format(backend.upper()), "").strip()
+
 
 # Runs one command, its output into an open log; returns the exit status (tests fake it).
 Runner = Callable[[list[str], object], int]
@@ -121,6 +150,10 @@ def requirements(
         if name in pinned:
             continue
         wanted.append(requirement.name if name in UNBOUNDED else _plain(requirement))
+    for bounded, releases, bound, _ in UNDECLARED_BOUNDS:
+        pin = pinned.get(canonicalize_name(bounded))
+        if pin and pin.split("==")[1] in SpecifierSet(releases):
+            wanted.append(bound)
     return wanted
 
 
