@@ -9,7 +9,9 @@ Triton kernels that never materialise the logits (CUDA only), and ``impl="torch_
 the CPU. The package imports ``triton`` at import time on Linux even for the second path, so
 both need triton installed (the optional extra ``cut-cross-entropy`` pulls it in). CCE takes
 no bias; ``filter_eps="high"`` (the default) skips gradient entries it deems negligible, which
-is part of what is measured. float64 inputs are computed in float32 (``logits.float()``) by the
+is part of what is measured. ``softcap=cap`` caps the logits (``cap * tanh(logits / cap)``,
+Gemma 2's) before the loss on both paths, in the logits' dtype on torch_compile; CCE has no
+temperature or z-loss argument. float64 inputs are computed in float32 (``logits.float()``) by the
 torch_compile path, so only float16, bfloat16 and float32 are declared.
 """
 
@@ -27,9 +29,9 @@ PATHS = {"torch_compile": ("cpu", "cuda"), "cce": ("cuda",)}
 
 
 def _function(impl: str):
-    def linear_cross_entropy(x, w, b, y, ignore_index):
+    def linear_cross_entropy(x, w, b, y, ignore_index, softcap=None):
         return cut_cross_entropy.linear_cross_entropy(
-            x, w, y, ignore_index=ignore_index, reduction="none", impl=impl
+            x, w, y, ignore_index=ignore_index, softcap=softcap, reduction="none", impl=impl
         )
 
     return linear_cross_entropy
@@ -56,8 +58,9 @@ class CutCrossEntropyAdapter(Adapter):
                 dtypes=("float16", "bfloat16", "float32"),
                 devices=devices,
                 gradient=True,
-                options=("weight", "ignore_index"),
-                adaptation="reduction='none'; gradients of the summed loss by autograd",
+                options=("weight", "ignore_index", "softcap"),
+                adaptation="reduction='none'; softcap=cap (no temperature or z-loss); gradients "
+                "of the summed loss by autograd",
             )
             for impl, devices in PATHS.items()
         )

@@ -63,6 +63,10 @@ KEYWORD_OPTIONS: tuple[str, ...] = (
     "label_smoothing",
     "class_weight",
     "sample_weight",
+    "softcap",
+    "temperature",
+    "z_loss",
+    "shards",
 )
 
 

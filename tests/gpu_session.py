@@ -1,6 +1,8 @@
 """The parts of ``nox -s gpu``: CUDA conformance of torch, JAX and TensorFlow, the triton paths
-of the cut-cross-entropy and Liger-Kernel plugins, and the timing grid at language-model
-shapes, each under its own time limit, summarised in ``<run dir>/gpu.json`` and ``gpu.md``.
+of the cut-cross-entropy and Liger-Kernel plugins (their whole accuracy catalog, with
+cut-cross-entropy's ``softcap`` on the linear ``softcap-30`` case), and the timing grid at
+language-model shapes, each under its own time limit, summarised in ``<run dir>/gpu.json``
+and ``gpu.md``.
 
 ``python tests/gpu_session.py --probe`` exits 0 when ``nvidia-smi -L`` lists a GPU and 3 (with
 the reason) when not; nox installs the CUDA environments only after a 0.

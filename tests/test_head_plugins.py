@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from flawed import head as flawed_head
+from flawed import head_softmax as flawed_head_softmax
 from plugin_helpers import register_plugins
 
 from xentbench.suites.catalog.head_tables import HEAD_CASES
@@ -118,3 +119,29 @@ def test_a_torch_head_finding_reproduces_standalone(tmp_path, monkeypatch):
         [sys.executable, str(script)], cwd=out, capture_output=True, text=True, check=False
     )
     assert result.returncode == 1, result.stdout + result.stderr
+
+
+def test_the_softmax_head_plugins_through_the_catalog(tmp_path, monkeypatch):
+    """The careful softmax-family head passes the head cases of softmax, log_softmax and
+    logsumexp; the backward without 1/T is flagged on the temperature cases' gradients."""
+    monkeypatch.setenv("XENTBENCH_CACHE", str(tmp_path / "cache"))
+    plugins = flawed_head_softmax.ENTRY_POINTS
+    register_plugins(tmp_path / "site", monkeypatch, plugins, "head-softmax")
+    cases = [
+        f"{op}/options/{scenario.name}"
+        for scenario in HEAD_CASES
+        for op in flawed_head_softmax.OPS
+        if op in scenario.ops
+    ]
+    out = tmp_path / "run"
+    argv = ["run", "--suite", "accuracy", "--backend", *plugins, "--out", str(out)]
+    assert main([*argv, "--cases", *cases, "--dtype", "float32", "--jobs", "1"]) == 0
+    rows = load([out], "accuracy")
+    careful = rows[rows["backend"] == "head_softmax_careful"]
+    assert set(careful["op"]) == set(flawed_head_softmax.OPS)
+    assert set(careful["verdict"]) == {"pass"}, careful[careful["verdict"] != "pass"]
+    flawed = rows[rows["backend"] == "head_softmax_flawed"]
+    for op in flawed_head_softmax.OPS:
+        mine = flawed[(flawed["op"] == op) & flawed["case_id"].str.endswith("temperature-half")]
+        assert set(mine[mine["quantity"] == "grad"]["verdict"]) & {"wrong", "inaccurate"}, mine
+        assert set(mine[mine["quantity"] == "value"]["verdict"]) == {"pass"}

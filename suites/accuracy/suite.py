@@ -160,6 +160,8 @@ def plan_accuracy(adapter: Adapter, selection: Selection) -> list[AccuracyTask]:
                 if call.dtype in case.dtypes and call.quantity in case.evaluated_quantities:
                     options = case_options(case.id, call.dtype, selection.seed, call.quantity)
                     options = {**dict(selection.options), **options}
+                    if options.get("shards", 1) > case.classes:
+                        continue  # a given shard count this case's classes cannot hold
                     call = dataclasses.replace(call, options=options)
                     tasks.append(
                         AccuracyTask(adapter, call, case, selection.seed, selection.options)

@@ -123,8 +123,10 @@ class Case(Drawing):
 
     @property
     def evaluated_quantities(self) -> tuple[str, ...]:
-        """The quantities this case defines (see ``quantities``)."""
-        return self.quantities or reference_quantities(self.op)
+        """The quantities this case defines (see ``quantities``); a case without a bias has
+        no bias gradient."""
+        quantities = self.quantities or reference_quantities(self.op)
+        return tuple(q for q in quantities if q != "grad_bias" or self.bias)
 
     @property
     def id(self) -> str:

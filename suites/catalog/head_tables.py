@@ -9,9 +9,27 @@ ball arithmetic.
 
 from __future__ import annotations
 
+import dataclasses
+
 from xentbench.suites.catalog.case import LABELLED_SOFTMAX, SOFTMAX_FAMILY, SPARSE, Scenario
 
 VALUE_GRAD = ("value", "grad")
+VJP_ONLY = ("softmax", "log_softmax")  # their grad is a vector-Jacobian product
+
+
+def _along_a_cotangent(scenario: Scenario) -> tuple[Scenario, ...]:
+    """The scenario with softmax and log_softmax differentiated along a drawn cotangent (under
+    ones, softmax's is exactly 0, so a backward missing 1/T or sech^2 would pass), the other
+    ops as they are; the case ids stay the same."""
+    vjp = tuple(op for op in scenario.ops if op in VJP_ONLY)
+    rest = tuple(op for op in scenario.ops if op not in VJP_ONLY)
+    along = {**scenario.options, "cotangent": "@normal"}
+    return (
+        dataclasses.replace(scenario, ops=rest),
+        dataclasses.replace(scenario, ops=vjp, options=along),
+    )
+
+
 CAPS = tuple(
     Scenario(
         f"softcap-{cap}-wide",
@@ -96,7 +114,13 @@ Z_LOSS = (
         quantities=VALUE_GRAD,
     ),
 )
-HEAD_CASES: tuple[Scenario, ...] = (*CAPS, PADDED, PADDED_SATURATED, *TEMPERATURES, *Z_LOSS)
+HEAD_CASES: tuple[Scenario, ...] = tuple(
+    split
+    for scenario in (*CAPS, PADDED, PADDED_SATURATED, *TEMPERATURES, *Z_LOSS)
+    for split in (
+        _along_a_cotangent(scenario) if set(VJP_ONLY) & set(scenario.ops) else (scenario,)
+    )
+)
 
 # Vocabulary-parallel cross-entropy (reference.shards): k shards over a vocabulary k does not
 # divide (Megatron-LM #1754), labels on the first and last class of every shard (an offset off

@@ -110,6 +110,17 @@ NON_FINITE_LINEAR: tuple[tuple, ...] = (
 # The LLM head on the linear op (reference.linear_head), in LINEAR_ROWS's tuple form.
 HEAD_LINEAR: tuple[tuple, ...] = (
     (
+        "softcap-30",
+        "normal",
+        {"scale": 50.0},
+        8,
+        32,
+        100,
+        {"padding": 0.25, "options": {"softcap": 30.0}},
+        "cap 30 alone on logits of std 50, padding rows, no bias: Gemma 2's head as fused "
+        "kernels take it (cut-cross-entropy's softcap=30), tanh saturating",
+    ),
+    (
         "softcap-30-temperature-per-row",
         "normal",
         {"scale": 50.0},

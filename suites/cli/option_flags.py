@@ -45,3 +45,10 @@ def call_option_flags(parser: argparse.ArgumentParser, arrays: bool = True) -> N
     parser.add_argument(
         "--z-loss", type=float, metavar="Z", help="adds Z * logsumexp^2 per row, Z >= 0"
     )
+    parser.add_argument(
+        "--shards",
+        type=int,
+        metavar="K",
+        help="vocabulary-parallel: the classes split into K shards (1 <= K <= C, uneven as "
+        "numpy.array_split), judged against the unsharded loss (sparse labels)",
+    )

@@ -280,13 +280,6 @@ def _option_flags(check: argparse.ArgumentParser) -> None:
     check.add_argument("--cotangent", type=Path, metavar="G.npy", help="for grad (a VJP)")
     check.add_argument("--tangent", type=Path, metavar="T.npy", help="for jvp")
     check.add_argument(
-        "--shards",
-        type=int,
-        metavar="K",
-        help="vocabulary-parallel: the classes split into K shards (1 <= K <= C, uneven as "
-        "numpy.array_split), judged against the unsharded loss (sparse labels)",
-    )
-    check.add_argument(
         "--quantity",
         nargs="+",
         choices=("value", "grad", "jvp", "grad_hidden", "grad_weight", "grad_bias"),

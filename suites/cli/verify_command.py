@@ -97,15 +97,39 @@ def _require_device(array: str, device: str) -> None:
 def _values(args) -> tuple[tuple[str, object], ...]:
     """The call option values given as ``check`` takes them (``--label-smoothing 0.1``, ...),
     checked against the op by the reference's own rules: (name, value) pairs."""
+    from xentbench.reference import shards
     from xentbench.reference.options import validate
     from xentbench.suites.cli.check_command import check_options
 
     values = check_options(args)
     try:
+        if "shards" in values and args.op != shards.OP:
+            raise ValueError(f"op {args.op} takes no option 'shards'; valid: {shards.OP}")
         validate(args.op, "value", values)
     except ValueError as exc:
         raise UsageError(f"{exc} (--op {args.op})") from None
     return tuple(sorted(values.items()))
+
+
+def _check_shards(target: Target, patterns: tuple[str, ...], console) -> None:
+    """A given shard count that no selected case has the classes for is a usage error (one
+    line naming it and the valid range); the cases with fewer classes than it are not run
+    (``suites.accuracy.suite.plan_accuracy``), and their number is said."""
+    from xentbench.suites.catalog import cases
+
+    count = dict(target.values).get("shards")
+    if count is None:
+        return
+    selection = Selection(ops=(target.op,), cases=patterns)
+    sizes = [c.classes for c in cases.catalog() if c.op == target.op and selection.wants_case(c.id)]
+    if not 1 <= count <= max(sizes):
+        raise UsageError(
+            f"--shards {count} is invalid; valid: an integer from 1 to {max(sizes)}, the "
+            "classes of the largest selected case (each shard holds at least one class)"
+        )
+    fewer = sum(size < count for size in sizes)
+    if fewer:
+        console.print(f"--shards {count}: {fewer} selected cases have fewer classes; not run")
 
 
 def verify_command(args, console, stdout) -> int:
@@ -115,6 +139,7 @@ def verify_command(args, console, stdout) -> int:
 
     target = checked_target(args)
     check_cases(tuple(args.cases), (target.op,))
+    _check_shards(target, tuple(args.cases), console)
     out = writable_dir(args.out or run_info.default_run_dir())
     with hold(out):
         prepare_run_dir(out, new=args.new, pinned=run_info.pinned(args.seed), say=console.print)

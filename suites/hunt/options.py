@@ -7,7 +7,9 @@ people train with (``CONFIGS``): a mean over a padding-heavy batch (90% of the l
 ``ignore_index``) and over an all-ignored one, label smoothing 0.1 and extreme (1.0), class
 weights spanning 1e-3..1e3, sample weights of that spread with exact zeros, and the LLM head:
 a cap of 30, temperature with z-loss, the three together, and 3 vocabulary-parallel shards
-with smoothing. An implementation
+with smoothing; for softmax, log_softmax and logsumexp the options they take (a cap of 30,
+temperature 0.5, both), with a cotangent drawn per batch for the vector-Jacobian products of
+softmax and log_softmax (ones would make softmax's exactly 0). An implementation
 gets those its declaration accepts (``Adapter.unsupported_reason``), each with the first
 reduction it offers from the configuration's list; an option it lacks is never emulated.
 
@@ -29,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from xentbench.adapters.base import Adapter, Call
+from xentbench.adapters.base import COTANGENT_ONLY_OPS, Adapter, Call
 from xentbench.reference import exact
 from xentbench.reference.dtypes import numpy_dtype
+from xentbench.reference.options import ACCEPTED, UNLABELLED
 from xentbench.suites.hunt.candidates import SOFT, SPARSE, representable
 from xentbench.suites.hunt.mutate import mutant
 from xentbench.suites.hunt.seeds import seed_candidates
@@ -54,6 +57,7 @@ class Config:
     ignored: float = 0.0  # fraction of rows whose label is IGNORE (sparse labels only)
     class_weight: bool = False
     sample_weight: bool = False
+    ops: tuple[str, ...] = ()  # only for these ops (empty: every op whose options it takes)
 
 
 MEANS = ("mean", "mean_over_valid", "sum_over_batch_size")
@@ -75,9 +79,17 @@ CONFIGS: tuple[Config, ...] = (
         (("softcap", 30.0), ("temperature", 2.0), ("z_loss", 1e-4)),
     ),
     Config("shards 3, smoothing 0.1", ("none",), (("shards", 3), ("label_smoothing", 0.1))),
+    # The softmax family's (no z-loss): a hand-written backward missing 1/T shows here.
+    Config("temperature 0.5", ("none",), (("temperature", 0.5),), ops=UNLABELLED),
+    Config(
+        "softcap 30, temperature 2",
+        ("none",),
+        (("softcap", 30.0), ("temperature", 2.0)),
+        ops=UNLABELLED,
+    ),
 )
-# Options only the sparse cross-entropy takes (class ids).
-SPARSE_ONLY = ("ignore_index", "shards")
+# The ops hunted with option configurations.
+OPTION_OPS = (SPARSE, SOFT, *UNLABELLED)
 
 
 @dataclass(frozen=True)
@@ -86,7 +98,7 @@ class Batch:
     ids with IGNORE, or soft rows), the configuration and its drawn options (float64)."""
 
     logits: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None  # None for the unlabelled ops
     config: Config
     options: dict[str, Any] = field(compare=False, hash=False)
     origin: str = ""
@@ -105,22 +117,32 @@ def supported_configs(adapter: Adapter, call: Call) -> list[tuple[Config, dict[s
     op = call.implementation.op
     found = []
     for config in CONFIGS:
-        if op != SPARSE and (config.ignored or set(dict(config.scalars)) & set(SPARSE_ONLY)):
-            continue  # ignore_index and shards need class ids
+        if (config.ops and op not in config.ops) or (op != SPARSE and config.ignored):
+            continue
         for reduction in config.reductions:
             scalars = {"reduction": reduction, **dict(config.scalars)}
             if reduction == "none":
                 del scalars["reduction"]
-            probe = _probe(config, scalars)
+            if not set(scalars) <= set(ACCEPTED[op]):
+                continue  # an option the op has not (ignore_index and shards need class ids)
+            probe = _probe(config, scalars, _cotangent(call.implementation.op, call.quantity))
             if adapter.unsupported_reason(dataclasses.replace(call, options=probe)) is None:
                 found.append((config, scalars))
                 break
     return found
 
 
-def _probe(config: Config, scalars: dict[str, Any]) -> dict[str, Any]:
+def _cotangent(op: str, quantity: str) -> bool:
+    """Whether the call takes a drawn cotangent: the vector-Jacobian products of softmax and
+    log_softmax."""
+    return op in COTANGENT_ONLY_OPS and quantity == "grad"
+
+
+def _probe(config: Config, scalars: dict[str, Any], cotangent: bool) -> dict[str, Any]:
     """The options' names with placeholder arrays: enough for ``unsupported_reason``."""
     probe = dict(scalars)
+    if cotangent:
+        probe["cotangent"] = np.ones(1)
     if config.class_weight:
         probe["class_weight"] = np.ones(1)
     if config.sample_weight:
@@ -128,8 +150,10 @@ def _probe(config: Config, scalars: dict[str, Any]) -> dict[str, Any]:
     return probe
 
 
-def _draw_arrays(rng, config: Config, rows: int, classes: int, dtype: str) -> dict[str, Any]:
+def _draw_arrays(rng, config: Config, rows: int, classes: int, dtype: str, op: str) -> dict:
     drawn = {}
+    if op in COTANGENT_ONLY_OPS:  # passed to grad calls only (``as_call_inputs``)
+        drawn["cotangent"] = representable(rng.standard_normal((rows, classes)), dtype)
     if config.class_weight:
         drawn["class_weight"] = representable(10.0 ** rng.uniform(-3.0, 3.0, classes), dtype)
     if config.sample_weight:
@@ -164,9 +188,11 @@ def _assemble(rng, picked, config, scalars, op, dtype, origin) -> Batch:
     logits = np.stack([c.logits for c in picked])
     if op == SPARSE:
         labels = _ignore(rng, np.array([c.label for c in picked], np.int64), config.ignored)
+    elif op in UNLABELLED:
+        labels = None
     else:
         labels = np.stack([c.label for c in picked])
-    options = {**scalars, **_draw_arrays(rng, config, len(picked), logits.shape[1], dtype)}
+    options = {**scalars, **_draw_arrays(rng, config, len(picked), logits.shape[1], dtype, op)}
     return Batch(logits, labels, config, options, origin)
 
 
@@ -174,7 +200,8 @@ def mutate_batch(rng, parent: Batch, op: str, dtype: str, configs) -> Batch:
     """One move: a row mutated, the batch scaled by 2^k, the ignored rows moved, the weights
     redrawn, or another configuration."""
     move = int(rng.integers(5))
-    logits, labels, options = parent.logits.copy(), parent.labels.copy(), dict(parent.options)
+    logits, labels, options = parent.logits.copy(), parent.labels, dict(parent.options)
+    labels = None if labels is None else labels.copy()
     config, step = parent.config, ""
     if move == 0:
         row = int(rng.integers(len(logits)))
@@ -182,7 +209,8 @@ def mutate_batch(rng, parent: Batch, op: str, dtype: str, configs) -> Batch:
         child = _row_mutant(rng, parent, row, op, dtype)
         if child is not None:
             logits[row] = child.logits
-            labels[row] = child.label if kept is not None or op != SPARSE else labels[row]
+            if labels is not None:
+                labels[row] = child.label if kept is not None or op != SPARSE else labels[row]
             step = f"row {row}: {child.origin.split('|')[-1]}"
     elif move == 1:
         k = int(rng.integers(-4, 5))
@@ -192,7 +220,8 @@ def mutate_batch(rng, parent: Batch, op: str, dtype: str, configs) -> Batch:
         valid = np.where(labels == IGNORE, rng.integers(logits.shape[1], size=len(labels)), labels)
         labels, step = _ignore(rng, valid, config.ignored), "ignored rows moved"
     elif move == 3 and (config.class_weight or config.sample_weight):
-        options.update(_draw_arrays(rng, config, len(logits), logits.shape[1], dtype))
+        drawn = _draw_arrays(rng, config, len(logits), logits.shape[1], dtype, op)
+        options.update({name: value for name, value in drawn.items() if name != "cotangent"})
         step = "weights redrawn"
     else:
         config, scalars = configs[int(rng.integers(len(configs)))]
@@ -204,7 +233,8 @@ def mutate_batch(rng, parent: Batch, op: str, dtype: str, configs) -> Batch:
 def _rows_of(batch: Batch, op: str):
     from xentbench.suites.hunt.candidates import Candidate
 
-    for row, label in zip(batch.logits, batch.labels, strict=True):
+    labels = [None] * len(batch.logits) if batch.labels is None else batch.labels
+    for row, label in zip(batch.logits, labels, strict=True):
         if op == SPARSE:
             label = int(label) if label != IGNORE else 0
         yield Candidate(row, label, batch.origin)
@@ -222,20 +252,22 @@ def _row_mutant(rng, batch: Batch, row: int, op: str, dtype: str):
 
 def truth_of(op: str, quantity: str, batch: Batch, dtype: str):
     """The exact value of the batch's call, or the ValueError of invalid input."""
-    logits, labels, options = as_call_inputs(batch, op, dtype)
+    logits, labels, options = as_call_inputs(batch, op, dtype, quantity)
     try:
         return exact(op, logits, labels, quantity, **options)
     except ValueError as exc:
         return exc
 
 
-def as_call_inputs(batch: Batch, op: str, dtype: str):
-    """(logits, labels, options) in the call's dtype (class ids as int64)."""
+def as_call_inputs(batch: Batch, op: str, dtype: str, quantity: str):
+    """(logits, labels, options) of ``quantity``'s call in the dtype (class ids as int64; the
+    drawn cotangent for a vector-Jacobian product only)."""
     target = numpy_dtype(dtype)
-    labels = batch.labels if op == SPARSE else batch.labels.astype(target)
+    labels = batch.labels if op == SPARSE or batch.labels is None else batch.labels.astype(target)
     options = {
         name: value.astype(target) if isinstance(value, np.ndarray) else value
         for name, value in batch.options.items()
+        if name != "cotangent" or _cotangent(op, quantity)
     }
     return batch.logits.astype(target), labels, options
 
@@ -243,7 +275,7 @@ def as_call_inputs(batch: Batch, op: str, dtype: str):
 def judge_batch(adapter: Adapter, call: Call, batch: Batch):
     """(the judge's columns, the options call, inputs, truth) for one batch."""
     op, dtype = call.implementation.op, call.dtype
-    logits, labels, options = as_call_inputs(batch, op, dtype)
+    logits, labels, options = as_call_inputs(batch, op, dtype, call.quantity)
     truth = truth_of(op, call.quantity, batch, dtype)
     option_call = dataclasses.replace(call, options=options)
     judged, _ = judge(adapter, option_call, logits, labels, truth)

@@ -119,7 +119,7 @@ class OptionsHuntTask(HuntTask):
 
     def _row(self, kept: Kept, found: OptionsFound) -> dict[str, Any]:
         op, dtype = self.call.implementation.op, self.call.dtype
-        logits, labels, options = family.as_call_inputs(kept.batch, op, dtype)
+        logits, labels, options = family.as_call_inputs(kept.batch, op, dtype, self.call.quantity)
         truth = kept.truth  # judged once, against reference.exact itself: nothing to redo
         digest = hashlib.sha256(f"{input_hash(logits, labels)}|{canonical(options)}".encode())
         name = digest.hexdigest()[:12]
@@ -163,6 +163,5 @@ def plan_options(adapter: Adapter, calls: list[Call], spec: HuntSpec, seed: int,
     return [
         OptionsHuntTask(adapter, call, spec, seed, run_dir)
         for call in calls
-        if call.implementation.op in (family.SPARSE, family.SOFT)
-        and family.supported_configs(adapter, call)
+        if call.implementation.op in family.OPTION_OPS and family.supported_configs(adapter, call)
     ]
