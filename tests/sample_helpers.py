@@ -4,7 +4,7 @@ Reading the sample back computes the exact value of every stored call (the repor
 trivial-output guard, the findings' careful kernel): minutes for its large cases on a cold
 reference cache. The fast tier reads a copy cut to the cases of at most
 ``SMALL_CASE_ELEMENTS`` logits (most of the catalog, every op, dtype and backend); the slow
-tier reads the whole sample.
+tier reads the whole sample. A test needing fewer rows names the case families it reads.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ SMALL_CASE_ELEMENTS = 20_000
 EVERY_CASE = [False, pytest.param(True, marks=pytest.mark.slow, id="every-case")]
 
 
-def _small(case_id: str) -> bool:
+def _kept(case_id: str, families: frozenset[str] | None) -> bool:
+    if families is not None and case_id.split("/")[1] not in families:
+        return False
     try:
         case = find(case_id)
     except KeyError:  # not a catalog case (a hunted input): small by construction
@@ -32,13 +34,15 @@ def _small(case_id: str) -> bool:
     return case.batch * case.classes <= SMALL_CASE_ELEMENTS
 
 
-def sample_copy(destination: Path, every_case: bool) -> Path:
+def sample_copy(
+    destination: Path, every_case: bool, families: frozenset[str] | None = None
+) -> Path:
     """A copy of the committed sample at ``destination``: whole, or its accuracy rows cut to
-    the small cases (timing rows and run.json as committed)."""
+    the small cases (of ``families`` only, when given); timing rows and run.json as committed."""
     shutil.copytree(SAMPLE, destination)
     if not every_case:
         for path in destination.glob("accuracy-*.parquet"):
             table = pq.read_table(path)
-            keep = pa.array([_small(case_id) for case_id in table.column("case_id").to_pylist()])
-            pq.write_table(table.filter(keep), path)
+            ids = table.column("case_id").to_pylist()
+            pq.write_table(table.filter(pa.array([_kept(i, families) for i in ids])), path)
     return destination

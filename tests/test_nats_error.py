@@ -143,7 +143,9 @@ def test_nats_error_is_stored_and_read_back(tmp_path):
 def test_the_committed_sample_run_still_loads_and_reports(tmp_path, every_case):
     accuracy = load([SAMPLE], "accuracy")  # the whole sample, read only
     assert len(accuracy) > 0 and accuracy["nats_error"].notna().any()
-    run = sample_copy(tmp_path / "sample", every_case)
+    # The fast tier's report: every backend on the benign, special and soft-label cases.
+    families = frozenset({"benign", "special", "soft_labels"})
+    run = sample_copy(tmp_path / "sample", every_case, families)
     build_report([run], tmp_path / "report")
     text = (tmp_path / "report" / "report.md").read_text()
     assert "Log-probability error in nats" in text
