@@ -109,13 +109,12 @@ def install(session: nox.Session, *extras: str, locked: bool = True) -> None:
 def run_pytest(session: nox.Session, *tier: str) -> None:
     """The installed versions, then pytest in two passes: every test but the ``timing`` ones on
     two workers (pytest-xdist), then the ``timing`` tests alone, so nothing of the suite's own
-    load reaches a measurement. Both passes list their slowest tests. posargs go to both (a
-    pass left with no test is fine).
+    load reaches a measurement. Both passes list their slowest tests (pyproject.toml's
+    addopts). posargs go to both (a pass left with no test is fine).
     """
     session.run("pip", "freeze", "--exclude-editable", silent=False)
-    shown = ("--durations=15", "--durations-min=1")
-    session.run("pytest", "-n", "2", "-m", "not timing", *shown, *tier, *session.posargs)
-    session.run("pytest", "-m", "timing", *shown, *tier, *session.posargs, success_codes=[0, 5])
+    session.run("pytest", "-n", "2", "-m", "not timing", *tier, *session.posargs)
+    session.run("pytest", "-m", "timing", *tier, *session.posargs, success_codes=[0, 5])
 
 
 @nox.session

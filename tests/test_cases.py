@@ -72,13 +72,21 @@ REQUIRED = {
     ),
 }
 BIG_ELEMENTS = 100_000  # cases above this many logits are left to the slow test
+# Option cases above this many logits take the reference seconds per dtype: the fast tier checks
+# them in float32 (REPRESENTATIVE_DTYPE, or their first dtype), the slow tier in every dtype.
+LARGE_OPTION_ELEMENTS = 5_000
+REPRESENTATIVE_DTYPE = "float32"
 
 
-def _case_dtypes(selected) -> list:
+def _case_dtypes(selected, representative_above: int | None = None) -> list:
     params = []
     for case in selected:
+        elements = case.batch * case.classes
+        kept = REPRESENTATIVE_DTYPE if REPRESENTATIVE_DTYPE in case.dtypes else case.dtypes[0]
+        large = representative_above is not None and elements > representative_above
         for dtype in case.dtypes:
-            marks = [pytest.mark.slow] if case.batch * case.classes > BIG_ELEMENTS else []
+            slow = elements > BIG_ELEMENTS or (large and dtype != kept)
+            marks = [pytest.mark.slow] if slow else []
             params.append(pytest.param(case, dtype, id=f"{case.id}-{dtype}", marks=marks))
     return params
 
@@ -307,7 +315,7 @@ def test_reference_rejects_every_invalid_case(case, dtype):
 OPTION_CASES = [case for case in CATALOG if case.options]
 
 
-@pytest.mark.parametrize(("case", "dtype"), _case_dtypes(OPTION_CASES))
+@pytest.mark.parametrize(("case", "dtype"), _case_dtypes(OPTION_CASES, LARGE_OPTION_ELEMENTS))
 def test_reference_accepts_every_option_case_with_its_options(case, dtype):
     logits, labels = case.inputs(dtype, seed=0)
     for quantity in case.evaluated_quantities:

@@ -12,7 +12,8 @@ a loose tolerance. Accuracy proper (ULPs, edge cases) is the accuracy suite's jo
 
 Cost: torch.compile takes seconds per graph, so torch's compiled mode runs one representative
 call by default and its full matrix with ``--run-slow`` (``COMPILED_REPRESENTATIVE``); jax.jit
-and XLA tf.function are cheap enough to run in full.
+and XLA tf.function run every compiled call in float32 by default and in every dtype with
+``--run-slow`` (``COMPILED_DTYPE``).
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ TOLERANCE = {"float16": 2e-2, "bfloat16": 2e-2, "float32": 1e-4, "float64": 1e-1
 EXACT_DTYPES = frozenset({"float32", "float64"})
 # Compiled modes too costly to run in full by default: backend -> (implementation, dtype,
 # quantity) of the one compiled call that runs anyway; the rest is marked slow. torch.compile
-# takes 2-20 s per graph here. jax.jit and XLA tf.function (~0.1-0.4 s each) run in full.
+# takes 2-20 s per graph here. jax.jit and XLA tf.function (~0.1-0.4 s each, a minute or two
+# per backend in all) run every compiled implementation and quantity in COMPILED_DTYPE by
+# default, and in their other dtypes with --run-slow; eager modes run in every dtype.
 COMPILED_REPRESENTATIVE: dict[str, tuple[str, str, str]] = {
     "torch": ("torch:F.cross_entropy", "float32", "grad"),
     "keras_torch": (
@@ -66,6 +69,7 @@ COMPILED_REPRESENTATIVE: dict[str, tuple[str, str, str]] = {
         "grad",
     ),
 }
+COMPILED_DTYPE = "float32"
 # Disagreements on the benign input that are the framework's, measured and understood: call-id
 # glob -> (the tolerance the cause explains, the cause). Within it a call is an expected failure
 # naming the finding; beyond it, a failure like any other.
@@ -110,9 +114,12 @@ def declared_calls(adapter: Adapter) -> Iterable[Call]:
 
 
 def compiled_by_default(backend: str, call: Call) -> bool:
-    """Whether a compiled call runs without ``--run-slow`` (see ``COMPILED_REPRESENTATIVE``)."""
+    """Whether a compiled call runs without ``--run-slow``: the one of
+    ``COMPILED_REPRESENTATIVE``, elsewhere every compiled call in ``COMPILED_DTYPE`` (or the
+    implementation's first dtype without it)."""
     if backend not in COMPILED_REPRESENTATIVE:
-        return True
+        dtypes = call.implementation.dtypes
+        return call.dtype == (COMPILED_DTYPE if COMPILED_DTYPE in dtypes else dtypes[0])
     return (call.implementation.name, call.dtype, call.quantity) == COMPILED_REPRESENTATIVE[backend]
 
 
@@ -477,3 +484,21 @@ def test_torch_compiled_mode_runs_one_call_by_default_and_the_rest_when_slow(req
     ]
     assert by_default == ["torch:F.cross_entropy-float32-cpu-compiled-grad"]
     assert len(calls) > 1
+
+
+def test_other_compiled_modes_run_every_call_in_float32_by_default(request):
+    """jax.jit and XLA tf.function keep every compiled implementation and quantity in the
+    fast tier, in float32; their other dtypes are slow."""
+    backends = [
+        name
+        for name in chosen_backends(request.config)
+        if name not in COMPILED_REPRESENTATIVE and registry.status(name).available
+    ]
+    for backend in backends:
+        calls = [c for c in declared_calls(registry.load(backend)) if c.mode == "compiled"]
+        by_default = [c for c in calls if compiled_by_default(backend, c)]
+        assert {(c.implementation.name, c.quantity) for c in by_default} == {
+            (c.implementation.name, c.quantity) for c in calls
+        }, backend
+        for call in by_default:
+            assert call.dtype == COMPILED_DTYPE or COMPILED_DTYPE not in call.implementation.dtypes

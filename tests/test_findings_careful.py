@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from plugin_helpers import register_plugins
+from sample_helpers import EVERY_CASE, sample_copy
 
 from xentbench.suites.cli import main
 from xentbench.suites.findings import known
@@ -162,17 +163,29 @@ def test_a_catalogue_entry_keyed_by_dtype_mode_and_device_explains_only_those(tm
 # ------------------------------------------------------------------ through the CLI
 
 
+@pytest.fixture(scope="module")
+def small_run_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A run of the NumPy backend and a flawed plugin on a few softmax cases, made once for
+    the tests that only read it; returns the run and the plugin's site folder."""
+    folder = tmp_path_factory.mktemp("small_run")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        register_plugins(folder / "site", monkeypatch, FLAWED, "xentbench-flawed-overflowing")
+        monkeypatch.delenv("XENTBENCH_FLAW_FIXED", raising=False)
+        out = folder / "run"
+        argv = ["run", "--suite", "accuracy", "--backend", "overflowing", "numpy", "--jobs", "1"]
+        argv += ["--dtype", "float32", "bfloat16", "--impl", "overflowing:*"]
+        argv += ["numpy:stable.softmax", "--cases", "softmax/benign/normal-4x16"]
+        argv += ["softmax/extreme/magnitude-1e4", "--out", str(out)]
+        assert main(argv) == 0
+    return out, folder / "site"
+
+
 @pytest.fixture
-def small_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A run of the NumPy backend and a flawed plugin on a few softmax cases."""
-    register_plugins(tmp_path / "site", monkeypatch, FLAWED, "xentbench-flawed-overflowing")
+def small_run(small_run_once: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``small_run_once``'s run, with its flawed plugin registered for the test."""
+    out, site = small_run_once
+    register_plugins(site, monkeypatch, FLAWED, "xentbench-flawed-overflowing")
     monkeypatch.delenv("XENTBENCH_FLAW_FIXED", raising=False)
-    out = tmp_path / "run"
-    argv = ["run", "--suite", "accuracy", "--backend", "overflowing", "numpy", "--jobs", "1"]
-    argv += ["--dtype", "float32", "bfloat16", "--impl", "overflowing:*"]
-    argv += ["numpy:stable.softmax", "--cases", "softmax/benign/normal-4x16"]
-    argv += ["softmax/extreme/magnitude-1e4", "--out", str(out)]
-    assert main(argv) == 0
     return out
 
 
@@ -233,9 +246,12 @@ def test_an_upstream_report_needs_an_output_directory(small_run, capsys):
     assert "--out" in capsys.readouterr().err
 
 
-def test_the_committed_sample_names_one_cause_per_mechanism_and_the_careful_kernel_passes():
-    sample = Path(__file__).resolve().parent.parent / "reports" / "sample"
-    result = findings_of_runs([sample])
+@pytest.mark.xdist_group("committed-sample")  # with the other sample tests (test_nats_error)
+@pytest.mark.parametrize("every_case", EVERY_CASE)
+def test_the_committed_sample_names_one_cause_per_mechanism_and_the_careful_kernel_passes(
+    tmp_path, every_case
+):
+    result = findings_of_runs([sample_copy(tmp_path / "sample", every_case)])
     wanted = ("jax:jax.nn.logsumexp", "value", "over-budget")  # at two classes, bfloat16
     sixteen_bit = next(
         f

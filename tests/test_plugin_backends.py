@@ -91,7 +91,11 @@ def _need(*modules: str) -> None:
             pytest.skip(f"{module} is not installed here")
 
 
-@pytest.mark.parametrize("backend", ["keras_jax", "keras_torch"])
+# The same mechanism (KERAS_BACKEND read once per process) on both: keras_jax represents it in
+# the fast tier, keras_torch runs in the slow one too.
+@pytest.mark.parametrize(
+    "backend", ["keras_jax", pytest.param("keras_torch", marks=pytest.mark.slow)]
+)
 def test_a_keras_backend_loads_first_in_its_process_and_then_excludes_the_others(backend):
     _need("keras", "tensorflow", backend.removeprefix("keras_"))
     statuses = _statuses(backend, "tensorflow")

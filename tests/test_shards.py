@@ -97,12 +97,14 @@ def test_each_flawed_sharded_plugin_is_flagged_by_the_catalog(sharded_plugins, t
         assert set(mine["verdict"]) & {"wrong", "inaccurate"}, (mistake, mine)
 
 
-def test_the_compositions_pass_every_shard_case(tmp_path, monkeypatch):
-    """NumPy, torch and JAX simulating the shards in one process, in float32 and float64."""
+@pytest.mark.parametrize("dtype", ["float32", pytest.param("float64", marks=pytest.mark.slow)])
+def test_the_compositions_pass_every_shard_case(tmp_path, monkeypatch, dtype):
+    """NumPy, torch and JAX simulating the shards in one process, in float32 (and float64 in the
+    slow tier)."""
     pytest.importorskip("torch")
     pytest.importorskip("jax")
     monkeypatch.setenv("XENTBENCH_CACHE", str(tmp_path / "cache"))
-    measured = _run(tmp_path, ["numpy", "torch", "jax"], ("float32", "float64"))
+    measured = _run(tmp_path, ["numpy", "torch", "jax"], (dtype,))
     mine = measured[measured["implementation"].str.contains("vocab_parallel")]
     assert set(mine["implementation"].str.partition(":")[0]) == {"numpy", "torch", "jax"}
     assert set(mine["case_id"]) == set(CASES)
