@@ -106,7 +106,8 @@ def validate(op: str, quantity: str, options: dict[str, Any]) -> None:
         raise ValueError(f"unknown option {unknown[0]!r}; valid: {', '.join(OPTION_NAMES)}")
     refused = sorted(set(options) - set(ACCEPTED.get(op, ())))
     if refused:
-        raise ValueError(f"op {op} takes no option {refused[0]!r}")
+        takers = ", ".join(other for other, names in ACCEPTED.items() if refused[0] in names)
+        raise ValueError(f"op {op} takes no option {refused[0]!r}; ops that take it: {takers}")
     reduction = options.get("reduction", "none")
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")

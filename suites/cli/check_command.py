@@ -10,7 +10,7 @@ import numpy as np
 from rich.table import Table
 
 from xentbench.reference import head, shards
-from xentbench.reference.options import CROSS_ENTROPIES
+from xentbench.reference.options import CROSS_ENTROPIES, validate
 from xentbench.suites.accuracy.check import CheckRequest, dtype_name, run_check
 from xentbench.suites.cli.check_inputs import load_array, normalise
 from xentbench.suites.cli.check_linear_inputs import normalise_linear, refuse_other_options
@@ -67,9 +67,8 @@ def check_records(args, backends_of: Callable[[list[str] | None], tuple[str, ...
         logits = load_array(str(args.logits), "--logits")
         logits, labels, class_axis = normalise(args.op, logits, labels, args.class_axis)
         options = _with_class_axis(check_options(args), class_axis)
-        try:  # a shard count the classes cannot hold, or an op without shards: one line
-            if "shards" in options and args.op != shards.OP:
-                raise ValueError(f"op {args.op} takes no option 'shards'; valid: {shards.OP}")
+        try:  # an op without shards, or a shard count the classes cannot hold: one line
+            validate(args.op, "value", {k: v for k, v in options.items() if k == "shards"})
             shards.validate(options, logits.shape[-1 if class_axis is None else class_axis])
         except ValueError as exc:
             raise UsageError(str(exc)) from None

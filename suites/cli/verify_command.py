@@ -97,14 +97,11 @@ def _require_device(array: str, device: str) -> None:
 def _values(args) -> tuple[tuple[str, object], ...]:
     """The call option values given as ``check`` takes them (``--label-smoothing 0.1``, ...),
     checked against the op by the reference's own rules: (name, value) pairs."""
-    from xentbench.reference import shards
     from xentbench.reference.options import validate
     from xentbench.suites.cli.check_command import check_options
 
     values = check_options(args)
     try:
-        if "shards" in values and args.op != shards.OP:
-            raise ValueError(f"op {args.op} takes no option 'shards'; valid: {shards.OP}")
         validate(args.op, "value", values)
     except ValueError as exc:
         raise UsageError(f"{exc} (--op {args.op})") from None
