@@ -193,18 +193,24 @@ def _findings(args, console) -> int:
     return 0
 
 
-def _upstream(args) -> int:
-    """``findings RUN --upstream ID --out DIR``: the issue body and reproducer of one finding."""
+def _rows_and_findings(paths):
+    """The runs' stored accuracy rows and their findings, for the upstream reports."""
     from xentbench.suites.findings.group import run_seeds
     from xentbench.suites.findings.tables import findings_of_rows
-    from xentbench.suites.findings.upstream import write_upstream
     from xentbench.suites.store.rows import load
+
+    run_dirs = [existing_dir(path) for path in paths]
+    rows = load(run_dirs, "accuracy")
+    return rows, findings_of_rows(rows, run_seeds(run_dirs)).findings
+
+
+def _upstream(args) -> int:
+    """``findings RUN --upstream ID --out DIR``: the issue body and reproducer of one finding."""
+    from xentbench.suites.findings.upstream import write_upstream
 
     if args.out is None:
         raise UsageError("--upstream needs --out DIR, the directory for <id>.md and <id>.py")
-    run_dirs = [existing_dir(path) for path in args.run_dirs]
-    rows = load(run_dirs, "accuracy")
-    findings = findings_of_rows(rows, run_seeds(run_dirs)).findings
+    rows, findings = _rows_and_findings(args.run_dirs)
     chosen = next((f for f in findings if f.id == args.upstream), None)
     if chosen is None:
         known = ", ".join(f.id for f in findings[:10]) or "none"
@@ -216,10 +222,7 @@ def _upstream(args) -> int:
 def _upstream_top(args) -> int:
     """``findings RUN --upstream-top N --out DIR``: the N most severe confirmed defects'
     reports and their index (``suites.findings.upstream_top``)."""
-    from xentbench.suites.findings.group import run_seeds
-    from xentbench.suites.findings.tables import findings_of_rows
     from xentbench.suites.findings.upstream_top import TRACKERS_FILE, load_checks, write_top
-    from xentbench.suites.store.rows import load
 
     if args.upstream_top < 1:
         raise UsageError(f"invalid --upstream-top {args.upstream_top}; valid: a whole number >= 1")
@@ -229,9 +232,7 @@ def _upstream_top(args) -> int:
         load_checks(args.out / TRACKERS_FILE)
     except (ValueError, OSError) as exc:  # tomllib's errors are ValueErrors
         raise UsageError(f"invalid {args.out / TRACKERS_FILE}: {exc}".splitlines()[0]) from None
-    run_dirs = [existing_dir(path) for path in args.run_dirs]
-    rows = load(run_dirs, "accuracy")
-    findings = findings_of_rows(rows, run_seeds(run_dirs)).findings
+    rows, findings = _rows_and_findings(args.run_dirs)
     for finding, what in write_top(findings, rows, args.out, args.upstream_top):
         print(f"{finding.id} {finding.implementation} {finding.failure_mode}: {what}")
     print(f"index: {args.out / 'README.md'}")
