@@ -351,24 +351,36 @@ def report_arguments(posargs: list[str]) -> tuple[list[str], list[str]]:
     return names, []
 
 
-# Longest accuracy run first (JAX eager compiles every primitive per shape and dtype), so the
-# other backends share the second core meanwhile.
+def run_dir_of(run_args: list[str]) -> Path:
+    """The run directory ``xentbench run`` writes given ``run_args``: the last ``--out``
+    among them (argparse keeps the last), else RUN_DIR."""
+    out = RUN_DIR
+    for position, arg in enumerate(run_args):
+        if arg == "--out" and position + 1 < len(run_args):
+            out = Path(run_args[position + 1])
+        elif arg.startswith("--out="):
+            out = Path(arg.removeprefix("--out="))
+    return out
+
+
+# Longest accuracy run first (JAX eager lowers every primitive per shape and dtype; its tasks
+# are split over two workers, ``run --split``), so the other backends fill the cores after.
 LONGEST_FIRST = ["jax", "torch", "keras_jax", "tinygrad", "paddle", "keras_torch", "mlx"]
 LONGEST_FIRST += ["tensorflow", "onnxruntime", "numpy"]
 
 
 def main_job(session: nox.Session, profile: str, backends: list[str], run_args: list[str]) -> None:
     """The main job's run of ``backends`` with timing profile ``profile`` (``run_args`` to
-    ``xentbench run``), then the report in RUN_DIR."""
+    ``xentbench run``), then the report in its run directory (RUN_DIR unless they name one)."""
     emulated = "tinygrad" in backends and not shutil.which("clang")
     ordered = [b for b in LONGEST_FIRST if b in backends and not (emulated and b == "tinygrad")]
-    options = ("--jobs", "2", "--profile", profile)
+    options = ("--jobs", "2", "--profile", profile, "--split", "jax=2")
     left_out = run_suites(session, "all", ordered, *options, run_args=run_args)
     if emulated:  # tinygrad on its Python emulator: small cases, no timing
         emulator = TINYGRAD_EMULATOR_RUN
         left_out += run_suites(session, "accuracy", ["tinygrad"], *emulator, run_args=run_args)
     xentbench = environment("numpy") / "bin" / "xentbench"  # run_suites installed it
-    session.run(str(xentbench), "report", str(RUN_DIR), external=True)
+    session.run(str(xentbench), "report", str(run_dir_of(run_args)), external=True)
     fail_if_left_out(session, left_out)
 
 

@@ -86,7 +86,18 @@ def test_report_runs_the_five_built_in_backends_with_the_default_profile(noxfile
     assert suite == "all" and sorted(backends) == sorted(noxfile.CORE_BACKENDS)
     assert backends[0] == "jax"  # the longest accuracy run starts first
     assert options[options.index("--profile") + 1] == "default"
+    assert options[options.index("--split") + 1] == "jax=2"  # JAX's accuracy on both cores
     assert run_args == []
+
+
+@pytest.mark.parametrize("out", [["--out", "elsewhere"], ["--out=elsewhere"]])
+def test_report_reports_the_run_directory_the_options_name(noxfile, suites_run, out):
+    session = FakeSession(["--dtype", "float32", *out])
+    noxfile.report(session)
+    assert session.runs[-1][1:] == ("report", "elsewhere")
+    session = FakeSession([])
+    noxfile.report(session)
+    assert session.runs[-1][1:] == ("report", str(noxfile.RUN_DIR))
 
 
 def test_report_adds_the_plugins_named_and_passes_options_on(noxfile, suites_run):

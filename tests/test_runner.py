@@ -361,3 +361,36 @@ def test_the_rounds_of_a_backend_share_one_progress_bar():
     progress = display.progress
     assert len(progress.tasks) == 2 and bars == [bars[0], bars[1]] * 3
     assert progress.tasks[0].description == "round 3"
+
+
+def _threads_seen(tmp_path: Path, jobs: str) -> tuple[list[str], dict]:
+    """Run numpy's accuracy with ``--jobs``; the thread variables its worker started with
+    (through a wrapper interpreter that writes them down) and the run's run.json."""
+    seen = tmp_path / f"threads-{jobs}"
+    wrapper = tmp_path / f"python-{jobs}"
+    wrapper.write_text(
+        f'#!/bin/sh\necho "$OMP_NUM_THREADS $MKL_NUM_THREADS" > "{seen}"\n'
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    out = tmp_path / f"run-{jobs}"
+    args = ("--backend", "numpy", "--impl", "numpy:stable.softmax", "--cases", "*/benign/*")
+    assert _run(out, *args, "--python", f"numpy={wrapper}", "--jobs", jobs) == 0
+    return seen.read_text().split(), read_run_info(out)
+
+
+def test_workers_side_by_side_get_their_share_of_the_cores(tmp_path, monkeypatch):
+    """With --jobs 2 each worker's thread pools are capped to half the cores (a variable the
+    user set is kept) and run.json says so; a lone worker is left uncapped."""
+    from xentbench.suites.run.threads import THREAD_VARIABLES, usable_cores
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    share = str(max(1, usable_cores() // 2))
+    seen, info = _threads_seen(tmp_path, "2")
+    assert seen == [share, "3"]
+    assert info["concurrent_worker_threads"]["OMP_NUM_THREADS"] == share
+    assert "MKL_NUM_THREADS" not in info["concurrent_worker_threads"]
+    seen, info = _threads_seen(tmp_path, "1")
+    assert seen == ["3"] and "concurrent_worker_threads" not in info

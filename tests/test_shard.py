@@ -61,3 +61,24 @@ def test_a_bad_shard_exits_2_naming_the_value_and_the_valid_form(tmp_path, capsy
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and repr(value) in lines[0] and "I/N" in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+def test_a_backend_split_over_workers_side_by_side_equals_the_whole_run_key_by_key(tmp_path):
+    """``--split numpy=3`` with ``--jobs 3``: three workers of one backend write and merge into
+    one run directory at once, and hold exactly the rows of one worker's run."""
+    assert main([*SELECTION, "--out", str(tmp_path / "whole")]) == 0
+    split = [*SELECTION, "--jobs", "3", "--split", "numpy=3"]  # the last --jobs counts
+    assert main([*split, "--out", str(tmp_path / "split")]) == 0
+    whole, parts = _rows([tmp_path / "whole"]), _rows([tmp_path / "split"])
+    assert not parts.index.duplicated().any()
+    assert parts.index.equals(whole.index)
+    columns = [c for c in whole.columns if c not in PROVENANCE]
+    pd.testing.assert_frame_equal(parts[columns], whole[columns])
+    assert not (tmp_path / "split" / "parts").exists()  # every part file merged
+
+
+@pytest.mark.parametrize("value", ["numpy", "numpy=0", "numpy=x", "nopy=2", "numpy=65"])
+def test_a_bad_split_exits_2_naming_the_value_and_the_valid_form(tmp_path, capsys, value):
+    assert main([*SELECTION, "--split", value, "--out", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert f"--split {value!r}" in error and "B=K" in error and "\n" not in error.strip()

@@ -39,11 +39,7 @@ class Selection:
     def in_shard(self, key: tuple) -> bool:
         """Whether the task of ``key`` belongs to this run's shard: a stable hash of the key,
         so each task lands in the same part on every machine, whatever the plan's order."""
-        index, count = self.shard
-        if count == 1:
-            return True
-        text = "\x1f".join(map(str, key)).encode()
-        return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") % count == index - 1
+        return in_part(key, self.shard)
 
     def wants_implementation(self, impl: Implementation) -> bool:
         return impl.op in self.ops and any(
@@ -63,3 +59,13 @@ class Selection:
             for quantity in quantities
             if quantity in impl.quantities
         ]
+
+
+def in_part(key: tuple, part: tuple[int, int], salt: str = "") -> bool:
+    """Whether the task of ``key`` is in part I of N (``part``) by a stable hash of the key.
+    A ``salt`` draws an independent split, so the parts of a shard are even too."""
+    index, count = part
+    if count == 1:
+        return True
+    text = "\x1f".join(map(str, (*key, salt) if salt else key)).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") % count == index - 1

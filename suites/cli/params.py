@@ -152,6 +152,23 @@ def selected_backends(requested: list[str] | None) -> tuple[str, ...]:
     return check_backends(requested, registry.backend_names())
 
 
+MAX_SPLIT = 64  # workers one backend's tasks may be split over
+
+
+def splits(pairs: list[str], backends: tuple[str, ...]) -> dict[str, int]:
+    """``--split B=K`` pairs as {backend: workers}, K an integer from 1 to ``MAX_SPLIT``."""
+    parts = {}
+    for pair in pairs:
+        backend, _, count = pair.partition("=")
+        if backend not in backends or not count.isdigit() or not 1 <= int(count) <= MAX_SPLIT:
+            raise UsageError(
+                f"invalid --split {pair!r}; valid: B=K with B one of: {', '.join(backends)} "
+                f"and K an integer from 1 to {MAX_SPLIT}"
+            )
+        parts[backend] = int(count)
+    return parts
+
+
 def interpreters(
     pairs: list[str], backends: tuple[str, ...], flag: str = "--python"
 ) -> dict[str, str]:

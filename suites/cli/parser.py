@@ -162,6 +162,14 @@ def _run_process_flags(run: argparse.ArgumentParser) -> None:
         metavar="B=PYTHON",
         help="run backend B's worker with this interpreter (its own virtual environment)",
     )
+    run.add_argument(
+        "--split",
+        nargs="+",
+        default=[],
+        metavar="B=K",
+        help="run backend B's accuracy in K workers side by side (its tasks split by a stable "
+        "hash): for a backend much slower than the others, with --jobs K or more",
+    )
     run.add_argument("--out", type=Path, help="run directory (default reports/runs/<time>-<host>)")
     run.add_argument(
         "--new",

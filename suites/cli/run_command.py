@@ -16,6 +16,7 @@ from xentbench.suites.cli.params import (
     interpreters,
     prepare_run_dir,
     selected_backends,
+    splits,
     writable_dir,
 )
 from xentbench.suites.cli.usage import UsageError
@@ -35,6 +36,7 @@ def run_command(args, console) -> int:
     check_numbers(args.jobs, args.timeout)
     backends = selected_backends(args.backend)
     pythons = interpreters(args.python, backends)
+    args.split = splits(args.split, backends)
     check_cases(tuple(args.cases), tuple(args.op or OPS))
     suites = SUITES if args.suite == "all" else (args.suite,)
     out = args.out or run_info.default_run_dir()
@@ -163,10 +165,18 @@ def _jobs_of_run(args, console, run_dir, pythons, backends, suites, timing) -> l
             _selection(args, suite, profile),
             python=pythons.get(backend, ""),
             timing_options=dict(options) if suite == "timing" else {},
+            part=part,
         )
         for suite in suites
         for backend in backends
+        for part in _parts(args.split.get(backend, 1) if suite != "timing" else 1)
     ]
+
+
+def _parts(count: int) -> list[tuple[int, int]]:
+    """The parts of a backend's tasks, one per worker (``--split``; timing is never split:
+    its workers run alone)."""
+    return [(index, count) for index in range(1, count + 1)]
 
 
 def _refuse_unusable(args, outcomes) -> None:

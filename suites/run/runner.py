@@ -32,6 +32,7 @@ from rich.console import Console
 from xentbench.suites.run import worker_log
 from xentbench.suites.run.phases import add_seconds, interpreter_s
 from xentbench.suites.run.progress import BarDisplay, LineDisplay, display_for
+from xentbench.suites.run.threads import shared_core_caps
 from xentbench.suites.run.worker import WorkerJob
 from xentbench.suites.store.rows import RowWriter
 from xentbench.suites.store.run_json import update_run_info
@@ -61,6 +62,7 @@ class BackendOutcome:
     planned: int = 0
     skipped: set = field(default_factory=set)  # keys given up on in this run (crash, timeout)
     round_: str = ""  # "2/5": one round of a timing run (``rounds_apart``)
+    part: str = ""  # "1/2": one of the workers a backend's tasks are split over (``run --split``)
     run_dir: str = ""  # the run it served (``run --against`` runs two at once)
     run_label: str = ""  # the run's name in progress and summaries, where there are several
     phases: dict[str, float] = field(default_factory=dict)  # seconds (``suites.run.phases``)
@@ -171,12 +173,18 @@ def run_backend(
     job: WorkerJob, display: Display, timeout_s: float, run_label: str = ""
 ) -> BackendOutcome:
     """Run one backend's suite to completion, restarting its worker after crashes or hangs."""
+    part = "{}/{}".format(*job.part) if job.part[1] > 1 else ""
     outcome = BackendOutcome(
-        job.backend, job.suite, round_=_round_of(job), run_dir=job.run_dir, run_label=run_label
+        job.backend,
+        job.suite,
+        round_=_round_of(job),
+        part=part,
+        run_dir=job.run_dir,
+        run_label=run_label,
     )
     name = _name(outcome)
-    # One bar per backend: the rounds of a timing run reuse the first round's, reset.
-    bar = display.bar((job.run_dir, job.suite, job.backend), name)
+    # One bar per backend (and part): the rounds of a timing run reuse the first round's, reset.
+    bar = display.bar((job.run_dir, job.suite, job.backend, part), name)
     for _ in range(MAX_RESTARTS):
         if _stop.is_set():
             break
@@ -198,6 +206,7 @@ def _round_of(job: WorkerJob) -> str:
 
 def _name(outcome: BackendOutcome) -> str:
     name = f"{outcome.run_label} {outcome.suite} {outcome.backend}".strip()
+    name = f"{name} part {outcome.part}" if outcome.part else name
     return f"{name} round {outcome.round_}" if outcome.round_ else name
 
 
@@ -308,14 +317,22 @@ def run_all(
     progress (``progress.display_for``: bars on a terminal, plain lines in CI or a pipe).
 
     Timing jobs run alone (after the others): a concurrent worker would steal the cores
-    being measured; each round of them in its own worker (``rounds_apart``). On Ctrl-C the
+    being measured; each round of them in its own worker (``rounds_apart``). Workers that run
+    side by side are capped to their share of the cores (``suites.run.threads``). On Ctrl-C the
     workers are stopped, every finished row is merged, and ``KeyboardInterrupt`` propagates.
     """
     _stop.clear()
     for job in jobs:  # a symlink planted where a log goes: refused before any worker starts
         worker_log.prepare_log(job.run_dir, job.suite, job.backend)
-    concurrent = [job for job in jobs if job.suite != "timing"]
+    caps = shared_core_caps(parallel)  # side by side, each worker gets its share of the cores
+    concurrent = [
+        dataclasses.replace(job, environment={**caps, **job.environment})
+        for job in jobs
+        if job.suite != "timing"
+    ]
     alone = rounds_apart([job for job in jobs if job.suite == "timing"])
+    for run_dir in {job.run_dir for job in concurrent} if caps else ():
+        update_run_info(run_dir, {"concurrent_worker_threads": caps})  # what the rows ran with
     several = len({job.run_dir for job in jobs}) > 1
     with _ctrl_c_as_flag(), display_for(console) as display:
 

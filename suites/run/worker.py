@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from xentbench.adapters import registry
-from xentbench.suites.catalog.selection import Selection
+from xentbench.suites.catalog.selection import Selection, in_part
 from xentbench.suites.run.phases import PhaseClock
 from xentbench.suites.store.rows import RowWriter, stored_keys, stored_rows, stored_versions
 
@@ -57,6 +57,9 @@ class WorkerJob:
     hunt: Any = None  # suites.hunt.search.HuntSpec when suite == "hunt"
     # Environment variables set for the worker process (``xentbench verify``'s target).
     environment: dict[str, str] = field(default_factory=dict)
+    # (I, N): this worker takes part I of its backend's tasks, N workers side by side
+    # (``run --split``); drawn apart from ``--shard``'s parts (``in_part``'s salt).
+    part: tuple[int, int] = (1, 1)
 
     @classmethod
     def in_run(
@@ -173,7 +176,7 @@ def work(job: WorkerJob, connection) -> None:
     for one_round in _rounds(job):
         with clock.phase("plan_s"):
             stored = _round_rows(one_round)
-            tasks = [t for t in plan(one_round, adapter, stored) if job.selection.in_shard(t.key)]
+            tasks = [t for t in plan(one_round, adapter, stored) if _mine(job, t.key)]
             done = _done(one_round, stored)
             todo = [task for task in tasks if task.key not in done]
         plan_info = {"total": len(tasks), "todo": len(todo), "version": version, "names": names}
@@ -210,6 +213,11 @@ def _work_through(
                 writer.write({**one, **extra})
         worst = max((one["verdict"] for one in rows), key=_severity, default="pass")
         connection.send(("done", worst))
+
+
+def _mine(job: WorkerJob, key: tuple) -> bool:
+    """Whether the task of ``key`` is this worker's: in the run's shard and the job's part."""
+    return job.selection.in_shard(key) and in_part(key, job.part, salt="split")
 
 
 def _version_conflict(job: WorkerJob, version: str) -> str | None:

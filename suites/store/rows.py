@@ -5,14 +5,17 @@ per suite and backend, ``<suite>-<backend>.parquet``. While a backend runs, rows
 part files under ``parts/<suite>-<backend>/`` written atomically (temp file + fsync + rename), so
 an interrupted run loses at most the rows in flight and a re-run resumes from what is stored.
 Merging reads the parts it finds and deletes exactly those, by name. Nothing is read or written
-through a symlink inside the run directory (``suites.store.safe_paths``); one writer at a time is
-``suites.run.lock``'s.
+through a symlink inside the run directory (``suites.store.safe_paths``); one run at a time is
+``suites.run.lock``'s, and the workers of one backend side by side (``run --split``) write and
+merge under a lock on the run directory (``_merging``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -120,7 +123,8 @@ class RowWriter:
         if self._pending:
             name = f"part-{time.time_ns()}-{os.getpid()}.parquet"
             table = _table(self.suite, self._pending)
-            _atomic_write_parquet(self.run_dir, table, self.parts_dir / name)
+            with _merging(self.run_dir):  # a merge beside it may remove the parts folder
+                _atomic_write_parquet(self.run_dir, table, self.parts_dir / name)
             self._pending = []
         self._last_flush = time.monotonic()
 
@@ -129,18 +133,42 @@ class RowWriter:
         part files that were merged, by name (parts written meanwhile stay for the next merge)."""
         self.flush()
         merged = results_path(self.run_dir, self.suite, self.backend)
-        parts = _parts(self.run_dir, self.suite, self.backend)
-        frames = [_read(path, self.suite) for path in [merged, *parts] if path.exists()]
-        if frames:
-            table = pa.concat_tables(frames)
-            _atomic_write_parquet(self.run_dir, _dedupe(self.suite, table), merged)
-        for part in parts:
-            with contextlib.suppress(FileNotFoundError):
-                part.unlink()
-        with contextlib.suppress(OSError):
-            self.parts_dir.rmdir()
-            self.parts_dir.parent.rmdir()  # parts/ itself, once no backend has parts left
+        with _merging(self.run_dir):  # another worker's merge would overwrite this one's
+            parts = _parts(self.run_dir, self.suite, self.backend)
+            frames = [_read(path, self.suite) for path in [merged, *parts] if path.exists()]
+            if frames:
+                table = pa.concat_tables(frames)
+                _atomic_write_parquet(self.run_dir, _dedupe(self.suite, table), merged)
+            for part in parts:
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+            with contextlib.suppress(OSError):
+                self.parts_dir.rmdir()
+                self.parts_dir.parent.rmdir()  # parts/ itself, once no backend has parts left
         return merged
+
+
+_held = threading.local()  # the run directories this thread holds ``_merging`` on
+
+
+@contextlib.contextmanager
+def _merging(run_dir: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the run directory itself (no lock file to leave behind),
+    released with the descriptor however the holder ends; re-entrant within a thread."""
+    Path(run_dir).mkdir(parents=True, exist_ok=True)  # as the first write would make it
+    key = os.path.realpath(run_dir)
+    held = _held.__dict__.setdefault("dirs", set())
+    if key in held:
+        yield
+        return
+    fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        held.add(key)
+        yield
+    finally:
+        held.discard(key)
+        os.close(fd)
 
 
 def results_path(run_dir: Path, suite: str, backend: str) -> Path:
