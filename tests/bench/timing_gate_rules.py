@@ -104,13 +104,20 @@ def main() -> None:
         action="store_true",
         help="divide the new run's times by each backend's median ratio first (an oracle)",
     )
+    parser.add_argument(
+        "--backend", nargs="+", help="score these backends' timings only (e.g. the small ops')"
+    )
     args = parser.parse_args()
     both = paired_rounds(args.base, args.new, args.rounds)
+    if args.backend:  # the moderated t pools within (backend, shape): other backends' rows
+        both = both[both["backend_b"].isin(args.backend)].reset_index(drop=True)  # do not count
     if args.remove_backend_shift:
         both = remove_backend_shift(both)
     used = f"the first {args.rounds}" if args.rounds else "all"
     removed = ", each backend's median ratio removed" if args.remove_backend_shift else ""
-    print(f"{len(both)} timings with round medians in both runs ({used} rounds of each{removed})")
+    only = f" of {', '.join(args.backend)}" if args.backend else ""
+    counted = f"{len(both)} timings{only} with round medians in both runs"
+    print(f"{counted} ({used} rounds of each{removed})")
     print("| rule | p below | ratio above | false alarms | 1.5x detected |")
     print("| --- | --- | --- | --- | --- |")
     for alpha in (0.01, 0.05):
