@@ -43,7 +43,8 @@ class Releases:
             self.versions = releases.window(every, args.since, args.until)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        self._companions = {name: set(self._list(name)) for name in self.stack.companions}
+        companions = self.stack.companions if self.package == self.stack.packages[0] else ()
+        self._companions = {name: set(self._list(name)) for name in companions}
         self._built: dict[str, Env] = {}
 
     def _list(self, package: str) -> list[str]:

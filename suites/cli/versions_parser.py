@@ -85,7 +85,8 @@ def _release_flags(parser: argparse.ArgumentParser, backend_required: bool) -> N
         "--package",
         metavar="P",
         help="the package stepped through (default: scipy for numpy, jax, onnxruntime, "
-        "tensorflow-cpu); see docs/bisect.md for what moves with it",
+        "tensorflow-cpu; numpy for numpy, optax for jax); see docs/bisect.md for what moves "
+        "with it",
     )
     parser.add_argument("--since", metavar="V", help="the oldest release considered")
     parser.add_argument("--until", metavar="V", help="the newest release considered")

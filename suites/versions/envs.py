@@ -71,13 +71,15 @@ class Stack:
     backend: str
     packages: tuple[str, ...]  # the packages that can be stepped; the first is the default
     extra: str  # xentbench's extra holding the backend's requirements ("" for none)
-    companions: tuple[str, ...] = ()  # installed at the same release as the stepped package
+    # installed at the same release as the default stepped package (jaxlib with jax, not
+    # with optax: another package's release numbers say nothing of them)
+    companions: tuple[str, ...] = ()
     cost: str = ""  # why it is opt-in (torch): needs an index of its own
 
 
 STACKS = {
     "numpy": Stack("numpy", ("scipy", "numpy"), ""),
-    "jax": Stack("jax", ("jax",), "jax", companions=("jaxlib",)),
+    "jax": Stack("jax", ("jax", "optax"), "jax", companions=("jaxlib",)),
     "onnxruntime": Stack("onnxruntime", ("onnxruntime",), "onnxruntime"),
     "tensorflow": Stack("tensorflow", ("tensorflow-cpu",), "tensorflow"),
     "torch": Stack(
