@@ -16,7 +16,8 @@ from xentbench.suites.report import run_time
 from xentbench.suites.report.build import build_report
 from xentbench.suites.run import run_info
 from xentbench.suites.run.phases import PhaseClock
-from xentbench.suites.run.runner import BackendOutcome, rounds_apart
+from xentbench.suites.run.runner import BackendOutcome
+from xentbench.suites.run.schedule import rounds_apart
 from xentbench.suites.run.worker import WorkerJob, _rounds
 from xentbench.suites.store.rows import load
 from xentbench.suites.store.run_json import TIME_PHASES, read_run_info, time_breakdown

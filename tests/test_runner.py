@@ -270,7 +270,7 @@ def test_against_times_two_runs_at_once_and_keeps_their_records_apart(tmp_path, 
 
 def test_the_rounds_of_two_interleaved_runs_take_turns():
     from xentbench.suites.catalog.selection import Selection
-    from xentbench.suites.run.runner import rounds_apart
+    from xentbench.suites.run.schedule import rounds_apart
     from xentbench.suites.run.worker import WorkerJob
 
     def jobs(run_dir):
@@ -290,7 +290,7 @@ def test_the_rounds_of_two_interleaved_runs_take_turns():
 
 def test_timing_rounds_are_spread_round_major_over_the_backends():
     from xentbench.suites.catalog.selection import Selection
-    from xentbench.suites.run.runner import rounds_apart
+    from xentbench.suites.run.schedule import rounds_apart
     from xentbench.suites.run.worker import WorkerJob
 
     def job(backend, rounds):
@@ -345,7 +345,7 @@ def test_the_rounds_of_a_backend_share_one_progress_bar():
 
     from xentbench.suites.catalog.selection import Selection
     from xentbench.suites.run.progress import BarDisplay
-    from xentbench.suites.run.runner import rounds_apart
+    from xentbench.suites.run.schedule import rounds_apart
     from xentbench.suites.run.worker import WorkerJob
 
     options = {"rounds": 3, "memory": False}

@@ -32,6 +32,7 @@ from rich.console import Console
 from xentbench.suites.run import worker_log
 from xentbench.suites.run.phases import add_seconds, interpreter_s
 from xentbench.suites.run.progress import BarDisplay, LineDisplay, display_for
+from xentbench.suites.run.schedule import round_of, rounds_apart
 from xentbench.suites.run.threads import shared_core_caps
 from xentbench.suites.run.worker import WorkerJob
 from xentbench.suites.store.rows import RowWriter
@@ -177,7 +178,7 @@ def run_backend(
     outcome = BackendOutcome(
         job.backend,
         job.suite,
-        round_=_round_of(job),
+        round_=round_of(job),
         part=part,
         run_dir=job.run_dir,
         run_label=run_label,
@@ -199,49 +200,10 @@ def run_backend(
     return outcome
 
 
-def _round_of(job: WorkerJob) -> str:
-    only = job.timing_options.get("only_round")
-    return f"{only}/{job.timing_options['rounds']}" if only else ""
-
-
 def _name(outcome: BackendOutcome) -> str:
     name = f"{outcome.run_label} {outcome.suite} {outcome.backend}".strip()
     name = f"{name} part {outcome.part}" if outcome.part else name
     return f"{name} round {outcome.round_}" if outcome.round_ else name
-
-
-def rounds_apart(jobs: list[WorkerJob]) -> list[WorkerJob]:
-    """Timing jobs of K rounds as K jobs each, round-major: every round of every backend in a
-    fresh worker process, the backends taking turns.
-
-    A process's state (where its buffers landed, its allocator's and the machine's caches'
-    state) shifts an op's time as a whole (+9% and +11% on average for TensorFlow and JAX
-    between two runs here, while rounds in one process moved together), so rounds in one
-    process share a bias their spread cannot show. Rounds in separate processes, spread over
-    the run's whole time, put that shift into the spread that ``compare`` tests against (as
-    pyperf spawns a process per sample run for the same reason).
-
-    The jobs of two runs given one run after the other (``run --against``) take turns the
-    same way: round r of the first run for every backend, then round r of the second. A
-    change of the machine's background between two runs timed one after the other moves
-    whole backends (2-thread frameworks by 10-23% here, while other processes took 0.05 of a
-    core more: ``reports/bench/timing-rounds-apart``); rounds that take turns see the same
-    machine, so ``compare`` tests the software, not the hour (0 of 550 false alarms against
-    217: ``reports/bench/timing-interleaved-7-check``).
-
-    A job whose rounds share a process (``in_process``, the default profile) stays one job.
-    """
-    together = [job for job in jobs if job.timing_options.get("in_process")]
-    jobs = [job for job in jobs if not job.timing_options.get("in_process")]
-    if jobs and all(job.timing_options.get("only_round") for job in jobs):
-        return together + jobs  # already one job per round, in the caller's order
-    most = max((job.timing_options.get("rounds", 1) for job in jobs), default=1)
-    return together + [
-        dataclasses.replace(job, timing_options={**job.timing_options, "only_round": round_})
-        for round_ in range(1, most + 1)
-        for job in jobs
-        if round_ <= job.timing_options.get("rounds", 1)
-    ]
 
 
 def _drive(worker, job, outcome, display, bar, timeout_s) -> bool:
@@ -399,7 +361,7 @@ def _record_load(job: WorkerJob, when: str) -> None:
     """Timing only: the 1/5/15-minute load averages in run.json, before and after the backend."""
     if job.suite == "timing" and hasattr(os, "getloadavg"):
         load = [round(value, 2) for value in os.getloadavg()]
-        name = f"{job.backend} round {_round_of(job)}" if _round_of(job) else job.backend
+        name = f"{job.backend} round {round_of(job)}" if round_of(job) else job.backend
         update_run_info(Path(job.run_dir), {"timing_load": {f"{name} {when}": load}})
 
 
