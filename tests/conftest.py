@@ -72,11 +72,33 @@ def _describe(name: str) -> str:
     return f"{version} | devices: {', '.join(status.adapter.devices())} | {status.source}"
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests marked ``slow`` unless ``--run-slow`` is given or ``-m`` mentions ``slow``."""
+    """Skip tests marked ``slow`` unless ``--run-slow`` is given or ``-m`` mentions ``slow``;
+    on an xdist worker, name each test's ``xdist_group`` in its id."""
+    _name_xdist_groups(config, items)
     if config.getoption("run_slow") or "slow" in (config.getoption("markexpr") or ""):
         return
     skip_slow = pytest.mark.skip(reason="slow: run with --run-slow or -m slow")
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(skip_slow)
+
+
+def _name_xdist_groups(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--dist loadgroup`` sends the tests whose ids end in ``@<group>`` to one worker;
+    pytest-xdist appends the suffix to ``item._nodeid``, which pytest 9.2 no longer reads (its
+    ids live in ``item._id``), so the groups would silently spread over both workers."""
+    if not getattr(config.option, "loadgroup", False):  # set on xdist workers only
+        return
+    try:
+        from _pytest.nodeid import NodeId  # pytest >= 9.2; before, xdist's own suffix works
+    except ImportError:
+        return
+    for item in items:
+        groups = {
+            str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+            for mark in item.iter_markers("xdist_group")
+        }
+        if groups and "@" not in item.nodeid:
+            item._id = NodeId.parse(f"{item.nodeid}@{'_'.join(sorted(groups))}")

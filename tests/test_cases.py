@@ -78,12 +78,19 @@ LARGE_OPTION_ELEMENTS = 5_000
 REPRESENTATIVE_DTYPE = "float32"
 
 
+# Linear cases above this many multiply-adds (batch x classes x hidden) likewise: float32 only in
+# the fast tier, every dtype in the slow one.
+LARGE_LINEAR_PRODUCTS = 1_000_000
+
+
 def _case_dtypes(selected, representative_above: int | None = None) -> list:
     params = []
     for case in selected:
         elements = case.batch * case.classes
         kept = REPRESENTATIVE_DTYPE if REPRESENTATIVE_DTYPE in case.dtypes else case.dtypes[0]
         large = representative_above is not None and elements > representative_above
+        linear = case.op == "linear_cross_entropy"
+        large = large or (linear and elements * case.hidden > LARGE_LINEAR_PRODUCTS)
         for dtype in case.dtypes:
             slow = elements > BIG_ELEMENTS or (large and dtype != kept)
             marks = [pytest.mark.slow] if slow else []

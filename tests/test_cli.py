@@ -35,6 +35,28 @@ def test_unknown_dtype_exits_2_listing_the_choices():
     assert "'float8'" in result.stderr and "bfloat16" in result.stderr
 
 
+_STARTUP = """
+import sys
+from xentbench.suites.cli.main import main
+try:
+    main(["run", "--dtype", "float8"])
+except SystemExit:
+    pass
+print(" ".join(sorted(name for name in sys.argv[1:] if name in sys.modules)))
+"""
+
+
+def test_a_usage_error_imports_no_pandas_plotting_or_framework():
+    """Every invocation pays for what the command line imports before parsing: seconds for
+    pandas, matplotlib or a framework, which only the commands that use them import."""
+    heavy = ["pandas", "matplotlib", "torch", "jax", "tensorflow", "keras", "onnxruntime"]
+    result = subprocess.run(
+        [sys.executable, "-c", _STARTUP, *heavy], capture_output=True, text=True, timeout=300
+    )
+    assert "invalid choice: 'float8'" in result.stderr
+    assert result.stdout.strip() == "", result.stdout
+
+
 def test_bad_shape_exits_2():
     result = _xentbench("run", "--suite", "timing", "--shapes", "64by1000")
     assert result.returncode == 2

@@ -127,6 +127,8 @@ def _call_param(backend: str, call: Call) -> pytest.ParameterSet:
     marks = [pytest.mark.gpu] if call.device == "cuda" else []
     if call.mode == "compiled" and not compiled_by_default(backend, call):
         marks.append(pytest.mark.slow)
+    if call.mode == "compiled" and backend == "torch":  # inductor starts up once, on one worker
+        marks.append(pytest.mark.xdist_group("torch-compile"))
     return pytest.param(backend, call, id=call_id(call), marks=marks)
 
 

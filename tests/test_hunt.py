@@ -43,6 +43,10 @@ def test_hunt_is_deterministic_for_a_seed():
     assert _kept(other) != _kept(first)
 
 
+# The tests that read the one hunted run share a worker: it runs once, not once per worker.
+HUNTED = pytest.mark.xdist_group("hunted-run")
+
+
 @pytest.fixture(scope="module")
 def hunted_run(tmp_path_factory) -> Path:
     """A from-scratch hunt of the flawed and careful plugins, through the public CLI."""
@@ -60,6 +64,7 @@ def _rows(run_dir: Path):
     return load([run_dir], "accuracy")
 
 
+@HUNTED
 @pytest.mark.parametrize(
     ("implementation", "verdict", "evidence"),
     [
@@ -79,6 +84,7 @@ def test_hunt_flags_each_flawed_implementation(hunted_run, implementation, verdi
         assert max(maxima) > 88.72, text
 
 
+@HUNTED
 def test_hunt_does_not_flag_a_careful_implementation(hunted_run):
     rows = _rows(hunted_run)
     careful = rows[rows["backend"] == "careful-hunt"]
@@ -91,6 +97,7 @@ def test_hunt_does_not_flag_a_careful_implementation(hunted_run):
     assert (careful["worst_ratio"].dropna() <= 1).all()
 
 
+@HUNTED
 def test_hunted_rows_are_stored_with_their_inputs_and_exact_values(hunted_run):
     rows = _rows(hunted_run)
     assert (rows["source"] == "hunt").all()
@@ -107,6 +114,7 @@ def test_hunted_rows_are_stored_with_their_inputs_and_exact_values(hunted_run):
     assert labels is None and again.tobytes() == logits.tobytes()
 
 
+@HUNTED
 def test_report_shows_the_hunt_section(hunted_run, tmp_path):
     assert main(["report", str(hunted_run), "--out", str(tmp_path)]) == 0
     text = (tmp_path / "report.md").read_text()
@@ -116,6 +124,7 @@ def test_report_shows_the_hunt_section(hunted_run, tmp_path):
     assert 'S("' in section  # the promotion line
 
 
+@HUNTED
 def test_a_hunted_input_is_promoted_by_one_declarative_line(hunted_run, tmp_path, monkeypatch):
     rows = _rows(hunted_run)
     row = rows[rows["implementation"] == "flawed-hunt:wrapping-sparse"].iloc[0]

@@ -19,6 +19,8 @@ PLUGINS = {
     **flawed_sharded.ENTRY_POINTS,
 }
 WITHOUT_1_OVER_T = "backward-without-1-over-T"
+# Every test reads one hunt: on one worker it runs once, not once per worker.
+pytestmark = pytest.mark.xdist_group("hunt-head")
 
 
 @pytest.fixture(scope="module")

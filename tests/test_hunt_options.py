@@ -19,6 +19,10 @@ from xentbench.suites.hunt import hunted
 PLUGINS = flawed_options.ENTRY_POINTS
 
 
+# Every test reads one hunt: on one worker it runs once, not once per worker.
+pytestmark = pytest.mark.xdist_group("hunt-options")
+
+
 @pytest.fixture(scope="module")
 def hunted_options(tmp_path_factory) -> Path:
     return hunt_plugins(tmp_path_factory, PLUGINS, "hunt-options", ("value",))

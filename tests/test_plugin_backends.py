@@ -73,7 +73,7 @@ print(json.dumps({{
 """
 
 
-@functools.cache
+@functools.cache  # one interpreter per order: the tests of KERAS_ORDERS read the same ones
 def _statuses(*names: str) -> dict:
     """The registry's status of ``names``, loaded in this order in a new interpreter: per
     backend its reason (None when it loaded) and the Keras APIs it declares."""
@@ -91,8 +91,14 @@ def _need(*modules: str) -> None:
             pytest.skip(f"{module} is not installed here")
 
 
+# The tests that load Keras and TensorFlow in both orders share a worker, so each order's
+# interpreter starts once.
+KERAS_ORDERS = pytest.mark.xdist_group("keras-orders")
+
+
 # The same mechanism (KERAS_BACKEND read once per process) on both: keras_jax represents it in
 # the fast tier, keras_torch runs in the slow one too.
+@KERAS_ORDERS
 @pytest.mark.parametrize(
     "backend", ["keras_jax", pytest.param("keras_torch", marks=pytest.mark.slow)]
 )
@@ -105,6 +111,7 @@ def test_a_keras_backend_loads_first_in_its_process_and_then_excludes_the_others
     assert reason and f"Keras runs on its {loaded} backend in this process" in reason
 
 
+@KERAS_ORDERS
 def test_a_keras_backend_is_unavailable_where_keras_was_loaded_for_tensorflow():
     _need("keras", "tensorflow", "jax")
     statuses = _statuses("tensorflow", "keras_jax")
@@ -112,6 +119,7 @@ def test_a_keras_backend_is_unavailable_where_keras_was_loaded_for_tensorflow():
     assert "Keras runs on its tensorflow backend in this process" in statuses["keras_jax"]["reason"]
 
 
+@KERAS_ORDERS
 def test_the_keras_losses_are_declared_alike_on_every_keras_backend():
     _need("keras", "tensorflow", "jax")
     tensorflow = _statuses("tensorflow", "keras_jax")["tensorflow"]["keras"]

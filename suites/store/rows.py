@@ -19,9 +19,8 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -37,6 +36,9 @@ from xentbench.suites.store.schema import (
     IncompatibleRun,
     key_of,
 )
+
+if TYPE_CHECKING:  # pandas only where rows are loaded: the CLI starts without it
+    import pandas as pd
 
 _VERSION_KEY = b"xentbench.schema_version"
 
@@ -239,6 +241,8 @@ def stored_backends(run_dir: Path, suite: str) -> list[str]:
 
 def load(run_dirs: Iterable[Path], suite: str) -> pd.DataFrame:
     """All rows of ``suite`` from the given run directories (merged files and parts)."""
+    import pandas as pd
+
     frames = []
     for run_dir in run_dirs:
         frames += _load_run(Path(run_dir), suite)
