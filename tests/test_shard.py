@@ -82,3 +82,18 @@ def test_a_bad_split_exits_2_naming_the_value_and_the_valid_form(tmp_path, capsy
     assert main([*SELECTION, "--split", value, "--out", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert f"--split {value!r}" in error and "B=K" in error and "\n" not in error.strip()
+
+
+def test_a_split_keeps_every_implementation_of_a_case_and_dtype_in_one_worker():
+    """JAX lowers per input shape: a case's implementations and quantities share a part."""
+    from xentbench.suites.run.worker import WorkerJob, _mine
+
+    jobs = [WorkerJob("jax", "accuracy", Selection(), "", "", "", part=(i, 3)) for i in (1, 2, 3)]
+    owners = set()
+    for case in (f"softmax/benign/c{i}" for i in range(60)):
+        keys = [(impl, case, "float32", "cpu", "eager", quantity)
+                for impl in ("jax:a", "jax:b", "jax:c") for quantity in ("value", "grad")]  # fmt: skip
+        parts = {tuple(job.part for job in jobs if _mine(job, key)) for key in keys}
+        assert len(parts) == 1 and len(next(iter(parts))) == 1, parts
+        owners |= parts
+    assert len(owners) == 3  # and the cases spread over every part
