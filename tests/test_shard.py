@@ -91,8 +91,8 @@ def test_a_split_keeps_every_implementation_of_a_case_and_dtype_in_one_worker():
     jobs = [WorkerJob("jax", "accuracy", Selection(), "", "", "", part=(i, 3)) for i in (1, 2, 3)]
     owners = set()
     for case in (f"softmax/benign/c{i}" for i in range(60)):
-        keys = [(impl, case, "float32", "cpu", "eager", quantity)
-                for impl in ("jax:a", "jax:b", "jax:c") for quantity in ("value", "grad")]  # fmt: skip
+        calls = [(impl, q) for impl in ("jax:a", "jax:b", "jax:c") for q in ("value", "grad")]
+        keys = [(impl, case, "float32", "cpu", "eager", q) for impl, q in calls]
         parts = {tuple(job.part for job in jobs if _mine(job, key)) for key in keys}
         assert len(parts) == 1 and len(next(iter(parts))) == 1, parts
         owners |= parts
