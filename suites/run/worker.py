@@ -29,6 +29,7 @@ from xentbench.adapters import registry
 from xentbench.suites.catalog.selection import Selection, in_part
 from xentbench.suites.run.phases import PhaseClock
 from xentbench.suites.store.rows import RowWriter, stored_keys, stored_rows, stored_versions
+from xentbench.suites.store.schema import KEYS
 
 
 class Task(Protocol):
@@ -215,12 +216,16 @@ def _work_through(
         connection.send(("done", worst))
 
 
+# Where an accuracy key holds its case and dtype: what a ``--split`` part is drawn from.
+_INPUT_COLUMNS = tuple(KEYS["accuracy"].index(column) for column in ("case_id", "dtype"))
+
+
 def _mine(job: WorkerJob, key: tuple) -> bool:
     """Whether the task of ``key`` is this worker's: in the run's shard and the job's part.
-    An accuracy task's part is drawn from its case and dtype alone (``KEYS``' second and third
-    columns), so every implementation of one input shape runs in one worker and a framework
-    that lowers and compiles per shape (JAX eager) does so once, not once per worker."""
-    drawn = key[1:3] if job.suite == "accuracy" else key
+    An accuracy task's part is drawn from its case and dtype alone, so every implementation of
+    one input shape runs in one worker and a framework that lowers and compiles per shape (JAX
+    eager) does so once, not once per worker."""
+    drawn = tuple(key[i] for i in _INPUT_COLUMNS) if job.suite == "accuracy" else key
     return job.selection.in_shard(key) and in_part(drawn, job.part, salt="split")
 
 
