@@ -75,6 +75,12 @@ def test_a_backend_split_over_workers_side_by_side_equals_the_whole_run_key_by_k
     columns = [c for c in whole.columns if c not in PROVENANCE]
     pd.testing.assert_frame_equal(parts[columns], whole[columns])
     assert not (tmp_path / "split" / "parts").exists()  # every part file merged
+    # each part's worker writes a log of its own, so a crash report quotes only its lines
+    logs = sorted(path.name for path in (tmp_path / "split" / "logs").iterdir())
+    assert logs == [f"accuracy-numpy-part{i}of3.log" for i in (1, 2, 3)], logs
+    for i in (1, 2, 3):
+        log = (tmp_path / "split" / "logs" / f"accuracy-numpy-part{i}of3.log").read_text()
+        assert log.count("worker started") == 1 and f"part {i}/3" in log, log
 
 
 @pytest.mark.parametrize("value", ["numpy", "numpy=0", "numpy=x", "nopy=2", "numpy=65"])

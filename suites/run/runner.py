@@ -86,8 +86,8 @@ class _Worker:
         ]
         command.append(str(os.getpid()))
         self.started = time.monotonic()
-        self.log = worker_log.log_path(job.run_dir, job.suite, job.backend)
-        log_fd, self.log_start = worker_log.open_log(job.run_dir, job.suite, job.backend, title)
+        self.log = worker_log.prepare_log(job.run_dir, job.suite, job.backend, job.part)
+        log_fd, self.log_start = worker_log.open_log(self.log, title)
         # Its own session: a terminal's Ctrl-C goes to this process only, which stops workers.
         # Its stdout and stderr (file descriptors 1 and 2: C++ libraries' output too) go to
         # the log from its first instruction on, so even a failed start is written there.
@@ -285,7 +285,7 @@ def run_all(
     """
     _stop.clear()
     for job in jobs:  # a symlink planted where a log goes: refused before any worker starts
-        worker_log.prepare_log(job.run_dir, job.suite, job.backend)
+        worker_log.prepare_log(job.run_dir, job.suite, job.backend, job.part)
     caps = shared_core_caps(parallel)  # side by side, each worker gets its share of the cores
     concurrent = [
         dataclasses.replace(job, environment={**caps, **job.environment})

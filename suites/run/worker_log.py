@@ -4,8 +4,9 @@ Frameworks write to the process's stderr from C++ (TensorFlow's oneDNN notice an
 ONNX Runtime's kernel errors on inputs that are meant to fail) and from Python (warnings,
 logging); on a terminal they tear the progress display apart. The runner starts each worker
 with its stdout and stderr on ``<run dir>/logs/<suite>-<backend>.log`` (file descriptors 1 and
-2, so C++ output lands there too), appending, one header line per worker; a worker that
-crashes is reported with the tail of what it wrote there.
+2, so C++ output lands there too; ``<suite>-<backend>-part1of2.log`` for a split backend's
+parts), appending, one header line per worker; a worker that crashes is reported with the tail
+of what it wrote there.
 
 The frameworks' own log levels cannot do this: the TensorFlow adapter sets
 ``TF_CPP_MIN_LOG_LEVEL=2`` before importing TensorFlow (warnings and INFO dropped, errors
@@ -32,23 +33,27 @@ TAIL_BYTES = 64 * 1024  # a crashed worker's last words are in its last few kilo
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")  # ONNX Runtime colours its error lines
 
 
-def log_path(run_dir: str | Path, suite: str, backend: str) -> Path:
-    """The log of one backend's workers for one suite (every round and restart appends)."""
-    return Path(run_dir) / LOG_DIR / f"{suite}-{backend}.log"
+def log_path(run_dir: str | Path, suite: str, backend: str, part: tuple[int, int] = (1, 1)) -> Path:
+    """The log of one backend's workers for one suite (every round and restart appends); each
+    part of a split backend (``run --split``) has its own, as the parts' workers run side by
+    side and a crash report quotes the end of the log."""
+    split = "-part{}of{}".format(*part) if part[1] > 1 else ""
+    return Path(run_dir) / LOG_DIR / f"{suite}-{backend}{split}.log"
 
 
-def prepare_log(run_dir: str | Path, suite: str, backend: str) -> Path:
+def prepare_log(
+    run_dir: str | Path, suite: str, backend: str, part: tuple[int, int] = (1, 1)
+) -> Path:
     """The log's path, its folder created; a symlink on the way (or the log itself a symlink)
     raises ``UnsafePath``: the runner checks every job's before it starts a worker."""
-    path = log_path(run_dir, suite, backend)
+    path = log_path(run_dir, suite, backend, part)
     make_dirs(Path(run_dir), path.parent)
     return inside(Path(run_dir), path)
 
 
-def open_log(run_dir: str | Path, suite: str, backend: str, title: str) -> tuple[int, int]:
-    """Open the log for appending (no symlink followed), write a header line naming this
-    worker; return the file descriptor and the offset where this worker's output starts."""
-    path = prepare_log(run_dir, suite, backend)
+def open_log(path: Path, title: str) -> tuple[int, int]:
+    """Open the prepared log ``path`` for appending (no symlink followed), write a header line
+    naming this worker; return the file descriptor and the offset where its output starts."""
     fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     now = dt.datetime.now().isoformat(timespec="seconds")
     os.write(fd, f"--- {now} {title}: worker started\n".encode())
