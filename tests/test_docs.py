@@ -82,6 +82,16 @@ def test_readme_fits_one_screen_of_a_front_door():
     assert lines <= README_MAX_LINES, f"README.md has {lines} lines; move detail into docs/"
 
 
+def test_the_readme_result_is_the_committed_sample_summary_verbatim():
+    """The README's one real result is copied from the committed run's summary.txt (rebuilt with
+    ``xentbench report reports/sample``), so its figures trace to stored rows."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## One real result")[1].split("\n## ")[0]
+    block = code_block(section, "text", "evaluations fail").rstrip("\n").removesuffix("\n  ...")
+    summary = (ROOT / "reports" / "sample" / "summary.txt").read_text()
+    assert block.strip() and block in summary
+
+
 def test_architecture_is_a_map():
     lines = len((ROOT / "ARCHITECTURE.md").read_text().splitlines())
     assert lines <= ARCHITECTURE_MAX_LINES, f"ARCHITECTURE.md has {lines} lines; details: docs/"

@@ -7,6 +7,7 @@ import ast
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -21,12 +22,14 @@ from xentbench.adapters import registry
 from xentbench.adapters.base import Call
 from xentbench.suites.cli import main
 from xentbench.suites.findings import known
+from xentbench.suites.findings.careful import triage
 from xentbench.suites.findings.group import Finding, Sample, finding_id, group_findings
 from xentbench.suites.findings.modes import row_modes, verdict_mode
 from xentbench.suites.findings.repro import build_reproducer, write_reproducer
 from xentbench.suites.findings.shrink import ddmin, observe, shrink
 from xentbench.suites.findings.slicing import Input
 from xentbench.suites.findings.tables import findings_of_runs
+from xentbench.suites.store.rows import load
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -322,7 +325,9 @@ def test_findings_json_has_the_documented_fields_and_the_report_opens_with_them(
     flawed_backend, tmp_path, capsys
 ):
     _run(tmp_path / "run", seed=0)
+    capsys.readouterr()
     assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "report")]) == 0
+    _check_summary(tmp_path / "run", tmp_path / "report", capsys.readouterr().out)
     report = (tmp_path / "report" / "report.md").read_text()
     headings = [line for line in report.splitlines() if line.startswith("## ")]
     assert headings[0] == "## Findings" and "overflowing:softmax" in report.split(headings[1])[0]
@@ -334,6 +339,37 @@ def test_findings_json_has_the_documented_fields_and_the_report_opens_with_them(
         "dtypes", "cases", "evaluations", "worst_ratio", "worst_ulp_error", "versions",
     ):  # fmt: skip
         assert field in record
+
+
+def _check_summary(run: Path, report: Path, printed: str) -> None:
+    """``xentbench report`` prints summary.txt: one screen whose counts are the run's, and which
+    lists first the defect? findings the careful kernel passes on."""
+    summary = (report / "summary.txt").read_text()
+    assert printed.startswith(summary)
+    lines = summary.splitlines()
+    assert len(lines) <= 60, summary
+    # prose filled to 100 columns (a path longer than that alone on its line); the commands to
+    # copy stay whole
+    wide = [line for line in lines if len(line) > 100 and len(line.split()) > 1]
+    assert all(":   xentbench " in line or ":  xentbench " in line for line in wide), wide
+    rows = load([run], "accuracy")
+    counts = rows["verdict"].value_counts()
+    table_row = next(line.split() for line in lines if line.strip().startswith("overflowing "))
+    evaluated = int(counts.drop("unsupported", errors="ignore").sum())
+    assert table_row[1:4] == [
+        f"{evaluated:,}",
+        f"{counts.get('pass', 0):,}",
+        f"{counts.get('inaccurate', 0):,}",
+    ]
+    found = findings_of_runs([run]).findings
+    confirmed = {f.id for f in found if triage(f) == "confirmed"}
+    assert confirmed, [(f.id, f.careful_worst_ratio) for f in found]
+    look_first = summary.split("Look first:")[1].split("\n\n")[0]
+    listed = set(re.findall(r"\bxf-[0-9a-f]{8}\b", look_first))
+    assert listed and listed <= confirmed, (listed, confirmed)
+    assert f"Full report: {report / 'report.html'}" in summary.replace("\n    ", " ")
+    first = re.findall(r"\bxf-[0-9a-f]{8}\b", look_first)[0]
+    assert f"xentbench repro {first} --run {run}" in summary
 
 
 def test_a_reproducer_fails_while_the_flaw_lives_and_passes_once_fixed(

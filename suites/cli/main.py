@@ -104,8 +104,7 @@ def _report(args, console) -> int:
         require_results(run_dir)
     out = writable_dir(args.out or run_dirs[0])
     paths = build_report(run_dirs, out)
-    for name, path in paths.items():
-        print(f"{name}: {path}")
+    print(paths["summary.txt"].read_text(encoding="utf-8"))
     seconds = {name: round(value, 3) for name, value in REPORT_SECONDS.items()}
     print(f"report built in {seconds['wall_s']:.1f} s (plots {seconds['plots_s']:.1f} s)")
     own = out.resolve() == run_dirs[0].resolve() and (run_dirs[0] / "run.json").is_file()

@@ -28,8 +28,9 @@ from xentbench.suites.report.accuracy import (
     is_baseline,
     verdict_counts,
 )
-from xentbench.suites.report.findings import findings_section
+from xentbench.suites.report.findings import findings_section, report_findings
 from xentbench.suites.report.format import clean, format_seconds
+from xentbench.suites.report.glance import glance
 from xentbench.suites.report.hunt import hunt_sections
 from xentbench.suites.report.linear import benchmark_rows
 from xentbench.suites.report.render import (
@@ -216,7 +217,8 @@ def summary_section(accuracy: pd.DataFrame, timing: pd.DataFrame) -> Section:
 
 
 def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
-    """Write report.md, report.html, accuracy.csv, timing.csv and PNG plots into ``out_dir``.
+    """Write report.md, report.html, summary.txt (the report at a glance), accuracy.csv,
+    timing.csv and PNG plots into ``out_dir``.
 
     Returns the written files by name. Raises ``FileNotFoundError`` for a missing run
     directory and ``ValueError`` when the runs hold no results at all. A run given twice (or
@@ -235,7 +237,7 @@ def build_report(run_dirs: list[Path], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".report-"))
     try:
-        written = _build_into(run_dirs, accuracy, timing, staging)
+        written = _build_into(run_dirs, accuracy, timing, staging, out_dir)
         return {name: _move_into(path, out_dir) for name, path in written.items()}
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -255,8 +257,11 @@ def _move_into(path: Path, out_dir: Path) -> Path:
     return target
 
 
-def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[str, Path]:
-    """Every report file, written into ``out_dir``; the plots drawn beside the findings."""
+def _build_into(
+    run_dirs: list[Path], accuracy, timing, out_dir: Path, final_dir: Path
+) -> dict[str, Path]:
+    """Every report file, written into ``out_dir`` (to be moved into ``final_dir``, which the
+    summary names); the plots drawn beside the findings."""
     started = time.perf_counter()
     infos = [(d, read_run_info(d)) for d in run_dirs]
     drawing = PlotJobs(accuracy, timing, out_dir, _bandwidth(infos))
@@ -264,7 +269,8 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
         written = _write_csvs(accuracy, timing, out_dir)
         guard = trivial_frame(accuracy, run_dirs)
         written.update(write_trivial_csv(guard, out_dir))
-        findings = [findings_section(accuracy, run_dirs)] if not accuracy.empty else []
+        result = report_findings(accuracy, run_dirs) if not accuracy.empty else None
+        findings = [findings_section(result)] if result is not None else []
         accuracy_plots, timing_plots = drawing.result("accuracy"), drawing.result("timing")
     finally:
         drawing.close()
@@ -291,6 +297,9 @@ def _build_into(run_dirs: list[Path], accuracy, timing, out_dir: Path) -> dict[s
     ):
         (out_dir / name).write_text(text, encoding="utf-8")
         written[name] = out_dir / name
+    summary = glance(infos, accuracy, timing, result, final_dir, [*written, "summary.txt"])
+    (out_dir / "summary.txt").write_text(summary, encoding="utf-8")
+    written["summary.txt"] = out_dir / "summary.txt"
     wall_s = time.perf_counter() - started
     REPORT_SECONDS.update(
         wall_s=wall_s, plots_s=drawing.seconds, tables_s=max(0.0, wall_s - drawing.waited)

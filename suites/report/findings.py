@@ -12,6 +12,7 @@ from xentbench.suites.findings.tables import (
     CAREFUL_INTRO,
     CAUSES_INTRO,
     LISTED,
+    FindingsOfRuns,
     cause_rows,
     entry_rows,
     finding_rows,
@@ -20,10 +21,14 @@ from xentbench.suites.findings.tables import (
 from xentbench.suites.report.render import Section, Table
 
 
-def findings_section(accuracy: pd.DataFrame, run_dirs: list[Path]) -> Section:
+def report_findings(accuracy: pd.DataFrame, run_dirs: list[Path]) -> FindingsOfRuns:
+    """The findings of the report's accuracy rows, the careful kernel's result on each."""
+    return findings_of_rows(accuracy, run_seeds(run_dirs))
+
+
+def findings_section(result: FindingsOfRuns) -> Section:
     """Causes shared by several findings, then findings per class (the defect?/upstream/documented
     ones listed beside the careful kernel's result on their input), the rest per entry."""
-    result = findings_of_rows(accuracy, run_seeds(run_dirs))
     blocks: list = [result.headline()]
     listed = [f for f in result.findings if f.klass in LISTED]
     summarised = [f for f in result.findings if f.klass not in LISTED]
