@@ -28,7 +28,8 @@ from xentbench.suites.findings.modes import row_modes, verdict_mode
 from xentbench.suites.findings.repro import build_reproducer, write_reproducer
 from xentbench.suites.findings.shrink import ddmin, observe, shrink
 from xentbench.suites.findings.slicing import Input
-from xentbench.suites.findings.tables import findings_of_runs
+from xentbench.suites.findings.tables import FindingsOfRuns, findings_of_runs
+from xentbench.suites.report.glance import glance
 from xentbench.suites.store.rows import load
 
 REPO = Path(__file__).resolve().parent.parent
@@ -370,6 +371,24 @@ def _check_summary(run: Path, report: Path, printed: str) -> None:
     assert f"Full report: {report / 'report.html'}" in summary.replace("\n    ", " ")
     first = re.findall(r"\bxf-[0-9a-f]{8}\b", look_first)[0]
     assert f"xentbench repro {first} --run {run}" in summary
+
+
+def test_the_summary_lists_framework_and_plugin_defects_first_not_xentbenchs_own_code():
+    """A careful kernel confirms all three; the summary's "Look first" names the framework's and
+    the plugin's, most severe first, and leaves out xentbench's own NumPy formula."""
+    own, plugin, framework = (
+        _finding("numpy:stable.softmax"),
+        _finding("mybackend:softmax", "inf-for-finite"),
+        _finding("torch:torch.softmax", "wrong-infinity"),
+    )
+    plugin.evaluations = 5  # as severe (the wrong kind of number), in more evaluations
+    for finding in (own, plugin, framework):
+        finding.careful_worst_ratio = finding.careful_ratio = 0.5
+    result = FindingsOfRuns([own, plugin, framework], ["run"], 3, 0)
+    text = glance([], pd.DataFrame(), pd.DataFrame(), result, Path("out"), [])
+    look_first = text.split("Look first:")[1]
+    assert look_first.index(plugin.id) < look_first.index(framework.id)
+    assert own.id not in text and "Look first: 2 `defect?` findings" in text
 
 
 def test_a_reproducer_fails_while_the_flaw_lives_and_passes_once_fixed(

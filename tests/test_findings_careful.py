@@ -275,3 +275,29 @@ def test_the_committed_sample_names_one_cause_per_mechanism_and_the_careful_kern
         f.id for f in result.findings if 1 < f.careful_worst_ratio < math.inf
     ]  # the careful kernel over its allowance on a stored input: the budget would be wrong
     assert budget_wrong == []
+
+
+@pytest.mark.xdist_group("committed-sample")
+def test_an_upstream_report_of_an_exception_quotes_it_and_its_scipy_reproducer_has_no_helpers(
+    tmp_path, capsys
+):
+    """SciPy's logsumexp raises TypeError on bfloat16 from 1.15 on (the sample's scipy 1.17.1):
+    the report quotes the exception, not a table of NaNs, and the reproducer calls SciPy alone,
+    without xentbench's NumPy formulas."""
+    run = sample_copy(tmp_path / "sample", False, frozenset({"benign", "size"}))
+    found = findings_of_runs([run]).findings
+    raising = next(
+        f
+        for f in found
+        if f.implementation == "numpy:scipy.special.logsumexp"
+        and f.failure_mode == "raises-on-valid-input"
+    )
+    out = tmp_path / "upstream"
+    assert main(["findings", str(run), "--upstream", raising.id, "--out", str(out)]) == 0
+    body = (out / f"{raising.id}.md").read_text()
+    table = body.split("## Expected against got")[1].split("\n## ")[0]
+    assert "| got | `raised TypeError: dtype argument must be a NumPy dtype" in table
+    assert "nan" not in table
+    assert "Likely cause: the call raises instead of computing a valid input" in body
+    script = (out / f"{raising.id}.py").read_text()
+    assert "Needs only SciPy and NumPy." in script and "_stable_" not in script

@@ -46,7 +46,9 @@ def test_each_framework_has_its_tracker_and_the_projects_own_code_has_none():
     assert tracker_of("tensorflow:keras.losses.categorical_crossentropy") == "keras-team/keras"
     assert tracker_of("tensorflow:tf.nn.softmax") == "tensorflow/tensorflow"
     assert tracker_of("keras_jax:keras.losses.X") == "keras-team/keras"
+    assert tracker_of("numpy:scipy.special.logsumexp") == "scipy/scipy"
     assert tracker_of("numpy:stable.softmax") == tracker_of("careful:softmax") == ""
+    assert tracker_of("numpy:head.softmax") == tracker_of("numpy:naive.softmax") == ""
 
 
 def test_only_confirmed_framework_defects_are_picked_one_per_cause_and_case_per_tracker():

@@ -139,6 +139,14 @@ def careful_sentence(finding: Finding) -> str:
 TRIAGE: tuple[str, ...] = ("catalogued", "confirmed", "unexplained")
 
 
+def severity_key(finding: Finding) -> tuple:
+    """Most severe first: the wrong kind of number (or an exception), then the worst error /
+    allowance, then the number of evaluations; the id breaks ties."""
+    ratio = finding.worst_ratio
+    measured = -math.inf if math.isnan(ratio) else ratio
+    return (-math.isinf(measured), -measured, -finding.evaluations, finding.id)
+
+
 def triage(finding: Finding) -> str:
     """Where a finding stands: ``catalogued`` (a catalogue entry explains it), ``confirmed``
     (no entry, but the careful kernel passes on the same inputs where the implementation

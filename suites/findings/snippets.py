@@ -254,7 +254,8 @@ def _numpy_helpers() -> str:
     from xentbench.adapters import numpy_adapter
 
     names = sorted(n for n in vars(numpy_adapter) if n.startswith(("_stable_", "_naive_")))
-    functions = [numpy_adapter._shift_by_max, *(getattr(numpy_adapter, n) for n in names)]
+    functions = [numpy_adapter._shift_by_max, numpy_adapter._checked_labels]
+    functions += [getattr(numpy_adapter, n) for n in names]
     return "\n\n".join(textwrap.dedent(inspect.getsource(f)) for f in functions)
 
 
@@ -272,9 +273,10 @@ def run_source(implementation: str, reducing: bool) -> tuple[str, str]:
         shape = '["batch"]' if reducing else '["batch", "classes"]'
         source = _ONNX_SOURCE.format(nodes=nodes, initializers=initializers, output_shape=shape)
         return "onnx and onnxruntime", source
-    if backend == "numpy" and api in _NUMPY:
-        source = _NUMPY_SOURCE.format(helpers=_numpy_helpers(), expr=_NUMPY[api])
-        return "NumPy/SciPy", source
+    if backend == "numpy" and api.startswith("scipy.") and api in _NUMPY:
+        return "SciPy", _NUMPY_SOURCE.format(helpers="", expr=_NUMPY[api])
+    if backend == "numpy" and api in _NUMPY:  # xentbench's own formulas, copied in
+        return "NumPy", _NUMPY_SOURCE.format(helpers=_numpy_helpers(), expr=_NUMPY[api])
     if backend == "verify":  # the user's function: the script configures the backend as verify did
         return "xentbench and the verified function", _verify_source()
     return f"the {backend} plugin", _PLUGIN_SOURCE.format(backend=backend)

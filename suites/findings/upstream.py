@@ -100,13 +100,18 @@ def _expected_against_got(finding: Finding, row: pd.Series | None) -> list[str]:
     facts = [
         ("case", f"`{row['case_id']}` (xentbench catalog, seed {finding.sample.seed})"),
         ("dtype, device, mode", f"{row['dtype']}, {row['device']}, {row['mode']}"),
-        ("worst element", f"{row.get('worst_index') or '—'} {row.get('worst_input') or ''}"),
-        ("got", _value(row.get("got"))),
-        ("expected (exact, float64 nearest)", _value(row.get("expected"))),
-        ("error in ULPs of the output dtype", _value(row.get("ulp_error"))),
-        ("allowance (absolute)", _value(row.get("allowance"))),
-        ("error / allowance", _value(row.get("worst_ratio"))),
     ]
+    if row.get("verdict") == "error":  # no number came back: the exception is the result
+        facts += [("got", f"`{row.get('message') or 'an exception'}`"), ("expected", "a result")]
+    else:
+        facts += [
+            ("worst element", f"{row.get('worst_index') or '—'} {row.get('worst_input') or ''}"),
+            ("got", _value(row.get("got"))),
+            ("expected (exact, float64 nearest)", _value(row.get("expected"))),
+            ("error in ULPs of the output dtype", _value(row.get("ulp_error"))),
+            ("allowance (absolute)", _value(row.get("allowance"))),
+            ("error / allowance", _value(row.get("worst_ratio"))),
+        ]
     return ["| | |", "| --- | --- |", *[f"| {name} | {value} |" for name, value in facts]]
 
 
@@ -164,6 +169,8 @@ def _seen(finding: Finding) -> str:
     more = " ..." if len(finding.cases) > 6 else ""
     dtypes = ", ".join(finding.dtypes)
     seen = f"Seen in {finding.evaluations} evaluations ({dtypes}; cases {cases}{more})"
+    if math.isnan(finding.worst_ratio):  # an exception everywhere: nothing to rank
+        return f"{seen}."
     return f"{seen}; the worst is {worst}."
 
 

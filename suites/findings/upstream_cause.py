@@ -42,7 +42,10 @@ _CAUSES = {
     "answers-invalid-input": (
         "the class id is not range-checked: a negative one indexes from the end (wraps around)"
     ),
-    "raises-on-valid-input": "the API rejects an input its documentation accepts",
+    "raises-on-valid-input": (
+        "the call raises instead of computing a valid input (the exception is quoted under "
+        "Expected against got)"
+    ),
     "flushed-subnormal": "the CPU's flush-to-zero mode (subnormal results become 0)",
     "shift-variant": "the result depends on the logits' offset: the max shift is missing or late",
 }

@@ -16,7 +16,6 @@ framework is not installed here is left as it is, so the command runs once per e
 
 from __future__ import annotations
 
-import math
 import subprocess
 import sys
 import tomllib
@@ -27,13 +26,21 @@ from pathlib import Path
 import pandas as pd
 
 from xentbench.adapters import registry
-from xentbench.suites.findings.careful import triage
+from xentbench.suites.findings.careful import severity_key, triage
 from xentbench.suites.findings.group import Finding
 from xentbench.suites.findings.upstream import write_upstream
 
 TRACKERS_FILE = "trackers.toml"
 # Implementations whose failing step is xentbench's own code, not a framework's.
-OWN = ("numpy:*", "careful:*", "*softcapped*", "*z_loss*", "*simulated shards*")
+OWN = (
+    "numpy:stable.*",
+    "numpy:naive.*",
+    "numpy:head.*",
+    "careful:*",
+    "*softcapped*",
+    "*z_loss*",
+    "*simulated shards*",
+)
 _BACKEND_TRACKERS = {
     "torch": "pytorch/pytorch",
     "onnxruntime": "microsoft/onnxruntime",
@@ -56,22 +63,22 @@ _WORDS = {
 }
 
 
+def is_own(implementation: str) -> bool:
+    """Whether the implementation's failing step is xentbench's own code (``OWN``)."""
+    return any(fnmatchcase(implementation, pattern) for pattern in OWN)
+
+
 def tracker_of(implementation: str) -> str:
-    """The public tracker of the framework that ships an implementation ("" for none)."""
+    """The public tracker of the framework that ships an implementation ("" for none: the
+    numpy backend's own formulas are xentbench's, its ``scipy.*`` APIs are SciPy's)."""
     backend, _, api = implementation.partition(":")
+    if backend == "numpy":
+        return "scipy/scipy" if api.startswith("scipy.") else ""
     if backend == "jax":
         return "google-deepmind/optax" if api.startswith("optax.") else "jax-ml/jax"
     if backend == "tensorflow":
         return "keras-team/keras" if api.startswith("keras.") else "tensorflow/tensorflow"
     return _BACKEND_TRACKERS.get(backend, "")
-
-
-def _severity(finding: Finding) -> tuple:
-    """Sort key: the wrong kind of number first, then the worst error / allowance, then the
-    number of evaluations; the id breaks ties."""
-    ratio = finding.worst_ratio
-    measured = -math.inf if math.isnan(ratio) else ratio
-    return (-math.isinf(measured), -measured, -finding.evaluations, finding.id)
 
 
 def _case_name(finding: Finding) -> str:
@@ -89,12 +96,12 @@ def pick(findings: list[Finding], count: int) -> list[Finding]:
         for f in findings
         if triage(f) == "confirmed"
         and tracker_of(f.implementation)
-        and not any(fnmatchcase(f.implementation, g) for g in OWN)
+        and not is_own(f.implementation)
     ]
     seen: set[tuple] = set()
     per_tracker: dict[str, int] = {}
     ranked = []
-    for finding in sorted(candidates, key=_severity):
+    for finding in sorted(candidates, key=severity_key):
         tracker = tracker_of(finding.implementation)
         keys = {
             ("cause", finding.cause or finding.id, tracker),
@@ -104,7 +111,7 @@ def pick(findings: list[Finding], count: int) -> list[Finding]:
             continue
         seen |= keys
         per_tracker[tracker] = per_tracker.get(tracker, 0) + 1
-        ranked.append((per_tracker[tracker], _severity(finding), finding))
+        ranked.append((per_tracker[tracker], severity_key(finding), finding))
     return [finding for *_, finding in sorted(ranked, key=lambda r: r[:2])][:count]
 
 

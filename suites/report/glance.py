@@ -9,15 +9,15 @@ It is built from the same frames and findings as the report, so the two never di
 
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 
 import pandas as pd
 
-from xentbench.suites.findings.careful import careful_sentence, triage
+from xentbench.suites.findings.careful import careful_sentence, severity_key, triage
 from xentbench.suites.findings.group import Finding
 from xentbench.suites.findings.tables import FindingsOfRuns
+from xentbench.suites.findings.upstream_top import is_own
 from xentbench.suites.judge.verdicts import FAILURES
 from xentbench.suites.report.accuracy import is_baseline, verdict_counts
 from xentbench.suites.report.timing import fastest_table
@@ -126,12 +126,13 @@ def _findings(result: FindingsOfRuns, infos: list[tuple[Path, dict]]) -> str:
             "evaluations; `defect?` ones have no known explanation."
         )
     ]
-    confirmed = [f for f in result.findings if triage(f) == "confirmed"]
+    confirmed = _look_first(result)
     if confirmed:
         blocks.append(
             _wrap(
-                f"Look first: {_count(len(confirmed), '`defect?` finding')} where a careful "
-                "kernel passes on the same input; the worst, one per cause:"
+                f"Look first: {_count(len(confirmed), '`defect?` finding')} of the frameworks "
+                "and plugins where a careful kernel passes on the same input; the worst, one per "
+                "cause:"
             )
         )
         blocks += [_finding_lines(f) for f in _worst_distinct(confirmed)]
@@ -157,11 +158,17 @@ def _findings(result: FindingsOfRuns, infos: list[tuple[Path, dict]]) -> str:
     return "\n".join(blocks)
 
 
+def _look_first(result: FindingsOfRuns) -> list[Finding]:
+    """The confirmed defect? findings (``triage``) but those of xentbench's own formulas and
+    compositions (``is_own``): what a framework or a plugin gets wrong."""
+    return [f for f in result.findings if triage(f) == "confirmed" and not is_own(f.implementation)]
+
+
 def _worst_distinct(findings: list[Finding]) -> list[Finding]:
-    """The findings with the largest error over the allowance (the wrong kind of number first,
-    then the most evaluations), at most one per shared cause, ``LOOK_FIRST`` of them."""
+    """The most severe findings (``severity_key``, as ``findings --upstream-top`` ranks them),
+    at most one per shared cause, ``LOOK_FIRST`` of them."""
     chosen, causes = [], set()
-    for finding in sorted(findings, key=_badness, reverse=True):
+    for finding in sorted(findings, key=severity_key):
         if finding.cause and finding.cause in causes:
             continue
         causes.add(finding.cause)
@@ -169,11 +176,6 @@ def _worst_distinct(findings: list[Finding]) -> list[Finding]:
         if len(chosen) == LOOK_FIRST:
             break
     return chosen
-
-
-def _badness(finding: Finding) -> tuple[float, int, str]:
-    ratio = finding.worst_ratio
-    return (math.inf if math.isnan(ratio) else ratio, finding.evaluations, finding.id)
 
 
 def _finding_lines(finding: Finding) -> str:
@@ -207,7 +209,7 @@ def _first_listed(findings: FindingsOfRuns | None) -> str:
     """The id of the first finding the summary lists, for the commands it suggests."""
     if findings is None:
         return ""
-    confirmed = [f for f in findings.findings if triage(f) == "confirmed"]
+    confirmed = _look_first(findings)
     return _worst_distinct(confirmed)[0].id if confirmed else ""
 
 
