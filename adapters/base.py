@@ -50,6 +50,10 @@ FORWARD_OPS: frozenset[str] = frozenset(reference_ops.OPS[:5])
 # The language-model head; its gradients are w.r.t. each input (grad_hidden, grad_weight,
 # grad_bias), ``reference.evaluate.quantities(op)`` says which an op defines.
 LINEAR_OP: str = reference_ops.LINEAR_OP
+# How an implementation's ``adaptation`` begins when it composes the LLM head (soft-capping,
+# temperature, z-loss) around another implementation's API: called with none of those options
+# it is that API, so the timing suite times it only with them (``suites.timing.configs``).
+HEAD_COMPOSITION = "a composition: "
 
 
 def backend_and_api(name: str) -> tuple[str, str]:

@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from xentbench.adapters.base import HEAD_COMPOSITION
 from xentbench.reference.shards import bounds
 
 HEAD = ("softcap", "temperature", "z_loss")
-ADAPTATION = "a composition: softcapped = cap * tanh((x / T) / cap), then the API"
+ADAPTATION = HEAD_COMPOSITION + "softcapped = cap * tanh((x / T) / cap), then the API"
 
 
 def _head_softcapped(x, softcap=None, temperature=None):

@@ -16,12 +16,12 @@ import keras
 import tensorflow as tf
 
 from xentbench.adapters._table import SOFT_CE, SPARSE_CE
-from xentbench.adapters.base import Implementation
+from xentbench.adapters.base import HEAD_COMPOSITION, Implementation
 from xentbench.adapters.tensorflow_options import tf_implementation
 
 HEAD = ("softcap", "temperature", "z_loss")
 _DIRECTIONS = ("cotangent", "tangent")
-ADAPTATION = "a composition: softcapped = cap * tf.tanh((x / T) / cap), then the API"
+ADAPTATION = HEAD_COMPOSITION + "softcapped = cap * tf.tanh((x / T) / cap), then the API"
 
 
 def softcapped(x: tf.Tensor, softcap=None, temperature=None) -> tf.Tensor:

@@ -16,11 +16,12 @@ import math
 import torch
 import torch.nn.functional as F
 
+from xentbench.adapters.base import HEAD_COMPOSITION
 from xentbench.reference.shards import bounds
 
 HEAD = ("softcap", "temperature", "z_loss")
 _DIRECTIONS = ("cotangent", "tangent")
-ADAPTATION = "a composition: softcapped = cap * tanh((x / T) / cap), then the API"
+ADAPTATION = HEAD_COMPOSITION + "softcapped = cap * tanh((x / T) / cap), then the API"
 
 
 def softcapped(x: torch.Tensor, softcap=None, temperature=None) -> torch.Tensor:

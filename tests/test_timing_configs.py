@@ -8,7 +8,7 @@ import pytest
 from test_timing import FAST
 
 from xentbench.adapters import registry
-from xentbench.adapters.base import Adapter, Implementation, PreparedCall
+from xentbench.adapters.base import HEAD_COMPOSITION, Adapter, Implementation, PreparedCall
 from xentbench.reference.options import canonical
 from xentbench.suites.catalog.selection import Selection
 from xentbench.suites.store.rows import RowWriter, load, stored_keys
@@ -86,6 +86,38 @@ def test_an_implementation_limited_to_other_reductions_is_not_timed_in_it():
     adapter.impls = (sum_only,)
     (row,) = [row for row in rows_of(adapter).values() if row["options"]]
     assert row["verdict"] == "unsupported" and "reduction=mean" in row["message"]
+
+
+def test_the_llm_head_is_timed_with_the_options_each_declares_and_compositions_only_so():
+    """Soft-cap 30 and z-loss 1e-4 where declared (a softmax takes the cap alone); a composition
+    around another API is not timed plain (it would time that API again), the others are."""
+    adapter = OptionsAdapter()
+    head = ("softcap", "temperature", "z_loss")
+    adapter.impls = (
+        Implementation("opt:capped-ce", SPARSE, ("float32",), options=head),
+        Implementation("opt:capped-softmax", "softmax", ("float32",), options=head[:2]),
+        Implementation(
+            "opt:composed", SPARSE, ("float32",), options=head, adaptation=HEAD_COMPOSITION + "x"
+        ),
+        Implementation("opt:plain", SPARSE, ("float32",)),
+    )
+    rows = rows_of(adapter)
+    configured = {(key[0], row["options"]) for key, row in rows.items()}
+    both, cap = canonical(configs.HEAD), canonical({"softcap": configs.HEAD["softcap"]})
+    assert configured == {
+        ("opt:capped-ce", ""),
+        ("opt:capped-ce", both),
+        ("opt:capped-softmax", ""),
+        ("opt:capped-softmax", cap),
+        ("opt:composed", both),
+        ("opt:plain", ""),
+    }
+    assert all(row["verdict"] == "ok" for row in rows.values())
+    seen = {
+        (c.implementation.name, tuple(sorted(c.options.items()))) for c, _, _ in adapter.prepared
+    }
+    assert ("opt:composed", (("softcap", 30.0), ("z_loss", 1e-4))) in seen
+    assert ("opt:capped-softmax", (("softcap", 30.0),)) in seen
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Timing configurations: the plain call, and cross-entropy as LLM training calls it.
+"""Timing configurations: the plain call, cross-entropy as LLM training calls it, and the LLM
+head.
 
 The plain configuration times each API with no options (per-row losses, the gradient of their
 sum). LLM training calls sparse cross-entropy differently: ``reduction="mean"`` over the
@@ -10,6 +11,12 @@ implementation that declares every one of its options, with these values, is tim
 declares some but not all gets an ``unsupported`` row naming what it lacks, and one that
 declares none is left out. Nothing is emulated: a framework without label smoothing is not
 timed with a hand-written smoothing around it.
+
+``HEAD`` is the language-model head as trained: the final logits soft-capped at 30 (Gemma 2)
+and a z-loss of 1e-4 (PaLM). Every implementation declaring ``softcap`` is timed with the
+``HEAD`` options it declares (the softmax ops take the cap alone). A composition of the head
+around another API (``adapters.base.HEAD_COMPOSITION``) is timed in that configuration only: its
+plain call is the API it wraps, timed under that API's own name.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from xentbench.adapters.base import Call, Implementation
+from xentbench.adapters.base import HEAD_COMPOSITION, Call, Implementation
 from xentbench.reference.options import canonical
 
 TRAINING_OP = "sparse_softmax_cross_entropy"
@@ -30,6 +37,7 @@ TRAINING: dict[str, Any] = {
     "ignore_index": IGNORE_INDEX,
     "label_smoothing": 0.1,
 }
+HEAD: dict[str, Any] = {"softcap": 30.0, "z_loss": 1e-4}
 _PADDING_STREAM = 7  # the seed stream of the padded rows, apart from inputs.py's input streams
 
 
@@ -46,6 +54,28 @@ def training_calls(plain_calls: list[Call]) -> list[Call]:
         for call in plain_calls
         if wants_training(call.implementation)
     ]
+
+
+def head_options(impl: Implementation) -> dict[str, Any]:
+    """The ``HEAD`` options ``impl`` declares, or {} where it declares no ``softcap``."""
+    if "softcap" not in impl.options:
+        return {}
+    return {name: value for name, value in HEAD.items() if name in impl.options}
+
+
+def head_calls(plain_calls: list[Call]) -> list[Call]:
+    """The head-configuration twin of each plain call of an implementation declaring ``softcap``."""
+    return [
+        dataclasses.replace(call, options=head_options(call.implementation))
+        for call in plain_calls
+        if head_options(call.implementation)
+    ]
+
+
+def is_timed(call: Call) -> bool:
+    """Whether a call is timed: every configured call, and the plain call of all but the head's
+    compositions (the API they wrap, timed under its own name)."""
+    return bool(call.options) or not call.implementation.adaptation.startswith(HEAD_COMPOSITION)
 
 
 def options_label(call: Call) -> str:

@@ -272,7 +272,9 @@ def plan_timing(
     Passes: ``forward`` for every implementation, ``forward+backward`` (quantity ``grad``) for
     those declaring ``gradient=True``; each in the plain configuration and, for the sparse
     cross-entropies that declare its options, the training one (``suites.timing.configs``:
-    mean over non-ignored rows, a quarter ignored, label smoothing 0.1). Unsupported
+    mean over non-ignored rows, a quarter ignored, label smoothing 0.1); for those declaring
+    ``softcap``, the LLM head's (soft-cap 30, z-loss 1e-4), the head's compositions in that
+    configuration only. Unsupported
     combinations still get a task whose row says why, so reports show the gap instead of
     silently omitting it. ``rounds`` repeats the whole grid (interleaved: round 2 starts after
     round 1 has visited every task); ``only_round`` plans one of them, in a process of its own
@@ -313,7 +315,8 @@ def plan_timing(
     for round_ in range(1, rounds + 1) if only_round is None else (only_round,):
         for batch, classes in selection.shapes:
             calls = [call for impl in wanted for call in selection.calls(impl, _timed(impl))]
-            calls += configs.training_calls(calls)
+            calls += configs.training_calls(calls) + configs.head_calls(calls)
+            calls = [call for call in calls if configs.is_timed(call)]
             for index, call in enumerate(calls):
                 row = _base_row(adapter, call, pass_of[call.quantity], batch, classes)
                 key = key_of("timing", row)
