@@ -72,7 +72,7 @@ def _title(infos: list[tuple[Path, dict]], accuracy: pd.DataFrame, timing: pd.Da
     profiles = {_profile_name(info) for _, info in infos if info.get("timing_profile")}
     profile = f"; timing profile {', '.join(sorted(profiles))}" if profiles else ""
     return _wrap(
-        f"xentbench report of run {runs}: {_count(len(backends), 'backend')} "
+        f"xentbench report of {'runs' if len(infos) > 1 else 'run'} {runs}: {_count(len(backends), 'backend')} "
         f"({', '.join(backends)}) "
         f"on {', '.join(devices) or 'no device'}{profile}."
     )
