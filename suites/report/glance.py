@@ -69,12 +69,12 @@ def _title(infos: list[tuple[Path, dict]], accuracy: pd.DataFrame, timing: pd.Da
     backends = sorted(set().union(*(set(f["backend"]) for f in frames)))
     devices = sorted(set().union(*(set(f["device"]) for f in frames)) - {""})
     runs = ", ".join(str(info.get("run_id", run_dir.name)) for run_dir, info in infos)
+    runs = f"{'runs' if len(infos) > 1 else 'run'} {runs}"
     profiles = {_profile_name(info) for _, info in infos if info.get("timing_profile")}
     profile = f"; timing profile {', '.join(sorted(profiles))}" if profiles else ""
     return _wrap(
-        f"xentbench report of {'runs' if len(infos) > 1 else 'run'} {runs}: {_count(len(backends), 'backend')} "
-        f"({', '.join(backends)}) "
-        f"on {', '.join(devices) or 'no device'}{profile}."
+        f"xentbench report of {runs}: {_count(len(backends), 'backend')} "
+        f"({', '.join(backends)}) on {', '.join(devices) or 'no device'}{profile}."
     )
 
 
