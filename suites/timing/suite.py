@@ -272,9 +272,9 @@ def plan_timing(
     Passes: ``forward`` for every implementation, ``forward+backward`` (quantity ``grad``) for
     those declaring ``gradient=True``; each in the plain configuration and, for the sparse
     cross-entropies that declare its options, the training one (``suites.timing.configs``:
-    mean over non-ignored rows, a quarter ignored, label smoothing 0.1); for those declaring
-    ``softcap``, the LLM head's (soft-cap 30, z-loss 1e-4), the head's compositions in that
-    configuration only. Unsupported
+    mean over non-ignored rows, a quarter ignored, label smoothing 0.1); for the cross-entropies
+    declaring ``softcap``, the LLM head's (soft-cap 30, z-loss 1e-4); the head's compositions
+    never plain. Unsupported
     combinations still get a task whose row says why, so reports show the gap instead of
     silently omitting it. ``rounds`` repeats the whole grid (interleaved: round 2 starts after
     round 1 has visited every task); ``only_round`` plans one of them, in a process of its own
