@@ -40,7 +40,7 @@ def glance(
     if not accuracy.empty:
         parts.append(_accuracy(accuracy))
     if findings is not None and findings.findings:
-        parts.append(_findings(findings, infos))
+        parts.append(_findings(findings))
     if not timing.empty:
         parts.append(_fastest(timing))
     example = _first_listed(findings)
@@ -117,7 +117,7 @@ def _text_table(frame: pd.DataFrame, indent: str = "  ") -> str:
     return "\n".join(lines)
 
 
-def _findings(result: FindingsOfRuns, infos: list[tuple[Path, dict]]) -> str:
+def _findings(result: FindingsOfRuns) -> str:
     """The counts per class, the defect? findings to look at first, the largest shared causes."""
     per_class = ", ".join(f"{n} {klass}" for klass, n in result.counts().items() if n)
     blocks = [
@@ -140,8 +140,9 @@ def _findings(result: FindingsOfRuns, infos: list[tuple[Path, dict]]) -> str:
         unexplained = sum(1 for f in result.findings if triage(f) == "unexplained")
         blocks.append(
             _wrap(
-                f"No `defect?` finding is confirmed by a careful kernel; "
-                f"{unexplained} are unexplained."
+                "No `defect?` finding of a framework or plugin is confirmed by a careful "
+                f"kernel; {unexplained} are unexplained (no careful comparison, or the careful "
+                "kernel fails too)."
             )
         )
     if result.causes:
@@ -171,7 +172,7 @@ def _worst_distinct(findings: list[Finding]) -> list[Finding]:
     for finding in sorted(findings, key=severity_key):
         if finding.cause and finding.cause in causes:
             continue
-        causes.add(finding.cause)
+        causes.add(finding.cause or finding.id)
         chosen.append(finding)
         if len(chosen) == LOOK_FIRST:
             break
