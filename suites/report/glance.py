@@ -36,15 +36,16 @@ def glance(
     files: list[str],
 ) -> str:
     """The plain-text summary of a report written into ``report_dir`` (``files``: its files)."""
+    confirmed = _look_first(findings) if findings is not None else []
+    listed = _worst_distinct(confirmed)
     parts = [_title(infos, accuracy, timing)]
     if not accuracy.empty:
         parts.append(_accuracy(accuracy))
     if findings is not None and findings.findings:
-        parts.append(_findings(findings))
+        parts.append(_findings(findings, confirmed, listed))
     if not timing.empty:
         parts.append(_fastest(timing))
-    example = _first_listed(findings)
-    parts.append(_where(report_dir, files, infos, example))
+    parts.append(_where(report_dir, files, infos, listed[0].id if listed else ""))
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
@@ -117,8 +118,9 @@ def _text_table(frame: pd.DataFrame, indent: str = "  ") -> str:
     return "\n".join(lines)
 
 
-def _findings(result: FindingsOfRuns) -> str:
-    """The counts per class, the defect? findings to look at first, the largest shared causes."""
+def _findings(result: FindingsOfRuns, confirmed: list[Finding], listed: list[Finding]) -> str:
+    """The counts per class, the defect? findings to look at first (``confirmed``, of which
+    ``listed`` are shown), the largest shared causes."""
     per_class = ", ".join(f"{n} {klass}" for klass, n in result.counts().items() if n)
     blocks = [
         _wrap(
@@ -126,7 +128,6 @@ def _findings(result: FindingsOfRuns) -> str:
             "evaluations; `defect?` ones have no known explanation."
         )
     ]
-    confirmed = _look_first(result)
     if confirmed:
         blocks.append(
             _wrap(
@@ -135,7 +136,7 @@ def _findings(result: FindingsOfRuns) -> str:
                 "cause:"
             )
         )
-        blocks += [_finding_lines(f) for f in _worst_distinct(confirmed)]
+        blocks += [_finding_lines(f) for f in listed]
     else:
         unexplained = sum(1 for f in result.findings if triage(f) == "unexplained")
         blocks.append(
@@ -204,14 +205,6 @@ def _fastest(timing: pd.DataFrame) -> str:
         cells = "; ".join(f"{p} {row[p]}" for p in passes if row[p] != "—")
         lines.append(_wrap(f"{row['op']} {row['shape']}: {cells}", "  "))
     return "\n".join(lines)
-
-
-def _first_listed(findings: FindingsOfRuns | None) -> str:
-    """The id of the first finding the summary lists, for the commands it suggests."""
-    if findings is None:
-        return ""
-    confirmed = _look_first(findings)
-    return _worst_distinct(confirmed)[0].id if confirmed else ""
 
 
 def _where(report_dir: Path, files: list[str], infos: list[tuple[Path, dict]], example: str) -> str:
